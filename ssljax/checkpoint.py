@@ -1,0 +1,85 @@
+"""Orbax checkpoints of a pretraining run: state, data position and run metadata together.
+
+`WORKDIR/checkpoints/STEP/` holds `state` (params, optimizer state, step), `data` (the grain
+iterator position) and `meta` (config, seed, tokenizer). Saves are async and atomic (Orbax
+writes to a temporary directory and renames it when complete), so an interrupted save never
+replaces a good checkpoint. A latest checkpoint that fails to restore is reported and the
+previous one is used.
+"""
+
+import base64
+import logging
+import pathlib
+
+import orbax.checkpoint as ocp
+
+from ssljax.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def manager(workdir, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / 'checkpoints',
+                               options=options, item_names=('state', 'data', 'meta'))
+
+
+def save(mgr, step, state, data_state, meta, force=False):
+  mgr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      data=ocp.args.JsonSave(data_state),
+      meta=ocp.args.JsonSave(meta)), force=force)
+
+
+def make_meta(config, tokenizer_proto: bytes) -> dict:
+  return {'config': config.to_dict(), 'seed': config.train.seed,
+          'tokenizer': base64.b64encode(tokenizer_proto).decode('ascii')}
+
+
+def tokenizer_proto(meta) -> bytes:
+  return base64.b64decode(meta['tokenizer'])
+
+
+def read_meta(directory) -> dict:
+  """The metadata of the latest checkpoint (config, tokenizer) without restoring arrays."""
+  mgr = manager(directory, keep=1, async_save=False) if not _is_step_dir(directory) else None
+  if mgr is None:
+    path = pathlib.Path(directory)
+    mgr, step = manager(path.parent.parent, keep=1, async_save=False), int(path.name)
+  else:
+    step = mgr.latest_step()
+  if step is None:
+    raise UserError(f'no checkpoint in {directory}; pass a pretraining workdir or one of '
+                    'its checkpoints/STEP directories')
+  return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
+def _is_step_dir(directory):
+  path = pathlib.Path(directory)
+  return path.name.isdigit() and path.parent.name == 'checkpoints'
+
+
+def restore_latest(mgr, abstract_state):
+  """(step, state, data_state, meta) of the newest checkpoint that restores; None if none.
+
+  `abstract_state` is a tree of ShapeDtypeStructs with the wanted shardings, so a
+  checkpoint written on 8 devices restores onto 1 and the reverse.
+  """
+  steps = sorted(mgr.all_steps(), reverse=True)
+  for step in steps:
+    try:
+      restored = mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state),
+          data=ocp.args.JsonRestore(),
+          meta=ocp.args.JsonRestore()))
+    except Exception as e:  # a torn or corrupt checkpoint: say so and try the previous one
+      first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+      log.warning('checkpoint %s/%d could not be restored (%s: %s); trying the previous one',
+                  mgr.directory, step, type(e).__name__, first_line)
+      continue
+    return step, restored['state'], restored['data'], restored['meta']
+  if steps:
+    raise UserError(f'none of the checkpoints {steps} in {mgr.directory} could be restored; '
+                    'move that directory away to start afresh')
+  return None

@@ -1,0 +1,213 @@
+"""Configs as code: every key with its default, loading, and `--set key=value` overrides.
+
+A config file under `configs/` is a Python module with `get_config()` that starts from
+`base()` and overrides what differs. `base()` is the single list of keys: an unknown key,
+in a file or on the command line, is an error that names the closest known key.
+"""
+
+import ast
+import difflib
+import importlib.util
+import pathlib
+
+import ml_collections
+
+from ssljax.errors import UserError
+
+OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop', 'clm')
+
+
+def base() -> ml_collections.ConfigDict:
+  """Every key ssljax reads, with defaults that fit a quick CPU run."""
+  c = ml_collections.ConfigDict()
+  c.objective = 'mlm_nsp'  # mlm | mlm_nsp (BERT) | mlm_sop (ALBERT) | clm (GPT)
+
+  c.model = m = ml_collections.ConfigDict()
+  m.arch = 'bert'  # bert | albert | gpt
+  m.vocab_size = 0  # 0: taken from the tokenizer
+  m.hidden_size = 128
+  m.num_layers = 2
+  m.num_heads = 2
+  m.mlp_dim = 512
+  m.max_len = 128  # size of the position table
+  m.type_vocab_size = 2
+  m.embed_size = 0  # ALBERT factorised embedding E; 0 means E = hidden_size
+  m.share_layers = False  # ALBERT cross-layer sharing
+  m.pre_ln = False  # BERT is post-LN; GPT is always pre-LN
+  m.activation = 'gelu'  # gelu (exact, BERT) | gelu_tanh (GPT-2, ALBERT)
+  m.dropout_rate = 0.1
+  m.attention_dropout_rate = 0.1
+  m.layer_norm_eps = 1e-12
+  m.scan_layers = False
+  m.remat = False
+  m.dtype = 'float32'  # compute dtype; parameters stay float32
+
+  c.mlm = ml_collections.ConfigDict()
+  c.mlm.rate = 0.15
+  c.mlm.mask_fraction = 0.8  # of the chosen: -> [MASK]
+  c.mlm.random_fraction = 0.1  # of the chosen: -> random token (the rest stay)
+  c.mlm.whole_word = False
+  c.mlm.masked_positions_only = True  # run the MLM head on chosen positions only
+
+  c.data = d = ml_collections.ConfigDict()
+  d.source = 'embedded'  # embedded | text | jsonl | tfds
+  d.path = ''  # text/jsonl: a file or a directory of files
+  d.text_field = 'text'  # jsonl key
+  d.tfds_name = ''
+  d.tfds_split = 'train'
+  d.tfds_data_dir = ''
+  d.seq_len = 128
+  d.eval_fraction = 0.02  # documents held out for evaluation
+
+  c.tokenizer = t = ml_collections.ConfigDict()
+  t.path = ''  # an existing sentencepiece .model; '' trains one on the corpus
+  t.vocab_size = 8000
+  t.model_type = 'unigram'
+
+  c.train = tr = ml_collections.ConfigDict()
+  tr.steps = 200
+  tr.batch_size = 32  # global, over all devices and hosts
+  tr.grad_accum = 1
+  tr.seed = 0
+  tr.log_every = 10
+  tr.eval_every = 100
+  tr.eval_batches = 4
+  tr.checkpoint_every = 100
+  tr.keep_checkpoints = 3
+  tr.progress = True
+
+  c.optimizer = o = ml_collections.ConfigDict()
+  o.name = 'adamw'  # adamw | lamb
+  o.learning_rate = 1e-3
+  o.warmup_steps = 20
+  o.decay = 'linear'  # linear | cosine | constant
+  o.end_learning_rate = 0.0
+  o.weight_decay = 0.01
+  o.b1 = 0.9
+  o.b2 = 0.999
+  o.eps = 1e-6
+  o.clip_norm = 1.0
+
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.strategy = 'jit'  # jit (mesh) | pmap (classic data parallel)
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # -1: all devices left after fsdp and tensor
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.initialize = False  # also on when SSLJAX_COORDINATOR is set
+  c.distributed.coordinator_address = ''
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
+  c.distributed.cpu_collectives = 'gloo'
+  return c
+
+
+def load(path: str | None, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+  """Reads a config file (or the base config when None) and applies `key=value` overrides."""
+  if path is None:
+    config = base()
+  else:
+    config = _from_file(path)
+  config.lock()
+  for item in overrides:
+    _apply(config, item)
+  validate(config)
+  return config
+
+
+def _from_file(path: str) -> ml_collections.ConfigDict:
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise UserError(f'config file {path} does not exist; the configs ship in configs/, '
+                    'e.g. --config configs/bert_tiny.py')
+  spec = importlib.util.spec_from_file_location(f'ssljax_config_{file.stem}', file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise UserError(f'config file {path} defines no get_config()')
+  config = module.get_config()
+  _check_keys(config, base(), path)
+  return config
+
+
+def _check_keys(config, reference, origin, prefix=''):
+  for key, value in config.items():
+    name = prefix + key
+    if key not in reference:
+      raise UserError(_unknown(name, reference, prefix, origin))
+    if isinstance(value, ml_collections.ConfigDict):
+      _check_keys(value, reference[key], origin, name + '.')
+
+
+def _unknown(name, reference, prefix, origin):
+  known = [prefix + k for k in reference.keys()]
+  close = difflib.get_close_matches(name, known, n=1)
+  hint = f'did you mean {close[0]}?' if close else f'known keys here: {", ".join(known)}'
+  return f'unknown config key {name!r} in {origin}; {hint}'
+
+
+def _apply(config, item: str):
+  if '=' not in item:
+    raise UserError(f'--set expects key=value, got {item!r}')
+  name, text = item.split('=', 1)
+  *parents, leaf = name.strip().split('.')
+  node, prefix = config, ''
+  for part in parents:
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise UserError(_unknown(prefix + part, node, prefix, '--set'))
+    node, prefix = node[part], prefix + part + '.'
+  if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+    raise UserError(_unknown(name, node, prefix, '--set'))
+  node[leaf] = _parse(text, type(node[leaf]), name)
+
+
+def _parse(text, kind, name):
+  if kind is str:
+    return text
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = {'true': True, 'false': False}.get(text.lower(), text)
+  if kind is float and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if kind is not type(value):
+    raise UserError(f'--set {name}={text}: expected a {kind.__name__}')
+  return value
+
+
+def _choice(name, value, options):
+  if value not in options:
+    raise UserError(f'{name}={value!r} is not one of {", ".join(map(str, options))}')
+
+
+def validate(c):
+  """Checks values a run cannot start with; device-dependent checks live in `sharding`."""
+  _choice('objective', c.objective, OBJECTIVES)
+  _choice('model.arch', c.model.arch, ('bert', 'albert', 'gpt'))
+  _choice('data.source', c.data.source, ('embedded', 'text', 'jsonl', 'tfds'))
+  _choice('optimizer.name', c.optimizer.name, ('adamw', 'lamb'))
+  _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
+  _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
+  _choice('model.dtype', c.model.dtype, ('float32', 'bfloat16'))
+  _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh'))
+  if (c.model.arch == 'gpt') != (c.objective == 'clm'):
+    raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
+                    'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop')
+  if c.model.hidden_size % c.model.num_heads:
+    raise UserError(f'model.hidden_size={c.model.hidden_size} is not divisible by '
+                    f'model.num_heads={c.model.num_heads}')
+  if c.data.seq_len > c.model.max_len:
+    raise UserError(f'data.seq_len={c.data.seq_len} exceeds model.max_len={c.model.max_len}')
+  if not 0 < c.mlm.rate < 1:
+    raise UserError(f'mlm.rate={c.mlm.rate} must lie in (0, 1)')
+  if c.mlm.mask_fraction + c.mlm.random_fraction > 1:
+    raise UserError('mlm.mask_fraction + mlm.random_fraction must not exceed 1')
+  for key in ('steps', 'batch_size', 'grad_accum', 'log_every', 'checkpoint_every'):
+    if c.train[key] < 1:
+      raise UserError(f'train.{key}={c.train[key]} must be at least 1')
+  if c.train.batch_size % c.train.grad_accum:
+    raise UserError(f'train.batch_size={c.train.batch_size} is not divisible by '
+                    f'train.grad_accum={c.train.grad_accum}')

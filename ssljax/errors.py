@@ -1,0 +1,5 @@
+"""The one exception type users see: a message that names the thing and the fix."""
+
+
+class UserError(Exception):
+  """Bad input (config, files, corpus, checkpoint). The CLI prints it without a traceback."""

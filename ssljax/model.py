@@ -1,0 +1,282 @@
+"""BERT / ALBERT encoders and the GPT decoder in Flax NNX.
+
+One `Block` serves all three (post-LN or pre-LN, bidirectional or causal). Parameters carry
+logical axis names ('vocab', 'embed', 'heads', 'mlp', 'layers'); `sharding.py` maps them to
+mesh axes. Dropout takes an explicit key per call, so the model state holds parameters only
+and a training step is a pure function of (params, batch, key).
+
+Shape suffixes: B batch, L length, H hidden, E embedding, N heads, D head dim, F mlp,
+V vocab, K predicted positions.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The `model` part of the config, frozen so that modules can hold it as static data."""
+  arch: str
+  vocab_size: int
+  hidden_size: int
+  num_layers: int
+  num_heads: int
+  mlp_dim: int
+  max_len: int
+  type_vocab_size: int = 2
+  embed_size: int = 0
+  share_layers: bool = False
+  pre_ln: bool = False
+  activation: str = 'gelu'
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.1
+  layer_norm_eps: float = 1e-12
+  scan_layers: bool = False
+  remat: bool = False
+  dtype: str = 'float32'
+
+  @classmethod
+  def from_config(cls, model_cfg, **overrides):
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in model_cfg.items() if k in fields} | overrides
+    if values['arch'] == 'gpt':
+      values['pre_ln'] = True
+    return cls(**values)
+
+
+def _init(stddev, names):
+  return nnx.with_partitioning(nnx.initializers.normal(stddev), names)
+
+
+def _zeros(names):
+  return nnx.with_partitioning(nnx.initializers.zeros_init(), names)
+
+
+def _ones(names):
+  return nnx.with_partitioning(nnx.initializers.ones_init(), names)
+
+
+class Dense(nnx.Linear):
+  """A Linear layer whose kernel and bias carry logical axis names."""
+
+  def __init__(self, din, dout, names, cfg, *, rngs, std=0.02):
+    super().__init__(din, dout, dtype=DTYPES[cfg.dtype], kernel_init=_init(std, names),
+                     bias_init=_zeros(names[-1:]), rngs=rngs)
+
+
+class LayerNorm(nnx.LayerNorm):
+
+  def __init__(self, dim, cfg, *, rngs):
+    super().__init__(dim, epsilon=cfg.layer_norm_eps, dtype=DTYPES[cfg.dtype],
+                     scale_init=_ones(('embed',)), bias_init=_zeros(('embed',)), rngs=rngs)
+
+
+def _activation(cfg):
+  return functools.partial(jax.nn.gelu, approximate=cfg.activation == 'gelu_tanh')
+
+
+def _dropout(x, rate, key):
+  if key is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def attention_mask(doc_ids_BxL, causal):
+  """Tokens attend to tokens of the same document (doc id > 0); causal adds j <= i."""
+  same_BxLxL = doc_ids_BxL[:, :, None] == doc_ids_BxL[:, None, :]
+  mask_BxLxL = same_BxLxL & (doc_ids_BxL[:, None, :] > 0)
+  if causal:
+    length = doc_ids_BxL.shape[1]
+    mask_BxLxL &= jnp.tril(jnp.ones((length, length), bool))
+  return mask_BxLxL[:, None]  # B x 1 x L x L, broadcast over heads
+
+
+class Block(nnx.Module):
+  """Self-attention plus MLP, each with a residual; post-LN (BERT) or pre-LN (GPT)."""
+
+  def __init__(self, cfg, *, rngs):
+    h, f = cfg.hidden_size, cfg.mlp_dim
+    self.num_heads, self.pre_ln, self.cfg = cfg.num_heads, cfg.pre_ln, cfg
+    self.query = Dense(h, h, ('embed', 'heads'), cfg, rngs=rngs)
+    self.key = Dense(h, h, ('embed', 'heads'), cfg, rngs=rngs)
+    self.value = Dense(h, h, ('embed', 'heads'), cfg, rngs=rngs)
+    self.attention_out = Dense(h, h, ('heads', 'embed'), cfg, rngs=rngs)
+    self.attention_norm = LayerNorm(h, cfg, rngs=rngs)
+    self.mlp_in = Dense(h, f, ('embed', 'mlp'), cfg, rngs=rngs)
+    self.mlp_out = Dense(f, h, ('mlp', 'embed'), cfg, rngs=rngs)
+    self.mlp_norm = LayerNorm(h, cfg, rngs=rngs)
+
+  def attention(self, x_BxLxH, mask_Bx1xLxL, key):
+    b, l, h = x_BxLxH.shape
+    split = lambda t: t.reshape(b, l, self.num_heads, h // self.num_heads)
+    q_BxLxNxD = split(self.query(x_BxLxH))
+    k_BxLxNxD = split(self.key(x_BxLxH))
+    v_BxLxNxD = split(self.value(x_BxLxH))
+    if key is None or self.cfg.attention_dropout_rate == 0.0:
+      out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
+                                                 mask=mask_Bx1xLxL)
+    else:  # dot_product_attention has no dropout: spell the softmax out
+      scale = (h // self.num_heads) ** -0.5
+      logits_BxNxLxL = jnp.einsum('blnd,bmnd->bnlm', q_BxLxNxD, k_BxLxNxD) * scale
+      logits_BxNxLxL = jnp.where(mask_Bx1xLxL, logits_BxNxLxL,
+                                 jnp.finfo(logits_BxNxLxL.dtype).min)
+      probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL.astype(jnp.float32), axis=-1)
+      probs_BxNxLxL = _dropout(probs_BxNxLxL, self.cfg.attention_dropout_rate, key)
+      out_BxLxNxD = jnp.einsum('bnlm,bmnd->blnd', probs_BxNxLxL.astype(v_BxLxNxD.dtype),
+                               v_BxLxNxD)
+    return self.attention_out(out_BxLxNxD.reshape(b, l, h))
+
+  def __call__(self, x_BxLxH, mask_Bx1xLxL, key=None):
+    keys = jax.random.split(key, 3) if key is not None else (None,) * 3
+    rate = self.cfg.dropout_rate
+    mlp = lambda y: self.mlp_out(_activation(self.cfg)(self.mlp_in(y)))
+    if self.pre_ln:
+      x_BxLxH = x_BxLxH + _dropout(
+          self.attention(self.attention_norm(x_BxLxH), mask_Bx1xLxL, keys[0]), rate, keys[1])
+      return x_BxLxH + _dropout(mlp(self.mlp_norm(x_BxLxH)), rate, keys[2])
+    x_BxLxH = self.attention_norm(
+        x_BxLxH + _dropout(self.attention(x_BxLxH, mask_Bx1xLxL, keys[0]), rate, keys[1]))
+    return self.mlp_norm(x_BxLxH + _dropout(mlp(x_BxLxH), rate, keys[2]))
+
+
+class Stack(nnx.Module):
+  """num_layers Blocks: a list, one shared Block (ALBERT), or stacked params under scan."""
+
+  def __init__(self, cfg, *, rngs):
+    self.cfg = cfg
+    if cfg.share_layers:
+      self.shared = Block(cfg, rngs=rngs)
+    elif cfg.scan_layers:
+      @nnx.split_rngs(splits=cfg.num_layers)
+      @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: 'layers'})
+      def make(rngs):
+        return Block(cfg, rngs=rngs)
+      self.scanned = make(rngs)
+    else:
+      self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+
+  def __call__(self, x_BxLxH, mask_Bx1xLxL, key=None):
+    cfg = self.cfg
+    keys = (jax.random.split(key, cfg.num_layers) if key is not None
+            else [None] * cfg.num_layers)
+    apply = lambda block, x, k: block(x, mask_Bx1xLxL, k)
+    if cfg.remat:
+      apply = nnx.remat(apply)
+    if cfg.scan_layers and not cfg.share_layers:
+      @nnx.scan(in_axes=(0, nnx.Carry, 0 if key is not None else None), out_axes=nnx.Carry,
+                transform_metadata={nnx.PARTITION_NAME: 'layers'})
+      def body(block, x, k):
+        return apply(block, x, k)
+      return body(self.scanned, x_BxLxH, keys if key is not None else None)
+    for i in range(cfg.num_layers):
+      block = self.shared if cfg.share_layers else self.layers[i]
+      x_BxLxH = apply(block, x_BxLxH, keys[i])
+    return x_BxLxH
+
+
+class Embeddings(nnx.Module):
+  """Token + position (+ segment) embeddings, with ALBERT's E -> H projection when E < H."""
+
+  def __init__(self, cfg, *, rngs, segments=True, norm=True):
+    e = cfg.embed_size or cfg.hidden_size
+    dtype = DTYPES[cfg.dtype]
+    self.cfg = cfg
+    self.word = nnx.Embed(cfg.vocab_size, e, dtype=dtype,
+                          embedding_init=_init(0.02, ('vocab', 'embed')), rngs=rngs)
+    self.position = nnx.Embed(cfg.max_len, e, dtype=dtype,
+                              embedding_init=_init(0.02, (None, 'embed')), rngs=rngs)
+    self.segment = (nnx.Embed(cfg.type_vocab_size, e, dtype=dtype,
+                              embedding_init=_init(0.02, (None, 'embed')), rngs=rngs)
+                    if segments else None)
+    self.norm = LayerNorm(e, cfg, rngs=rngs) if norm else None
+    self.project = (Dense(e, cfg.hidden_size, (None, 'embed'), cfg, rngs=rngs)
+                    if e != cfg.hidden_size else None)
+
+  def __call__(self, ids_BxL, positions_BxL, segment_ids_BxL, key):
+    x_BxLxE = self.word(ids_BxL) + self.position(positions_BxL)
+    if self.segment is not None:
+      x_BxLxE += self.segment(segment_ids_BxL)
+    if self.norm is not None:
+      x_BxLxE = self.norm(x_BxLxE)
+    x_BxLxE = _dropout(x_BxLxE, self.cfg.dropout_rate, key)
+    return self.project(x_BxLxE) if self.project is not None else x_BxLxE
+
+
+class MLMHead(nnx.Module):
+  """Dense + GELU + LayerNorm, then logits through the tied word embedding plus a bias."""
+
+  def __init__(self, cfg, *, rngs):
+    e = cfg.embed_size or cfg.hidden_size
+    self.cfg = cfg
+    self.transform = Dense(cfg.hidden_size, e, ('embed', None), cfg, rngs=rngs)
+    self.norm = LayerNorm(e, cfg, rngs=rngs)
+    self.bias = nnx.Param(jnp.zeros((cfg.vocab_size,)), sharding=('vocab',))
+
+  def __call__(self, x_BxKxH, embedding_VxE):
+    y_BxKxE = self.norm(_activation(self.cfg)(self.transform(x_BxKxH)))
+    logits_BxKxV = jnp.einsum('bke,ve->bkv', y_BxKxE, embedding_VxE.astype(y_BxKxE.dtype))
+    return logits_BxKxV.astype(jnp.float32) + self.bias[...]
+
+
+class Encoder(nnx.Module):
+  """BERT / ALBERT: embeddings, block stack, [CLS] pooler, MLM and sentence-pair heads."""
+
+  def __init__(self, cfg, *, rngs):
+    self.cfg = cfg
+    self.embeddings = Embeddings(cfg, rngs=rngs)
+    self.stack = Stack(cfg, rngs=rngs)
+    self.final_norm = LayerNorm(cfg.hidden_size, cfg, rngs=rngs) if cfg.pre_ln else None
+    self.pooler = Dense(cfg.hidden_size, cfg.hidden_size, ('embed', None), cfg, rngs=rngs)
+    self.mlm_head = MLMHead(cfg, rngs=rngs)
+    self.sentence_head = Dense(cfg.hidden_size, 2, ('embed', None), cfg, rngs=rngs)
+
+  def __call__(self, batch, key=None):
+    """Returns the last hidden states B x L x H."""
+    keys = jax.random.split(key) if key is not None else (None, None)
+    x_BxLxH = self.embeddings(batch['input_ids'], batch['positions'], batch['segment_ids'],
+                              keys[0])
+    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=False), keys[1])
+    return self.final_norm(x_BxLxH) if self.final_norm is not None else x_BxLxH
+
+  def pool(self, x_BxLxH):
+    return jnp.tanh(self.pooler(x_BxLxH[:, 0]))
+
+  def mlm_logits(self, x_BxKxH):
+    return self.mlm_head(x_BxKxH, self.embeddings.word.embedding[...])
+
+  def sentence_logits(self, x_BxLxH):
+    return self.sentence_head(self.pool(x_BxLxH)).astype(jnp.float32)
+
+
+class Decoder(nnx.Module):
+  """GPT: causal pre-LN blocks, final LayerNorm, logits tied to the input embedding."""
+
+  def __init__(self, cfg, *, rngs):
+    self.cfg = cfg
+    self.embeddings = Embeddings(cfg, rngs=rngs, segments=False, norm=False)
+    self.stack = Stack(cfg, rngs=rngs)
+    self.final_norm = LayerNorm(cfg.hidden_size, cfg, rngs=rngs)
+
+  def __call__(self, batch, key=None):
+    keys = jax.random.split(key) if key is not None else (None, None)
+    x_BxLxH = self.embeddings(batch['input_ids'], batch['positions'], None, keys[0])
+    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=True), keys[1])
+    return self.final_norm(x_BxLxH)
+
+  def lm_logits(self, x_BxLxH):
+    embedding_VxH = self.embeddings.word.embedding[...]
+    return jnp.einsum('blh,vh->blv', x_BxLxH, embedding_VxH.astype(x_BxLxH.dtype)).astype(
+        jnp.float32)
+
+
+def build(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
+  """The model that `cfg.arch` names, unsharded: `sharding.py` places its parameters."""
+  with nnx.use_eager_sharding(False):
+    return (Decoder if cfg.arch == 'gpt' else Encoder)(cfg, rngs=rngs)

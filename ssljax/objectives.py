@@ -1,0 +1,79 @@
+"""Loss sums of the self-supervised objectives.
+
+Each head returns sums (loss, correct, count) over its predictions, never means: the step
+divides by the *global* count, so a sharded, pmapped or accumulated step gives the same loss
+and gradient as one device computing the whole batch.
+"""
+
+import jax.numpy as jnp
+import optax
+
+HEADS = {
+    'mlm': ('mlm',),
+    'mlm_nsp': ('mlm', 'nsp'),
+    'mlm_sop': ('mlm', 'sop'),
+    'clm': ('clm',),
+}
+
+
+def _sums(logits_BxKxV, targets_BxK, weights_BxK):
+  xent_BxK = optax.softmax_cross_entropy_with_integer_labels(logits_BxKxV, targets_BxK)
+  correct_BxK = (logits_BxKxV.argmax(-1) == targets_BxK).astype(jnp.float32)
+  return {
+      'loss': (xent_BxK * weights_BxK).sum(),
+      'correct': (correct_BxK * weights_BxK).sum(),
+      'count': weights_BxK.sum(),
+  }
+
+
+def clm_weights(doc_ids_BxL):
+  """Position t predicts token t+1 only inside one document."""
+  return ((doc_ids_BxL[:, 1:] == doc_ids_BxL[:, :-1]) & (doc_ids_BxL[:, 1:] > 0)).astype(
+      jnp.float32)
+
+
+def mlm_sums(model, hidden_BxLxH, ids_BxL, masks, positions_only):
+  """MLM on the K chosen positions only, or on all L positions weighted by the mask."""
+  if positions_only:
+    hidden_BxKxH = jnp.take_along_axis(hidden_BxLxH, masks['positions'][..., None], axis=1)
+    return _sums(model.mlm_logits(hidden_BxKxH), masks['targets'], masks['weights'])
+  return _sums(model.mlm_logits(hidden_BxLxH), ids_BxL,
+               masks['chosen'].astype(jnp.float32))
+
+
+def sentence_sums(model, hidden_BxLxH, labels_B):
+  logits_Bx2 = model.sentence_logits(hidden_BxLxH)
+  ones_Bx1 = jnp.ones_like(labels_B, jnp.float32)[:, None]
+  return _sums(logits_Bx2[:, None], labels_B[:, None], ones_Bx1)
+
+
+def clm_sums(model, hidden_BxLxH, batch):
+  """Next-token prediction that never predicts across a document boundary or into padding."""
+  logits_BxL1xV = model.lm_logits(hidden_BxLxH[:, :-1])
+  return _sums(logits_BxL1xV, batch['input_ids'][:, 1:], clm_weights(batch['doc_ids']))
+
+
+def head_sums(model, hidden_BxLxH, batch, masks, objective, positions_only):
+  """{head: {loss, correct, count}}; `batch` holds the unmasked ids, the model saw masks'."""
+  out = {}
+  for head in HEADS[objective]:
+    if head == 'mlm':
+      out[head] = mlm_sums(model, hidden_BxLxH, batch['input_ids'], masks, positions_only)
+    elif head == 'clm':
+      out[head] = clm_sums(model, hidden_BxLxH, batch)
+    else:
+      out[head] = sentence_sums(model, hidden_BxLxH, batch['sentence_label'])
+  return out
+
+
+def head_counts(batch, masks, objective):
+  """The denominators of each head, computable before the forward pass."""
+  counts = {}
+  for head in HEADS[objective]:
+    if head == 'mlm':
+      counts[head] = masks['weights'].sum()
+    elif head == 'clm':
+      counts[head] = clm_weights(batch['doc_ids']).sum()
+    else:
+      counts[head] = jnp.asarray(batch['sentence_label'].shape[0])
+  return {k: jnp.maximum(v.astype(jnp.float32), 1.0) for k, v in counts.items()}

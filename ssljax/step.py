@@ -1,0 +1,121 @@
+"""The pure training and evaluation steps, shared by the jit (mesh) and pmap strategies.
+
+A step is a function of (state, batch) only: masks and dropout come from keys derived from
+(seed, step, global row), so a resumed, re-sharded or pmapped run computes the same thing.
+Loss = sum over heads of (loss sum / global count); with `axis_name` (pmap) the sums and
+gradients are psum'd, which equals the single-device mean-loss gradient exactly.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ssljax import masking, objectives
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  """Everything a step closes over that is not an array of the state or the batch."""
+  graphdef: Any
+  tx: Any
+  objective: str
+  mlm: Any  # the mlm config section
+  vocab: dict  # special_ids, normal_ids, mask_id (numpy)
+  num_predictions: int
+  seed: int
+  grad_accum: int = 1
+  axis_name: str | None = None
+
+
+def _row_indices(batch_size, axis_name):
+  """Global row index of each example of this (per-device) batch."""
+  rows_B = jnp.arange(batch_size)
+  if axis_name is not None:
+    rows_B += jax.lax.axis_index(axis_name) * batch_size
+  return rows_B
+
+
+def _psum(tree, axis_name):
+  return tree if axis_name is None else jax.lax.psum(tree, axis_name)
+
+
+def prepare(spec: StepSpec, batch, key):
+  """Masks the batch (MLM objectives); returns (model inputs, masks, global counts)."""
+  masks = {}
+  inputs = batch
+  if spec.objective != 'clm':
+    rows_B = _row_indices(batch['input_ids'].shape[0], spec.axis_name)
+    masks = masking.mask_batch(key, rows_B, batch, spec.vocab, spec.mlm, spec.num_predictions)
+    inputs = dict(batch, input_ids=masks['masked_ids'])
+  counts = _psum(objectives.head_counts(batch, masks, spec.objective), spec.axis_name)
+  return inputs, masks, counts
+
+
+def _loss(spec, params, batch, inputs, masks, counts, dropout_key):
+  model = nnx.merge(spec.graphdef, params)
+  hidden_BxLxH = model(inputs, key=dropout_key)
+  sums = objectives.head_sums(model, hidden_BxLxH, batch, masks, spec.objective,
+                              spec.mlm.masked_positions_only)
+  loss = sum(sums[h]['loss'] / counts[h] for h in sums)
+  return loss, sums
+
+
+def _split_micro(tree, n):
+  return jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), tree)
+
+
+def train_step(spec: StepSpec, state, batch):
+  """One optimizer update; returns (new state, metrics of this step)."""
+  step = state['step']
+  key = jax.random.fold_in(jax.random.key(spec.seed), step)
+  mask_key, dropout_key = jax.random.split(key)
+  if spec.axis_name is not None:
+    dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(spec.axis_name))
+  inputs, masks, counts = prepare(spec, batch, mask_key)
+  grad_fn = jax.grad(lambda p, *a: _loss(spec, p, *a), has_aux=True)
+  if spec.grad_accum == 1:
+    grads, sums = grad_fn(state['params'], batch, inputs, masks, counts, dropout_key)
+  else:
+    micro = _split_micro((batch, inputs, masks), spec.grad_accum)
+
+    def body(carry, xs):
+      i, (b, x, m) = xs
+      g, s = grad_fn(state['params'], b, x, m, counts, jax.random.fold_in(dropout_key, i))
+      return jax.tree.map(jnp.add, carry, (g, s)), None
+
+    zeros = jax.eval_shape(grad_fn, state['params'], batch, inputs, masks, counts, dropout_key)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+    (grads, sums), _ = jax.lax.scan(body, zeros, (jnp.arange(spec.grad_accum), micro))
+  grads, sums = _psum((grads, sums), spec.axis_name)
+  updates, opt_state = spec.tx.update(grads, state['opt_state'], state['params'])
+  params = jax.tree.map(jnp.add, state['params'], updates)
+  metrics = summarize(sums, counts)
+  metrics['grad_norm'] = jnp.sqrt(sum(jnp.sum(g.astype(jnp.float32) ** 2)
+                                      for g in jax.tree.leaves(grads)))
+  return {'params': params, 'opt_state': opt_state, 'step': step + 1}, metrics
+
+
+def eval_step(spec: StepSpec, params, batch, index):
+  """Held-out loss sums of one batch; masks from a fixed key so every eval sees the same."""
+  key = jax.random.fold_in(jax.random.key(spec.seed + 1), index)
+  inputs, masks, counts = prepare(spec, batch, key)
+  _, sums = _loss(spec, params, batch, inputs, masks, counts, None)
+  return _psum(sums, spec.axis_name)
+
+
+def summarize(sums, counts=None):
+  """Per-head loss and accuracy, total loss, and CLM perplexity."""
+  metrics = {}
+  total = 0.0
+  for head, s in sums.items():
+    count = counts[head] if counts is not None else jnp.maximum(s['count'], 1.0)
+    metrics[f'{head}_loss'] = s['loss'] / count
+    metrics[f'{head}_accuracy'] = s['correct'] / count
+    total += metrics[f'{head}_loss']
+  metrics['loss'] = total
+  if 'clm' in sums:
+    metrics['clm_perplexity'] = jnp.exp(metrics['clm_loss'])
+  return metrics

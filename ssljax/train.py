@@ -1,0 +1,250 @@
+"""The pretraining loop: data, strategy, checkpoints, metrics, preemption.
+
+`pretrain(config, workdir)` starts a run, or continues the one in `workdir` exactly from its
+latest checkpoint (batches, masks, dropout, optimizer state). The loop dispatches step t and
+only then reads step t-1's metrics, so the host never stalls the device; a non-finite loss
+stops the run before anything after the last good checkpoint is saved.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import math
+import pathlib
+import signal
+import tempfile
+import time
+
+import jax
+import numpy as np
+import tqdm
+from flax import nnx
+
+from ssljax import (checkpoint, corpus, data, masking, metrics as metrics_lib, model,
+                    optimizer, parallel, step as step_lib, strategy as strategy_lib)
+from ssljax.errors import UserError
+from ssljax.tokenizer import Tokenizer, train as train_tokenizer
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = {'jit': strategy_lib.Jit, 'pmap': strategy_lib.Pmap}
+# Sections that must match to continue a run from its checkpoint.
+RESUME_KEYS = ('objective', 'model', 'mlm', 'data', 'tokenizer', 'optimizer')
+
+
+def load_tokenizer(config, workdir: pathlib.Path, documents) -> Tokenizer:
+  """The run's tokenizer: the one saved in workdir, tokenizer.path, or one trained now."""
+  saved = workdir / 'tokenizer.model'
+  if saved.exists():
+    return Tokenizer.load(saved)
+  if config.tokenizer.path:
+    tokenizer = Tokenizer.load(config.tokenizer.path)
+  else:
+    with tempfile.TemporaryDirectory() as tmp:
+      tokenizer = train_tokenizer(documents, config.tokenizer.vocab_size,
+                                  pathlib.Path(tmp) / 'tokenizer', config.tokenizer.model_type)
+  if jax.process_index() == 0:
+    tokenizer.save(workdir)
+  return tokenizer
+
+
+@dataclasses.dataclass
+class Run:
+  """What a pretraining run is made of, built once from the config."""
+  config: object
+  workdir: pathlib.Path
+  tokenizer: Tokenizer
+  model_cfg: model.ModelConfig
+  batches: data.Batches
+  eval_batches: list
+  strategy: object
+  manager: object
+
+
+def setup(config, workdir) -> Run:
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  seed = config.train.seed
+  documents = corpus.load_documents(config.data)
+  train_docs, eval_docs = data.split_documents(documents, config.data.eval_fraction, seed)
+  tokenizer = load_tokenizer(config, workdir, train_docs)
+  model_cfg = model.ModelConfig.from_config(
+      config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
+  if model_cfg.vocab_size < tokenizer.vocab_size:
+    raise UserError(f'model.vocab_size={model_cfg.vocab_size} is smaller than the '
+                    f'tokenizer vocabulary ({tokenizer.vocab_size}); set model.vocab_size=0')
+  build = lambda docs, s: data.build_examples(tokenizer.encode(docs), tokenizer,
+                                              config.objective, config.data.seq_len, s)
+  batches = data.Batches(build(train_docs, seed), config.train.batch_size, seed,
+                         jax.process_index(), jax.process_count())
+  eval_examples = build(eval_docs, seed + 1) if eval_docs else None
+  eval_batches = (data.eval_batches(eval_examples, config.train.batch_size // jax.process_count(),
+                                    config.train.eval_batches) if eval_examples else [])
+  abstract_model = nnx.eval_shape(lambda: model.build(model_cfg, nnx.Rngs(0)))
+  graphdef, abstract_params = nnx.split(abstract_model)
+  tx = optimizer.build(config.optimizer, config.train.steps)
+  spec = step_lib.StepSpec(
+      graphdef=graphdef, tx=tx, objective=config.objective, mlm=config.mlm,
+      vocab={'special_ids': tokenizer.special_ids, 'normal_ids': tokenizer.normal_ids,
+             'mask_id': tokenizer.mask_id},
+      num_predictions=masking.num_predictions(config.data.seq_len, config.mlm.rate),
+      seed=seed, grad_accum=config.train.grad_accum)
+  init = strategy_lib.init_fn(model_cfg, tx, model.build)
+  strategy = STRATEGIES[config.parallel.strategy](spec, init, abstract_params, config)
+  manager = checkpoint.manager(workdir, config.train.keep_checkpoints)
+  return Run(config, workdir, tokenizer, model_cfg, batches, eval_batches, strategy, manager)
+
+
+def _check_resumable(config, meta, directory):
+  saved = meta.get('config', {})
+  current = config.to_dict()
+  for key in RESUME_KEYS:
+    if saved.get(key) != current[key]:
+      diffs = [f'{key}.{k}: {saved.get(key, {}).get(k)!r} -> {v!r}'
+               for k, v in current[key].items()
+               if isinstance(current[key], dict) and saved.get(key, {}).get(k) != v]
+      detail = ', '.join(diffs) or f'{saved.get(key)!r} -> {current[key]!r}'
+      raise UserError(f'{directory} holds a run with another config ({detail}); use a new '
+                      '--workdir, or the same config to continue that run')
+
+
+def restore_or_init(run: Run):
+  """(state, start step): the latest good checkpoint, or a fresh init."""
+  restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
+  if restored is None:
+    return run.strategy.init(run.config.train.seed), 0
+  step, state, data_state, meta = restored
+  _check_resumable(run.config, meta, run.workdir)
+  run.batches.set_state(data_state)
+  log.info('continuing from checkpoint at step %d', step)
+  return run.strategy.from_saved(state), step
+
+
+@contextlib.contextmanager
+def preemption_flag():
+  """SIGTERM/SIGINT set a flag instead of killing the run; the loop saves, then exits."""
+  flag = {'signal': None}
+  handler = lambda signum, frame: flag.update(signal=signal.Signals(signum).name)
+  previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield flag
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+
+def _host(tree):
+  return {k: float(v) for k, v in jax.device_get(tree).items()}
+
+
+def evaluate(run: Run, state) -> dict:
+  """Mean held-out metrics over the fixed evaluation batches."""
+  if not run.eval_batches:
+    return {}
+  totals = None
+  for i, batch in enumerate(run.eval_batches):
+    sums = run.strategy.evaluate(state, run.strategy.put_batch(batch), i)
+    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+  values = step_lib.summarize(jax.device_get(totals))
+  return {f'eval_{k}': float(v) for k, v in values.items()}
+
+
+class _Throughput:
+  """tokens/s and MFU over the last logging interval."""
+
+  def __init__(self, run: Run, state):
+    cfg = run.config
+    self.tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
+    params = jax.tree.map(lambda x: x, run.strategy.abstract['params'])
+    fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
+                if cfg.objective != 'clm' and cfg.mlm.masked_positions_only else 1.0)
+    self.flops_per_token = metrics_lib.flops_per_token(
+        run.model_cfg, cfg.data.seq_len, metrics_lib.matmul_params(params), fraction)
+    devices = 1 if jax.default_backend() == 'cpu' else run.strategy.num_devices
+    self.peak = metrics_lib.measure_peak_flops() * devices
+    self.last = (time.perf_counter(), None)
+    del state
+
+  def update(self, step):
+    now = time.perf_counter()
+    then, last_step = self.last
+    self.last = (now, step)
+    if last_step is None or step == last_step:
+      return {}
+    tokens_per_s = self.tokens_per_step * (step - last_step) / (now - then)
+    return {'tokens_per_s': tokens_per_s,
+            'mfu': tokens_per_s * self.flops_per_token / self.peak}
+
+
+def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
+  """Runs (or continues) pretraining; returns the last logged metrics.
+
+  `stop_after` ends the loop early at that step with a checkpoint, as a preemption would.
+  """
+  parallel.initialize_distributed(config.distributed)
+  run = setup(config, workdir)
+  cfg = config.train
+  state, start = restore_or_init(run)
+  lead = jax.process_index() == 0
+  writer = metrics_lib.Writer(run.workdir, enabled=lead)
+  meta = checkpoint.make_meta(config, run.tokenizer.model_proto)
+  throughput = _Throughput(run, state)
+  bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
+                  unit='step', dynamic_ncols=True)
+  last, pending, saved_step = {}, None, start
+
+  def check(step, step_metrics):
+    """Reads a finished step's metrics; stops on a non-finite loss."""
+    values = _host(step_metrics)
+    if not math.isfinite(values['loss']):
+      run.manager.wait_until_finished()
+      raise UserError(f'loss is {values["loss"]} at step {step}; stopped without saving. '
+                      f'The last good checkpoint (step {saved_step}) is kept in '
+                      f'{run.workdir}/checkpoints. Lower optimizer.learning_rate or set '
+                      'optimizer.clip_norm, then rerun to continue from it')
+    return values
+
+  def log_step(step, values):
+    nonlocal last
+    values |= throughput.update(step)
+    values['learning_rate'] = float(optimizer.schedule(config.optimizer, cfg.steps)(step - 1))
+    writer.write(step, values)
+    last = values
+    bar.set_postfix({k: f'{values[k]:.4g}' for k in ('loss', 'tokens_per_s', 'mfu')
+                     if k in values})
+
+  with preemption_flag() as flag:
+    for step in range(start, cfg.steps):
+      batch = run.strategy.put_batch(next(run.batches))
+      state, step_metrics = run.strategy.step(state, batch)
+      done = step + 1
+      if pending is not None:
+        values = check(*pending)
+        if pending[0] % cfg.log_every == 0:
+          log_step(pending[0], values)
+      pending = (done, step_metrics)
+      bar.update(1)
+      stop = flag['signal'] or (stop_after is not None and done >= stop_after)
+      if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop:
+        values = check(*pending)
+        if done % cfg.log_every == 0 or done == cfg.steps or stop:
+          log_step(done, values)
+        pending = None
+        checkpoint.save(run.manager, done, run.strategy.to_save(state),
+                        run.batches.get_state(), meta)
+        saved_step = done
+      if cfg.eval_every and done % cfg.eval_every == 0 or done == cfg.steps:
+        eval_values = evaluate(run, state)
+        if eval_values:
+          writer.write(done, eval_values)
+          last = last | eval_values
+      if stop:
+        if flag['signal']:
+          bar.write(f'{flag["signal"]} at step {done}: checkpoint saved; rerun the same '
+                    'command to continue')
+        break
+  bar.close()
+  run.manager.wait_until_finished()
+  run.manager.close()
+  writer.close()
+  return last
