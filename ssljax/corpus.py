@@ -1,0 +1,195 @@
+"""Raw text corpora as a list of documents, from the sources `data.source` names.
+
+A document is the unit that pretraining examples never cross (MLM chunks, NSP/SOP
+pairs) and that the held-out split is drawn by, so each source says what one is.
+"""
+
+import ast
+import functools
+import inspect
+import json
+import os
+import pathlib
+import re
+import sysconfig
+
+from ssljax.errors import UserError
+
+# Standard-library folders whose docstrings are tests, tools or already in pydoc_data.
+_STDLIB_SKIP = frozenset({
+    'test', 'tests', 'idlelib', 'site-packages', 'dist-packages', '__pycache__',
+    'encodings', 'pydoc_data', 'lib2to3', 'distutils',
+})
+_BLANK_LINES = re.compile(r'\n\s*\n')
+_TFDS_READ = 1024  # examples fetched per random-access call
+
+
+def load_documents(data_cfg) -> list[str]:
+  """Returns the non-empty documents of the corpus that `data_cfg` describes."""
+  loaders = {'embedded': lambda _: list(embedded_documents()), 'text': _text,
+             'jsonl': _jsonl, 'tfds': _tfds}
+  if data_cfg.source not in loaders:
+    raise UserError(f'data.source={data_cfg.source!r} is not one of '
+                    f'{", ".join(loaders)}')
+  documents = [d for d in loaders[data_cfg.source](data_cfg) if d.strip()]
+  if not documents:
+    raise UserError(f'the {data_cfg.source} corpus {_describe(data_cfg)} has no '
+                    'non-blank document; point data.* at a corpus with text')
+  return documents
+
+
+def _describe(data_cfg) -> str:
+  if data_cfg.source == 'tfds':
+    return f'{data_cfg.tfds_name}[{data_cfg.tfds_split}]'
+  return data_cfg.path or '(built in)'
+
+
+@functools.lru_cache(maxsize=1)
+def embedded_documents() -> tuple[str, ...]:
+  """Python's own documentation: pydoc topics and standard-library docstrings.
+
+  Every Python install has it, so the default run needs no download. About 2 M
+  characters; the exact text depends on the Python version.
+  """
+  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  documents = [_clean(topics.topics[key]) for key in sorted(topics.topics)]
+  root = sysconfig.get_paths()['stdlib']
+  for file in _stdlib_files(root):
+    documents.append('\n\n'.join(_docstrings(file)))
+  return tuple(d for d in documents if d)
+
+
+def _stdlib_files(root: str) -> list[str]:
+  files = []
+  for folder, subfolders, names in os.walk(root):
+    subfolders[:] = sorted(s for s in subfolders if s not in _STDLIB_SKIP)
+    files.extend(os.path.join(folder, n) for n in sorted(names) if n.endswith('.py'))
+  return files
+
+
+def _docstrings(file: str) -> list[str]:
+  """Module, class and function docstrings of one source file, in source order."""
+  try:
+    with open(file, 'rb') as f:
+      tree = ast.parse(f.read())
+  except (SyntaxError, ValueError, OSError):
+    return []
+  found = []
+  nodes = [tree]
+  while nodes:
+    node = nodes.pop()
+    text = ast.get_docstring(node, clean=False)
+    if text:
+      found.append(_clean(text))
+    children = [c for c in node.body
+                if isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    nodes.extend(reversed(children))
+  return [t for t in found if t]
+
+
+def _clean(text: str) -> str:
+  """Dedents, drops trailing spaces and collapses runs of blank lines."""
+  lines = [line.rstrip() for line in inspect.cleandoc(text).splitlines()]
+  return re.sub(r'\n{3,}', '\n\n', '\n'.join(lines)).strip()
+
+
+def _files(data_cfg, suffix: str) -> list[pathlib.Path]:
+  """The file at data.path, or the files ending in `suffix` below that folder."""
+  if not data_cfg.path:
+    raise UserError(f'data.source={data_cfg.source} needs data.path: a {suffix} '
+                    'file or a folder of them (--set data.path=...)')
+  path = pathlib.Path(data_cfg.path).expanduser()
+  if path.is_file():
+    return [path]
+  if not path.is_dir():
+    raise UserError(f'data.path {path} does not exist; give a {suffix} file or a '
+                    'folder of them')
+  files = sorted(p for p in path.rglob(f'*{suffix}') if p.is_file())
+  if not files:
+    raise UserError(f'data.path {path} is a folder without {suffix} files; add '
+                    f'some or point data.path at one file')
+  return files
+
+
+def _read_utf8(file: pathlib.Path) -> str:
+  data = file.read_bytes()
+  try:
+    text = data.decode('utf-8')
+  except UnicodeDecodeError as e:
+    line = data.count(b'\n', 0, e.start) + 1
+    raise UserError(f'{file} is not valid UTF-8 (byte {e.start}, line {line}); '
+                    'convert it, e.g. iconv -f latin1 -t utf-8') from None
+  return text.removeprefix('\ufeff').replace('\r\n', '\n').replace('\r', '\n')
+
+
+def _text(data_cfg) -> list[str]:
+  """Plain text: documents are separated by one or more blank lines."""
+  documents = []
+  for file in _files(data_cfg, '.txt'):
+    documents.extend(d.strip() for d in _BLANK_LINES.split(_read_utf8(file)))
+  return documents
+
+
+def _jsonl(data_cfg) -> list[str]:
+  """JSON lines: one object per line, the document under `data.text_field`."""
+  field = data_cfg.text_field
+  documents = []
+  for file in _files(data_cfg, '.jsonl'):
+    for number, line in enumerate(_read_utf8(file).split('\n'), start=1):
+      if line.strip():
+        documents.append(_json_text(line, field, f'{file}:{number}'))
+  return documents
+
+
+def _json_text(line: str, field: str, where: str) -> str:
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise UserError(f'{where} is not valid JSON ({e.msg}, column {e.colno}); '
+                    'each line must be one JSON object') from None
+  if not isinstance(record, dict) or field not in record:
+    keys = ', '.join(map(str, record)) if isinstance(record, dict) else type(record).__name__
+    raise UserError(f'{where} has no {field!r} field (found: {keys}); set '
+                    'data.text_field to the key that holds the text')
+  if not isinstance(record[field], str):
+    raise UserError(f'{where}: field {field!r} is a {type(record[field]).__name__}, '
+                    'not a string')
+  return record[field]
+
+
+def _tfds(data_cfg) -> list[str]:
+  """A prepared TFDS dataset in array_record format; TensorFlow is not needed."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name, split, field = data_cfg.tfds_name, data_cfg.tfds_split, data_cfg.text_field
+  if not name:
+    raise UserError('data.source=tfds needs data.tfds_name (--set data.tfds_name=...)')
+  data_dir = data_cfg.tfds_data_dir or None
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except (tfds.core.registered.DatasetNotFoundError, ValueError, NotImplementedError,
+          AssertionError, FileNotFoundError) as e:
+    reason = str(e).strip().split('\n')[0]
+    raise UserError(
+        f'cannot read tfds dataset {name}[{split}] from '
+        f'{data_dir or "the default TFDS data dir"}: {reason} Prepare it in array_record '
+        f'format first (tfds build {name} --file_format=array_record --data_dir=DIR) '
+        'and set data.tfds_data_dir=DIR') from None
+  features = source.dataset_info.features
+  if field not in features:
+    raise UserError(f'tfds dataset {name} has no feature {field!r} (features: '
+                    f'{", ".join(features)}); set data.text_field')
+  documents = []
+  for start in range(0, len(source), _TFDS_READ):
+    records = source.__getitems__(range(start, min(start + _TFDS_READ, len(source))))
+    documents.extend(_tfds_text(r[field], name, start + i) for i, r in enumerate(records))
+  return documents
+
+
+def _tfds_text(value, name: str, index: int) -> str:
+  if isinstance(value, str):
+    return value
+  try:
+    return bytes(value).decode('utf-8')
+  except UnicodeDecodeError as e:
+    raise UserError(f'tfds dataset {name}, example {index}: text is not valid UTF-8 '
+                    f'(byte {e.start})') from None

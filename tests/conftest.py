@@ -1,0 +1,40 @@
+"""8 simulated CPU devices for every test, and a small real-text corpus for quick runs."""
+
+import os
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+from ssljax import config as config_lib, corpus  # noqa: E402
+
+
+def tiny_overrides(corpus_path, **extra):
+  """--set style overrides for a model and run small enough for a CPU test."""
+  values = {
+      'data.source': 'text', 'data.path': str(corpus_path), 'data.seq_len': 32,
+      'model.max_len': 32, 'model.hidden_size': 32, 'model.num_heads': 2,
+      'model.mlp_dim': 64, 'model.num_layers': 2, 'model.dropout_rate': 0.0,
+      'model.attention_dropout_rate': 0.0, 'tokenizer.vocab_size': 400,
+      'train.batch_size': 16, 'train.steps': 6, 'train.log_every': 1,
+      'train.eval_every': 0, 'train.checkpoint_every': 3, 'train.progress': False,
+      'optimizer.warmup_steps': 2, 'mesh.data': 1,
+  } | extra
+  return [f'{k}={v}' for k, v in values.items()]
+
+
+def tiny_config(corpus_path, config_file=None, **extra):
+  return config_lib.load(config_file, tiny_overrides(corpus_path, **extra))
+
+
+@pytest.fixture(scope='session')
+def corpus_file(tmp_path_factory) -> pathlib.Path:
+  """~120 real documents (pydoc topics and stdlib docstrings), blank-line separated."""
+  docs = [d.replace('\n\n', '\n') for d in corpus.embedded_documents()[:120]]
+  path = tmp_path_factory.mktemp('corpus') / 'docs.txt'
+  path.write_text('\n\n'.join(docs))
+  return path
