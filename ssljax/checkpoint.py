@@ -60,6 +60,19 @@ def _is_step_dir(directory):
   return path.name.isdigit() and path.parent.name == 'checkpoints'
 
 
+def _set_aside(mgr, step) -> pathlib.Path:
+  """Renames a broken step directory so the run can save that step again; nothing is deleted."""
+  path = pathlib.Path(mgr.directory) / str(step)
+  aside = path.with_name(f'unreadable-{step}')
+  n = 0
+  while aside.exists():
+    n += 1
+    aside = path.with_name(f'unreadable-{step}.{n}')
+  path.rename(aside)
+  mgr.reload()
+  return aside
+
+
 def restore_latest(mgr, abstract_state):
   """(step, state, data_state, meta) of the newest checkpoint that restores; None if none.
 
@@ -75,11 +88,12 @@ def restore_latest(mgr, abstract_state):
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # a torn or corrupt checkpoint: say so and try the previous one
       first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-      log.warning('checkpoint %s/%d could not be restored (%s: %s); trying the previous one',
-                  mgr.directory, step, type(e).__name__, first_line)
+      aside = _set_aside(mgr, step)
+      log.warning('checkpoint %s/%d could not be restored (%s: %s); kept as %s, trying the '
+                  'previous one', mgr.directory, step, type(e).__name__, first_line, aside)
       continue
     return step, restored['state'], restored['data'], restored['meta']
   if steps:
-    raise UserError(f'none of the checkpoints {steps} in {mgr.directory} could be restored; '
-                    'move that directory away to start afresh')
+    raise UserError(f'none of the checkpoints {steps} in {mgr.directory} could be restored '
+                    '(kept as unreadable-STEP); use a new --workdir to start afresh')
   return None

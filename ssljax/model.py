@@ -217,7 +217,7 @@ class MLMHead(nnx.Module):
     self.cfg = cfg
     self.transform = Dense(cfg.hidden_size, e, ('embed', None), cfg, rngs=rngs)
     self.norm = LayerNorm(e, cfg, rngs=rngs)
-    self.bias = nnx.Param(jnp.zeros((cfg.vocab_size,)), sharding=('vocab',))
+    self.bias = nnx.Param(jnp.zeros((cfg.vocab_size,)), out_sharding=('vocab',))
 
   def __call__(self, x_BxKxH, embedding_VxE):
     y_BxKxE = self.norm(_activation(self.cfg)(self.transform(x_BxKxH)))

@@ -97,7 +97,7 @@ def logical_to_mesh(spec: P) -> P:
 
 def param_shardings(abstract_state: nnx.State, mesh) -> dict:
   """NamedShardings for a pure-dict of parameters, from their logical axis names."""
-  specs = nnx.get_partition_spec(abstract_state).to_pure_dict()
+  specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
   return jax.tree.map(lambda s: NamedSharding(mesh, logical_to_mesh(s)), specs,
                       is_leaf=lambda x: isinstance(x, P))
 

@@ -23,7 +23,7 @@ def init_fn(model_cfg, tx, build_model):
   """state = {params, opt_state, step} for a seed, as a pure function to jit."""
 
   def init(seed):
-    params = nnx.split(build_model(model_cfg, nnx.Rngs(jax.random.key(seed))))[1].to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(build_model(model_cfg, nnx.Rngs(jax.random.key(seed)))))
     return {'params': params, 'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32)}
 
   return init

@@ -196,12 +196,13 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
   def check(step, step_metrics):
     """Reads a finished step's metrics; stops on a non-finite loss."""
     values = _host(step_metrics)
-    if not math.isfinite(values['loss']):
+    if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
       run.manager.wait_until_finished()
-      raise UserError(f'loss is {values["loss"]} at step {step}; stopped without saving. '
-                      f'The last good checkpoint (step {saved_step}) is kept in '
-                      f'{run.workdir}/checkpoints. Lower optimizer.learning_rate or set '
-                      'optimizer.clip_norm, then rerun to continue from it')
+      kept = (f'the last good checkpoint (step {saved_step}) is kept in '
+              f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
+      raise UserError(f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at '
+                      f'step {step}; stopped without saving: {kept}. Lower '
+                      'optimizer.learning_rate or set optimizer.clip_norm, then rerun')
     return values
 
   def log_step(step, values):

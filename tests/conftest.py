@@ -38,3 +38,25 @@ def corpus_file(tmp_path_factory) -> pathlib.Path:
   path = tmp_path_factory.mktemp('corpus') / 'docs.txt'
   path.write_text('\n\n'.join(docs))
   return path
+
+
+@pytest.fixture(scope='session')
+def tokenizer_file(corpus_file, tmp_path_factory) -> pathlib.Path:
+  """A tokenizer trained once on `corpus_file`, so runs in tests skip training it."""
+  from ssljax import tokenizer
+  prefix = tmp_path_factory.mktemp('tokenizer') / 'tok'
+  tokenizer.train(corpus.load_documents(tiny_config(corpus_file).data), 400, prefix)
+  return prefix.with_suffix('.model')
+
+
+def run_steps(config, workdir, steps):
+  """Losses of `steps` training steps from init, and the final params on the host."""
+  import jax
+  from ssljax import train
+  run = train.setup(config, workdir)
+  state = run.strategy.init(config.train.seed)
+  losses = []
+  for _ in range(steps):
+    state, metrics = run.strategy.step(state, run.strategy.put_batch(next(run.batches)))
+    losses.append(float(metrics['loss']))
+  return losses, jax.device_get(run.strategy.to_save(state)['params'])
