@@ -41,23 +41,19 @@ def tokenizer_proto(meta) -> bytes:
   return base64.b64decode(meta['tokenizer'])
 
 
-def read_meta(directory) -> dict:
-  """The metadata of the latest checkpoint (config, tokenizer) without restoring arrays."""
-  mgr = manager(directory, keep=1, async_save=False) if not _is_step_dir(directory) else None
-  if mgr is None:
-    path = pathlib.Path(directory)
-    mgr, step = manager(path.parent.parent, keep=1, async_save=False), int(path.name)
-  else:
-    step = mgr.latest_step()
+def latest_meta(mgr) -> dict | None:
+  """The newest checkpoint's metadata alone (config, tokenizer), or None if unreadable.
+
+  Read before any array is restored, so that a run with another config is refused without
+  touching, or setting aside, the checkpoints it cannot use.
+  """
+  step = mgr.latest_step()
   if step is None:
-    raise UserError(f'no checkpoint in {directory}; pass a pretraining workdir or one of '
-                    'its checkpoints/STEP directories')
-  return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-
-
-def _is_step_dir(directory):
-  path = pathlib.Path(directory)
-  return path.name.isdigit() and path.parent.name == 'checkpoints'
+    return None
+  try:
+    return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  except Exception:  # an unreadable checkpoint is handled by restore_latest
+    return None
 
 
 def _set_aside(mgr, step) -> pathlib.Path:

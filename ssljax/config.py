@@ -92,7 +92,7 @@ def base() -> ml_collections.ConfigDict:
   c.parallel.strategy = 'jit'  # jit (mesh) | pmap (classic data parallel)
 
   c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # -1: all devices left after fsdp and tensor
+  c.mesh.data = -1  # one axis may be -1: all devices the others leave
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
 

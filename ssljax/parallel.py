@@ -36,8 +36,8 @@ def initialize_distributed(cfg):
     return
   if jax.distributed.is_initialized():
     return
-  if jax.default_backend() == 'cpu' or coordinator:
-    jax.config.update('jax_cpu_collectives_implementation', cfg.cpu_collectives)
+  # Only CPU collectives read this; set before the backend starts (as initialize must be).
+  jax.config.update('jax_cpu_collectives_implementation', cfg.cpu_collectives)
   kwargs = {}
   if coordinator:
     num = cfg.num_processes or int(os.environ.get('SSLJAX_NUM_PROCESSES', '0'))
@@ -51,21 +51,23 @@ def initialize_distributed(cfg):
 
 
 def mesh_shape(cfg, num_devices):
-  """(data, fsdp, tensor) sizes; data=-1 takes every device the others leave."""
-  fsdp, tensor, data = cfg.fsdp, cfg.tensor, cfg.data
-  if fsdp < 1 or tensor < 1 or data == 0 or data < -1:
-    raise UserError(f'mesh sizes must be positive (data may be -1): data={data} '
-                    f'fsdp={fsdp} tensor={tensor}')
-  if data == -1:
-    if num_devices % (fsdp * tensor):
-      raise UserError(f'mesh.fsdp*mesh.tensor={fsdp * tensor} does not divide the '
+  """(data, fsdp, tensor) sizes; one of them may be -1: every device the others leave."""
+  sizes = {'data': cfg.data, 'fsdp': cfg.fsdp, 'tensor': cfg.tensor}
+  shown = ' '.join(f'mesh.{k}={v}' for k, v in sizes.items())
+  free = [k for k, v in sizes.items() if v == -1]
+  if len(free) > 1 or any(v == 0 or v < -1 for v in sizes.values()):
+    raise UserError(f'mesh sizes must be positive, with at most one -1: {shown}')
+  fixed = int(np.prod([v for v in sizes.values() if v != -1]))
+  if free:
+    if num_devices % fixed:
+      raise UserError(f'{shown}: the fixed sizes (product {fixed}) do not divide the '
                       f'{num_devices} devices')
-    data = num_devices // (fsdp * tensor)
-  size = data * fsdp * tensor
+    sizes[free[0]] = num_devices // fixed
+  size = int(np.prod(list(sizes.values())))
   if num_devices % size:
-    raise UserError(f'mesh data*fsdp*tensor={data}*{fsdp}*{tensor}={size} does not divide '
-                    f'the {num_devices} devices; choose sizes whose product divides it')
-  return data, fsdp, tensor
+    raise UserError(f'{shown}: data*fsdp*tensor={size} does not divide the {num_devices} '
+                    'devices; choose sizes whose product divides it')
+  return tuple(sizes[a] for a in AXES)
 
 
 def make_mesh(cfg) -> jax.sharding.Mesh:

@@ -110,11 +110,13 @@ def _check_resumable(config, meta, directory):
 
 def restore_or_init(run: Run):
   """(state, start step): the latest good checkpoint, or a fresh init."""
+  meta = checkpoint.latest_meta(run.manager)
+  if meta is not None:
+    _check_resumable(run.config, meta, run.workdir)
   restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
   if restored is None:
     return run.strategy.init(run.config.train.seed), 0
-  step, state, data_state, meta = restored
-  _check_resumable(run.config, meta, run.workdir)
+  step, state, data_state, _ = restored
   run.batches.set_state(data_state)
   log.info('continuing from checkpoint at step %d', step)
   return run.strategy.from_saved(state), step
@@ -152,10 +154,10 @@ def evaluate(run: Run, state) -> dict:
 class _Throughput:
   """tokens/s and MFU over the last logging interval."""
 
-  def __init__(self, run: Run, state):
+  def __init__(self, run: Run):
     cfg = run.config
     self.tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
-    params = jax.tree.map(lambda x: x, run.strategy.abstract['params'])
+    params = run.strategy.abstract['params']
     fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
                 if cfg.objective != 'clm' and cfg.mlm.masked_positions_only else 1.0)
     self.flops_per_token = metrics_lib.flops_per_token(
@@ -163,7 +165,6 @@ class _Throughput:
     devices = 1 if jax.default_backend() == 'cpu' else run.strategy.num_devices
     self.peak = metrics_lib.measure_peak_flops() * devices
     self.last = (time.perf_counter(), None)
-    del state
 
   def update(self, step):
     now = time.perf_counter()
@@ -188,7 +189,7 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
   lead = jax.process_index() == 0
   writer = metrics_lib.Writer(run.workdir, enabled=lead)
   meta = checkpoint.make_meta(config, run.tokenizer.model_proto)
-  throughput = _Throughput(run, state)
+  throughput = _Throughput(run)
   bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
                   unit='step', dynamic_ncols=True)
   last, pending, saved_step = {}, None, start

@@ -7,10 +7,17 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import pathlib  # noqa: E402
+import tempfile  # noqa: E402
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from ssljax import config as config_lib, corpus  # noqa: E402
+
+# Tests build the same tiny programs many times: XLA's persistent cache compiles each once.
+jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='ssljax-test-xla-'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
 def tiny_overrides(corpus_path, **extra):

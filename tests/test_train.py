@@ -66,7 +66,8 @@ def test_sigterm_saves_and_the_rerun_matches(corpus_file, tokenizer_file, tmp_pa
                                              'train.steps': 400, 'train.checkpoint_every': 1000})
   command = [sys.executable, '-m', 'ssljax.cli', 'pretrain', '--workdir', str(tmp_path / 'run')]
   command += [a for o in overrides for a in ('--set', o)]
-  env = dict(os.environ, XLA_FLAGS='', PYTHONUNBUFFERED='1')
+  env = dict(os.environ, XLA_FLAGS='', PYTHONUNBUFFERED='1',
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir)
   proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
   log_file = tmp_path / 'run' / 'metrics.jsonl'

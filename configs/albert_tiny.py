@@ -1,0 +1,26 @@
+"""ALBERT-tiny: factorised embeddings (E=64 < H=128), one shared layer, MLM + SOP, LAMB.
+
+  ssljax pretrain --config configs/albert_tiny.py --workdir runs/albert_tiny
+
+Expected on 2 CPU cores: see EXPECTED below (measured with the embedded corpus).
+"""
+
+from ssljax import config as config_lib
+
+EXPECTED = 'about 2 min for 300 steps; MLM loss ~9.0 -> ~6.6, SOP accuracy ~0.6'
+
+
+def get_config():
+  c = config_lib.base()
+  c.objective = 'mlm_sop'
+  c.model.arch = 'albert'
+  c.model.embed_size = 64
+  c.model.share_layers = True
+  c.model.num_layers = 4
+  c.model.activation = 'gelu_tanh'
+  c.model.dropout_rate = 0.0  # ALBERT drops dropout
+  c.model.attention_dropout_rate = 0.0
+  c.optimizer.name = 'lamb'
+  c.optimizer.learning_rate = 5e-3
+  c.train.steps = 300
+  return c
