@@ -2,12 +2,11 @@
 
   ssljax pretrain --config configs/albert_tiny.py --workdir runs/albert_tiny
 
-Expected on 2 CPU cores: see EXPECTED below (measured with the embedded corpus).
+Expected on 2 CPU cores: ~2 min for 300 steps (~13 k tokens/s); MLM loss 9.0 -> ~7.0;
+SOP stays near chance (0.5) at this budget.
 """
 
 from ssljax import config as config_lib
-
-EXPECTED = 'about 2 min for 300 steps; MLM loss ~9.0 -> ~6.6, SOP accuracy ~0.6'
 
 
 def get_config():

@@ -2,8 +2,8 @@
 
   ssljax pretrain --config configs/bert_tiny.py --workdir runs/bert_tiny
 
-Expected on 2 CPU cores: ~3 min for 300 steps; MLM loss falls from ~9.0 to ~6, NSP
-accuracy rises above 0.6, eval MLM accuracy ~0.15.
+Expected on 2 CPU cores: ~80 s for 300 steps (~19 k tokens/s); MLM loss 9.0 -> ~6.7, MLM
+accuracy ~0.07; NSP stays near chance (0.5) at this budget: it needs thousands of steps.
 """
 
 from ssljax import config as config_lib

@@ -2,12 +2,11 @@
 
   ssljax pretrain --config configs/gpt_tiny.py --workdir runs/gpt_tiny
 
-Expected on 2 CPU cores: see EXPECTED below (measured with the embedded corpus).
+Expected on 2 CPU cores: ~2-3 min for 300 steps (~10 k tokens/s: the vocabulary
+projection runs on every position); CLM loss 9.0 -> ~6.1, eval perplexity ~450.
 """
 
 from ssljax import config as config_lib
-
-EXPECTED = 'about 2 min for 300 steps; CLM loss ~9.0 -> ~5, eval perplexity ~200'
 
 
 def get_config():

@@ -1,0 +1,333 @@
+"""Training throughput of ssljax against Hugging Face `BertForMaskedLM` on one BERT MLM config.
+
+  pip install -e '.[bench]'                             # torch==2.13.0, transformers
+  python benchmarks/bench_vs_hf.py                      # ~2 min on 2 CPU cores
+  python benchmarks/bench_vs_hf.py --steps 40 --layers 2 --hidden 128
+
+Both sides train the same model (sizes, vocabulary, dropout, tied MLM decoder) with AdamW,
+global-norm clipping and the same warmup/linear-decay schedule, on the same batches, in
+one process. ssljax runs twice: with the MLM head on all L positions (the work Hugging Face
+does: its loss ignores unmasked positions but its logits cover them all) and on the
+K = ceil(0.15 L) masked positions only (ssljax's default). Steps are timed in rounds that
+alternate between the three, so load from other jobs on a shared machine hits all alike.
+Writes `bench_vs_hf_<backend>.json` and `.md` under --out-dir.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import tempfile
+import time
+
+# On a GPU both frameworks share the device: JAX must not take 75 % of its memory up front.
+os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np
+import torch
+import transformers
+
+import ssljax.config
+import ssljax.train
+from ssljax import masking, metrics
+
+CONFIG = pathlib.Path(__file__).parents[1] / 'configs' / 'bert_tiny.py'
+HF = 'hf'
+ALL = 'ssljax_all_positions'
+MASKED = 'ssljax_masked_only'
+LABELS = {
+    ALL: 'ssljax, MLM head on all positions',
+    MASKED: 'ssljax, MLM head on masked positions only (default)',
+    HF: 'HF BertForMaskedLM, MLM head on all positions',
+}
+WARMUP_STEPS = 2  # the first compiles (XLA) or allocates (torch); the second checks it
+
+
+def parse_args():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--steps', type=int, default=20, help='timed steps per run')
+  p.add_argument('--rounds', type=int, default=4, help='the timed steps alternate in rounds')
+  p.add_argument('--batch-size', type=int, default=32)
+  p.add_argument('--seq-len', type=int, default=128)
+  p.add_argument('--layers', type=int, default=4)
+  p.add_argument('--hidden', type=int, default=256, help='heads = hidden/64, mlp = 4 hidden')
+  p.add_argument('--vocab-size', type=int, default=8000)
+  p.add_argument('--out-dir', default=str(pathlib.Path(__file__).parent / 'results'))
+  return p.parse_args()
+
+
+def ssljax_config(args, masked_only):
+  return ssljax.config.load(str(CONFIG), [
+      'objective=mlm', f'model.num_layers={args.layers}', f'model.hidden_size={args.hidden}',
+      f'model.num_heads={max(1, args.hidden // 64)}', f'model.mlp_dim={4 * args.hidden}',
+      f'model.max_len={args.seq_len}', f'data.seq_len={args.seq_len}',
+      f'train.batch_size={args.batch_size}', f'train.steps={WARMUP_STEPS + args.steps}',
+      f'tokenizer.vocab_size={args.vocab_size}', f'mlm.masked_positions_only={masked_only}',
+      'train.progress=False'])
+
+
+def ssljax_trainer(run):
+  """A function that trains on a list of batches and returns the last loss once done."""
+  state = run.strategy.init(run.config.train.seed)
+
+  def train(batches):
+    nonlocal state
+    for batch in batches:
+      state, step_metrics = run.strategy.step(state, run.strategy.put_batch(batch))
+    jax.block_until_ready(state)
+    return float(step_metrics['loss'])
+
+  return train
+
+
+def hf_model(run):
+  cfg = run.model_cfg
+  config = transformers.BertConfig(
+      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+      num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+      intermediate_size=cfg.mlp_dim, hidden_act='gelu', hidden_dropout_prob=cfg.dropout_rate,
+      attention_probs_dropout_prob=cfg.attention_dropout_rate,
+      max_position_embeddings=cfg.max_len,
+      type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps,
+      pad_token_id=run.tokenizer.pad_id)
+  return transformers.BertForMaskedLM(config)
+
+
+def hf_trainer(run, device):
+  """As `ssljax_trainer`, for BertForMaskedLM trained the way a torch user would.
+
+  Masking runs inside the timed step, as ssljax's does on device: BERT's 80/10/10 recipe,
+  drawn per token as Hugging Face's DataCollatorForLanguageModeling draws it.
+  """
+  torch.manual_seed(run.config.train.seed)
+  model = hf_model(run).to(device).train()
+  opt_cfg, mlm_cfg = run.config.optimizer, run.config.mlm
+  no_decay = [p for n, p in model.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
+  decay = [p for n, p in model.named_parameters() if not any(p is q for q in no_decay)]
+  optimizer = torch.optim.AdamW(
+      [{'params': decay}, {'params': no_decay, 'weight_decay': 0.0}], lr=opt_cfg.learning_rate,
+      betas=(opt_cfg.b1, opt_cfg.b2), eps=opt_cfg.eps, weight_decay=opt_cfg.weight_decay)
+  schedule = transformers.get_linear_schedule_with_warmup(
+      optimizer, opt_cfg.warmup_steps, run.config.train.steps)
+  tok = run.tokenizer
+  special = torch.as_tensor(tok.special_ids, device=device)
+  normal = torch.as_tensor(tok.normal_ids, device=device)
+
+  def step(batch):
+    t = {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
+    ids = t['input_ids'].long()
+    chosen = ((torch.rand(ids.shape, device=device) < mlm_cfg.rate)
+              & (t['input_mask'] > 0) & ~torch.isin(ids, special))
+    action = torch.rand(ids.shape, device=device)
+    replace = normal[torch.randint(len(normal), ids.shape, device=device)].long()
+    masked = torch.where(chosen & (action < mlm_cfg.mask_fraction), tok.mask_id, ids)
+    masked = torch.where(chosen & (action >= mlm_cfg.mask_fraction)
+                         & (action < mlm_cfg.mask_fraction + mlm_cfg.random_fraction),
+                         replace, masked)
+    out = model(input_ids=masked, attention_mask=t['input_mask'],
+                token_type_ids=t['segment_ids'].long(), position_ids=t['positions'].long(),
+                labels=torch.where(chosen, ids, -100))
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg.clip_norm)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return out.loss.detach()
+
+  def train(batches):
+    for batch in batches:
+      loss = step(batch)
+    if device.type == 'cuda':
+      torch.cuda.synchronize()
+    return float(loss)
+
+  return train, model
+
+
+def flops_per_token(run):
+  """Model FLOPs per token of the work this run does, by ssljax.metrics' formula.
+
+  Kernels that do not run are left out: the pooler and sentence head (objective mlm has
+  no sentence task), and the MLM transform beyond the positions the head runs on.
+  """
+  cfg = run.config
+  fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
+              if cfg.mlm.masked_positions_only else 1.0)
+  params = {k: v for k, v in run.strategy.abstract['params'].items()
+            if k not in ('pooler', 'sentence_head')}
+  transform = metrics.matmul_params(params['mlm_head']['transform'])
+  n = metrics.matmul_params(params) - transform * (1 - fraction)
+  return metrics.flops_per_token(run.model_cfg, cfg.data.seq_len, n, fraction)
+
+
+def torch_peak_flops(device, size=2048, repeats=5):
+  """torch's f32 matmul FLOP/s, measured as `metrics.measure_peak_flops` measures XLA's."""
+  a = torch.ones(size, size, device=device)
+  sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
+  a @ a
+  sync()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    a @ a
+  sync()
+  return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+
+
+def best_of(measure, tries=3):
+  """Peaks are the best of a few tries: other jobs on a shared machine only lower them."""
+  return max(measure() for _ in range(tries))
+
+
+def time_rounds(trainers, batches, rounds):
+  """Seconds per round and last loss of each trainer; rounds rotate who goes first."""
+  seconds, losses = {name: [] for name in trainers}, {}
+  names = list(trainers)
+  for r, chunk in enumerate(np.array_split(np.arange(len(batches)), rounds)):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+      start = time.perf_counter()
+      losses[name] = trainers[name]([batches[i] for i in chunk])
+      seconds[name].append(time.perf_counter() - start)
+  return seconds, losses
+
+
+def machine(torch_device, load_before):
+  """What ran it; `load_before` (1-min load average at start) shows other jobs' share."""
+  cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
+              if line.startswith('model name')), platform.processor())
+  jax_device = jax.devices()[0]
+  return {
+      'cpu': cpu,
+      'cpu_cores': os.cpu_count(),
+      'jax_device': f'{jax_device.platform}: {jax_device.device_kind}',
+      'torch_device': (torch.cuda.get_device_name(torch_device)
+                       if torch_device.type == 'cuda' else 'cpu'),
+      'torch_threads': torch.get_num_threads(),
+      'load_average_before': load_before,
+      'python': platform.python_version(),
+      'jax': jax.__version__,
+      'torch': torch.__version__,
+      'transformers': transformers.__version__,
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  }
+
+
+def markdown(result):
+  m, c = result['machine'], result['config']
+  peaks = result['peak_flops']
+  lines = [
+      f"# ssljax vs Hugging Face BertForMaskedLM ({result['backend']})",
+      '',
+      f"{m['cpu']}, {m['cpu_cores']} cores; JAX device {m['jax_device']}, torch device "
+      f"{m['torch_device']} ({m['torch_threads']} threads); jax {m['jax']}, torch "
+      f"{m['torch']}, transformers {m['transformers']}; {m['date']}; load average "
+      f"{m['load_average_before']:.1f} before the run.",
+      '',
+      f"BERT MLM, {c['layers']} layers, hidden {c['hidden']}, {c['heads']} heads, mlp "
+      f"{c['mlp']}, seq {c['seq_len']}, batch {c['batch_size']}, vocab {c['vocab_size']}, "
+      f"dropout {c['dropout']}, AdamW, float32; {c['steps']} timed steps each in "
+      f"{c['rounds']} alternating rounds after {WARMUP_STEPS} warm-up steps. HF attention: "
+      f"{c['hf_attention']}.",
+      '',
+      f"f32 matmul peak ({c['peak_matmul']}): XLA {peaks['xla'] / 1e9:,.0f} GFLOP/s, "
+      f"torch {peaks['torch'] / 1e9:,.0f} GFLOP/s.",
+      '',
+      '| run | params | tokens/s | rounds min-max | vs HF | FLOPs/token | GFLOP/s '
+      '| % XLA peak | % torch peak | loss at end |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ]
+  for name, r in result['runs'].items():
+    lines.append(
+        f"| {LABELS[name]} | {r['params'] / 1e6:.2f} M | {r['tokens_per_s']:,.0f} "
+        f"| {min(r['round_tokens_per_s']):,.0f}-{max(r['round_tokens_per_s']):,.0f} "
+        f"| {r['vs_hf']:.2f}x | {r['flops_per_token'] / 1e6:.1f} M "
+        f"| {r['flops_per_s'] / 1e9:.1f} | {100 * r['flops_per_s'] / peaks['xla']:.0f} % "
+        f"| {100 * r['flops_per_s'] / peaks['torch']:.0f} % | {r['loss']:.2f} |")
+  lines += [
+      '',
+      'FLOPs/token: 6 x the matmul parameters that run, plus attention (QK^T and AV, forward '
+      'and backward), plus the tied vocabulary projection on the positions the MLM head runs '
+      'on; embedding lookups are not counted. HF rows count the same FLOPs as the ssljax '
+      "all-positions row. ssljax's parameter count includes a pooler and sentence head that "
+      'objective mlm never runs (no FLOPs counted for them). tokens/s counts all '
+      'batch x seq positions, padding included, on both sides.',
+  ]
+  return '\n'.join(lines) + '\n'
+
+
+def measure(args, device):
+  """Builds the three trainers on shared batches, warms them up, and times them."""
+  with tempfile.TemporaryDirectory() as workdir:  # the second setup reuses the tokenizer
+    runs = {name: ssljax.train.setup(ssljax_config(args, name == MASKED), workdir)
+            for name in (ALL, MASKED)}
+    for run in runs.values():
+      run.manager.close()  # no checkpoints here
+  batches = [next(runs[ALL].batches) for _ in range(WARMUP_STEPS + args.steps)]
+  trainers = {name: ssljax_trainer(run) for name, run in runs.items()}
+  trainers[HF], model = hf_trainer(runs[ALL], device)
+  info = {name: {'params': sum(x.size for x in jax.tree.leaves(run.strategy.abstract['params'])),
+                 'flops_per_token': flops_per_token(run)} for name, run in runs.items()}
+  info[HF] = {'params': sum(p.numel() for p in model.parameters()),
+              'flops_per_token': info[ALL]['flops_per_token']}
+  peaks = {'xla': best_of(metrics.measure_peak_flops),
+           'torch': best_of(lambda: torch_peak_flops(device))}
+  for train in trainers.values():
+    train(batches[:WARMUP_STEPS])
+  seconds, losses = time_rounds(trainers, batches[WARMUP_STEPS:], args.rounds)
+  config = {
+      'layers': args.layers, 'hidden': args.hidden, 'heads': runs[ALL].model_cfg.num_heads,
+      'mlp': runs[ALL].model_cfg.mlp_dim, 'seq_len': args.seq_len,
+      'batch_size': args.batch_size, 'vocab_size': runs[ALL].model_cfg.vocab_size,
+      'dropout': runs[ALL].model_cfg.dropout_rate,
+      'attention_dropout': runs[ALL].model_cfg.attention_dropout_rate, 'steps': args.steps,
+      'rounds': args.rounds, 'hf_attention': model.config._attn_implementation,
+      'peak_matmul': ('2048x2048, TF32 in both' if device.type == 'cuda'
+                      else '2048x2048 float32') + ', best of 3',
+  }
+  return config, peaks, info, seconds, losses
+
+
+def main():
+  args = parse_args()
+  load_before = os.getloadavg()[0]
+  torch.set_num_threads(os.cpu_count())
+  device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+  if device.type == 'cuda':
+    torch.set_float32_matmul_precision('high')  # TF32, as XLA's default f32 matmul on GPU
+  config, peaks, info, seconds, losses = measure(args, device)
+  tokens_per_step = args.batch_size * args.seq_len
+  chunks = [len(c) for c in np.array_split(np.arange(args.steps), args.rounds)]
+  tokens_per_s = {name: tokens_per_step * args.steps / sum(s) for name, s in seconds.items()}
+  result = {
+      'backend': jax.default_backend(),
+      'machine': machine(device, load_before),
+      'config': config,
+      'peak_flops': peaks,
+      'runs': {
+          name: {
+              'label': LABELS[name],
+              'params': int(info[name]['params']),
+              'tokens_per_s': tokens_per_s[name],
+              'round_tokens_per_s': [tokens_per_step * n / s
+                                     for n, s in zip(chunks, seconds[name])],
+              'vs_hf': tokens_per_s[name] / tokens_per_s[HF],
+              'flops_per_token': info[name]['flops_per_token'],
+              'flops_per_s': tokens_per_s[name] * info[name]['flops_per_token'],
+              'loss': losses[name],
+          } for name in (ALL, MASKED, HF)
+      },
+  }
+  out = pathlib.Path(args.out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = out / f"bench_vs_hf_{result['backend']}"
+  stem.with_suffix('.json').write_text(json.dumps(result, indent=2) + '\n')
+  table = markdown(result)
+  stem.with_suffix('.md').write_text(table)
+  print(table)
+  print(f'wrote {stem}.json and .md')
+
+
+if __name__ == '__main__':
+  main()
