@@ -25,11 +25,11 @@ def manager(workdir, keep: int, async_save: bool = True) -> ocp.CheckpointManage
                                options=options, item_names=('state', 'data', 'meta'))
 
 
-def save(mgr, step, state, data_state, meta, force=False):
+def save(mgr, step, state, data_state, meta):
   mgr.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=ocp.args.JsonSave(data_state),
-      meta=ocp.args.JsonSave(meta)), force=force)
+      meta=ocp.args.JsonSave(meta)))
 
 
 def make_meta(config, tokenizer_proto: bytes) -> dict:

@@ -27,6 +27,10 @@ def _pretrain(args):
     print(config)
     return
   final = train.pretrain(config, args.workdir)
+  if not final:
+    print(f'{args.workdir} is already at train.steps={config.train.steps}; raise '
+          'train.steps to train further')
+    return
   shown = {k: round(v, 4) for k, v in final.items() if 'loss' in k or 'accuracy' in k}
   print(f'done: {args.workdir} {shown}')
 

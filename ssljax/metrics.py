@@ -27,7 +27,7 @@ class Writer:
       self._tb = SummaryWriter(str(pathlib.Path(workdir) / 'tensorboard'))
 
   def write(self, step: int, values: dict):
-    if not self.enabled:
+    if not (self.enabled and values):
       return
     row = {'step': int(step)} | {k: float(v) for k, v in values.items()}
     with self.path.open('a') as f:

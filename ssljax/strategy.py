@@ -6,6 +6,7 @@ sharded by their logical axes, the batch over data x fsdp. Multi-host safe.
 across devices. Both take the same per-process batch and return the same metrics.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -83,7 +84,7 @@ class Pmap:
 
   def __init__(self, spec: step_lib.StepSpec, init, abstract_params_state, config):
     del abstract_params_state
-    self.spec = spec = step_lib.StepSpec(**{**spec.__dict__, 'axis_name': self.AXIS})
+    self.spec = spec = dataclasses.replace(spec, axis_name=self.AXIS)
     self.devices = jax.local_devices()
     per_process = config.train.batch_size // jax.process_count()
     if per_process % (len(self.devices) * config.train.grad_accum):

@@ -192,13 +192,13 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
   throughput = _Throughput(run)
   bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
                   unit='step', dynamic_ncols=True)
+  learning_rate = optimizer.schedule(config.optimizer, cfg.steps)
   last, pending, saved_step = {}, None, start
 
   def check(step, step_metrics):
     """Reads a finished step's metrics; stops on a non-finite loss."""
     values = _host(step_metrics)
     if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
-      run.manager.wait_until_finished()
       kept = (f'the last good checkpoint (step {saved_step}) is kept in '
               f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
       raise UserError(f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at '
@@ -209,44 +209,44 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
   def log_step(step, values):
     nonlocal last
     values |= throughput.update(step)
-    values['learning_rate'] = float(optimizer.schedule(config.optimizer, cfg.steps)(step - 1))
+    values['learning_rate'] = float(learning_rate(step - 1))
     writer.write(step, values)
     last = values
     bar.set_postfix({k: f'{values[k]:.4g}' for k in ('loss', 'tokens_per_s', 'mfu')
                      if k in values})
 
-  with preemption_flag() as flag:
-    for step in range(start, cfg.steps):
-      batch = run.strategy.put_batch(next(run.batches))
-      state, step_metrics = run.strategy.step(state, batch)
-      done = step + 1
-      if pending is not None:
-        values = check(*pending)
-        if pending[0] % cfg.log_every == 0:
-          log_step(pending[0], values)
-      pending = (done, step_metrics)
-      bar.update(1)
-      stop = flag['signal'] or (stop_after is not None and done >= stop_after)
-      if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop:
-        values = check(*pending)
-        if done % cfg.log_every == 0 or done == cfg.steps or stop:
+  try:
+    with preemption_flag() as flag:
+      for step in range(start, cfg.steps):
+        batch = run.strategy.put_batch(next(run.batches))
+        state, step_metrics = run.strategy.step(state, batch)
+        done = step + 1
+        if pending is not None:  # step t is dispatched: now read step t-1
+          values = check(*pending)
+          if pending[0] % cfg.log_every == 0:
+            log_step(pending[0], values)
+        pending = (done, step_metrics)
+        bar.update(1)
+        stop = flag['signal'] or (stop_after is not None and done >= stop_after)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop:
+          values = check(*pending)  # never save a state whose step went non-finite
+          pending = None
           log_step(done, values)
-        pending = None
-        checkpoint.save(run.manager, done, run.strategy.to_save(state),
-                        run.batches.get_state(), meta)
-        saved_step = done
-      if cfg.eval_every and done % cfg.eval_every == 0 or done == cfg.steps:
-        eval_values = evaluate(run, state)
-        if eval_values:
+          checkpoint.save(run.manager, done, run.strategy.to_save(state),
+                          run.batches.get_state(), meta)
+          saved_step = done
+        if cfg.eval_every and done % cfg.eval_every == 0 or done == cfg.steps:
+          eval_values = evaluate(run, state)
           writer.write(done, eval_values)
-          last = last | eval_values
-      if stop:
-        if flag['signal']:
-          bar.write(f'{flag["signal"]} at step {done}: checkpoint saved; rerun the same '
-                    'command to continue')
-        break
-  bar.close()
-  run.manager.wait_until_finished()
-  run.manager.close()
-  writer.close()
+          last |= eval_values
+        if stop:
+          if flag['signal']:
+            bar.write(f'{flag["signal"]} at step {done}: checkpoint saved; rerun the same '
+                      'command to continue')
+          break
+  finally:
+    bar.close()
+    run.manager.wait_until_finished()
+    run.manager.close()
+    writer.close()
   return last
