@@ -56,7 +56,10 @@ def parse_args():
   p.add_argument('--hidden', type=int, default=256, help='heads = hidden/64, mlp = 4 hidden')
   p.add_argument('--vocab-size', type=int, default=8000)
   p.add_argument('--out-dir', default=str(pathlib.Path(__file__).parent / 'results'))
-  return p.parse_args()
+  args = p.parse_args()
+  if not 1 <= args.rounds <= args.steps:
+    p.error(f'--rounds={args.rounds} must lie in [1, --steps={args.steps}]')
+  return args
 
 
 def ssljax_config(args, masked_only):
@@ -276,12 +279,12 @@ def measure(args, device):
   for train in trainers.values():
     train(batches[:WARMUP_STEPS])
   seconds, losses = time_rounds(trainers, batches[WARMUP_STEPS:], args.rounds)
+  cfg = runs[ALL].model_cfg
   config = {
-      'layers': args.layers, 'hidden': args.hidden, 'heads': runs[ALL].model_cfg.num_heads,
-      'mlp': runs[ALL].model_cfg.mlp_dim, 'seq_len': args.seq_len,
-      'batch_size': args.batch_size, 'vocab_size': runs[ALL].model_cfg.vocab_size,
-      'dropout': runs[ALL].model_cfg.dropout_rate,
-      'attention_dropout': runs[ALL].model_cfg.attention_dropout_rate, 'steps': args.steps,
+      'layers': cfg.num_layers, 'hidden': cfg.hidden_size, 'heads': cfg.num_heads,
+      'mlp': cfg.mlp_dim, 'seq_len': args.seq_len, 'batch_size': args.batch_size,
+      'vocab_size': cfg.vocab_size, 'dropout': cfg.dropout_rate,
+      'attention_dropout': cfg.attention_dropout_rate, 'steps': args.steps,
       'rounds': args.rounds, 'hf_attention': model.config._attn_implementation,
       'peak_matmul': ('2048x2048, TF32 in both' if device.type == 'cuda'
                       else '2048x2048 float32') + ', best of 3',
@@ -311,7 +314,7 @@ def main():
               'params': int(info[name]['params']),
               'tokens_per_s': tokens_per_s[name],
               'round_tokens_per_s': [tokens_per_step * n / s
-                                     for n, s in zip(chunks, seconds[name])],
+                                     for n, s in zip(chunks, seconds[name], strict=True)],
               'vs_hf': tokens_per_s[name] / tokens_per_s[HF],
               'flops_per_token': info[name]['flops_per_token'],
               'flops_per_s': tokens_per_s[name] * info[name]['flops_per_token'],
