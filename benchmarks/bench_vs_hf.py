@@ -32,7 +32,7 @@ import transformers
 
 import ssljax.config
 import ssljax.train
-from ssljax import masking, metrics
+from ssljax import metrics
 
 CONFIG = pathlib.Path(__file__).parents[1] / 'configs' / 'bert_tiny.py'
 HF = 'hf'
@@ -150,22 +150,6 @@ def hf_trainer(run, device):
   return train, model
 
 
-def flops_per_token(run):
-  """Model FLOPs per token of the work this run does, by ssljax.metrics' formula.
-
-  Kernels that do not run are left out: the pooler and sentence head (objective mlm has
-  no sentence task), and the MLM transform beyond the positions the head runs on.
-  """
-  cfg = run.config
-  fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
-              if cfg.mlm.masked_positions_only else 1.0)
-  params = {k: v for k, v in run.strategy.abstract['params'].items()
-            if k not in ('pooler', 'sentence_head')}
-  transform = metrics.matmul_params(params['mlm_head']['transform'])
-  n = metrics.matmul_params(params) - transform * (1 - fraction)
-  return metrics.flops_per_token(run.model_cfg, cfg.data.seq_len, n, fraction)
-
-
 def torch_peak_flops(device, size=2048, repeats=5):
   """torch's f32 matmul FLOP/s, measured as `metrics.measure_peak_flops` measures XLA's."""
   a = torch.ones(size, size, device=device)
@@ -271,7 +255,7 @@ def measure(args, device):
   trainers = {name: ssljax_trainer(run) for name, run in runs.items()}
   trainers[HF], model = hf_trainer(runs[ALL], device)
   info = {name: {'params': sum(x.size for x in jax.tree.leaves(run.strategy.abstract['params'])),
-                 'flops_per_token': flops_per_token(run)} for name, run in runs.items()}
+                 'flops_per_token': ssljax.train.flops_per_token(run)} for name, run in runs.items()}
   info[HF] = {'params': sum(p.numel() for p in model.parameters()),
               'flops_per_token': info[ALL]['flops_per_token']}
   peaks = {'xla': best_of(metrics.measure_peak_flops),

@@ -70,33 +70,49 @@ def plot(workdir, out=None) -> pathlib.Path:
   return out
 
 
-def flops_per_token(model_cfg, seq_len, num_params_matmul, mlm_positions_fraction=1.0):
-  """Training FLOPs per token: 6 N for matmul params plus attention's QK^T and AV.
+def flops_per_token(params, model_cfg, objective, seq_len, mlm_fraction=1.0):
+  """Training FLOPs per token (forward + backward) of the weights that actually run.
 
-  The MLM head's vocabulary projection counts only on the positions where it runs
-  (`mlm_positions_fraction` = K / L when the head runs on masked positions only).
+  6 per weight for each matmul weight applied to the token; ALBERT's shared block counts once
+  per layer it runs; the MLM transform and vocabulary projection count on the fraction of
+  positions the head runs on; the pooler and sentence head run once per sequence and only
+  for NSP/SOP; attention adds QK^T and AV (2 x 2 L H forward per layer, x3 with backward).
   """
   h, layers, v = model_cfg.hidden_size, model_cfg.num_layers, model_cfg.vocab_size
   e = model_cfg.embed_size or h
-  head = 6 * v * e * mlm_positions_fraction
-  attention = 12 * layers * seq_len * h  # fwd 2*(2 L H), times 3 for fwd+bwd
-  return 6 * num_params_matmul + head + attention
+  stack = matmul_params(params['stack']) * (layers if model_cfg.share_layers else 1)
+  other = matmul_params({k: p for k, p in params.items()
+                         if k not in ('stack', 'mlm_head', 'pooler', 'sentence_head')})
+  per_token = stack + other
+  if objective == 'clm':
+    per_token += v * h
+  else:
+    per_token += (matmul_params(params['mlm_head']) + v * e) * mlm_fraction
+  if objective in ('mlm_nsp', 'mlm_sop'):
+    per_token += matmul_params({k: params[k] for k in ('pooler', 'sentence_head')}) / seq_len
+  return 6 * per_token + 12 * layers * seq_len * h
 
 
 def matmul_params(params) -> int:
-  """Parameters that multiply activations: kernels, excluding the tied word embedding."""
+  """Weights that multiply activations: kernels (the tied word embedding is counted apart)."""
   flat = jax.tree_util.tree_leaves_with_path(params)
   return sum(int(np.prod(x.shape)) for path, x in flat
              if getattr(path[-1], 'key', None) == 'kernel')
 
 
-def measure_peak_flops(size=2048, repeats=5, dtype=jnp.float32) -> float:
-  """The device's f32 matmul FLOP/s as XLA runs it: the denominator of MFU."""
+def measure_peak_flops(size=2048, repeats=3, tries=3, dtype=jnp.float32) -> float:
+  """The device's f32 matmul FLOP/s as XLA runs it: the denominator of MFU.
+
+  Best of `tries`: on a shared machine the slow tries measure the neighbours, not the chip.
+  """
   a = jnp.ones((size, size), dtype)
   f = jax.jit(lambda x: x @ x)
   f(a).block_until_ready()
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = f(a)
-  out.block_until_ready()
-  return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+  best = 0.0
+  for _ in range(tries):
+    start = time.perf_counter()
+    for _ in range(repeats):
+      out = f(a)
+    out.block_until_ready()
+    best = max(best, 2 * size ** 3 * repeats / (time.perf_counter() - start))
+  return best

@@ -151,17 +151,22 @@ def evaluate(run: Run, state) -> dict:
   return {f'eval_{k}': float(v) for k, v in values.items()}
 
 
+def flops_per_token(run: Run) -> float:
+  """Model FLOPs per token of this run's step (see `metrics.flops_per_token`)."""
+  cfg = run.config
+  fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
+              if cfg.mlm.masked_positions_only else 1.0)
+  return metrics_lib.flops_per_token(run.strategy.abstract['params'], run.model_cfg,
+                                     cfg.objective, cfg.data.seq_len, fraction)
+
+
 class _Throughput:
   """tokens/s and MFU over the last logging interval."""
 
   def __init__(self, run: Run):
     cfg = run.config
     self.tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
-    params = run.strategy.abstract['params']
-    fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
-                if cfg.objective != 'clm' and cfg.mlm.masked_positions_only else 1.0)
-    self.flops_per_token = metrics_lib.flops_per_token(
-        run.model_cfg, cfg.data.seq_len, metrics_lib.matmul_params(params), fraction)
+    self.flops_per_token = flops_per_token(run)
     devices = 1 if jax.default_backend() == 'cpu' else run.strategy.num_devices
     self.peak = metrics_lib.measure_peak_flops() * devices
     self.last = (time.perf_counter(), None)
