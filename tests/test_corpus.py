@@ -140,22 +140,14 @@ def test_invalid_utf8_names_file_byte_and_line(tmp_path):
     corpus.load_documents(_data_cfg(source='text', path=str(file)))
 
 
-def test_malformed_json_line(tmp_path):
-  file = tmp_path / 'bad.jsonl'
-  file.write_text('{"text": "fine"}\n{"text": oops}\n')
-  with pytest.raises(UserError, match=r'bad\.jsonl:2 is not valid JSON'):
-    corpus.load_documents(_data_cfg(source='jsonl', path=str(file)))
-
-
-def test_json_line_without_the_text_field(tmp_path):
-  file = tmp_path / 'fields.jsonl'
-  file.write_text('{"text": "fine"}\n{"body": "x", "id": 3}\n')
-  with pytest.raises(UserError, match=r"fields\.jsonl:2 has no 'text' field \(found: body, id\)"):
-    corpus.load_documents(_data_cfg(source='jsonl', path=str(file)))
-
-
-def test_json_text_that_is_not_a_string(tmp_path):
-  file = tmp_path / 'types.jsonl'
-  file.write_text('{"text": ["a", "b"]}\n')
-  with pytest.raises(UserError, match=r"types\.jsonl:1: field 'text' is a list"):
+@pytest.mark.parametrize('name,lines,message', [
+    ('bad.jsonl', '{"text": "fine"}\n{"text": oops}\n', r'bad\.jsonl:2 is not valid JSON'),
+    ('fields.jsonl', '{"text": "fine"}\n{"body": "x", "id": 3}\n',
+     r"fields\.jsonl:2 has no 'text' field \(found: body, id\)"),
+    ('types.jsonl', '{"text": ["a", "b"]}\n', r"types\.jsonl:1: field 'text' is a list"),
+])
+def test_malformed_jsonl(name, lines, message, tmp_path):
+  file = tmp_path / name
+  file.write_text(lines)
+  with pytest.raises(UserError, match=message):
     corpus.load_documents(_data_cfg(source='jsonl', path=str(file)))

@@ -97,44 +97,41 @@ def test_mlm_chunks_each_document_in_order(tok, docs):
   assert index == len(examples)
 
 
-def test_nsp_pairs(tok, docs):
-  seq_len = 24
-  labels = []
+def _pairs(docs, tok, objective, seq_len=24):
+  """(A, B, label) of every example of two seeds, each checked for layout on the way."""
   for seed in (0, 1):
-    examples = data.build_examples(docs, tok, 'mlm_nsp', seq_len, seed=seed)
+    examples = data.build_examples(docs, tok, objective, seq_len, seed=seed)
     for i in range(len(examples)):
-      example = examples[i]
-      _check_layout(example, tok, seq_len)
-      a, b = _pair(example, tok)
-      assert len(a) + len(b) <= seq_len - 3
-      doc_a, doc_b = np.unique(_owner(tok, a)), np.unique(_owner(tok, b))
-      assert len(doc_a) == 1 and len(doc_b) == 1
-      label = int(example['sentence_label'])
-      if label == 0:  # IsNext: B continues A in A's document
-        assert doc_a == doc_b and _contains(docs[doc_a[0]], np.concatenate([a, b]))
-      else:  # NotNext: B is a span of another document, never A's own
-        assert label == 1 and doc_a != doc_b and _contains(docs[doc_b[0]], b)
-      labels.append(label)
+      _check_layout(examples[i], tok, seq_len)
+      yield (*_pair(examples[i], tok), int(examples[i]['sentence_label']))
+
+
+def _assert_balanced(labels):
   assert len(labels) >= 2000
   assert abs(np.mean(labels) - 0.5) < 0.05
+
+
+def test_nsp_pairs(tok, docs):
+  labels = []
+  for a, b, label in _pairs(docs, tok, 'mlm_nsp'):
+    assert len(a) + len(b) <= 24 - 3
+    doc_a, doc_b = np.unique(_owner(tok, a)), np.unique(_owner(tok, b))
+    assert len(doc_a) == 1 and len(doc_b) == 1
+    if label == 0:  # IsNext: B continues A in A's document
+      assert doc_a == doc_b and _contains(docs[doc_a[0]], np.concatenate([a, b]))
+    else:  # NotNext: B is a span of another document, never A's own
+      assert label == 1 and doc_a != doc_b and _contains(docs[doc_b[0]], b)
+    labels.append(label)
+  _assert_balanced(labels)
 
 
 def test_sop_pairs(tok, docs):
-  seq_len = 24
   labels = []
-  for seed in (0, 1):
-    examples = data.build_examples(docs, tok, 'mlm_sop', seq_len, seed=seed)
-    for i in range(len(examples)):
-      example = examples[i]
-      _check_layout(example, tok, seq_len)
-      a, b = _pair(example, tok)
-      (doc,) = np.unique(_owner(tok, np.concatenate([a, b])))
-      label = int(example['sentence_label'])
-      in_order = np.concatenate([b, a] if label else [a, b])
-      assert _contains(docs[doc], in_order)
-      labels.append(label)
-  assert len(labels) >= 2000
-  assert abs(np.mean(labels) - 0.5) < 0.05
+  for a, b, label in _pairs(docs, tok, 'mlm_sop'):
+    (doc,) = np.unique(_owner(tok, np.concatenate([a, b])))
+    assert _contains(docs[doc], np.concatenate([b, a] if label else [a, b]))
+    labels.append(label)
+  _assert_balanced(labels)
 
 
 def test_clm_packs_documents_with_restarting_positions(tok, docs):
