@@ -1,0 +1,1 @@
+"""Adaptation and evaluation: task data, metrics, probes and fine-tuning of pretrained runs."""
