@@ -157,13 +157,12 @@ def _json_text(line: str, field: str, where: str) -> str:
   return record[field]
 
 
-def _tfds(data_cfg) -> list[str]:
-  """A prepared TFDS dataset in array_record format; TensorFlow is not needed."""
+def tfds_records(name: str, split: str, data_dir: str | None, fix: str):
+  """(index, record) of a prepared array_record TFDS split, read in chunks without TF.
+
+  `fix` ends the error message: what the caller's user can do instead.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  name, split, field = data_cfg.tfds_name, data_cfg.tfds_split, data_cfg.text_field
-  if not name:
-    raise UserError('data.source=tfds needs data.tfds_name (--set data.tfds_name=...)')
-  data_dir = data_cfg.tfds_data_dir or None
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except (tfds.core.registered.DatasetNotFoundError, ValueError, NotImplementedError,
@@ -173,15 +172,24 @@ def _tfds(data_cfg) -> list[str]:
         f'cannot read tfds dataset {name}[{split}] from '
         f'{data_dir or "the default TFDS data dir"}: {reason} Prepare it in array_record '
         f'format first (tfds build {name} --file_format=array_record --data_dir=DIR) '
-        'and set data.tfds_data_dir=DIR') from None
-  features = source.dataset_info.features
-  if field not in features:
-    raise UserError(f'tfds dataset {name} has no feature {field!r} (features: '
-                    f'{", ".join(features)}); set data.text_field')
-  documents = []
+        f'{fix}') from None
   for start in range(0, len(source), _TFDS_READ):
     records = source.__getitems__(range(start, min(start + _TFDS_READ, len(source))))
-    documents.extend(_tfds_text(r[field], name, start + i) for i, r in enumerate(records))
+    yield from enumerate(records, start)
+
+
+def _tfds(data_cfg) -> list[str]:
+  """A prepared TFDS dataset in array_record format; TensorFlow is not needed."""
+  name, split, field = data_cfg.tfds_name, data_cfg.tfds_split, data_cfg.text_field
+  if not name:
+    raise UserError('data.source=tfds needs data.tfds_name (--set data.tfds_name=...)')
+  documents = []
+  for i, record in tfds_records(name, split, data_cfg.tfds_data_dir or None,
+                                'and set data.tfds_data_dir=DIR'):
+    if field not in record:
+      raise UserError(f'tfds dataset {name} has no feature {field!r} (features: '
+                      f'{", ".join(record)}); set data.text_field')
+    documents.append(_tfds_text(record[field], name, i))
   return documents
 
 

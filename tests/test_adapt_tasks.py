@@ -223,7 +223,7 @@ def test_read_glue_tfds_agrees_with_the_tsv_reader(glue_dir, tfds_dir, task, spl
 
 def test_read_glue_tfds_errors(tfds_dir):
   _fails(lambda: tasks.read_glue_tfds('rte', 'dev', data_dir=tfds_dir),
-         'cannot read tfds glue/rte[validation]', 'array_record', 'read_glue')
+         'cannot read tfds dataset glue/rte[validation]', 'array_record', 'read_glue')
   _fails(lambda: tasks.read_glue_tfds('sst2', 'dev_matched', data_dir=tfds_dir),
          "GLUE sst2 has no split 'dev_matched'")
   _fails(lambda: tasks.read_glue_tfds('snli', 'dev'), "unknown GLUE task 'snli'")

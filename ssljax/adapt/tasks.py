@@ -15,9 +15,9 @@ import io
 import json
 import pathlib
 
+from ssljax import corpus
 from ssljax.errors import UserError
 
-_TFDS_READ = 1024  # examples fetched per random-access call
 _ID_COLUMNS = ('index', 'id')  # where a row keeps its own id, when it has one
 _DELIMITERS = {'.csv': ',', '.tsv': '\t'}
 
@@ -199,26 +199,14 @@ def read_glue_tfds(task: str, split: str, data_dir=None) -> list[Example]:
   Works when the dataset was prepared in array_record format; split names are those of
   read_glue ('dev' is tfds' 'validation').
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name = _lookup(task, GLUE, 'GLUE task')
   layout = _GLUE_LAYOUTS[name]
   _check_split(name, layout, split)
   dataset, tfds_split = f'glue/{name}', split.replace('dev', 'validation')
-  try:
-    source = tfds.data_source(dataset, split=tfds_split, data_dir=data_dir, download=False)
-  except (tfds.core.registered.DatasetNotFoundError, ValueError, NotImplementedError,
-          AssertionError, FileNotFoundError) as e:
-    reason = str(e).strip().split('\n')[0]
-    raise UserError(
-        f'cannot read tfds {dataset}[{tfds_split}] from '
-        f'{data_dir or "the default TFDS data dir"}: {reason} Prepare it in array_record '
-        f'format first (tfds build {dataset} --file_format=array_record --data_dir=DIR) '
-        'or read the GLUE TSV files with read_glue') from None
-  examples = []
-  for start in range(0, len(source), _TFDS_READ):
-    records = source.__getitems__(range(start, min(start + _TFDS_READ, len(source))))
-    examples.extend(_tfds_example(r, layout, GLUE[name].kind, split.startswith('test'),
-                                  f'{dataset}[{tfds_split}]') for r in records)
+  records = corpus.tfds_records(dataset, tfds_split, data_dir,
+                                'or read the GLUE TSV files with read_glue')
+  examples = [_tfds_example(r, layout, GLUE[name].kind, split.startswith('test'),
+                            f'{dataset}[{tfds_split}]') for _, r in records]
   return _nonempty(examples, f'{dataset}[{tfds_split}]')
 
 
