@@ -1,7 +1,7 @@
 """Orbax checkpoints of a pretraining run: state, data position and run metadata together.
 
 `WORKDIR/checkpoints/STEP/` holds `state` (params, optimizer state, step), `data` (the grain
-iterator position) and `meta` (config, seed, tokenizer). Saves are async and atomic (Orbax
+iterator position) and `meta` (config, seed, tokenizer and its kind). Saves are async and atomic (Orbax
 writes to a temporary directory and renames it when complete), so an interrupted save never
 replaces a good checkpoint. A latest checkpoint that fails to restore is reported and the
 previous one is used.
@@ -32,13 +32,19 @@ def save(mgr, step, state, data_state, meta):
       meta=ocp.args.JsonSave(meta)))
 
 
-def make_meta(config, tokenizer_proto: bytes) -> dict:
+def make_meta(config, tokenizer_proto: bytes, tokenizer_kind: str = 'sentencepiece') -> dict:
   return {'config': config.to_dict(), 'seed': config.train.seed,
-          'tokenizer': base64.b64encode(tokenizer_proto).decode('ascii')}
+          'tokenizer': base64.b64encode(tokenizer_proto).decode('ascii'),
+          'tokenizer_kind': tokenizer_kind}
 
 
 def tokenizer_proto(meta) -> bytes:
   return base64.b64decode(meta['tokenizer'])
+
+
+def tokenizer_kind(meta) -> str:
+  """'sentencepiece' or 'hf'; metadata written before Hugging Face import has no kind."""
+  return meta.get('tokenizer_kind', 'sentencepiece')
 
 
 def latest_meta(mgr) -> dict | None:

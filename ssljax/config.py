@@ -38,6 +38,7 @@ def base() -> ml_collections.ConfigDict:
   m.dropout_rate = 0.1
   m.attention_dropout_rate = 0.1
   m.layer_norm_eps = 1e-12
+  m.position_offset = 0  # position p reads table row p + offset (RoBERTa: 2)
   m.scan_layers = False
   m.remat = False
   m.dtype = 'float32'  # compute dtype; parameters stay float32
@@ -75,6 +76,7 @@ def base() -> ml_collections.ConfigDict:
   tr.checkpoint_every = 100
   tr.keep_checkpoints = 3
   tr.progress = True
+  tr.init_from = ''  # a checkpoint or Hugging Face folder whose weights start a fresh run
 
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'adamw'  # adamw | lamb
@@ -199,8 +201,9 @@ def validate(c):
   if c.model.hidden_size % c.model.num_heads:
     raise UserError(f'model.hidden_size={c.model.hidden_size} is not divisible by '
                     f'model.num_heads={c.model.num_heads}')
-  if c.data.seq_len > c.model.max_len:
-    raise UserError(f'data.seq_len={c.data.seq_len} exceeds model.max_len={c.model.max_len}')
+  if c.data.seq_len + c.model.position_offset > c.model.max_len:
+    raise UserError(f'data.seq_len={c.data.seq_len} exceeds model.max_len={c.model.max_len} '
+                    f'minus model.position_offset={c.model.position_offset}')
   if not 0 < c.mlm.rate < 1:
     raise UserError(f'mlm.rate={c.mlm.rate} must lie in (0, 1)')
   if c.mlm.mask_fraction + c.mlm.random_fraction > 1:

@@ -37,6 +37,7 @@ class ModelConfig:
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.1
   layer_norm_eps: float = 1e-12
+  position_offset: int = 0
   scan_layers: bool = False
   remat: bool = False
   dtype: str = 'float32'
@@ -183,7 +184,11 @@ class Stack(nnx.Module):
 
 
 class Embeddings(nnx.Module):
-  """Token + position (+ segment) embeddings, with ALBERT's E -> H projection when E < H."""
+  """Token + position (+ segment) embeddings, with ALBERT's E -> H projection when E < H.
+
+  Position p reads row p + position_offset of the table: RoBERTa's rows start after its
+  padding id (offset 2).
+  """
 
   def __init__(self, cfg, *, rngs, segments=True, norm=True):
     e = cfg.embed_size or cfg.hidden_size
@@ -201,7 +206,7 @@ class Embeddings(nnx.Module):
                     if e != cfg.hidden_size else None)
 
   def __call__(self, ids_BxL, positions_BxL, segment_ids_BxL, key):
-    x_BxLxE = self.word(ids_BxL) + self.position(positions_BxL)
+    x_BxLxE = self.word(ids_BxL) + self.position(positions_BxL + self.cfg.position_offset)
     if self.segment is not None:
       x_BxLxE += self.segment(segment_ids_BxL)
     if self.norm is not None:

@@ -13,9 +13,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from ssljax import checkpoint, model, optimizer, strategy
+from ssljax import checkpoint, model, optimizer, strategy, tokenizer as tokenizer_lib
 from ssljax.errors import UserError
-from ssljax.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass
@@ -23,7 +22,7 @@ class Pretrained:
   config: ml_collections.ConfigDict  # the run's full config
   model_cfg: model.ModelConfig
   model: nnx.Module  # parameters included
-  tokenizer: Tokenizer
+  tokenizer: object  # tokenizer.Tokenizer (sentencepiece) or hf_tokenizer.HFTokenizer
   step: int
 
 
@@ -46,7 +45,9 @@ def load(path) -> Pretrained:
   where = f'{workdir}/checkpoints/{step}'
   try:
     meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    tokenizer = Tokenizer(checkpoint.tokenizer_proto(meta), origin=f'the tokenizer in {where}')
+    tokenizer = tokenizer_lib.from_proto(checkpoint.tokenizer_kind(meta),
+                                         checkpoint.tokenizer_proto(meta),
+                                         origin=f'the tokenizer in {where}')
   except (KeyError, ValueError, FileNotFoundError) as e:
     raise UserError(f'{where} has no readable metadata or tokenizer ({e}); it was not '
                     'written by `ssljax pretrain`') from None

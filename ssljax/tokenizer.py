@@ -69,6 +69,8 @@ def train(documents: list[str], vocab_size: int, model_prefix: str | pathlib.Pat
 class Tokenizer:
   """Batch encoding to int32 arrays plus the per-id tables the data pipeline needs."""
 
+  kind = 'sentencepiece'
+
   def __init__(self, model_proto: bytes, origin: str = '<bytes>'):
     self._proto = bytes(model_proto)
     self._sp = spm.SentencePieceProcessor()
@@ -120,3 +122,27 @@ class Tokenizer:
   def decode(self, ids) -> str:
     """Text of `ids`; special tokens decode to nothing."""
     return self._sp.decode([int(i) for i in np.asarray(ids).reshape(-1)])
+
+
+def _kinds() -> dict:
+  from ssljax import hf_tokenizer  # pylint: disable=g-import-not-at-top  (needs `tokenizers`)
+  return {Tokenizer.kind: Tokenizer, hf_tokenizer.HFTokenizer.kind: hf_tokenizer.HFTokenizer}
+
+
+def from_proto(kind: str, proto: bytes, origin: str = '<bytes>'):
+  """The tokenizer of `kind` ('sentencepiece' or 'hf') serialised as `proto`."""
+  if kind == Tokenizer.kind:
+    return Tokenizer(proto, origin)
+  kinds = _kinds()
+  if kind not in kinds:
+    raise UserError(f'{origin} has tokenizer kind {kind!r}; this ssljax knows '
+                    f'{", ".join(kinds)}')
+  return kinds[kind].from_proto(proto, origin)
+
+
+def load(path: str | pathlib.Path):
+  """A sentencepiece .model, a Hugging Face tokenizer.json, or a folder `save` wrote."""
+  path = pathlib.Path(path).expanduser()
+  if path.suffix == '.json' or (path / 'tokenizer.json').is_file():
+    return _kinds()['hf'].load(path)
+  return Tokenizer.load(path)

@@ -16,33 +16,39 @@ import tempfile
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import tqdm
 from flax import nnx
 
-from ssljax import (checkpoint, corpus, data, masking, metrics as metrics_lib, model,
-                    optimizer, parallel, step as step_lib, strategy as strategy_lib)
+from ssljax import (checkpoint, config as config_lib, corpus, data, masking,
+                    metrics as metrics_lib, model, optimizer, parallel, step as step_lib,
+                    strategy as strategy_lib, tokenizer as tokenizer_lib)
 from ssljax.errors import UserError
-from ssljax.tokenizer import Tokenizer, train as train_tokenizer
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = {'jit': strategy_lib.Jit, 'pmap': strategy_lib.Pmap}
 # Sections that must match to continue a run from its checkpoint.
 RESUME_KEYS = ('objective', 'model', 'mlm', 'data', 'tokenizer', 'optimizer')
+# model keys that train.init_from leaves to the config; the rest come from the source.
+RUN_MODEL_KEYS = ('dropout_rate', 'attention_dropout_rate', 'remat', 'dtype')
 
 
-def load_tokenizer(config, workdir: pathlib.Path, documents) -> Tokenizer:
-  """The run's tokenizer: the one saved in workdir, tokenizer.path, or one trained now."""
-  saved = workdir / 'tokenizer.model'
-  if saved.exists():
-    return Tokenizer.load(saved)
-  if config.tokenizer.path:
-    tokenizer = Tokenizer.load(config.tokenizer.path)
+def load_tokenizer(config, workdir: pathlib.Path, documents, source=None):
+  """The run's tokenizer: the one saved in workdir, the init_from source's, tokenizer.path,
+  or one trained now."""
+  if (workdir / 'tokenizer.model').exists() or (workdir / 'tokenizer.json').exists():
+    return tokenizer_lib.load(workdir)
+  if source is not None:
+    tokenizer = source.tokenizer
+  elif config.tokenizer.path:
+    tokenizer = tokenizer_lib.load(config.tokenizer.path)
   else:
     with tempfile.TemporaryDirectory() as tmp:
-      tokenizer = train_tokenizer(documents, config.tokenizer.vocab_size,
-                                  pathlib.Path(tmp) / 'tokenizer', config.tokenizer.model_type)
+      tokenizer = tokenizer_lib.train(documents, config.tokenizer.vocab_size,
+                                      pathlib.Path(tmp) / 'tokenizer',
+                                      config.tokenizer.model_type)
   if jax.process_index() == 0:
     tokenizer.save(workdir)
   return tokenizer
@@ -53,21 +59,38 @@ class Run:
   """What a pretraining run is made of, built once from the config."""
   config: object
   workdir: pathlib.Path
-  tokenizer: Tokenizer
+  tokenizer: object  # tokenizer.Tokenizer or hf_tokenizer.HFTokenizer
   model_cfg: model.ModelConfig
   batches: data.Batches
   eval_batches: list
   strategy: object
   manager: object
+  init_params: dict | None = None  # train.init_from's parameters, for a fresh start
+
+
+def init_source(config):
+  """(config, source) for train.init_from: a copy of the config whose model section is the
+  source's architecture (dropout, remat and dtype stay as configured), and the source."""
+  if not config.train.init_from:
+    return config, None
+  from ssljax import hf  # pylint: disable=g-import-not-at-top  (Hugging Face libraries)
+  source = hf.from_pretrained(config.train.init_from)
+  config = ml_collections.ConfigDict(config.to_dict())
+  for field in dataclasses.fields(source.model_cfg):
+    if field.name not in RUN_MODEL_KEYS:
+      config.model[field.name] = getattr(source.model_cfg, field.name)
+  config_lib.validate(config)
+  return config, source
 
 
 def setup(config, workdir) -> Run:
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  config, source = init_source(config)
   seed = config.train.seed
   documents = corpus.load_documents(config.data)
   train_docs, eval_docs = data.split_documents(documents, config.data.eval_fraction, seed)
-  tokenizer = load_tokenizer(config, workdir, train_docs)
+  tokenizer = load_tokenizer(config, workdir, train_docs, source)
   model_cfg = model.ModelConfig.from_config(
       config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
   if model_cfg.vocab_size < tokenizer.vocab_size:
@@ -92,7 +115,10 @@ def setup(config, workdir) -> Run:
   init = strategy_lib.init_fn(model_cfg, tx, model.build)
   strategy = STRATEGIES[config.parallel.strategy](spec, init, abstract_params, config)
   manager = checkpoint.manager(workdir, config.train.keep_checkpoints)
-  return Run(config, workdir, tokenizer, model_cfg, batches, eval_batches, strategy, manager)
+  init_params = (jax.device_get(nnx.to_pure_dict(nnx.state(source.model)))
+                 if source is not None else None)
+  return Run(config, workdir, tokenizer, model_cfg, batches, eval_batches, strategy, manager,
+             init_params)
 
 
 def _check_resumable(config, meta, directory):
@@ -115,11 +141,24 @@ def restore_or_init(run: Run):
     _check_resumable(run.config, meta, run.workdir)
   restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
   if restored is None:
-    return run.strategy.init(run.config.train.seed), 0
+    return initial_state(run), 0
   step, state, data_state, _ = restored
-  run.batches.set_state(data_state)
+  if data_state:  # an imported checkpoint has none: its data starts at the beginning
+    run.batches.set_state(data_state)
   log.info('continuing from checkpoint at step %d', step)
   return run.strategy.from_saved(state), step
+
+
+def initial_state(run: Run):
+  """A fresh state from the seed, or from train.init_from's parameters (fresh optimizer)."""
+  if run.init_params is None:
+    return run.strategy.init(run.config.train.seed)
+  params = run.init_params
+  state = {'params': params, 'opt_state': run.strategy.spec.tx.init(params),
+           'step': np.zeros((), np.int32)}
+  place = lambda x, a: jax.make_array_from_callback(a.shape, a.sharding,
+                                                    lambda i: np.asarray(x)[i])
+  return run.strategy.from_saved(jax.tree.map(place, state, run.strategy.abstract))
 
 
 @contextlib.contextmanager
@@ -189,11 +228,12 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
   """
   parallel.initialize_distributed(config.distributed)
   run = setup(config, workdir)
+  config = run.config  # with train.init_from's model section
   cfg = config.train
   state, start = restore_or_init(run)
   lead = jax.process_index() == 0
   writer = metrics_lib.Writer(run.workdir, enabled=lead)
-  meta = checkpoint.make_meta(config, run.tokenizer.model_proto)
+  meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind)
   throughput = _Throughput(run)
   bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
                   unit='step', dynamic_ncols=True)

@@ -1,0 +1,473 @@
+"""Hugging Face checkpoints in and out: BERT, RoBERTa, ALBERT and GPT-2.
+
+A Hugging Face model folder (`config.json`, `model.safetensors` or `pytorch_model.bin`, and
+a tokenizer) becomes an ssljax model, or a step-0 checkpoint that `ssljax pretrain` can
+start from (`train.init_from`) and `pretrained.load` reads. `export` writes the reverse: a
+folder transformers loads with `AutoModel` and with the pretraining-head class.
+
+Each architecture is a table of (Hugging Face module, ssljax module, kind) rows; import and
+export both read it, so every weight maps both ways or the table is wrong. RoBERTa is the
+ssljax `bert` architecture with `position_offset` 2 (its positions start after the padding
+id); export writes RoBERTa for a `bert` model with a nonzero offset.
+"""
+
+import dataclasses
+import json
+import logging
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import safetensors
+import safetensors.numpy
+from flax import nnx, traverse_util
+
+from ssljax import checkpoint, config as config_lib, hf_tokenizer, model, optimizer, pretrained
+from ssljax.errors import UserError
+from ssljax.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPES = ('bert', 'roberta', 'albert', 'gpt2')
+_ARCH = {'bert': 'bert', 'roberta': 'bert', 'albert': 'albert', 'gpt2': 'gpt'}
+# The class whose checkpoint holds every head ssljax has; export names it in config.json.
+_HEADS_CLASS = {'bert': 'BertForPreTraining', 'roberta': 'RobertaForMaskedLM',
+                'albert': 'AlbertForPreTraining', 'gpt2': 'GPT2LMHeadModel'}
+_PREFIX = {'bert': 'bert', 'roberta': 'roberta', 'albert': 'albert', 'gpt2': 'transformer'}
+_ACTIVATIONS = {'gelu': 'gelu', 'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh'}
+
+# (config.json key, ssljax model key, default where config.json may omit it; None: required)
+_BERT_KEYS = (
+    ('vocab_size', 'vocab_size', None), ('hidden_size', 'hidden_size', None),
+    ('num_hidden_layers', 'num_layers', None), ('num_attention_heads', 'num_heads', None),
+    ('intermediate_size', 'mlp_dim', None), ('max_position_embeddings', 'max_len', 512),
+    ('type_vocab_size', 'type_vocab_size', 2), ('layer_norm_eps', 'layer_norm_eps', 1e-12),
+    ('hidden_dropout_prob', 'dropout_rate', 0.1),
+    ('attention_probs_dropout_prob', 'attention_dropout_rate', 0.1),
+)
+_CONFIG_KEYS = {
+    'bert': _BERT_KEYS,
+    'roberta': _BERT_KEYS,
+    'albert': _BERT_KEYS + (('embedding_size', 'embed_size', 128),),
+    'gpt2': (
+        ('vocab_size', 'vocab_size', None), ('n_embd', 'hidden_size', None),
+        ('n_layer', 'num_layers', None), ('n_head', 'num_heads', None),
+        ('n_positions', 'max_len', 1024), ('layer_norm_epsilon', 'layer_norm_eps', 1e-5),
+        ('resid_pdrop', 'dropout_rate', 0.1), ('attn_pdrop', 'attention_dropout_rate', 0.1),
+    ),
+}
+_ACTIVATION_KEY = {'bert': 'hidden_act', 'roberta': 'hidden_act', 'albert': 'hidden_act',
+                   'gpt2': 'activation_function'}
+
+# How each kind of module's tensors map: (HF suffix, ssljax leaf, transpose).
+# torch Linear weights are (out, in), ssljax kernels and GPT-2's Conv1D weights (in, out).
+_FIELDS = {
+    'linear': (('weight', 'kernel', True), ('bias', 'bias', False)),
+    'conv1d': (('weight', 'kernel', False), ('bias', 'bias', False)),
+    'norm': (('weight', 'scale', False), ('bias', 'bias', False)),
+    'embed': (('weight', 'embedding', False),),
+    'bias': (('bias', 'bias', False),),
+}
+_BERT_EMBEDDINGS = (
+    ('embeddings.word_embeddings', 'embeddings.word', 'embed'),
+    ('embeddings.position_embeddings', 'embeddings.position', 'embed'),
+    ('embeddings.token_type_embeddings', 'embeddings.segment', 'embed'),
+    ('embeddings.LayerNorm', 'embeddings.norm', 'norm'),
+)
+# Per architecture: base-model modules (under the prefix), the name of block i, the
+# modules of one block, and the heads (top level).
+_BASE = {
+    'bert': _BERT_EMBEDDINGS + (('pooler.dense', 'pooler', 'linear'),),
+    'roberta': _BERT_EMBEDDINGS + (('pooler.dense', 'pooler', 'linear'),),
+    'albert': _BERT_EMBEDDINGS + (
+        ('encoder.embedding_hidden_mapping_in', 'embeddings.project', 'linear'),
+        ('pooler', 'pooler', 'linear')),
+    'gpt2': (('wte', 'embeddings.word', 'embed'), ('wpe', 'embeddings.position', 'embed'),
+             ('ln_f', 'final_norm', 'norm')),
+}
+_BLOCK_NAME = {'bert': 'encoder.layer.{}', 'roberta': 'encoder.layer.{}',
+               'albert': 'encoder.albert_layer_groups.{}.albert_layers.0', 'gpt2': 'h.{}'}
+_BERT_BLOCK = (
+    ('attention.self.query', 'query', 'linear'), ('attention.self.key', 'key', 'linear'),
+    ('attention.self.value', 'value', 'linear'),
+    ('attention.output.dense', 'attention_out', 'linear'),
+    ('attention.output.LayerNorm', 'attention_norm', 'norm'),
+    ('intermediate.dense', 'mlp_in', 'linear'), ('output.dense', 'mlp_out', 'linear'),
+    ('output.LayerNorm', 'mlp_norm', 'norm'),
+)
+_BLOCK = {
+    'bert': _BERT_BLOCK,
+    'roberta': _BERT_BLOCK,
+    'albert': (
+        ('attention.query', 'query', 'linear'), ('attention.key', 'key', 'linear'),
+        ('attention.value', 'value', 'linear'), ('attention.dense', 'attention_out', 'linear'),
+        ('attention.LayerNorm', 'attention_norm', 'norm'), ('ffn', 'mlp_in', 'linear'),
+        ('ffn_output', 'mlp_out', 'linear'), ('full_layer_layer_norm', 'mlp_norm', 'norm')),
+    'gpt2': (
+        ('ln_1', 'attention_norm', 'norm'),
+        ('attn.c_attn', ('query', 'key', 'value'), 'conv1d'),  # one fused q|k|v projection
+        ('attn.c_proj', 'attention_out', 'conv1d'), ('ln_2', 'mlp_norm', 'norm'),
+        ('mlp.c_fc', 'mlp_in', 'conv1d'), ('mlp.c_proj', 'mlp_out', 'conv1d')),
+}
+_HEADS = {
+    'bert': (('cls.predictions.transform.dense', 'mlm_head.transform', 'linear'),
+             ('cls.predictions.transform.LayerNorm', 'mlm_head.norm', 'norm'),
+             ('cls.predictions', 'mlm_head', 'bias'),
+             ('cls.seq_relationship', 'sentence_head', 'linear')),
+    'roberta': (('lm_head.dense', 'mlm_head.transform', 'linear'),
+                ('lm_head.layer_norm', 'mlm_head.norm', 'norm'),
+                ('lm_head', 'mlm_head', 'bias')),
+    'albert': (('predictions.dense', 'mlm_head.transform', 'linear'),
+               ('predictions.LayerNorm', 'mlm_head.norm', 'norm'),
+               ('predictions', 'mlm_head', 'bias'),
+               ('sop_classifier.classifier', 'sentence_head', 'linear')),
+    'gpt2': (),
+}
+# Tensors that checkpoints may carry and transformers ignores: copies of tied weights
+# (the output embedding is the input embedding) and buffers.
+_IGNORED = re.compile(r'(^|\.)(position_ids|decoder\.weight|decoder\.bias|attn\.bias|'
+                      r'attn\.masked_bias)$|^lm_head\.weight$')
+_SENTENCE_HEAD = {'bert': 'cls.seq_relationship.weight', 'albert': 'sop_classifier.classifier.weight'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tensor:
+  """One Hugging Face tensor and the ssljax parameters (flat paths) it fills."""
+  hf: str
+  ours: tuple[tuple, ...]
+  transpose: bool
+
+  def hf_shape(self, our_shapes) -> tuple:
+    shape = our_shapes[0][:-1] + (sum(s[-1] for s in our_shapes),)
+    return shape[::-1] if self.transpose else shape
+
+  def to_ours(self, array) -> list[np.ndarray]:
+    array = array.T if self.transpose else array
+    return np.split(array, len(self.ours), axis=-1)
+
+  def to_hf(self, arrays) -> np.ndarray:
+    array = np.concatenate(arrays, axis=-1)
+    return np.ascontiguousarray(array.T if self.transpose else array)
+
+
+@dataclasses.dataclass
+class Report:
+  """What an import did not map, in transformers' terms."""
+  missing: list[str]  # HF tensors the ssljax model has but the checkpoint lacks: fresh init
+  unexpected: list[str]  # checkpoint tensors that no ssljax parameter takes
+
+  def log(self, source):
+    if self.missing:
+      log.warning('Some weights of the ssljax model were not initialized from %s and are '
+                  'newly initialized: %s', source, self.missing)
+    if self.unexpected:
+      log.warning('Some weights of the model checkpoint at %s were not used: %s', source,
+                  self.unexpected)
+
+
+def _path(dotted: str) -> tuple:
+  return tuple(int(p) if p.isdigit() else p for p in dotted.split('.'))
+
+
+def _expand(hf_module: str, ours, kind: str) -> list[Tensor]:
+  ours = (ours,) if isinstance(ours, str) else ours
+  return [Tensor(f'{hf_module}.{suffix}', tuple(_path(m) + (leaf,) for m in ours), transpose)
+              for suffix, leaf, transpose in _FIELDS[kind]]
+
+
+def tensors(model_type: str, cfg: model.ModelConfig, prefixed: bool) -> list[Tensor]:
+  """Every Hugging Face tensor of `model_type` with the parameters of `cfg` it maps to."""
+  base = f'{_PREFIX[model_type]}.' if prefixed else ''
+  rows = [(base + hf, ours, kind) for hf, ours, kind in _BASE[model_type]]
+  for i in range(1 if cfg.share_layers else cfg.num_layers):
+    block = f'{base}{_BLOCK_NAME[model_type].format(i)}'
+    ours = 'stack.shared' if cfg.share_layers else f'stack.layers.{i}'
+    for hf, leaf, kind in _BLOCK[model_type]:
+      leaves = (leaf,) if isinstance(leaf, str) else leaf
+      rows.append((f'{block}.{hf}', tuple(f'{ours}.{x}' for x in leaves), kind))
+  rows += _HEADS[model_type]
+  return [t for row in rows for t in _expand(*row)]
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a Hugging Face folder
+
+
+def read_config(folder: pathlib.Path) -> tuple[dict, str]:
+  """config.json and its model_type, checked to be one ssljax maps."""
+  file = folder / 'config.json'
+  if not folder.is_dir():
+    raise UserError(f'{folder} is not a directory')
+  if not file.is_file():
+    raise UserError(f'{folder} has no config.json, so it is not a Hugging Face model folder; '
+                    'pass the folder that save_pretrained wrote')
+  try:
+    hf = json.loads(file.read_text())
+  except ValueError as e:
+    raise UserError(f'{file} is not valid JSON ({e})') from None
+  model_type = hf.get('model_type')
+  if model_type not in MODEL_TYPES:
+    raise UserError(f'{file}: model_type {model_type!r} (architectures '
+                    f'{hf.get("architectures")}) is not supported; ssljax imports '
+                    f'{", ".join(MODEL_TYPES)}')
+  return hf, model_type
+
+
+def model_values(hf: dict, model_type: str, file='config.json') -> dict:
+  """The ssljax `model` section that reproduces the Hugging Face config."""
+  values = {}
+  for hf_key, key, default in _CONFIG_KEYS[model_type]:
+    value = hf.get(hf_key, default)
+    if value is None:
+      raise UserError(f'{file} has no {hf_key}')
+    values[key] = value
+  activation = hf.get(_ACTIVATION_KEY[model_type], 'gelu_new' if model_type == 'gpt2' else 'gelu')
+  if activation not in _ACTIVATIONS:
+    raise UserError(f'{file}: activation {activation!r} is not supported; ssljax has '
+                    f'{", ".join(_ACTIVATIONS)}')
+  values |= {'arch': _ARCH[model_type], 'activation': _ACTIVATIONS[activation]}
+  for key in ('dropout_rate', 'attention_dropout_rate', 'layer_norm_eps'):
+    values[key] = float(values[key])
+  values |= _special_values(hf, model_type, values, file)
+  return values
+
+
+def _special_values(hf, model_type, values, file) -> dict:
+  """What the shared key table cannot say: layer sharing, MLP width, position offset."""
+  unsupported = {'position_embedding_type': 'absolute', 'is_decoder': False,
+                 'add_cross_attention': False, 'scale_attn_weights': True,
+                 'scale_attn_by_inverse_layer_idx': False, 'inner_group_num': 1,
+                 'tie_word_embeddings': True}
+  for key, wanted in unsupported.items():
+    if hf.get(key, wanted) != wanted:
+      raise UserError(f'{file}: {key}={hf[key]!r} is not supported (ssljax models have '
+                      f'{key}={wanted!r})')
+  if model_type == 'roberta':
+    return {'position_offset': hf.get('pad_token_id', 1) + 1}
+  if model_type == 'gpt2':
+    return {'mlp_dim': hf.get('n_inner') or 4 * values['hidden_size'], 'pre_ln': True}
+  if model_type == 'albert':
+    groups = hf.get('num_hidden_groups', 1)
+    if groups not in (1, values['num_layers']):
+      raise UserError(f'{file}: num_hidden_groups={groups} is not supported; ssljax shares '
+                      'one layer (1) or none (num_hidden_layers)')
+    if values['embed_size'] == values['hidden_size']:
+      raise UserError(f'{file}: embedding_size equals hidden_size; ssljax ALBERT projects '
+                      'embeddings only when they are smaller')
+    return {'share_layers': groups == 1}
+  return {}
+
+
+def read_weights(folder: pathlib.Path) -> dict[str, np.ndarray]:
+  """All tensors of the folder: model.safetensors, its shards, or pytorch_model.bin."""
+  index = folder / 'model.safetensors.index.json'
+  if (folder / 'model.safetensors').is_file():
+    files = [folder / 'model.safetensors']
+  elif index.is_file():
+    files = [folder / f for f in sorted(set(json.loads(index.read_text())['weight_map'].values()))]
+  elif (folder / 'pytorch_model.bin').is_file():
+    return _read_torch(folder / 'pytorch_model.bin')
+  else:
+    raise UserError(f'{folder} has no weights: expected model.safetensors, '
+                    'model.safetensors.index.json or pytorch_model.bin')
+  weights = {}
+  for file in files:
+    try:
+      weights |= safetensors.numpy.load_file(file)
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError) as e:
+      raise UserError(f'{file} is not a readable safetensors file ({e}); it may be '
+                      'truncated or unfinished: download or save it again') from None
+  return weights
+
+
+def _read_torch(file: pathlib.Path) -> dict[str, np.ndarray]:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError(f'{file} is a PyTorch pickle: install torch to read it, or save the '
+                    'model as model.safetensors') from None
+  try:
+    state = torch.load(file, map_location='cpu', weights_only=True)
+  except Exception as e:  # torch raises many types for a damaged pickle
+    raise UserError(f'{file} could not be read by torch ({type(e).__name__}: {e})') from None
+  return {k: v.float().numpy() if v.is_floating_point() else v.numpy()
+          for k, v in state.items()}
+
+
+def load_params(weights: dict, model_type: str, cfg: model.ModelConfig, fresh: dict,
+                source) -> tuple[dict, Report]:
+  """`fresh` params with every tensor the checkpoint has put in; a shape mismatch is fatal."""
+  prefixed = any(k.startswith(_PREFIX[model_type] + '.') for k in weights)
+  flat = traverse_util.flatten_dict(jax.device_get(fresh))
+  used, missing = set(), []
+  for t in tensors(model_type, cfg, prefixed):
+    if t.hf not in weights:
+      missing.append(t.hf)
+      continue
+    expected = t.hf_shape([flat[p].shape for p in t.ours])
+    if weights[t.hf].shape != expected:
+      raise UserError(f'{source}: tensor {t.hf} has shape {tuple(weights[t.hf].shape)} but '
+                      f'its config.json gives {expected}')
+    used.add(t.hf)
+    for p, value in zip(t.ours, t.to_ours(weights[t.hf])):
+      flat[p] = np.asarray(value, np.float32)
+  unexpected = sorted(k for k in weights if k not in used and not _IGNORED.search(k))
+  return traverse_util.unflatten_dict(flat), Report(missing, unexpected)
+
+
+def run_config(model_section: dict, objective: str) -> ml_collections.ConfigDict:
+  """The base config with the model section and objective of an imported model."""
+  c = config_lib.base()
+  c.objective = objective
+  c.model.update(model_section)
+  c.data.seq_len = min(c.data.seq_len, c.model.max_len - c.model.position_offset)
+  config_lib.validate(c)
+  return c
+
+
+def _objective(model_type, weights) -> str:
+  """bert -> mlm_nsp with an NSP head, else mlm; albert -> mlm_sop; gpt2 -> clm."""
+  if model_type == 'gpt2':
+    return 'clm'
+  if model_type == 'albert':
+    return 'mlm_sop'
+  head = _SENTENCE_HEAD.get(model_type)
+  return 'mlm_nsp' if head and head in weights else 'mlm'
+
+
+def load_folder(folder, seed: int = 0) -> tuple[pretrained.Pretrained, Report]:
+  """A Hugging Face model folder as an ssljax model, tokenizer and config."""
+  folder = pathlib.Path(folder).expanduser()
+  hf, model_type = read_config(folder)
+  section = model_values(hf, model_type, folder / 'config.json')
+  weights = read_weights(folder)
+  config = run_config(section, _objective(model_type, weights))
+  tokenizer = hf_tokenizer.from_hf_folder(folder, model_type)
+  model_cfg = model.ModelConfig.from_config(config.model)
+  module = model.build(model_cfg, nnx.Rngs(seed))
+  params, report = load_params(weights, model_type, model_cfg,
+                               nnx.to_pure_dict(nnx.state(module)), folder)
+  nnx.update(module, params)
+  report.log(folder)
+  return pretrained.Pretrained(config, model_cfg, module, tokenizer, 0), report
+
+
+def from_pretrained(path) -> pretrained.Pretrained:
+  """A Hugging Face model folder, an ssljax workdir or one checkpoints/STEP directory."""
+  path = pathlib.Path(path).expanduser()
+  if (path / 'config.json').is_file():
+    return load_folder(path)[0]
+  if path.is_dir() and not (path / 'checkpoints').is_dir() and not path.name.isdigit():
+    read_config(path)  # raises: says what a Hugging Face folder needs
+  return pretrained.load(path)
+
+
+def import_folder(folder, out) -> Report:
+  """Writes `out/checkpoints/0` (fresh optimizer state) and `out`'s tokenizer."""
+  out = pathlib.Path(out).expanduser()
+  if (out / 'checkpoints').is_dir() and any((out / 'checkpoints').iterdir()):
+    raise UserError(f'{out} already holds checkpoints; choose a new --out')
+  pre, report = load_folder(folder)
+  params = nnx.to_pure_dict(nnx.state(pre.model))
+  tx = optimizer.build(pre.config.optimizer, pre.config.train.steps)
+  state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32)}
+  meta = checkpoint.make_meta(pre.config, pre.tokenizer.model_proto, pre.tokenizer.kind)
+  mgr = checkpoint.manager(out, keep=1, async_save=False)
+  checkpoint.save(mgr, 0, state, {}, meta)
+  mgr.wait_until_finished()
+  mgr.close()
+  pre.tokenizer.save(out)
+  return report
+
+
+# ---------------------------------------------------------------------------------------
+# Writing a Hugging Face folder
+
+
+def hf_model_type(cfg: model.ModelConfig) -> str:
+  if cfg.arch == 'gpt':
+    return 'gpt2'
+  if cfg.arch == 'albert':
+    return 'albert'
+  return 'roberta' if cfg.position_offset else 'bert'
+
+
+def hf_config(cfg: model.ModelConfig, tokenizer) -> dict:
+  """config.json for `cfg`; refuses what transformers' class of that name cannot hold."""
+  model_type = hf_model_type(cfg)
+  if cfg.pre_ln != (model_type == 'gpt2'):
+    raise UserError(f'{model_type} is {"pre" if model_type == "gpt2" else "post"}-LayerNorm; '
+                    f'this model has model.pre_ln={cfg.pre_ln} and has no Hugging Face twin')
+  if cfg.embed_size not in (0, cfg.hidden_size) and model_type != 'albert':
+    raise UserError(f'model.embed_size={cfg.embed_size} needs ALBERT\'s projection; '
+                    f'{model_type} has none')
+  if cfg.share_layers and model_type != 'albert':
+    raise UserError(f'model.share_layers needs ALBERT; {model_type} has no shared layers')
+  out = {hf_key: getattr(cfg, key) for hf_key, key, _ in _CONFIG_KEYS[model_type]}
+  out[_ACTIVATION_KEY[model_type]] = {'gelu': 'gelu', 'gelu_tanh': 'gelu_new'}[cfg.activation]
+  out |= {'model_type': model_type, 'architectures': [_HEADS_CLASS[model_type]],
+          'tie_word_embeddings': True, 'initializer_range': 0.02,
+          'pad_token_id': tokenizer.pad_id, 'bos_token_id': tokenizer.cls_id,
+          'eos_token_id': tokenizer.sep_id}
+  if model_type == 'gpt2':
+    out |= {'n_inner': cfg.mlp_dim, 'embd_pdrop': cfg.dropout_rate}
+  elif model_type == 'albert':
+    out |= {'embedding_size': cfg.embed_size or cfg.hidden_size, 'inner_group_num': 1,
+            'num_hidden_groups': 1 if cfg.share_layers else cfg.num_layers}
+  elif model_type == 'roberta':
+    out['pad_token_id'] = cfg.position_offset - 1  # RoBERTa derives positions from it
+  return out
+
+
+def _layer_list(flat: dict, cfg: model.ModelConfig) -> dict:
+  """Flat params with scanned (stacked) layers split into stack.layers.i."""
+  out = {}
+  for path, value in flat.items():
+    if path[:2] == ('stack', 'scanned'):
+      out |= {('stack', 'layers', i) + path[2:]: value[i] for i in range(cfg.num_layers)}
+    else:
+      out[path] = value
+  return out
+
+
+def _identity_projection(flat: dict, cfg: model.ModelConfig) -> dict:
+  """ALBERT always projects E -> H; with E = H ssljax has no projection: it is the identity."""
+  if ('embeddings', 'project', 'kernel') in flat:
+    return flat
+  return flat | {('embeddings', 'project', 'kernel'): np.eye(cfg.hidden_size, dtype=np.float32),
+                 ('embeddings', 'project', 'bias'): np.zeros(cfg.hidden_size, np.float32)}
+
+
+def export(pre: pretrained.Pretrained, out) -> pathlib.Path:
+  """Writes config.json, model.safetensors and the tokenizer files into `out`."""
+  out = pathlib.Path(out).expanduser()
+  cfg = pre.model_cfg
+  config = hf_config(cfg, pre.tokenizer)
+  model_type = config['model_type']
+  flat = _layer_list(traverse_util.flatten_dict(
+      jax.device_get(nnx.to_pure_dict(nnx.state(pre.model)))), cfg)
+  if model_type == 'albert':
+    flat = _identity_projection(flat, cfg)
+  weights = {t.hf: t.to_hf([np.asarray(flat[p], np.float32) for p in t.ours])
+             for t in tensors(model_type, cfg, prefixed=True)}
+  out.mkdir(parents=True, exist_ok=True)
+  safetensors.numpy.save_file(weights, out / 'model.safetensors', metadata={'format': 'pt'})
+  (out / 'config.json').write_text(json.dumps(config, indent=2))
+  _export_tokenizer(pre.tokenizer, cfg, out)
+  return out
+
+
+def _export_tokenizer(tokenizer, cfg, out: pathlib.Path):
+  """tokenizer.json for transformers; an ssljax sentencepiece model is converted to it."""
+  if isinstance(tokenizer, Tokenizer):
+    (out / 'spiece.model').write_bytes(tokenizer.model_proto)
+    tokenizer = hf_tokenizer.from_sentencepiece(tokenizer)
+  tokenizer.save(out)
+  settings = tokenizer.special_tokens | {
+      'tokenizer_class': 'PreTrainedTokenizerFast',
+      'model_max_length': cfg.max_len - cfg.position_offset}
+  (out / 'tokenizer_config.json').write_text(json.dumps(settings, indent=2,
+                                                        ensure_ascii=False))

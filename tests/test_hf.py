@@ -1,0 +1,219 @@
+"""Hugging Face interop, checked against transformers itself.
+
+For each architecture a tiny random model made by transformers (and a tokenizer trained
+here, saved in the files that architecture ships) imports with the same token ids, hidden
+states and logits, and exports to a folder that transformers loads with the same logits.
+"""
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
+import tokenizers  # noqa: E402  (transformers needs it)
+
+from ssljax import corpus, encode, hf, hf_cli, pretrained  # noqa: E402
+from ssljax.errors import UserError  # noqa: E402
+
+TOL = 1e-5
+TEXTS = ['The quick brown fox jumps over the lazy dog.',
+         'Héllo wörld: naïve café, résumé!',
+         'def f(x): return x ** 2  # squares',
+         'a',
+         '日本語 and emoji 🤗 with averyveryverylongwordthatnobodyuses']
+SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+
+
+def _documents():
+  return [d for d in corpus.embedded_documents()[:60]]
+
+
+def _bert(folder):
+  wordpiece = tokenizers.BertWordPieceTokenizer(lowercase=True)
+  wordpiece.train_from_iterator(_documents(), vocab_size=200, min_frequency=1)
+  wordpiece.save_model(str(folder))  # vocab.txt, as BERT checkpoints ship it
+  config = transformers.BertConfig(vocab_size=wordpiece.get_vocab_size(), **SIZES,
+                                   max_position_embeddings=64)
+  return transformers.BertForPreTraining(config)
+
+
+def _byte_level_bpe(folder, specials):
+  bpe = tokenizers.ByteLevelBPETokenizer()
+  bpe.train_from_iterator(_documents(), vocab_size=300, special_tokens=specials)
+  bpe.save_model(str(folder))  # vocab.json + merges.txt
+  return bpe.get_vocab_size()
+
+
+def _roberta(folder):
+  vocab = _byte_level_bpe(folder, ['<s>', '<pad>', '</s>', '<unk>', '<mask>'])
+  config = transformers.RobertaConfig(vocab_size=vocab, **SIZES, max_position_embeddings=66,
+                                      type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+                                      eos_token_id=2)
+  return transformers.RobertaForMaskedLM(config)
+
+
+def _gpt2(folder):
+  vocab = _byte_level_bpe(folder, ['<|endoftext|>'])
+  config = transformers.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4,
+                                   n_positions=64, bos_token_id=0, eos_token_id=0)
+  return transformers.GPT2LMHeadModel(config)
+
+
+def _albert(folder):
+  model = folder / 'spiece.model'
+  lines = [line for d in _documents() for line in d.splitlines() if line.strip()]
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(lines), model_prefix=str(folder / 'spiece'), vocab_size=200,
+      hard_vocab_limit=False, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, pad_piece='<pad>',
+      unk_piece='<unk>', control_symbols=['[CLS]', '[SEP]', '[MASK]'], minloglevel=2)
+  vocab = spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()
+  config = transformers.AlbertConfig(vocab_size=vocab, embedding_size=16, **SIZES,
+                                     max_position_embeddings=64)
+  return transformers.AlbertForPreTraining(config)
+
+
+MAKERS = {'bert': _bert, 'roberta': _roberta, 'albert': _albert, 'gpt2': _gpt2}
+
+
+@pytest.fixture(scope='module', params=list(MAKERS))
+def made(request, tmp_path_factory):
+  """(model type, folder, transformers model, transformers tokenizer) of a tiny model."""
+  folder = tmp_path_factory.mktemp(request.param)
+  torch.manual_seed(0)
+  model = MAKERS[request.param](folder).eval()
+  model.save_pretrained(folder)
+  return request.param, folder, model, transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def _inputs(pre, texts):
+  """Our token rows, padded: the batch for ssljax and (ids, mask) for transformers."""
+  rows = encode.token_rows(pre, texts)
+  batch = encode._batch(rows, len(rows), max(map(len, rows)), pre.tokenizer.pad_id)
+  return batch, torch.tensor(batch['input_ids']), torch.tensor(batch['doc_ids'])
+
+
+def _heads(pre, model_type, hidden):
+  """The logits our model gives, named as transformers' outputs name them."""
+  if model_type == 'gpt2':
+    return {'logits': pre.model.lm_logits(hidden)}
+  mlm = np.asarray(pre.model.mlm_logits(hidden))
+  if model_type == 'roberta':
+    return {'logits': mlm}
+  sentence = 'seq_relationship_logits' if model_type == 'bert' else 'sop_logits'
+  return {'prediction_logits': mlm, sentence: np.asarray(pre.model.sentence_logits(hidden))}
+
+
+def _max_diff(ours, theirs, real_BxL=None):
+  diff = np.abs(np.asarray(ours) - theirs.detach().numpy())
+  if real_BxL is not None and diff.ndim == 3:
+    diff = diff * real_BxL.numpy()[..., None]
+  return float(diff.max())
+
+
+def test_token_ids_match_transformers(made):
+  model_type, folder, _, hf_tok = made
+  pre = hf.from_pretrained(folder)
+  ours = [list(r) for r in encode.token_rows(pre, TEXTS)]
+  assert ours == hf_tok(TEXTS)['input_ids']
+  assert pre.tokenizer.kind == 'hf'
+
+
+def test_import_matches_transformers(made):
+  model_type, folder, model, _ = made
+  pre, report = hf.load_folder(folder)
+  no_pooler = ['roberta.pooler.dense.weight', 'roberta.pooler.dense.bias']  # ForMaskedLM has none
+  assert report.missing == (no_pooler if model_type == 'roberta' else [])
+  assert report.unexpected == []
+  assert pre.config.objective == {'bert': 'mlm_nsp', 'roberta': 'mlm', 'albert': 'mlm_sop',
+                                  'gpt2': 'clm'}[model_type]
+  batch, ids, real = _inputs(pre, TEXTS)
+  with torch.no_grad():
+    out = model(ids, attention_mask=real, output_hidden_states=True)
+  hidden = pre.model(batch)
+  diffs = {'hidden': _max_diff(hidden, out.hidden_states[-1], real)}
+  diffs |= {k: _max_diff(v, out[k], real) for k, v in _heads(pre, model_type, hidden).items()}
+  print(model_type, diffs)
+  assert max(diffs.values()) < TOL, diffs
+
+
+def test_export_reloads_in_transformers(made, tmp_path):
+  model_type, folder, model, hf_tok = made
+  hf.export(hf.from_pretrained(folder), tmp_path)
+  reloaded = type(model).from_pretrained(tmp_path).eval()
+  base = transformers.AutoModel.from_pretrained(tmp_path).eval()
+  ids = torch.tensor(hf_tok(TEXTS[:1])['input_ids'])
+  with torch.no_grad():
+    want, got = model(ids, output_hidden_states=True), reloaded(ids)
+    hidden = base(ids).last_hidden_state
+  logits = 'logits' if model_type in ('roberta', 'gpt2') else 'prediction_logits'
+  assert _max_diff(got[logits], want[logits]) < TOL
+  assert _max_diff(hidden, want.hidden_states[-1]) < TOL
+  assert transformers.AutoTokenizer.from_pretrained(tmp_path)(TEXTS)['input_ids'] == \
+      hf_tok(TEXTS)['input_ids']
+
+
+def _parser():
+  parser = argparse.ArgumentParser(prog='ssljax')
+  hf_cli.add_commands(parser.add_subparsers(dest='command', required=True))
+  return parser
+
+
+def _run(*argv):
+  args = _parser().parse_args(argv)
+  args.run(args)
+
+
+@pytest.fixture(scope='module')
+def bert_folder(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('bert_src')
+  torch.manual_seed(1)
+  _bert(folder).save_pretrained(folder)
+  return folder
+
+
+def test_import_command_writes_a_checkpoint(bert_folder, tmp_path, capsys):
+  _run('import-hf', str(bert_folder), '--out', str(tmp_path / 'ckpt'))
+  assert 'checkpoints/0' in capsys.readouterr().out
+  loaded = pretrained.load(tmp_path / 'ckpt')
+  direct = hf.from_pretrained(bert_folder)
+  assert loaded.step == 0 and loaded.config.objective == 'mlm_nsp'
+  assert loaded.tokenizer.encode(TEXTS)[0].tolist() == direct.tokenizer.encode(TEXTS)[0].tolist()
+  batch = _inputs(direct, TEXTS)[0]
+  np.testing.assert_array_equal(loaded.model(batch), direct.model(batch))
+  with pytest.raises(UserError, match='already holds checkpoints'):
+    hf.import_folder(bert_folder, tmp_path / 'ckpt')
+
+
+def test_missing_and_unexpected_tensors_are_listed(bert_folder, tmp_path):
+  weights = hf.read_weights(bert_folder)
+  weights.pop('cls.seq_relationship.weight')
+  weights['cls.extra.weight'] = np.zeros(3, np.float32)
+  shutil.copytree(bert_folder, tmp_path, dirs_exist_ok=True)
+  hf.safetensors.numpy.save_file(weights, tmp_path / 'model.safetensors')
+  _, report = hf.load_folder(tmp_path)
+  assert report.missing == ['cls.seq_relationship.weight']
+  assert report.unexpected == ['cls.extra.weight']
+
+
+def test_bad_folders_say_what_is_wrong(bert_folder, tmp_path):
+  with pytest.raises(UserError, match='no config.json'):
+    hf.from_pretrained(tmp_path)
+  (tmp_path / 'config.json').write_text(json.dumps({'model_type': 't5'}))
+  with pytest.raises(UserError, match="model_type 't5'.*not supported"):
+    hf.import_folder(tmp_path, tmp_path / 'out')
+  shutil.copytree(bert_folder, tmp_path, dirs_exist_ok=True)
+  weights = tmp_path / 'model.safetensors'
+  weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+  with pytest.raises(UserError, match='model.safetensors is not a readable safetensors file'):
+    hf.from_pretrained(tmp_path)
+  shutil.copy(bert_folder / 'model.safetensors', weights)
+  config = json.loads((tmp_path / 'config.json').read_text())
+  (tmp_path / 'config.json').write_text(json.dumps(config | {'intermediate_size': 38}))
+  with pytest.raises(UserError, match=r'intermediate.dense.weight has shape \(37, 32\) but '
+                     r'its config.json gives \(38, 32\)'):
+    hf.from_pretrained(tmp_path)
