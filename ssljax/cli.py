@@ -10,6 +10,8 @@ import os
 import pathlib
 import sys
 
+from ssljax import hf_cli
+from ssljax.adapt import cli as adapt_cli
 from ssljax.errors import UserError
 
 EPILOG = '''examples:
@@ -17,6 +19,10 @@ EPILOG = '''examples:
   ssljax pretrain --config configs/gpt_tiny.py --workdir runs/gpt --set train.steps=50
   ssljax tokenizer train --input corpus.txt --vocab-size 8000 --out tok
   ssljax plot runs/bert_tiny
+  ssljax finetune --checkpoint runs/bert_tiny --task sst2 --data-dir GLUE --workdir out/sst2
+  ssljax evaluate --checkpoint runs/bert_tiny --tasks sst2,cola,rte,stsb --data-dir GLUE \\
+      --methods probe,finetune --workdir out/eval
+  ssljax import-hf path/to/hf_model --out runs/imported
 '''
 
 
@@ -54,7 +60,8 @@ def _plot(args):
 
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
-      prog='ssljax', description='Self-supervised BERT/ALBERT/GPT pretraining on JAX.',
+      prog='ssljax', description='Self-supervised BERT/ALBERT/GPT pretraining on JAX, and the '
+      'evaluation of what it pretrained: probes, fine-tuning, prompting, GLUE.',
       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('-v', '--verbose', action='store_true', help='log at INFO level')
   sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -93,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
   q.add_argument('workdir')
   q.add_argument('--out', help='PNG path (default WORKDIR/loss.png)')
   q.set_defaults(run=_plot)
+
+  adapt_cli.add_commands(sub, argparse.RawDescriptionHelpFormatter)
+  hf_cli.add_commands(sub)
   return p
 
 

@@ -78,6 +78,16 @@ def base() -> ml_collections.ConfigDict:
   tr.progress = True
   tr.init_from = ''  # a checkpoint or Hugging Face folder whose weights start a fresh run
 
+  c.probe = p = ml_collections.ConfigDict()  # a ridge probe while pretraining
+  p.task = ''  # '' = off; a task of `ssljax probe`: sst2, cola, ..., pos, table
+  p.every = 0  # steps between probes; 0 = at each evaluation (train.eval_every)
+  p.data_dir = ''  # as `ssljax probe --data-dir`
+  p.train_file = ''  # pos, ner, table: the files
+  p.eval_file = ''
+  p.max_train_examples = 2000  # a fixed subset keeps each probe to seconds
+  p.max_eval_examples = 1000
+  p.pooling = 'mean'
+
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'adamw'  # adamw | lamb
   o.learning_rate = 1e-3
@@ -113,10 +123,15 @@ def load(path: str | None, overrides: list[str] = ()) -> ml_collections.ConfigDi
     config = base()
   else:
     config = _from_file(path)
+  validate(override(config, overrides))
+  return config
+
+
+def override(config: ml_collections.ConfigDict, items) -> ml_collections.ConfigDict:
+  """Locks `config` and applies `key=value` items to it: an unknown key is an error."""
   config.lock()
-  for item in overrides:
+  for item in items:
     _apply(config, item)
-  validate(config)
   return config
 
 

@@ -22,8 +22,8 @@ import tqdm
 from flax import nnx
 
 from ssljax import (checkpoint, config as config_lib, corpus, data, masking,
-                    metrics as metrics_lib, model, optimizer, parallel, step as step_lib,
-                    strategy as strategy_lib, tokenizer as tokenizer_lib)
+                    metrics as metrics_lib, model, optimizer, parallel, probe_hook,
+                    step as step_lib, strategy as strategy_lib, tokenizer as tokenizer_lib)
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,8 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
   bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
                   unit='step', dynamic_ncols=True)
   learning_rate = optimizer.schedule(config.optimizer, cfg.steps)
+  hook = (probe_hook.ProbeHook(config, run.strategy.spec.graphdef, run.tokenizer)
+          if config.probe.task else None)
   last, pending, saved_step = {}, None, start
 
   def check(step, step_metrics):
@@ -284,6 +286,10 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
           eval_values = evaluate(run, state)
           writer.write(done, eval_values)
           last |= eval_values
+        if hook is not None and hook.due(done, cfg.steps):
+          probe_values = hook(run.strategy.to_save(state)['params'])
+          writer.write(done, probe_values)
+          last |= probe_values
         if stop:
           if flag['signal']:
             bar.write(f'{flag["signal"]} at step {done}: checkpoint saved; rerun the same '

@@ -226,7 +226,7 @@ def compute(spec_metrics, y_true, y_pred) -> dict[str, float]:
   return {name: float(table[name](y_true, y_pred)) for name in spec_metrics}
 
 
-def glue_score(results: dict[str, dict[str, float]]) -> float:
+def glue_score(results: dict[str, dict[str, float]], partial: bool = False) -> float:
   """The GLUE benchmark's overall score, on the scale of the metrics given.
 
   GLUE (Wang et al., "GLUE: A Multi-Task Benchmark and Analysis Platform for Natural
@@ -239,14 +239,19 @@ def glue_score(results: dict[str, dict[str, float]]) -> float:
   QQP 72.1/89.3, MNLI 86.7/85.9, QNLI 92.7, RTE 70.1, WNLI 65.1) averages to its listed
   score, 80.5, this way, but to 81.1 if MNLI-m and MNLI-mm counted as two tasks. The
   diagnostic set (AX) is not part of the score.
-  Other keys of each entry (losses, per-class figures) are ignored.
+  Other keys of each entry (losses, per-class figures) are ignored. With `partial`, the
+  same average over the tasks present (not the GLUE score: say so where it is shown).
   """
   wanted = {task: [(entry, metric) for entry in _GLUE_ENTRIES.get(task, (task,))
                    for metric in spec.metrics]
             for task, spec in tasks.GLUE.items()}
   missing = [f'{entry}[{metric}]' for pairs in wanted.values() for entry, metric in pairs
              if metric not in results.get(entry, {})]
-  if missing:
+  if missing and not partial:
     raise ValueError(f'the GLUE score needs all nine tasks; missing {", ".join(missing)}')
+  present = [pairs for pairs in wanted.values()
+             if all(metric in results.get(entry, {}) for entry, metric in pairs)]
+  if not present:
+    raise ValueError('no GLUE task has all its metrics in the results')
   return float(np.mean([np.mean([results[entry][metric] for entry, metric in pairs])
-                        for pairs in wanted.values()]))
+                        for pairs in present]))

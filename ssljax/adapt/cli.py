@@ -1,0 +1,135 @@
+"""The `probe`, `finetune`, `fewshot`, `evaluate` and `predict` subcommands of `ssljax`.
+
+Imports stay inside the commands, so that building the parser loads no JAX.
+"""
+
+SETTINGS_HELP = '''settings (--set KEY=VALUE, repeatable; defaults in ssljax/adapt/run.py settings()):
+  init=pretrained|scratch|both  seeds=3  seed=0  max_len=128  batch_size=32  pooling=cls|mean|last
+  max_train_examples=0  max_eval_examples=0  eval_splits=dev  source=files|tfds  val_fraction=0.1
+  train_file= eval_file= (pos, ner, squad, table)  table.text= table.text_b= table.label= table.kind=
+  finetune.lr=5e-5 finetune.epochs=3 finetune.warmup=0.1 finetune.weight_decay=0.01 finetune.llrd=1.0
+  probe.kind=linear|ridge probe.lr=1e-3 probe.epochs=30 probe.weight_decay=1e-4
+  fewshot.template='{text}\\nAnswer:' fewshot.verbalizers=' no| yes' fewshot.shots=0,1,4
+'''
+TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds), pos (CoNLL-U), '
+              'ner (CoNLL BIO), squad (SQuAD v1.1 JSON), table (CSV/TSV/JSONL columns)')
+
+
+def _load(args):
+  from ssljax import hf  # pylint: disable=g-import-not-at-top
+  from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
+  overrides = list(args.set)
+  if args.data_dir:
+    overrides.insert(0, f'data_dir={args.data_dir}')
+  return hf.from_pretrained(args.checkpoint), run.load_settings(overrides)
+
+
+def _method(name):
+  def command(args):
+    from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
+    pre, s = _load(args)
+    results = run.run(pre, run.load_task(args.task, s), name, args.workdir, s, args.checkpoint)
+    print(f'wrote {args.workdir}/results.json and report.md')
+    print(_summary(results['metrics']))
+  return command
+
+
+def _summary(metrics) -> str:
+  return '\n'.join(f'  {group} {split}: ' + ', '.join(
+      f'{name} {v["median"]:.4f}' + (f' ± {v["std"]:.4f}' if len(v['values']) > 1 else '')
+      for name, v in stats.items())
+                   for group, splits in metrics.items() for split, stats in splits.items())
+
+
+def _evaluate(args):
+  from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
+  pre, s = _load(args)
+  names = [t.strip() for t in args.tasks.split(',') if t.strip()]
+  methods = [m.strip() for m in args.methods.split(',') if m.strip()]
+  suite = run.evaluate(pre, names, methods, args.workdir, s, args.checkpoint)
+  print(f'wrote {args.workdir}/results.json, report.md and methods.png')
+  for column, score in suite['glue_average'].items():
+    print(f'  GLUE average {column}: {score["value"]:.4f} over {score["tasks"]} tasks')
+
+
+def _predict(args):
+  from ssljax.adapt import predict  # pylint: disable=g-import-not-at-top
+  predictions = predict.predict(args.model, input_path=args.input)
+  if args.output:
+    print(f'wrote {predict.write(predictions, args.output)}: {len(predictions)} predictions')
+  else:
+    import json  # pylint: disable=g-import-not-at-top
+    for p in predictions:
+      print(json.dumps(p, ensure_ascii=False))
+
+
+def add_commands(subparsers, formatter):
+  """Adds the adaptation commands to the `ssljax` subcommands."""
+
+  def common(q, *, task=True):
+    q.add_argument('--checkpoint', required=True, help='a pretraining workdir (latest '
+                   'checkpoint), a checkpoints/STEP directory, or a Hugging Face folder')
+    if task:
+      q.add_argument('--task', required=True, help=TASKS_HELP)
+    q.add_argument('--data-dir', default='', help='the GLUE folder (or a folder holding '
+                   'glue/ and UD files); same as --set data_dir=')
+    q.add_argument('--workdir', required=True, help='where results.json, report.md and '
+                   'the plots go')
+    q.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a setting (see below)')
+
+  for name, help_text, description, example in (
+      ('probe', 'train a linear (or ridge) head on frozen features',
+       'Freezes the encoder, computes features once (cached in WORKDIR/features) and trains '
+       'only a linear head with AdamW, or fits a closed-form ridge probe '
+       '(--set probe.kind=ridge). The epoch or penalty is chosen on a validation split '
+       'carved from train; the evaluation split is only scored.',
+       'ssljax probe --checkpoint runs/bert_tiny --task sst2 --data-dir GLUE --workdir out/probe'),
+      ('finetune', 'fine-tune the whole model with a task head',
+       'Fine-tunes the model and a new head (AdamW, warmup then linear decay, optional '
+       'layer-wise LR decay finetune.llrd), keeps the best epoch on a validation split '
+       'carved from train, and saves the best seed\'s model in WORKDIR/model for '
+       '`ssljax predict`. --set init=both adds the from-scratch baseline.',
+       'ssljax finetune --checkpoint runs/bert_tiny --task sst2 --data-dir GLUE '
+       '--workdir out/ft --set init=both'),
+      ('fewshot', 'zero/few-shot in-context classification with a causal LM',
+       'Scores each label\'s verbaliser by log-likelihood after a prompt of k '
+       'demonstrations drawn from train by seed (fewshot.shots, fewshot.template, '
+       'fewshot.verbalizers) and reports accuracy against k.',
+       'ssljax fewshot --checkpoint runs/gpt --task sst2 --data-dir GLUE --workdir out/fs '
+       '--set "fewshot.template=Review: {text}\\nSentiment:" --set "fewshot.verbalizers= '
+       'negative| positive"')):
+    q = subparsers.add_parser(
+        name, help=help_text, formatter_class=formatter,
+        description=f'{description} Writes WORKDIR/results.json (task, method, seeds, metrics '
+        'by name: median, mean, std over seeds), report.md and plots.',
+        epilog=f'example:\n  {example}\n\n{SETTINGS_HELP}')
+    common(q)
+    q.set_defaults(run=_method(name))
+
+  q = subparsers.add_parser(
+      'evaluate', help='run a suite of tasks by several methods',
+      formatter_class=formatter,
+      description='Runs each of --tasks by each of --methods into WORKDIR/TASK/METHOD, then '
+      'writes WORKDIR/results.json, report.md (tasks by method, with the GLUE average) and '
+      'methods.png.',
+      epilog='example:\n  ssljax evaluate --checkpoint runs/bert_tiny --tasks '
+      'sst2,cola,rte,stsb --methods probe,finetune --data-dir GLUE --workdir out/eval\n\n' +
+      SETTINGS_HELP)
+  common(q, task=False)
+  q.add_argument('--tasks', required=True, help='comma-separated: ' + TASKS_HELP)
+  q.add_argument('--methods', default='probe,finetune', help='comma-separated: probe, '
+                 'finetune, fewshot (default probe,finetune)')
+  q.set_defaults(run=_evaluate)
+
+  q = subparsers.add_parser(
+      'predict', help='labels, scores, tags or answers for new inputs',
+      formatter_class=formatter,
+      description='Predicts with the model `ssljax finetune` saved in WORKDIR/model. Input, '
+      'one per line: text (a pair split by a tab) or JSONL {"text", "text_b"}; words split by '
+      'spaces for pos/ner; JSONL {"question", "context"} for squad. Output: JSONL.',
+      epilog='example:\n  ssljax predict --model out/ft/model --input sentences.txt')
+  q.add_argument('--model', required=True, help='the model/ folder of a finetune workdir')
+  q.add_argument('--input', required=True, help='the inputs, one per line')
+  q.add_argument('--output', help='JSONL file to write (default: print)')
+  q.set_defaults(run=_predict)

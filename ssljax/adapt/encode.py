@@ -1,0 +1,260 @@
+"""Task examples as padded int32 rows for the model, with the targets of each task kind.
+
+Rows are `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, segment ids 0 up to the first [SEP]
+and 1 after it (a GPT tokenizer's end-of-text stands in for both specials). Token tasks
+label the first sub-token of each word and put -1 elsewhere, so losses skip the rest.
+QA rows are `[CLS] question [SEP] window [SEP]`: a context longer than the row is cut
+into windows `doc_stride` tokens apart, and each context token keeps the character span
+of its word, so a predicted token span maps back to text. Words are tokenized one at a
+time, which any tokenizer with `encode(texts)` supports.
+
+Each split is padded to its longest row rounded up to `LENGTH_STEP`, so a split compiles
+one program; batches keep a fixed size by appending empty rows (doc ids 0, targets -1 or
+NaN), which every loss and metric skips.
+"""
+
+import dataclasses
+import logging
+import re
+
+import numpy as np
+
+from ssljax.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LENGTH_STEP = 16
+INPUTS = ('input_ids', 'positions', 'segment_ids', 'doc_ids')
+
+
+@dataclasses.dataclass
+class Rows:
+  """One split as arrays indexed by row, with what maps rows back to examples."""
+  arrays: dict[str, np.ndarray]  # INPUTS (N x L) and the targets of the task kind
+  example: np.ndarray  # N: the example each row encodes (QA: one row per window)
+  words: np.ndarray | None = None  # tokens: W x 3 (row, position, word) of each word start
+  offsets: np.ndarray | None = None  # span: N x L x 2 character span in the context, or -1
+
+  def __len__(self):
+    return len(self.example)
+
+
+def max_length(model_cfg, max_len: int) -> int:
+  """Row length: `max_len`, within the model's position table."""
+  limit = model_cfg.max_len - model_cfg.position_offset
+  if max_len < 8:
+    raise UserError(f'max_len={max_len} leaves no room for text; use at least 8')
+  return min(max_len, limit)
+
+
+def encode(tokenizer, spec, examples, max_len: int, doc_stride: int = 64) -> Rows:
+  """Rows of `examples` for the task `spec` (a tasks.TaskSpec), at most `max_len` long."""
+  return _ENCODERS[spec.kind](tokenizer, spec, examples, max_len, doc_stride)
+
+
+def _sequences(tok, spec, examples, max_len, doc_stride) -> Rows:
+  del doc_stride
+  firsts = tok.encode([e.text for e in examples])
+  pair = spec.pair and all(e.text_b is not None for e in examples)
+  seconds = tok.encode([e.text_b for e in examples]) if pair else [None] * len(examples)
+  ids, segments, cut = [], [], 0
+  for a, b in zip(firsts, seconds):
+    a, b, lost = _fit(a, b, max_len - (3 if pair else 2))
+    cut += lost
+    ids.append(np.concatenate([[tok.cls_id], a, [tok.sep_id]] +
+                              ([b, [tok.sep_id]] if pair else [])))
+    segments.append(np.r_[np.zeros(len(a) + 2), np.ones(len(b) + 1 if pair else 0)])
+  _warn_cut(cut, len(examples), max_len)
+  regression = spec.kind == 'regression'
+  labels = np.array([np.nan if e.label is None else e.label for e in examples] if regression
+                    else [-1 if e.label is None else e.label for e in examples],
+                    np.float32 if regression else np.int32)
+  arrays = _pad_inputs(ids, segments)
+  arrays['labels'] = labels
+  return Rows(arrays, np.arange(len(examples)))
+
+
+def _fit(a, b, room):
+  """Cuts the longer text a token at a time until both fit in `room` (BERT's rule)."""
+  if b is None:
+    return a[:room], None, len(a) > room
+  lost = len(a) + len(b) > room
+  while len(a) + len(b) > room:
+    if len(a) >= len(b):
+      a = a[:-1]
+    else:
+      b = b[:-1]
+  return a, b, lost
+
+
+def _warn_cut(cut, total, max_len):
+  if cut:
+    log.warning('%d of %d examples were cut to max_len=%d tokens', cut, total, max_len)
+
+
+def _word_pieces(tok, words) -> list[np.ndarray]:
+  """Sub-tokens of each word; a word the tokenizer drops becomes [UNK], so it keeps a slot."""
+  return [p if len(p) else np.array([tok.unk_id], np.int32) for p in tok.encode(words)]
+
+
+def _tagged(tok, spec, examples, max_len, doc_stride) -> Rows:
+  del spec, doc_stride
+  flat = _word_pieces(tok, [w for e in examples for w in e.words])
+  ids, labels, words, cut, start = [], [], [], 0, 0
+  for row, e in enumerate(examples):
+    pieces, start = flat[start:start + len(e.words)], start + len(e.words)
+    row_ids, row_labels = [tok.cls_id], [-1]
+    for number, p in enumerate(pieces):
+      if len(row_ids) + len(p) > max_len - 1:
+        cut += 1
+        break
+      words.append((row, len(row_ids), number))
+      row_labels += [-1 if e.tags is None else e.tags[number]] + [-1] * (len(p) - 1)
+      row_ids += list(p)
+    ids.append(np.asarray(row_ids + [tok.sep_id]))
+    labels.append(np.asarray(row_labels + [-1]))
+  _warn_cut(cut, len(examples), max_len)
+  arrays = _pad_inputs(ids, [np.zeros(len(i)) for i in ids])
+  arrays['labels'] = _pad(labels, arrays['input_ids'].shape[1], -1)
+  return Rows(arrays, np.arange(len(examples)), words=np.asarray(words, np.int32))
+
+
+def _windows(tok, spec, examples, max_len, doc_stride) -> Rows:
+  del spec
+  questions = tok.encode([e.question for e in examples])
+  contexts = {}  # SQuAD asks several questions of each context: tokenize it once
+  ids, segments, offsets, starts, ends, owner = [], [], [], [], [], []
+  for index, (e, question) in enumerate(zip(examples, questions)):
+    if e.context not in contexts:
+      contexts[e.context] = _context_tokens(tok, e.context)
+    spans, context, token_word, token_span = contexts[e.context]
+    answer = _answer_tokens(e, spans, token_word)
+    question = question[:max_len // 2]
+    head = len(question) + 2
+    room = max_len - head - 1
+    for begin in _window_starts(len(context), room, doc_stride):
+      window = slice(begin, begin + room)
+      body = context[window]
+      ids.append(np.concatenate([[tok.cls_id], question, [tok.sep_id], body, [tok.sep_id]]))
+      segments.append(np.r_[np.zeros(head), np.ones(len(body) + 1)])
+      offsets.append(np.concatenate([np.full((head, 2), -1), token_span[window],
+                                     [[-1, -1]]]))
+      start, end = _in_window(answer, begin, len(body), head)
+      starts.append(start)
+      ends.append(end)
+      owner.append(index)
+  arrays = _pad_inputs(ids, segments)
+  arrays['start'] = np.asarray(starts, np.int32)
+  arrays['end'] = np.asarray(ends, np.int32)
+  width = arrays['input_ids'].shape[1]
+  padded = np.full((len(ids), width, 2), -1, np.int32)
+  for row, o in enumerate(offsets):
+    padded[row, :len(o)] = o
+  return Rows(arrays, np.asarray(owner, np.int32), offsets=padded)
+
+
+def _context_tokens(tok, context):
+  """Word spans, token ids, each token's word and each token's word's character span."""
+  spans = [(m.start(), m.end()) for m in re.finditer(r'\S+', context)]
+  pieces = _word_pieces(tok, [context[s:t] for s, t in spans])
+  ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+  token_word = np.repeat(np.arange(len(pieces)), [len(p) for p in pieces])
+  token_span = np.asarray(spans, np.int32).reshape(-1, 2)[token_word]
+  return spans, ids, token_word, token_span
+
+
+def _answer_tokens(example, spans, token_word):
+  """First and last context token of the first answer, or None for an unlabelled example."""
+  if not example.answers:
+    return None
+  text, char = example.answers[0]
+  word_starts = np.asarray([s for s, _ in spans])
+  first = np.searchsorted(word_starts, char, side='right') - 1
+  last = np.searchsorted(word_starts, char + max(len(text), 1) - 1, side='right') - 1
+  tokens = np.flatnonzero((token_word >= max(first, 0)) & (token_word <= last))
+  if not len(tokens):
+    raise UserError(f'{example.where}: answer {text!r} lies in no word of its context; '
+                    'check its answer_start')
+  return tokens[0], tokens[-1]
+
+
+def _window_starts(length, room, doc_stride):
+  """Offsets of windows of `room` tokens, `doc_stride` apart, that cover `length` tokens."""
+  if doc_stride < 1 or room < 1:
+    raise UserError(f'doc_stride={doc_stride} and the context room {room} (max_len minus '
+                    'the question) must both be at least 1: raise max_len')
+  begin = 0
+  while True:
+    yield begin
+    if begin + room >= length:
+      return
+    begin += min(room, doc_stride)
+
+
+def _in_window(answer, begin, size, head):
+  """Row positions of the answer's tokens, [CLS] (0, 0) when it is not wholly inside."""
+  if answer is None:
+    return -1, -1
+  first, last = answer
+  if begin <= first and last < begin + size:
+    return first - begin + head, last - begin + head
+  return 0, 0
+
+
+_ENCODERS = {'classification': _sequences, 'regression': _sequences, 'tokens': _tagged,
+             'span': _windows}
+
+
+def _pad(seqs, length, fill, dtype=np.int32) -> np.ndarray:
+  out = np.full((len(seqs), length), fill, dtype)
+  for i, s in enumerate(seqs):
+    out[i, :len(s)] = s
+  return out
+
+
+def _pad_inputs(ids, segments) -> dict[str, np.ndarray]:
+  longest = max(len(i) for i in ids)
+  length = -(-longest // LENGTH_STEP) * LENGTH_STEP
+  input_ids = _pad(ids, length, 0)
+  return {'input_ids': input_ids,
+          'positions': np.broadcast_to(np.arange(length, dtype=np.int32), input_ids.shape),
+          'segment_ids': _pad(segments, length, 0),
+          'doc_ids': _pad([np.ones(len(i)) for i in ids], length, 0)}
+
+
+def take(rows: Rows, index) -> Rows:
+  """Rows `index` (sorted) of a split with one row per example, as examples 0, 1, ..."""
+  words = None
+  if rows.words is not None:
+    words = rows.words[np.isin(rows.words[:, 0], index)].copy()
+    words[:, 0] = np.searchsorted(index, words[:, 0])
+  return Rows({k: v[index] for k, v in rows.arrays.items()}, np.arange(len(index)), words)
+
+
+def batches(rows: Rows, batch_size: int, order=None):
+  """Batches of `batch_size` rows in `order` (default: all, in turn); the last is filled up
+  with empty rows: inputs 0 (doc ids 0 mark padding), integer targets -1, float NaN."""
+  order = np.arange(len(rows)) if order is None else np.asarray(order)
+  for start in range(0, len(order), batch_size):
+    index = order[start:start + batch_size]
+    batch = {k: np.asarray(v[index]) for k, v in rows.arrays.items()}
+    if len(index) < batch_size:
+      batch = {k: _fill(k, v, batch_size) for k, v in batch.items()}
+    yield batch
+
+
+def _fill(name, array, size):
+  blank = 0 if name in INPUTS else (np.nan if array.dtype.kind == 'f' else -1)
+  extra = np.full((size - len(array),) + array.shape[1:], blank, array.dtype)
+  return np.concatenate([array, extra])
+
+
+def epoch_order(num_rows: int, batch_size: int, epochs: int, seed: int) -> np.ndarray:
+  """steps x batch_size row indices: a fresh permutation per pass, the last batch of an
+  epoch topped up from the next, so every step has a full batch of real rows."""
+  steps_per_epoch = -(-num_rows // batch_size)
+  total = steps_per_epoch * epochs * batch_size
+  rng = np.random.default_rng(seed)
+  passes = -(-total // num_rows) + 1
+  order = np.concatenate([rng.permutation(num_rows) for _ in range(passes)])[:total]
+  return order.reshape(-1, batch_size)

@@ -1,0 +1,80 @@
+"""Predictions for new inputs from a model that `ssljax finetune` saved (WORKDIR/model).
+
+Inputs, one per line: plain text (a sentence pair split by a tab) or JSONL with `text`
+and `text_b` for classification and regression; words split by spaces for token tasks;
+JSONL with `question` and `context` for extractive QA. Outputs are JSONL, one object per
+input: the label and each label's probability, the score, the tag of each word, or the
+answer span.
+"""
+
+import functools
+import json
+import pathlib
+
+import jax
+import numpy as np
+from flax import nnx
+
+from ssljax.adapt import encode, finetune, heads, tasks
+from ssljax.errors import UserError
+
+
+def read_inputs(path, spec) -> list[tasks.Example]:
+  path = pathlib.Path(path).expanduser()
+  if not path.is_file():
+    raise UserError(f'--input {path} does not exist')
+  lines = [(n, line) for n, line in enumerate(
+      path.read_text(encoding='utf-8').splitlines(), start=1) if line.strip()]
+  if not lines:
+    raise UserError(f'--input {path} has no inputs')
+  return [_example(line, spec, f'{path}:{n}', path.suffix == '.jsonl') for n, line in lines]
+
+
+def _example(line, spec, where, is_json) -> tasks.Example:
+  if spec.kind == 'tokens':
+    return tasks.Example(words=line.split(), where=where)
+  if spec.kind == 'span' or is_json:
+    try:
+      record = json.loads(line)
+      if spec.kind == 'span':
+        return tasks.Example(question=record['question'], context=record['context'],
+                             where=where)
+      return tasks.Example(text=record['text'], text_b=record.get('text_b'), where=where)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+      wanted = '"question" and "context"' if spec.kind == 'span' else '"text" (and "text_b")'
+      raise UserError(f'{where} is not a JSON object with {wanted} ({e}); fix that '
+                      'line') from None
+  text, _, text_b = line.partition('\t')
+  if spec.pair and not text_b:
+    raise UserError(f'{where}: {spec.name} compares two texts; separate them with a tab')
+  return tasks.Example(text=text, text_b=text_b or None, where=where)
+
+
+def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> list[dict]:
+  """One dict per example (or per line of `input_path`) from the model in `model_dir`."""
+  model, spec, meta, tokenizer = finetune.load(model_dir)
+  if examples is None:
+    examples = read_inputs(input_path, spec)
+  rows = encode.encode(tokenizer, spec, examples,
+                       encode.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(functools.partial(_forward, graphdef))
+  outputs = heads.collect(lambda batch: forward(state, batch), rows, batch_size, spec)
+  decoded = heads.KINDS[spec.kind].decode(spec, rows, outputs, examples)
+  if spec.kind == 'classification':
+    probs = np.asarray(jax.nn.softmax(outputs, axis=-1))
+    return [{'label': spec.labels[i], 'probabilities': dict(zip(spec.labels, p.round(6).tolist()))}
+            for i, p in zip(decoded, probs)]
+  key = {'regression': 'score', 'tokens': 'tags', 'span': 'answer'}[spec.kind]
+  return [{key: value} for value in decoded]
+
+
+def _forward(graphdef, state, batch):
+  return nnx.merge(graphdef, state)(batch)
+
+
+def write(predictions, out) -> pathlib.Path:
+  out = pathlib.Path(out)
+  out.write_text(''.join(json.dumps(p, ensure_ascii=False) + '\n' for p in predictions),
+                 encoding='utf-8')
+  return out

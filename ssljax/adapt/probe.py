@@ -1,0 +1,229 @@
+"""Frozen-encoder probes: a linear head trained on cached features, and closed-form ridge.
+
+Features are computed once per split in jitted fixed-size batches (cached as npz when a
+cache path is given) and standardised with the training statistics, so one learning rate
+and one ridge grid suit any encoder. Token tasks probe each word's first sub-token. The
+ridge probe has no learning rate: it fits one-hot targets (or the score) in closed form for
+a grid of penalties and keeps the one that does best on a validation split carved from
+train, then refits on all of train. `ridge_probe_eval` wraps it for use during pretraining.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from ssljax.adapt import encode, heads
+from ssljax.errors import UserError
+
+# Ridge penalties, as multiples of the mean eigenvalue of the centred Gram matrix.
+RIDGE_GRID = 10.0 ** np.arange(-5, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSettings:
+  """The settings `extract` and `ridge` read, for callers without a full settings dict."""
+  pooling: str = 'mean'
+  max_len: int = 128
+  batch_size: int = 64
+  val_fraction: float = 0.1
+  cache_key: str = ''
+
+
+@dataclasses.dataclass
+class Features:
+  """One split's frozen features, one per example (or per word for token tasks)."""
+  x: np.ndarray  # N x H float32
+  rows: encode.Rows
+  examples: list
+
+  def targets(self) -> np.ndarray:
+    labels = self.rows.arrays['labels']
+    if self.rows.words is None:
+      return labels
+    return labels[self.rows.words[:, 0], self.rows.words[:, 1]]
+
+  def take(self, index) -> 'Features':
+    """Examples `index` (one row each), with their features."""
+    index = np.sort(index)
+    rows = encode.take(self.rows, index)
+    keep = index if self.rows.words is None else np.isin(self.rows.words[:, 0], index)
+    return Features(self.x[keep], rows, [self.examples[i] for i in index])
+
+
+def _pooled(graphdef, pooling, per_position, state, batch):
+  model = nnx.merge(graphdef, state)
+  inputs = {k: batch[k] for k in encode.INPUTS}
+  hidden_BxLxH = model(inputs).astype(jnp.float32)
+  if per_position:
+    return hidden_BxLxH
+  return heads.pool(model, hidden_BxLxH, inputs['doc_ids'], pooling).astype(jnp.float32)
+
+
+def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
+  """Features of `examples` under `cfg` (max_len, pooling, batch_size); read from or
+  written to `cache` (a directory) keyed by the inputs, the pooling and `cfg.cache_key`."""
+  if spec.kind == 'span':
+    raise UserError('a probe reads one vector per example or word; fine-tune extractive '
+                    f'QA ({spec.name}) instead')
+  heads.check_pooling(model, cfg.pooling)
+  rows = encode.encode(tokenizer, spec, examples, encode.max_length(model.cfg, cfg.max_len))
+  path = _cache_path(cache, spec, rows, cfg)
+  if path is not None and path.is_file():
+    return Features(np.load(path)['x'], rows, examples)
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(functools.partial(_pooled, graphdef, cfg.pooling, spec.kind == 'tokens'))
+  x = heads.collect(lambda batch: forward(state, batch), rows, cfg.batch_size, spec)
+  if path is not None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x)
+  return Features(x, rows, examples)
+
+
+def _cache_path(cache, spec, rows, cfg):
+  if cache is None:
+    return None
+  digest = hashlib.sha1()
+  for name in ('input_ids', 'segment_ids'):
+    digest.update(np.ascontiguousarray(rows.arrays[name]).tobytes())
+  return (pathlib.Path(cache) /
+          f'{cfg.cache_key}_{spec.name}_{cfg.pooling}_{digest.hexdigest()[:12]}.npz')
+
+
+def carve(num: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train, validation) indices: `fraction` of `num` examples held out, at least one each."""
+  if num < 2:
+    raise UserError(f'the training split has {num} example; a validation split needs 2 or '
+                    'more')
+  held = min(max(int(round(num * fraction)), 1), num - 1)
+  order = np.random.default_rng(seed).permutation(num)
+  return np.sort(order[held:]), np.sort(order[:held])
+
+
+def _standardise(train_x, *others):
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  return [(x - mean) / std for x in (train_x,) + others]
+
+
+def _evaluate(spec, features, x, kernel, bias) -> dict:
+  logits = x @ kernel + bias
+  predictions = heads.KINDS[spec.kind].decode(spec, features.rows, logits, features.examples)
+  return heads.score(spec, features.examples, predictions)
+
+
+def _one_hot(spec, y):
+  return y[:, None].astype(np.float64) if spec.kind == 'regression' else np.eye(
+      len(spec.labels))[y]
+
+
+def ridge_fit(x_NxH, y_NxC, lam):
+  """(kernel, bias) minimising |x W + b - y|^2 + lam |W|^2 (the bias is not penalised)."""
+  return next(_ridge_path(x_NxH, y_NxC, [lam]))
+
+
+def _ridge_path(x_NxH, y_NxC, lambdas):
+  """Ridge solutions for each penalty from one eigendecomposition of the centred Gram."""
+  x_NxH, y_NxC = np.asarray(x_NxH, np.float64), np.asarray(y_NxC, np.float64)
+  mean_x, mean_y = x_NxH.mean(0), y_NxC.mean(0)
+  centred = x_NxH - mean_x
+  eig_H, vec_HxH = np.linalg.eigh(centred.T @ centred)
+  proj_HxC = vec_HxH.T @ (centred.T @ (y_NxC - mean_y))
+  for lam in lambdas:
+    kernel = vec_HxH @ (proj_HxC / (np.maximum(eig_H, 0) + lam)[:, None])
+    yield kernel, mean_y - mean_x @ kernel
+
+
+def _main(result, spec):
+  return result['metrics'][spec.metrics[0]]
+
+
+def ridge(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
+  """Closed-form ridge probe; the penalty picked on a validation split carved from train."""
+  fit_index, val_index = carve(len(train.examples), cfg.val_fraction, seed)
+  fit, val = train.take(fit_index), train.take(val_index)
+  fit_x, val_x = _standardise(fit.x, val.x)
+  y = _one_hot(spec, fit.targets())
+  mean_eigenvalue = np.square(fit_x - fit_x.mean(0)).sum() / fit_x.shape[1]
+  lambdas = RIDGE_GRID * max(mean_eigenvalue, 1e-12)
+  trials = [_evaluate(spec, val, val_x, *w) for w in _ridge_path(fit_x, y, lambdas)]
+  best = int(np.argmax([_main(t, spec) for t in trials]))
+  all_x, *eval_xs = _standardise(train.x, *(f.x for f in evals.values()))
+  kernel, bias = ridge_fit(all_x, _one_hot(spec, train.targets()), lambdas[best])
+  return {'seed': seed, 'lambda': float(lambdas[best]),
+          'val': trials[best]['metrics'],
+          'curve': [{'lambda': float(lam), f'val_{spec.metrics[0]}': _main(t, spec)}
+                    for lam, t in zip(lambdas, trials)],
+          'evals': {name: _evaluate(spec, f, x, kernel, bias)
+                    for (name, f), x in zip(evals.items(), eval_xs)}}
+
+
+def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
+  """A linear head trained with AdamW on frozen features; the best epoch on a validation
+  split carved from train is kept."""
+  if cfg.epochs < 1:
+    raise UserError(f'epochs={cfg.epochs}: a linear probe trains for at least one epoch')
+  fit_index, val_index = carve(len(train.examples), cfg.val_fraction, seed)
+  fit, val = train.take(fit_index), train.take(val_index)
+  fit_x, val_x, *eval_xs = _standardise(fit.x, val.x, *(f.x for f in evals.values()))
+  y = fit.targets()
+  outputs = heads.KINDS[spec.kind].outputs(spec)
+  key = jax.random.key(seed)
+  params = {'kernel': 0.02 * jax.random.normal(key, (fit_x.shape[1], outputs)),
+            'bias': jnp.zeros((outputs,))}
+  tx = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
+  loss = heads.KINDS['regression' if spec.kind == 'regression' else 'classification'].loss
+  epoch = jax.jit(functools.partial(_epoch, tx, loss))
+  order = encode.epoch_order(len(y), min(cfg.batch_size, len(y)), cfg.epochs, seed)
+  steps = len(order) // cfg.epochs
+  opt_state, best, curve = tx.init(params), None, []
+  for number in range(cfg.epochs):
+    params, opt_state, losses = epoch(params, opt_state, fit_x, y,
+                                      order[number * steps:(number + 1) * steps])
+    weights = [np.asarray(params['kernel']), np.asarray(params['bias'])]
+    result = _evaluate(spec, val, val_x, *weights)
+    curve.append({'epoch': number + 1, 'step': (number + 1) * steps,
+                  'loss': float(np.mean(losses)), f'val_{spec.metrics[0]}': _main(result, spec)})
+    if best is None or _main(result, spec) > _main(best[0], spec):
+      best = (result, weights)
+  return {'seed': seed, 'val': best[0]['metrics'], 'curve': curve,
+          'evals': {name: _evaluate(spec, f, x, *best[1])
+                    for (name, f), x in zip(evals.items(), eval_xs)}}
+
+
+def _epoch(tx, loss_fn, params, opt_state, x_NxH, y_N, order_SxB):
+  """One pass of minibatch AdamW over the features, as a scan."""
+
+  def step(carry, index_B):
+    params, opt_state = carry
+
+    def loss(p):
+      total, count = loss_fn(x_NxH[index_B] @ p['kernel'] + p['bias'], {'labels': y_N[index_B]})
+      return total / jnp.maximum(count, 1)
+
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), value
+
+  (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), order_SxB)
+  return params, opt_state, losses
+
+
+def ridge_probe_eval(model, tokenizer, train_examples, eval_examples, spec, *,
+                     pooling='mean', max_len=128, batch_size=64, val_fraction=0.1,
+                     seed=0) -> dict:
+  """The ridge probe's metrics on `eval_examples`, e.g. every N steps of pretraining.
+
+  Returns the task's metrics by name plus 'lambda', the penalty chosen on validation.
+  """
+  cfg = ProbeSettings(pooling=pooling, max_len=max_len, batch_size=batch_size,
+                      val_fraction=val_fraction)
+  train = extract(model, tokenizer, spec, train_examples, cfg)
+  evaluation = extract(model, tokenizer, spec, eval_examples, cfg)
+  result = ridge(train, {'eval': evaluation}, spec, cfg, seed)
+  return result['evals']['eval']['metrics'] | {'lambda': result['lambda']}

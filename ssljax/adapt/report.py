@@ -1,0 +1,187 @@
+"""What a person reads after an adaptation run: a markdown table and PNG plots.
+
+`write` covers one run's results.json: the metric table (median, mean +- std over seeds),
+validation curves of every seed coloured by init (pretrained vs scratch), the confusion
+matrix summed over seeds, and accuracy against the number of shots for prompting.
+`write_suite` covers `ssljax evaluate`: one table of tasks by method and init, with the
+GLUE score, and a bar chart of probe vs fine-tune.
+"""
+
+import pathlib
+
+import numpy as np
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top  (slow; only when plotting)
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _cell(stats) -> str:
+  if len(stats['values']) == 1:
+    return f'{stats["median"]:.4f}'
+  return f'{stats["median"]:.4f} ({stats["mean"]:.4f} ± {stats["std"]:.4f})'
+
+
+def markdown(results) -> str:
+  """The results table: one row per group (init, or shots) and split."""
+  names = results['metrics_names']
+  lines = [f'# {results["task"]}: {results["method"]}', '',
+           f'checkpoint `{results["checkpoint"]}` (step {results["checkpoint_step"]}), '
+           f'{results["model"]["arch"]} {results["model"]["num_layers"]} x '
+           f'{results["model"]["hidden_size"]}, {results["model"]["params"]:,} parameters; '
+           f'seeds {results["seeds"]}; train examples {results["examples"]["train"]}; '
+           f'{results["seconds"]:.0f} s.', '',
+           'Median over seeds (mean ± sample std).', '',
+           '| run | split | ' + ' | '.join(names) + ' |',
+           '|---|---|' + '---|' * len(names)]
+  for group, splits in results['metrics'].items():
+    for split, stats in splits.items():
+      lines.append(f'| {group} | {split} (n={results["examples"][split]}) | ' +
+                   ' | '.join(_cell(stats[n]) for n in names) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def write(results, workdir, spec) -> list[pathlib.Path]:
+  """report.md and the plots that fit the method and task; returns the paths written."""
+  workdir = pathlib.Path(workdir)
+  (workdir / 'report.md').write_text(markdown(results))
+  written = [workdir / 'report.md']
+  runs = results['runs']
+  if any(r.get('curve') for r in runs):
+    written.append(_curves(runs, results, workdir / 'curves.png'))
+  if spec.kind == 'classification' and 'confusion_matrix' in _first_eval(runs[0]):
+    written.append(_confusion(runs, spec, workdir / 'confusion.png'))
+  if any('shots' in r for r in runs):
+    written.append(_shots(results, workdir / 'shots.png'))
+  return written
+
+
+def _first_eval(one):
+  return next(iter(one['evals'].values()))
+
+
+def _curves(runs, results, out):
+  """Validation metric (and training loss) by epoch, or by penalty for ridge: one line per
+  seed, a colour per init."""
+  plt = _pyplot()
+  main = results['metrics_names'][0]
+  has_loss = any('loss' in p for r in runs for p in r['curve'])
+  fig, axes = plt.subplots(1, 1 + has_loss, figsize=(6 + 5 * has_loss, 4), squeeze=False)
+  colours = dict(zip(dict.fromkeys(r['group'] for r in runs), plt.cm.tab10.colors))
+  x = 'epoch' if 'epoch' in runs[0]['curve'][0] else 'lambda'  # the ridge probe's penalty
+  for r in runs:
+    label = f'{r["group"]} seed {r["seed"]}'
+    points = [(p[x], p[f'val_{main}']) for p in r['curve']]
+    axes[0, 0].plot(*zip(*points), color=colours[r['group']], marker='o', label=label)
+    losses = [(p['epoch'], p['loss']) for p in r['curve'] if 'loss' in p]
+    if has_loss and losses:
+      axes[0, 1].plot(*zip(*losses), color=colours[r['group']], label=label)
+  axes[0, 0].set(xlabel=x, ylabel=f'validation {main}', xscale='log' if x == 'lambda' else 'linear',
+                 title=f'{results["task"]} {results["method"]}')
+  if has_loss:
+    axes[0, 1].set(xlabel='epoch', ylabel='training loss', title='training loss')
+  for ax in axes[0]:
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  return _save(plt, fig, out)
+
+
+def _confusion(runs, spec, out):
+  """Rows: true label, columns: predicted; counts of the first init summed over seeds."""
+  plt = _pyplot()
+  group = runs[0]['group']
+  split = next(iter(runs[0]['evals']))
+  counts = sum(np.asarray(r['evals'][split]['confusion_matrix']) for r in runs
+               if r['group'] == group)
+  fig, ax = plt.subplots(figsize=(1.2 * len(spec.labels) + 3, 1.2 * len(spec.labels) + 2))
+  ax.imshow(counts, cmap='Blues')
+  for (i, j), n in np.ndenumerate(counts):
+    ax.text(j, i, int(n), ha='center', va='center',
+            color='white' if n > counts.max() / 2 else 'black')
+  ticks = range(len(spec.labels))
+  ax.set_xticks(ticks, spec.labels, rotation=45, ha='right')
+  ax.set_yticks(ticks, spec.labels)
+  ax.set(xlabel='predicted', ylabel='true', title=f'{spec.name} {split}, {group} '
+         f'({sum(r["group"] == group for r in runs)} seeds summed)')
+  return _save(plt, fig, out)
+
+
+def _shots(results, out):
+  """The main metric against the number of demonstrations, median and every seed."""
+  plt = _pyplot()
+  main = results['metrics_names'][0]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for init in dict.fromkeys(r['init'] for r in results['runs']):
+    mine = [r for r in results['runs'] if r['init'] == init]
+    for split in mine[0]['evals']:
+      ks = sorted({r['shots'] for r in mine})
+      values = [[r['evals'][split]['metrics'][main] for r in mine if r['shots'] == k]
+                for k in ks]
+      ax.plot(ks, [np.median(v) for v in values], marker='o', label=f'{init} {split}')
+      for k, v in zip(ks, values):
+        ax.scatter([k] * len(v), v, s=8, alpha=0.4)
+  ax.set(xlabel='demonstrations (k)', ylabel=main, title=f'{results["task"]}: k-shot')
+  ax.grid(alpha=0.3)
+  ax.legend()
+  return _save(plt, fig, out)
+
+
+def _save(plt, fig, out):
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out
+
+
+def suite_markdown(suite) -> str:
+  """Tasks by (method, init): the median of each split's first metric."""
+  columns = list(dict.fromkeys(c for t in suite['tasks'].values() for c in t))
+  lines = [f'# Evaluation of `{suite["checkpoint"]}`', '',
+           'Median over seeds of each task\'s main metric (first listed).', '',
+           '| task | split | metric | ' + ' | '.join(columns) + ' |',
+           '|---|---|---|' + '---|' * len(columns)]
+  for task, by_column in suite['tasks'].items():
+    first = next(iter(by_column.values()))
+    for split, stats in first.items():
+      metric = next(iter(stats))
+      cells = [f'{by_column[c][split][metric]["median"]:.4f}' if c in by_column else ''
+               for c in columns]
+      lines.append(f'| {task} | {split} | {metric} | ' + ' | '.join(cells) + ' |')
+  for column, score in suite.get('glue_average', {}).items():
+    lines.append(f'\nGLUE average ({column}, {score["tasks"]} tasks'
+                 f'{"" if score["complete"] else ", not all nine: not the GLUE score"}): '
+                 f'{score["value"]:.4f}')
+  return '\n'.join(lines) + '\n'
+
+
+def write_suite(suite, workdir) -> list[pathlib.Path]:
+  """report.md and methods.png (a bar per task and method/init) for `ssljax evaluate`."""
+  workdir = pathlib.Path(workdir)
+  (workdir / 'report.md').write_text(suite_markdown(suite))
+  plt = _pyplot()
+  names = list(suite['tasks'])
+  columns = list(dict.fromkeys(c for t in suite['tasks'].values() for c in t))
+  width = 0.8 / len(columns)
+  fig, ax = plt.subplots(figsize=(2 + 1.5 * len(names), 4))
+  for i, column in enumerate(columns):
+    medians, errors = [], []
+    for task in names:
+      stats = _main_stats(suite['tasks'][task].get(column))
+      medians.append(stats['median'] if stats else np.nan)
+      errors.append(stats['std'] if stats else 0)
+    ax.bar(np.arange(len(names)) + i * width, medians, width, yerr=errors, label=column)
+  ax.set_xticks(np.arange(len(names)) + width * (len(columns) - 1) / 2, names)
+  ax.set(ylabel='main metric (median over seeds)', title='probe vs fine-tune')
+  ax.grid(alpha=0.3, axis='y')
+  ax.legend(fontsize=8)
+  return [workdir / 'report.md', _save(plt, fig, workdir / 'methods.png')]
+
+
+def _main_stats(by_split):
+  if not by_split:
+    return None
+  stats = next(iter(by_split.values()))
+  return next(iter(stats.values()))

@@ -1,0 +1,346 @@
+"""One adaptation run: a checkpoint, a task and a method over several seeds.
+
+`run(pre, task, method, workdir, settings)` probes, fine-tunes or prompts the model of
+`pre` (from `hf.from_pretrained`: an ssljax workdir, a checkpoint step or a Hugging Face
+folder), from its pretrained weights, from random ones of the same architecture, or both,
+and writes `workdir/results.json` (rewritten after every seed, so an interrupted run keeps
+what it finished), `workdir/report.md` and PNG plots. Every split is scored with the
+task's own metrics; model selection only ever sees a validation split carved from train.
+"""
+
+import json
+import logging
+import pathlib
+import time
+import types
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from ssljax import config as config_lib, model as model_lib
+from ssljax.adapt import finetune, probe, prompting, report, scores, tasks
+from ssljax.errors import UserError
+
+log = logging.getLogger(__name__)
+
+METHODS = ('probe', 'finetune', 'fewshot')
+INITS = {'pretrained': ('pretrained',), 'scratch': ('scratch',),
+         'both': ('pretrained', 'scratch')}
+# Where a task's files are looked for under data_dir when train_file/eval_file are not set.
+_FILE_PATTERNS = {'pos': ('*-ud-train.conllu', '*-ud-dev.conllu'),
+                  'squad': ('train-v1.1.json', 'dev-v1.1.json')}
+FILE_TASKS = ('pos', 'ner', 'squad', 'table')
+
+
+def settings() -> ml_collections.ConfigDict:
+  """Every key the adaptation commands read (`--set key=value`), with defaults."""
+  c = ml_collections.ConfigDict()
+  c.data_dir = ''  # the GLUE folder (or one holding glue/); pos/squad: where files are found
+  c.source = 'files'  # files | tfds (GLUE from prepared tensorflow-datasets glue/*)
+  c.train_file = ''  # pos, ner, squad, table: the training file
+  c.eval_file = ''  # ... and the one scored
+  c.eval_splits = ''  # GLUE, comma-separated; '' = dev (MNLI dev_matched,dev_mismatched)
+  c.max_train_examples = 0  # 0 = all; else a fixed random subset drawn with data_seed
+  c.max_eval_examples = 0
+  c.data_seed = 0
+  c.init = 'pretrained'  # pretrained | scratch (same architecture, random) | both
+  c.seeds = 3  # runs with seeds seed, seed + 1, ...
+  c.seed = 0
+  c.max_len = 128
+  c.batch_size = 32
+  c.pooling = ''  # cls | mean | last; '' = cls to fine-tune an encoder, else mean/last
+  c.val_fraction = 0.1  # of train, held out to choose epochs and penalties
+  c.doc_stride = 64  # squad: tokens between window starts
+  c.table = ml_collections.ConfigDict(
+      dict(text='text', text_b='', label='label', kind='classification'))
+  c.finetune = ml_collections.ConfigDict(
+      dict(lr=5e-5, epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0))
+  c.probe = ml_collections.ConfigDict(
+      dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4))  # kind: linear | ridge
+  c.fewshot = ml_collections.ConfigDict(
+      dict(template='{text}\\nAnswer:', verbalizers='', shots='0,1,4', normalize=False))
+  return c
+
+
+def load_settings(overrides=()) -> ml_collections.ConfigDict:
+  s = config_lib.override(settings(), overrides)
+  for name, value, options in (('init', s.init, INITS), ('source', s.source, ('files', 'tfds')),
+                               ('probe.kind', s.probe.kind, ('linear', 'ridge'))):
+    if value not in options:
+      raise UserError(f'{name}={value!r} is not one of {", ".join(options)}')
+  if s.seeds < 1:
+    raise UserError(f'seeds={s.seeds}: run at least one seed')
+  return s
+
+
+class Task(types.SimpleNamespace):
+  """spec (tasks.TaskSpec), train (examples) and evals ({split: examples})."""
+
+
+def load_task(name: str, s) -> Task:
+  """The examples of task `name` as the settings locate them."""
+  key = name.lower().replace('-', '')
+  if key in tasks.GLUE:
+    spec, train, evals = _glue(key, s)
+  elif key in FILE_TASKS:
+    spec, train, evals = _from_files(key, s)
+  else:
+    tasks.task_spec(name)  # raises, naming the closest known task
+    raise AssertionError(name)
+  for split, examples in evals.items():
+    if all(e.label is None and e.tags is None and e.answers is None for e in examples):
+      raise UserError(f'{spec.name} {split} has no labels (a test split?); score a labelled '
+                      'split, e.g. --set eval_splits=dev')
+  return Task(spec=spec, train=_subset(train, s.max_train_examples, s.data_seed),
+              evals={k: _subset(v, s.max_eval_examples, s.data_seed) for k, v in evals.items()})
+
+
+def _glue(name, s):
+  default = 'dev_matched,dev_mismatched' if name == 'mnli' else 'dev'
+  splits = [x.strip() for x in (s.eval_splits or default).split(',') if x.strip()]
+  if 'train' in splits:
+    raise UserError('eval_splits names train: scoring the training split says nothing; '
+                    'score dev')
+  if s.source == 'tfds':
+    read = lambda split: tasks.read_glue_tfds(name, split, s.data_dir or None)
+  else:
+    if not s.data_dir:
+      raise UserError(f'{name} is read from the GLUE folder: pass --data-dir GLUE_DIR (or '
+                      '--set source=tfds)')
+    folder = pathlib.Path(s.data_dir).expanduser()
+    folder = folder / 'glue' if (folder / 'glue').is_dir() else folder
+    read = lambda split: tasks.read_glue(name, folder, split)
+  return tasks.GLUE[name], read('train'), {split: read(split) for split in splits}
+
+
+def _from_files(name, s):
+  train_file, eval_file = (_locate(s, name, which) for which in (0, 1))
+  if name == 'pos':
+    return tasks.POS, tasks.read_conllu(train_file), {'dev': tasks.read_conllu(eval_file)}
+  if name == 'squad':
+    return tasks.SQUAD, tasks.read_squad(train_file), {'dev': tasks.read_squad(eval_file)}
+  if name == 'ner':
+    spec, train = tasks.read_conll_ner(train_file)
+    return spec, train, {'dev': tasks.read_conll_ner(eval_file, spec.labels)[1]}
+  t = s.table
+  read = lambda path, labels=None: tasks.read_table(
+      path, t.text, t.label, t.text_b or None, t.kind, labels=labels,
+      name=pathlib.Path(train_file).stem)
+  spec, train = read(train_file)
+  return spec, train, {'dev': read(eval_file, spec.labels if t.kind != 'regression' else None)[1]}
+
+
+def _locate(s, name, which) -> pathlib.Path:
+  """train_file / eval_file, or the file of the task's usual name under data_dir."""
+  key = ('train_file', 'eval_file')[which]
+  if s[key]:
+    return pathlib.Path(s[key]).expanduser()
+  pattern = _FILE_PATTERNS.get(name, (None, None))[which]
+  if pattern and s.data_dir:
+    found = sorted(pathlib.Path(s.data_dir).expanduser().rglob(pattern))
+    if found:
+      return found[0]
+  where = f' (no {pattern} under {s.data_dir})' if pattern and s.data_dir else ''
+  raise UserError(f'task {name} needs --set {key}=FILE{where}')
+
+
+def _subset(examples, limit, seed):
+  if not limit or limit >= len(examples):
+    return examples
+  keep = np.sort(np.random.default_rng(seed).choice(len(examples), limit, replace=False))
+  return [examples[i] for i in keep]
+
+
+def method_settings(s, method: str, arch: str) -> types.SimpleNamespace:
+  """The flat settings probe/finetune/fewshot read: the shared keys plus the method's own."""
+  pooling = s.pooling
+  if not pooling:
+    pooling = ('last' if arch == 'gpt' else 'cls') if method == 'finetune' else 'mean'
+  shared = {k: s[k] for k in ('max_len', 'batch_size', 'val_fraction', 'doc_stride')}
+  own = s[method].to_dict() if method in s else {}
+  return types.SimpleNamespace(**shared, **own, pooling=pooling, cache_key='')
+
+
+def _model(pre, init, seed):
+  """The pretrained model, or a fresh one of its architecture drawn from `seed`."""
+  if init == 'pretrained':
+    return pre.model
+  return model_lib.build(pre.model_cfg, nnx.Rngs(seed))
+
+
+def _probe_runs(pre, task, cfg, inits, seeds, workdir):
+  fit = probe.ridge if cfg.kind == 'ridge' else probe.linear
+  features = {}  # the pretrained encoder's features are the same for every seed
+  for init in inits:
+    for seed in seeds:
+      if init == 'scratch' or init not in features:
+        model = _model(pre, init, seed)
+        cache = workdir / 'features' if init == 'pretrained' else None
+        cfg.cache_key = f'{init}{pre.step}'
+        extract = lambda examples: probe.extract(model, pre.tokenizer, task.spec, examples,
+                                                 cfg, cache)
+        features[init] = (extract(task.train), {k: extract(v) for k, v in task.evals.items()})
+      train, evals = features[init]
+      yield {'group': init, 'init': init, **fit(train, evals, task.spec, cfg, seed)}
+
+
+def _finetune_runs(pre, task, cfg, inits, seeds, workdir):
+  best = None
+  for init in inits:
+    for seed in seeds:
+      result = finetune.finetune(_model(pre, init, seed), pre.tokenizer, task.spec, task.train,
+                                 task.evals, cfg, seed)
+      params = result.pop('params')
+      main = result['val'][task.spec.metrics[0]]
+      if init == inits[0] and (best is None or main > best):  # keep the best seed's model
+        best = main
+        finetune.save(workdir / 'model', params, pre.model_cfg, task.spec, cfg, pre.tokenizer)
+      yield {'group': init, 'init': init, **result}
+
+
+def _fewshot_runs(pre, task, cfg, inits, seeds, workdir):
+  del workdir
+  shots = [int(k) for k in str(cfg.shots).split(',') if k.strip()]
+  verbalizers = tuple(cfg.verbalizers.split('|')) if cfg.verbalizers else tuple(
+      ' ' + label for label in task.spec.labels)
+  for init in inits:
+    for seed in seeds:
+      model = _model(pre, init, seed)
+      scratch = pre if init == 'pretrained' else types.SimpleNamespace(**{**vars(pre),
+                                                                          'model': model})
+      by_split = {split: prompting.evaluate(
+          scratch, task.spec, task.train, examples, template=cfg.template.replace('\\n', '\n'),
+          verbalizers=verbalizers, shots=shots, seed=seed, batch_size=cfg.batch_size,
+          normalize=cfg.normalize)
+          for split, examples in task.evals.items()}
+      for k in shots:
+        yield {'group': f'{init} {k}-shot' if len(inits) > 1 else f'{k}-shot', 'init': init,
+               'shots': k, 'seed': seed,
+               'evals': {split: _without_predictions(result[k])
+                         for split, result in by_split.items()}}
+
+
+def _without_predictions(result):
+  return {k: v for k, v in result.items() if k != 'predictions'}
+
+
+_RUNNERS = {'probe': _probe_runs, 'finetune': _finetune_runs, 'fewshot': _fewshot_runs}
+
+
+def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
+  """Runs `method` on `task` for each init and seed; returns what results.json holds."""
+  if method not in METHODS:
+    raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
+  workdir = pathlib.Path(workdir).expanduser()
+  workdir.mkdir(parents=True, exist_ok=True)
+  cfg = method_settings(s, method, pre.model_cfg.arch)
+  seeds = list(range(s.seed, s.seed + s.seeds))
+  results = {
+      'task': task.spec.name, 'method': method if method != 'probe' else f'probe_{cfg.kind}',
+      'checkpoint': str(checkpoint), 'checkpoint_step': pre.step, 'seeds': seeds,
+      'init': s.init, 'model': describe(pre), 'settings': s.to_dict(),
+      'examples': {'train': len(task.train), **{k: len(v) for k, v in task.evals.items()}},
+      'metrics_names': list(task.spec.metrics), 'runs': []}
+  start = time.perf_counter()
+  clock = start
+  for one in _RUNNERS[method](pre, task, cfg, INITS[s.init], seeds, workdir):
+    now = time.perf_counter()
+    one['seconds'] = round(now - clock, 2)
+    clock = now
+    results['runs'].append(one)
+    results['metrics'] = summarize(results['runs'])
+    results['seconds'] = round(now - start, 2)
+    _write_json(workdir / 'results.json', results)
+    log.info('%s %s %s seed %d: %s', task.spec.name, method, one['group'], one['seed'],
+             {k: v['metrics'] for k, v in one['evals'].items()})
+  report.write(results, workdir, task.spec)
+  return results
+
+
+def describe(pre) -> dict:
+  cfg = pre.model_cfg
+  params = sum(x.size for x in jax.tree.leaves(nnx.to_pure_dict(nnx.state(pre.model))))
+  return {'arch': cfg.arch, 'hidden_size': cfg.hidden_size, 'num_layers': cfg.num_layers,
+          'params': params}
+
+
+def summarize(runs) -> dict:
+  """{group: {split: {metric: {median, mean, std, values}}}}; std is the sample standard
+  deviation over seeds (0 for one seed)."""
+  out = {}
+  for group in dict.fromkeys(r['group'] for r in runs):
+    mine = [r for r in runs if r['group'] == group]
+    out[group] = {}
+    for split in mine[0]['evals']:
+      names = mine[0]['evals'][split]['metrics']
+      out[group][split] = {}
+      for name in names:
+        values = np.asarray([r['evals'][split]['metrics'][name] for r in mine], np.float64)
+        out[group][split][name] = {
+            'median': float(np.median(values)), 'mean': float(values.mean()),
+            'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            'values': values.tolist()}
+  return out
+
+
+def _write_json(path: pathlib.Path, data):
+  """Written beside and renamed over: a crash never leaves half a file."""
+  partial = path.with_suffix('.json.partial')
+  partial.write_text(json.dumps(data, indent=1, default=_plain))
+  partial.replace(path)
+
+
+def _plain(value):
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  raise TypeError(f'{type(value).__name__} is not JSON')
+
+
+def evaluate(pre, task_names, methods, workdir, s, checkpoint: str = '') -> dict:
+  """Each task by each method into workdir/TASK/METHOD, then one table and the GLUE
+  average over the GLUE tasks run (the GLUE score when all nine are there)."""
+  for method in methods:
+    if method not in METHODS:
+      raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
+  workdir = pathlib.Path(workdir).expanduser()
+  suite = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {}}
+  for name in task_names:
+    task = load_task(name, s)
+    for method in methods:
+      if method == 'fewshot' and (pre.model_cfg.arch != 'gpt' or
+                                  task.spec.kind != 'classification'):
+        log.warning('skipping fewshot on %s: it prompts a causal LM to classify', name)
+        continue
+      if method == 'probe' and task.spec.kind == 'span':
+        log.warning('skipping probe on %s: extractive QA is fine-tuned', name)
+        continue
+      result = run(pre, task, method, workdir / task.spec.name / method, s, checkpoint)
+      for group, by_split in result['metrics'].items():
+        suite['tasks'].setdefault(task.spec.name, {})[f'{result["method"]} {group}'] = by_split
+  suite['glue_average'] = _glue_averages(suite['tasks'])
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_json(workdir / 'results.json', suite)
+  report.write_suite(suite, workdir)
+  return suite
+
+
+def _glue_averages(by_task) -> dict:
+  """{column: {value, tasks, complete}} over the GLUE tasks each column has."""
+  out = {}
+  columns = dict.fromkeys(c for t in by_task.values() for c in t)
+  for column in columns:
+    entries = {}
+    for task, by_column in by_task.items():
+      if task in tasks.GLUE and column in by_column:
+        for split, stats in by_column[column].items():
+          entry = task if split == 'dev' else f'{task}_{split.removeprefix("dev_")}'
+          entries[entry] = {name: v['median'] for name, v in stats.items()}
+    if entries:
+      glue_tasks = {e.split('_')[0] for e in entries}
+      out[column] = {'value': scores.glue_score(entries, partial=True),
+                     'tasks': len(glue_tasks), 'complete': len(glue_tasks) == len(tasks.GLUE)}
+  return out

@@ -1,0 +1,207 @@
+"""The adaptation commands end to end: results.json, reports, seeds, predict, suites, errors.
+
+A tiny BERT is pretrained for two steps once per module; tasks are small generated files
+in GLUE's own layout, so the whole path from checkpoint to report runs in seconds.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from ssljax import cli, hf, train
+from ssljax.adapt import run as run_lib, scores, tasks
+from ssljax.errors import UserError
+
+_GOOD = ['a charming and often affecting journey', 'an excellent film with fine acting',
+         'warm , funny and wise', 'the best story of the year']
+_BAD = ['unflinchingly bleak and desperate', 'a dull , tedious mess', 'nothing works here',
+        'the worst plot in years']
+_STSB_HEAD = ('index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\t'
+              'sentence2\tscore')
+
+
+def _sst2_rows(count, offset):
+  rows = []
+  for i in range(count):
+    label = (i + offset) % 2
+    text = (_GOOD if label else _BAD)[i % 4]
+    rows.append(f'{text} {i} .\t{label}')
+  return 'sentence\tlabel\n' + '\n'.join(rows) + '\n'
+
+
+def _stsb_rows(count):
+  rows = [f'{i}\tmain\tx\t2012\t{i}\tnone\tnone\t{_GOOD[i % 4]}\t{(_GOOD + _BAD)[i % 8]}\t'
+          f'{5.0 if i % 8 < 4 and i % 4 == i % 8 else (i % 5) * 0.8:.3f}' for i in range(count)]
+  return _STSB_HEAD + '\n' + '\n'.join(rows) + '\n'
+
+
+@pytest.fixture(scope='module')
+def glue_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('data') / 'glue'
+  files = {'SST-2/train.tsv': _sst2_rows(48, 0), 'SST-2/dev.tsv': _sst2_rows(12, 1),
+           'SST-2/test.tsv': 'index\tsentence\n0\tuneasy mishmash .\n',
+           'STS-B/train.tsv': _stsb_rows(40), 'STS-B/dev.tsv': _stsb_rows(10)}
+  for name, text in files.items():
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(text)
+  return root
+
+
+@pytest.fixture(scope='module')
+def checkpoint(corpus_file, tokenizer_file, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('pretrained')
+  train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
+                                             'train.steps': 2}), workdir)
+  return workdir
+
+
+def _cli(*argv):
+  assert cli.main([str(a) for a in argv]) == 0
+
+
+def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_with(
+    checkpoint, glue_dir, tmp_path):
+  out = tmp_path / 'ft'
+  _cli('finetune', '--checkpoint', checkpoint, '--task', 'sst2', '--data-dir', glue_dir.parent,
+       '--workdir', out, '--set', 'init=both', '--set', 'seeds=2', '--set', 'finetune.epochs=2',
+       '--set', 'finetune.lr=1e-3', '--set', 'batch_size=8', '--set', 'max_len=32')
+  results = json.loads((out / 'results.json').read_text())
+  assert (results['task'], results['method'], results['seeds']) == ('sst2', 'finetune', [0, 1])
+  assert results['examples'] == {'train': 48, 'dev': 12}
+  assert [(r['init'], r['seed']) for r in results['runs']] == [
+      ('pretrained', 0), ('pretrained', 1), ('scratch', 0), ('scratch', 1)]
+  for group in ('pretrained', 'scratch'):
+    stats = results['metrics'][group]['dev']['accuracy']
+    values = [r['evals']['dev']['metrics']['accuracy'] for r in results['runs']
+              if r['group'] == group]
+    assert stats['values'] == values
+    assert stats['median'] == pytest.approx(np.median(values))
+    assert stats['std'] == pytest.approx(np.std(values, ddof=1))
+  first = results['runs'][0]
+  assert len(first['curve']) == 3 and first['curve'][0]['epoch'] == 0
+  assert np.asarray(first['evals']['dev']['confusion_matrix']).sum() == 12
+  for name in ('report.md', 'curves.png', 'confusion.png', 'model/meta.json'):
+    assert (out / name).is_file(), name
+  assert '| scratch | dev (n=12) |' in (out / 'report.md').read_text()
+
+  # The saved model is the best-validation pretrained seed: predict reproduces its dev score.
+  best = max(results['runs'][:2], key=lambda r: r['val']['accuracy'])
+  dev = tasks.read_glue('sst2', glue_dir, 'dev')
+  (tmp_path / 'dev.txt').write_text(''.join(e.text + '\n' for e in dev))
+  _cli('predict', '--model', out / 'model', '--input', tmp_path / 'dev.txt', '--output',
+       tmp_path / 'pred.jsonl')
+  predicted = [json.loads(line) for line in (tmp_path / 'pred.jsonl').read_text().splitlines()]
+  labels = [tasks.GLUE['sst2'].labels.index(p['label']) for p in predicted]
+  assert scores.accuracy([e.label for e in dev], labels) == pytest.approx(
+      best['evals']['dev']['metrics']['accuracy'])
+  assert all(abs(sum(p['probabilities'].values()) - 1) < 1e-4 for p in predicted)
+
+
+def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path):
+  s = run_lib.load_settings([f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2',
+                             'max_len=32'])
+  pre = hf.from_pretrained(checkpoint)
+  task = run_lib.load_task('STS-B', s)
+  results = run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))
+  assert results['method'] == 'probe_ridge'
+  assert set(results['metrics']['pretrained']['dev']) == {'pearson', 'spearman'}
+  assert all(r['lambda'] > 0 for r in results['runs'])
+  cached = sorted((tmp_path / 'features').glob('*.npz'))
+  assert len(cached) == 2  # train and dev, computed once for both seeds
+  # The same seeds again read the cache and give the same numbers.
+  again = run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))
+  assert again['metrics'] == results['metrics']
+
+
+def test_evaluate_suite_table_and_partial_glue_average(checkpoint, glue_dir, tmp_path):
+  _cli('evaluate', '--checkpoint', checkpoint, '--tasks', 'sst2,stsb', '--methods', 'probe',
+       '--data-dir', glue_dir, '--workdir', tmp_path, '--set', 'seeds=1', '--set',
+       'probe.epochs=3', '--set', 'max_len=32')
+  suite = json.loads((tmp_path / 'results.json').read_text())
+  column = 'probe_linear pretrained'
+  sst2 = suite['tasks']['sst2'][column]['dev']['accuracy']['median']
+  stsb = suite['tasks']['stsb'][column]['dev']
+  expected = (sst2 + (stsb['pearson']['median'] + stsb['spearman']['median']) / 2) / 2
+  average = suite['glue_average'][column]
+  assert average == {'value': pytest.approx(expected), 'tasks': 2, 'complete': False}
+  assert 'not all nine' in (tmp_path / 'report.md').read_text()
+  assert (tmp_path / 'methods.png').is_file()
+  assert (tmp_path / 'sst2' / 'probe' / 'results.json').is_file()
+
+
+@pytest.mark.parametrize('overrides, task, fragments', [
+    ([], 'sst2', ['pass --data-dir GLUE_DIR']),
+    (['data_dir={glue}'], 'sst3', ["unknown task 'sst3'", "did you mean 'sst2'"]),
+    (['data_dir={glue}', 'eval_splits=train'], 'sst2', ['scoring the training split']),
+    (['data_dir={glue}', 'eval_splits=test'], 'sst2', ['has no labels', 'eval_splits=dev']),
+    (['data_dir={glue}'], 'pos', ['needs --set train_file=FILE']),
+    (['data_dir={glue}'], 'ner', ['needs --set train_file=FILE']),
+])
+def test_task_errors(overrides, task, fragments, glue_dir):
+  s = run_lib.load_settings([o.format(glue=glue_dir) for o in overrides])
+  with pytest.raises(UserError) as e:
+    run_lib.load_task(task, s)
+  for fragment in fragments:
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize('item, fragment', [
+    ('finetune.lrr=1e-4', 'did you mean finetune.lr?'),
+    ('init=random', "init='random' is not one of pretrained, scratch, both"),
+    ('seeds=0', 'run at least one seed'),
+    ('probe.kind=svm', "probe.kind='svm'"),
+])
+def test_settings_errors(item, fragment):
+  with pytest.raises(UserError, match=fragment.replace('?', r'\?')):
+    run_lib.load_settings([item])
+
+
+def test_cli_errors_are_one_line(checkpoint, glue_dir, tmp_path, capsys):
+  assert cli.main(['probe', '--checkpoint', str(tmp_path / 'nothing'), '--task', 'sst2',
+                   '--workdir', str(tmp_path)]) == 2
+  assert cli.main(['evaluate', '--checkpoint', str(checkpoint), '--tasks', 'sst2',
+                   '--methods', 'probe,lora', '--data-dir', str(glue_dir),
+                   '--workdir', str(tmp_path)]) == 2
+  assert cli.main(['predict', '--model', str(tmp_path), '--input', 'x.txt']) == 2
+  errors = capsys.readouterr().err.strip().splitlines()
+  assert len(errors) == 3 and all(line.startswith('ssljax: error: ') for line in errors)
+  assert "'lora' is not one of probe, finetune, fewshot" in errors[1]
+  assert 'holds no fine-tuned model' in errors[2]
+
+
+def test_subsets_are_fixed_by_data_seed(glue_dir):
+  pick = lambda seed: [e.text for e in run_lib.load_task('sst2', run_lib.load_settings(
+      [f'data_dir={glue_dir}', 'max_train_examples=10', f'data_seed={seed}'])).train]
+  assert pick(0) == pick(0) and pick(0) != pick(1) and len(pick(0)) == 10
+  full = [e.text for e in tasks.read_glue('sst2', glue_dir, 'train')]
+  assert [full.index(t) for t in pick(0)] == sorted(full.index(t) for t in pick(0))
+
+
+def test_pos_is_found_under_the_data_dir(tmp_path):
+  ud = tmp_path / 'ud'
+  ud.mkdir()
+  sentence = '1\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_\n2\t!\t!\tPUNCT\t_\t_\t1\tpunct\t_\t_\n\n'
+  for split in ('train', 'dev'):
+    (ud / f'en_x-ud-{split}.conllu').write_text(sentence)
+  task = run_lib.load_task('pos', run_lib.load_settings([f'data_dir={tmp_path}']))
+  assert task.spec.name == 'pos' and list(task.evals) == ['dev']
+  assert task.train[0].words == ['Hello', '!']
+
+
+def test_ridge_probe_during_pretraining(corpus_file, tokenizer_file, glue_dir, tmp_path):
+  config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'train.steps': 4,
+                                       'probe.task': 'sst2', 'probe.every': 2,
+                                       'probe.data_dir': str(glue_dir)})
+  final = train.pretrain(config, tmp_path)
+  rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  probed = {r['step']: r['probe_sst2_dev_accuracy'] for r in rows
+            if 'probe_sst2_dev_accuracy' in r}
+  assert sorted(probed) == [2, 4]
+  # The same probe run afresh on the final checkpoint gives the logged figure.
+  pre = hf.from_pretrained(tmp_path)
+  task = run_lib.load_task('sst2', run_lib.load_settings([f'data_dir={glue_dir}']))
+  again = run_lib.probe.ridge_probe_eval(pre.model, pre.tokenizer, task.train,
+                                         task.evals['dev'], task.spec, max_len=32)
+  assert probed[4] == pytest.approx(again['accuracy']) == final['probe_sst2_dev_accuracy']
