@@ -56,6 +56,16 @@ def tokenizer_file(corpus_file, tmp_path_factory) -> pathlib.Path:
   return prefix.with_suffix('.model')
 
 
+@pytest.fixture(scope='session')
+def pretrained_run(corpus_file, tokenizer_file, tmp_path_factory) -> pathlib.Path:
+  """A finished 6-step tiny BERT run on 8 devices (checkpoints at steps 3 and 6)."""
+  from ssljax import train
+  path = tmp_path_factory.mktemp('run')
+  train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
+                                             'mesh.data': 8}), path)
+  return path
+
+
 def run_steps(config, workdir, steps):
   """Losses of `steps` training steps from init, and the final params on the host."""
   import jax

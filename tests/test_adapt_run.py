@@ -1,6 +1,6 @@
 """The adaptation commands end to end: results.json, reports, seeds, predict, suites, errors.
 
-A tiny BERT is pretrained for two steps once per module; tasks are small generated files
+A tiny BERT pretrained for six steps (conftest) is the checkpoint; tasks are small generated files
 in GLUE's own layout, so the whole path from checkpoint to report runs in seconds.
 """
 
@@ -49,12 +49,9 @@ def glue_dir(tmp_path_factory):
   return root
 
 
-@pytest.fixture(scope='module')
-def checkpoint(corpus_file, tokenizer_file, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('pretrained')
-  train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
-                                             'train.steps': 2}), workdir)
-  return workdir
+@pytest.fixture
+def checkpoint(pretrained_run):
+  return pretrained_run
 
 
 def _cli(*argv):

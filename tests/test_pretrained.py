@@ -5,17 +5,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import tiny_config
-from ssljax import pretrained, train
+from ssljax import pretrained
 from ssljax.errors import UserError
 
 
-@pytest.fixture(scope='module')
-def workdir(corpus_file, tokenizer_file, tmp_path_factory):
-  path = tmp_path_factory.mktemp('run')
-  train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
-                                             'mesh.data': 8}), path)
-  return path
+@pytest.fixture
+def workdir(pretrained_run):
+  return pretrained_run
 
 
 def test_load_latest_and_a_step(workdir):
