@@ -91,7 +91,8 @@ def _train_step(graphdef, tx, loss_fn, params, opt_state, batch, key):
   return optax.apply_updates(params, updates), opt_state, value
 
 
-def _outputs(graphdef, params, batch):
+def outputs(graphdef, params, batch):
+  """The head's outputs for a batch: jit it with the graphdef bound."""
   return nnx.merge(graphdef, params)(batch)
 
 
@@ -113,7 +114,7 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
   tx = make_optimizer(cfg, len(order), params, model.cfg.num_layers)
   opt_state = tx.init(params)
   step = jax.jit(functools.partial(_train_step, graphdef, tx, kind.loss), donate_argnums=(0, 1))
-  forward = jax.jit(functools.partial(_outputs, graphdef))
+  forward = jax.jit(functools.partial(outputs, graphdef))
 
   def evaluate(params, rows, examples):
     outputs = heads.collect(lambda batch: forward(params, batch), rows, cfg.batch_size, spec)

@@ -58,7 +58,7 @@ def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> 
   rows = encode.encode(tokenizer, spec, examples,
                        encode.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
   graphdef, state = nnx.split(model)
-  forward = jax.jit(functools.partial(_forward, graphdef))
+  forward = jax.jit(functools.partial(finetune.outputs, graphdef))
   outputs = heads.collect(lambda batch: forward(state, batch), rows, batch_size, spec)
   decoded = heads.KINDS[spec.kind].decode(spec, rows, outputs, examples)
   if spec.kind == 'classification':
@@ -67,10 +67,6 @@ def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> 
             for i, p in zip(decoded, probs)]
   key = {'regression': 'score', 'tokens': 'tags', 'span': 'answer'}[spec.kind]
   return [{key: value} for value in decoded]
-
-
-def _forward(graphdef, state, batch):
-  return nnx.merge(graphdef, state)(batch)
 
 
 def write(predictions, out) -> pathlib.Path:
