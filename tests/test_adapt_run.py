@@ -202,3 +202,43 @@ def test_ridge_probe_during_pretraining(corpus_file, tokenizer_file, glue_dir, t
   again = run_lib.probe.ridge_probe_eval(pre.model, pre.tokenizer, task.train,
                                          task.evals['dev'], task.spec, max_len=32)
   assert probed[4] == pytest.approx(again['accuracy']) == final['probe_sst2_dev_accuracy']
+
+
+def _squad_file(path, count):
+  context = ('The quick brown fox jumps over the lazy dog near the river bank while the '
+             'sun sets behind the old stone bridge in the quiet village of Elm.')
+  qas = [{'id': str(i), 'question': f'What does the fox jump over {i}?',
+          'answers': [{'text': 'the lazy dog', 'answer_start': context.index('the lazy dog')}]}
+         for i in range(count)]
+  path.write_text(json.dumps({'data': [{'paragraphs': [{'context': context, 'qas': qas}]}]}))
+  return path, context
+
+
+@pytest.mark.parametrize('kind', ['pos', 'squad'])
+def test_token_and_span_tasks_fine_tune_and_predict(kind, checkpoint, tmp_path):
+  if kind == 'pos':
+    line = '{n}\t{w}\t_\t{t}\t_\t_\t0\tdep\t_\t_'
+    words = [('The', 'DET'), ('dog', 'NOUN'), ('runs', 'VERB'), ('.', 'PUNCT')]
+    sentence = '\n'.join(line.format(n=i + 1, w=w, t=t) for i, (w, t) in enumerate(words))
+    (tmp_path / 'x-ud-train.conllu').write_text((sentence + '\n\n') * 12)
+    (tmp_path / 'x-ud-dev.conllu').write_text((sentence + '\n\n') * 3)
+    overrides, inputs = [f'data_dir={tmp_path}'], 'The dog runs .\n'
+  else:
+    train_file, context = _squad_file(tmp_path / 'train.json', 12)
+    eval_file, _ = _squad_file(tmp_path / 'dev.json', 3)
+    overrides = [f'train_file={train_file}', f'eval_file={eval_file}', 'doc_stride=8']
+    inputs = json.dumps({'question': 'What does the fox jump over?', 'context': context}) + '\n'
+  s = run_lib.load_settings(overrides + ['seeds=1', 'finetune.epochs=1', 'batch_size=4',
+                                         'max_len=24'])
+  results = run_lib.run(hf.from_pretrained(checkpoint), run_lib.load_task(kind, s), 'finetune',
+                        tmp_path / 'out', s)
+  metrics = results['metrics']['pretrained']['dev']
+  assert all(0 <= v['median'] <= 1 for v in metrics.values()), metrics
+  (tmp_path / 'in.jsonl').write_text(inputs)
+  _cli('predict', '--model', tmp_path / 'out' / 'model', '--input', tmp_path / 'in.jsonl',
+       '--output', tmp_path / 'pred.jsonl')
+  prediction = json.loads((tmp_path / 'pred.jsonl').read_text())
+  if kind == 'pos':
+    assert len(prediction['tags']) == 4 and set(prediction['tags']) <= set(tasks.UPOS)
+  else:
+    assert prediction['answer'] in context
