@@ -22,7 +22,9 @@ import time
 
 import jax
 
-from ssljax import config as config_lib, corpus, hf, train
+from ssljax import config as config_lib, pretrained
+from ssljax.data import corpus
+from ssljax.pretrain import loop as train
 from ssljax.adapt import run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -72,7 +74,7 @@ def main():
   start = time.perf_counter()
   final = train.pretrain(config, workdir / 'pretrain')
   pretrain_seconds = time.perf_counter() - start
-  pre = hf.from_pretrained(workdir / 'pretrain')
+  pre = pretrained.load(workdir / 'pretrain')
   s = run.load_settings([f'data_dir={data}', 'init=both', f'seeds={args.seeds}',
                          f'max_train_examples={args.max_train}', f'finetune.epochs={args.epochs}',
                          'finetune.lr=1e-4', 'max_len=128'])

@@ -31,8 +31,8 @@ import torch
 import transformers
 
 import ssljax.config
-import ssljax.train
-from ssljax import metrics
+import ssljax.pretrain.loop
+from ssljax.pretrain import metrics
 
 CONFIG = pathlib.Path(__file__).parents[1] / 'configs' / 'bert_tiny.py'
 HF = 'hf'
@@ -123,14 +123,14 @@ def hf_trainer(run, device):
     t = {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
     ids = t['input_ids'].long()
     chosen = ((torch.rand(ids.shape, device=device) < mlm_cfg.rate)
-              & (t['input_mask'] > 0) & ~torch.isin(ids, special))
+              & (t['doc_ids'] > 0) & ~torch.isin(ids, special))
     action = torch.rand(ids.shape, device=device)
     replace = normal[torch.randint(len(normal), ids.shape, device=device)].long()
     masked = torch.where(chosen & (action < mlm_cfg.mask_fraction), tok.mask_id, ids)
     masked = torch.where(chosen & (action >= mlm_cfg.mask_fraction)
                          & (action < mlm_cfg.mask_fraction + mlm_cfg.random_fraction),
                          replace, masked)
-    out = model(input_ids=masked, attention_mask=t['input_mask'],
+    out = model(input_ids=masked, attention_mask=(t['doc_ids'] > 0).long(),
                 token_type_ids=t['segment_ids'].long(), position_ids=t['positions'].long(),
                 labels=torch.where(chosen, ids, -100))
     out.loss.backward()
@@ -247,15 +247,15 @@ def markdown(result):
 def measure(args, device):
   """Builds the three trainers on shared batches, warms them up, and times them."""
   with tempfile.TemporaryDirectory() as workdir:  # the second setup reuses the tokenizer
-    runs = {name: ssljax.train.setup(ssljax_config(args, name == MASKED), workdir)
+    runs = {name: ssljax.pretrain.loop.setup(ssljax_config(args, name == MASKED), workdir)
             for name in (ALL, MASKED)}
     for run in runs.values():
       run.manager.close()  # no checkpoints here
   batches = [next(runs[ALL].batches) for _ in range(WARMUP_STEPS + args.steps)]
   trainers = {name: ssljax_trainer(run) for name, run in runs.items()}
   trainers[HF], model = hf_trainer(runs[ALL], device)
-  info = {name: {'params': sum(x.size for x in jax.tree.leaves(run.strategy.abstract['params'])),
-                 'flops_per_token': ssljax.train.flops_per_token(run)} for name, run in runs.items()}
+  info = {name: {'params': sum(x.size for x in jax.tree.leaves(run.strategy.abstract.params)),
+                 'flops_per_token': ssljax.pretrain.loop.flops_per_token(run)} for name, run in runs.items()}
   info[HF] = {'params': sum(p.numel() for p in model.parameters()),
               'flops_per_token': info[ALL]['flops_per_token']}
   peaks = {'xla': best_of(metrics.measure_peak_flops),

@@ -4,7 +4,7 @@ __version__ = '0.1.0'
 
 
 def from_pretrained(path):
-  """A Hugging Face model folder, or an ssljax workdir or checkpoints/STEP directory, as a
+  """An ssljax workdir, a checkpoints/STEP directory or a Hugging Face model folder, as a
   `ssljax.pretrained.Pretrained` (model with parameters, tokenizer, config)."""
-  from ssljax import hf  # pylint: disable=g-import-not-at-top  (keeps `import ssljax` light)
-  return hf.from_pretrained(path)
+  from ssljax import pretrained  # pylint: disable=g-import-not-at-top  (keeps `import ssljax` light)
+  return pretrained.load(path)

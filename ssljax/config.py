@@ -201,7 +201,8 @@ def _choice(name, value, options):
 
 
 def validate(c):
-  """Checks values a run cannot start with; device-dependent checks live in `sharding`."""
+  """Checks values a run cannot start with; device-dependent checks live in
+  `pretrain.parallel`."""
   _choice('objective', c.objective, OBJECTIVES)
   _choice('model.arch', c.model.arch, ('bert', 'albert', 'gpt'))
   _choice('data.source', c.data.source, ('embedded', 'text', 'jsonl', 'tfds'))

@@ -1,8 +1,10 @@
-"""Loading a pretrained model for use: the entry point of evaluation and export.
+"""Loading a pretrained model for use: the entry point of evaluation, export and encoding.
 
-`load(path)` takes a pretraining workdir (its latest checkpoint) or one `checkpoints/STEP`
-directory and returns the model with its parameters, tokenizer and config, on the default
-device, whatever device layout wrote the checkpoint.
+`load(path)` takes a pretraining workdir (its latest checkpoint), one `checkpoints/STEP`
+directory, or a Hugging Face model folder (one with `config.json`), and returns the model
+with its parameters, tokenizer and config on the default device, whatever device layout
+wrote the checkpoint. Only parameters are read: the optimizer state is neither built nor
+restored. Hugging Face folders go through `ssljax.interop`, imported only for them.
 """
 
 import dataclasses
@@ -10,60 +12,57 @@ import pathlib
 
 import jax
 import ml_collections
-import orbax.checkpoint as ocp
 from flax import nnx
 
-from ssljax import checkpoint, model, optimizer, strategy, tokenizer as tokenizer_lib
+from ssljax import models, tokenizers
 from ssljax.errors import UserError
+from ssljax.pretrain import checkpoint
 
 
 @dataclasses.dataclass
 class Pretrained:
   config: ml_collections.ConfigDict  # the run's full config
-  model_cfg: model.ModelConfig
+  model_cfg: models.ModelConfig
   model: nnx.Module  # parameters included
-  tokenizer: object  # tokenizer.Tokenizer (sentencepiece) or hf_tokenizer.HFTokenizer
+  tokenizer: tokenizers.Tokenizer
   step: int
 
 
-def _locate(path) -> tuple[pathlib.Path, int | None]:
-  path = pathlib.Path(path).expanduser()
+def _locate(path: pathlib.Path) -> tuple[pathlib.Path, int | None]:
   if (path / 'checkpoints').is_dir():
     return path, None
   if path.name.isdigit() and path.parent.name == 'checkpoints':
     return path.parent.parent, int(path.name)
-  raise UserError(f'{path} is neither a pretraining workdir (with checkpoints/) nor a '
-                  'checkpoints/STEP directory; pass the --workdir of `ssljax pretrain`')
+  raise UserError(f'{path} is neither a pretraining workdir (with checkpoints/), a '
+                  'checkpoints/STEP directory, nor a Hugging Face folder (with config.json); '
+                  'pass the --workdir of `ssljax pretrain`')
 
 
 def load(path) -> Pretrained:
+  path = pathlib.Path(path).expanduser()
+  if (path / 'config.json').is_file():
+    from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
+    return huggingface.load_folder(path)[0]
   workdir, step = _locate(path)
   mgr = checkpoint.manager(workdir, keep=1, async_save=False)
   step = mgr.latest_step() if step is None else step
   if step is None or step not in mgr.all_steps():
     raise UserError(f'no checkpoint {"" if step is None else step} in {workdir}/checkpoints')
   where = f'{workdir}/checkpoints/{step}'
+  meta = checkpoint.read_meta(mgr, step)
   try:
-    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    tokenizer = tokenizer_lib.from_proto(checkpoint.tokenizer_kind(meta),
-                                         checkpoint.tokenizer_proto(meta),
-                                         origin=f'the tokenizer in {where}')
-  except (KeyError, ValueError, FileNotFoundError) as e:
-    raise UserError(f'{where} has no readable metadata or tokenizer ({e}); it was not '
-                    'written by `ssljax pretrain`') from None
+    tokenizer = tokenizers.from_proto(checkpoint.tokenizer_kind(meta),
+                                      checkpoint.tokenizer_proto(meta),
+                                      origin=f'the tokenizer in {where}')
+  except (KeyError, ValueError) as e:
+    raise UserError(f'{where} has no readable tokenizer ({e}); it was not written by '
+                    '`ssljax pretrain`') from None
   config = ml_collections.ConfigDict(meta['config'])
-  model_cfg = model.ModelConfig.from_config(
+  model_cfg = models.ModelConfig.from_config(
       config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
-  tx = optimizer.build(config.optimizer, config.train.steps)
+  graphdef, abstract = models.abstract(model_cfg)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                          jax.eval_shape(strategy.init_fn(model_cfg, tx, model.build), 0))
-  try:
-    state = mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))['state']
-  except Exception as e:  # a corrupt or foreign checkpoint: one line, not Orbax's traceback
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-    raise UserError(f'{where} could not be restored ({type(e).__name__}: {first}); pass '
-                    'another step directory') from None
-  graphdef = nnx.graphdef(nnx.eval_shape(lambda: model.build(model_cfg, nnx.Rngs(0))))
-  return Pretrained(config, model_cfg, nnx.merge(graphdef, state['params']), tokenizer, step)
+  params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                        nnx.to_pure_dict(abstract))
+  params = checkpoint.restore_params(mgr, step, params)
+  return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)

@@ -12,7 +12,8 @@ import tempfile  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from ssljax import config as config_lib, corpus  # noqa: E402
+from ssljax import config as config_lib  # noqa: E402
+from ssljax.data import corpus  # noqa: E402
 
 # Tests build the same tiny programs many times: XLA's persistent cache compiles each once.
 jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='ssljax-test-xla-'))
@@ -50,7 +51,7 @@ def corpus_file(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope='session')
 def tokenizer_file(corpus_file, tmp_path_factory) -> pathlib.Path:
   """A tokenizer trained once on `corpus_file`, so runs in tests skip training it."""
-  from ssljax import tokenizer
+  from ssljax import tokenizers as tokenizer
   prefix = tmp_path_factory.mktemp('tokenizer') / 'tok'
   tokenizer.train(corpus.load_documents(tiny_config(corpus_file).data), 400, prefix)
   return prefix.with_suffix('.model')
@@ -59,7 +60,7 @@ def tokenizer_file(corpus_file, tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope='session')
 def pretrained_run(corpus_file, tokenizer_file, tmp_path_factory) -> pathlib.Path:
   """A finished 6-step tiny BERT run on 8 devices (checkpoints at steps 3 and 6)."""
-  from ssljax import train
+  from ssljax.pretrain import loop as train
   path = tmp_path_factory.mktemp('run')
   train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
                                              'mesh.data': 8}), path)
@@ -69,11 +70,11 @@ def pretrained_run(corpus_file, tokenizer_file, tmp_path_factory) -> pathlib.Pat
 def run_steps(config, workdir, steps):
   """Losses of `steps` training steps from init, and the final params on the host."""
   import jax
-  from ssljax import train
+  from ssljax.pretrain import loop as train
   run = train.setup(config, workdir)
   state = run.strategy.init(config.train.seed)
   losses = []
   for _ in range(steps):
     state, metrics = run.strategy.step(state, run.strategy.put_batch(next(run.batches)))
     losses.append(float(metrics['loss']))
-  return losses, jax.device_get(run.strategy.to_save(state)['params'])
+  return losses, jax.device_get(run.strategy.to_save(state).params)

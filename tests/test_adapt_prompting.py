@@ -8,7 +8,8 @@ import pytest
 from flax import nnx
 
 from conftest import tiny_config
-from ssljax import cli, model, pretrained, tokenizer as tokenizer_lib, train
+from ssljax import cli, models as model, pretrained, tokenizers as tokenizer_lib
+from ssljax.pretrain import loop as train
 from ssljax.adapt import prompting, tasks
 from ssljax.errors import UserError
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from ssljax import cli, hf, train
-from ssljax.adapt import run as run_lib, scores, tasks
+from ssljax import cli, pretrained
+from ssljax.pretrain import loop as train
+from ssljax.adapt import hooks, run as run_lib, scores, tasks
 from ssljax.errors import UserError
 
 _GOOD = ['a charming and often affecting journey', 'an excellent film with fine acting',
@@ -99,7 +100,7 @@ def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_w
 def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path):
   s = run_lib.load_settings([f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2',
                              'max_len=32'])
-  pre = hf.from_pretrained(checkpoint)
+  pre = pretrained.load(checkpoint)
   task = run_lib.load_task('STS-B', s)
   results = run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))
   assert results['method'] == 'probe_ridge'
@@ -191,13 +192,13 @@ def test_ridge_probe_during_pretraining(corpus_file, tokenizer_file, glue_dir, t
   config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'train.steps': 4,
                                        'probe.task': 'sst2', 'probe.every': 2,
                                        'probe.data_dir': str(glue_dir)})
-  final = train.pretrain(config, tmp_path)
+  final = train.pretrain(config, tmp_path, hooks=hooks.from_config(config))
   rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   probed = {r['step']: r['probe_sst2_dev_accuracy'] for r in rows
             if 'probe_sst2_dev_accuracy' in r}
   assert sorted(probed) == [2, 4]
   # The same probe run afresh on the final checkpoint gives the logged figure.
-  pre = hf.from_pretrained(tmp_path)
+  pre = pretrained.load(tmp_path)
   task = run_lib.load_task('sst2', run_lib.load_settings([f'data_dir={glue_dir}']))
   again = run_lib.probe.ridge_probe_eval(pre.model, pre.tokenizer, task.train,
                                          task.evals['dev'], task.spec, max_len=32)
@@ -230,7 +231,7 @@ def test_token_and_span_tasks_fine_tune_and_predict(kind, checkpoint, tmp_path):
     inputs = json.dumps({'question': 'What does the fox jump over?', 'context': context}) + '\n'
   s = run_lib.load_settings(overrides + ['seeds=1', 'finetune.epochs=1', 'batch_size=4',
                                          'max_len=24'])
-  results = run_lib.run(hf.from_pretrained(checkpoint), run_lib.load_task(kind, s), 'finetune',
+  results = run_lib.run(pretrained.load(checkpoint), run_lib.load_task(kind, s), 'finetune',
                         tmp_path / 'out', s)
   metrics = results['metrics']['pretrained']['dev']
   assert all(0 <= v['median'] <= 1 for v in metrics.values()), metrics

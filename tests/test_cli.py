@@ -4,14 +4,14 @@ import subprocess
 import sys
 
 from conftest import tiny_overrides
-from ssljax import cli, tokenizer
+from ssljax import cli, tokenizers as tokenizer
 
 
 def test_tokenizer_train(tmp_path, corpus_file, capsys):
   assert cli.main(['tokenizer', 'train', '--input', str(corpus_file), '--vocab-size', '300',
                    '--out', str(tmp_path / 'tok')]) == 0
   assert 'wrote' in capsys.readouterr().out
-  tok = tokenizer.Tokenizer.load(tmp_path / 'tok.model')
+  tok = tokenizer.SentencePieceTokenizer.load(tmp_path / 'tok.model')
   assert tok.vocab_size == 300 and tok.mask_id == 4
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssljax import config as config_lib, model
+from ssljax import config as config_lib, models as model
 
 CONFIGS = sorted(pathlib.Path(__file__).parents[1].glob('configs/*.py'))
 # Published parameter counts (millions) with our vocabulary sizes; tolerance 3 %.

@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from ssljax import config
-from ssljax import corpus
+from ssljax.data import corpus
 from ssljax.errors import UserError
 
 

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 from ssljax import config
-from ssljax import corpus
-from ssljax import data
-from ssljax import tokenizer as tokenizer_lib
+from ssljax import tokenizers as tokenizer_lib
+from ssljax.data import batches as batches_lib, corpus, examples as examples_lib
 from ssljax.errors import UserError
 
 SYNTHETIC = pathlib.Path(__file__).parent / 'fixtures' / 'synthetic.txt'
 
-KEYS = ('input_ids', 'segment_ids', 'input_mask', 'positions', 'doc_ids', 'word_start',
+KEYS = ('input_ids', 'segment_ids', 'positions', 'doc_ids', 'word_start',
         'sentence_label')
 GROUP = 4  # token ids per synthetic document: a token names the document it came from
 
@@ -56,14 +55,14 @@ def _check_layout(example, tok, seq_len):
   assert np.shape(example['sentence_label']) == ()
   assert example['sentence_label'].dtype == np.int32
   np.testing.assert_array_equal(example['word_start'], tok.word_start[example['input_ids']])
-  real = example['input_mask'] == 1
+  real = example['doc_ids'] > 0
   np.testing.assert_array_equal(example['input_ids'][~real], tok.pad_id)
   assert real[0] and np.all(np.diff(real.astype(int)) <= 0)  # real tokens, then padding
 
 
 def _pair(example, tok):
   """Checks `[CLS] A [SEP] B [SEP] [PAD]...` and returns A and B."""
-  ids = example['input_ids'][example['input_mask'] == 1]
+  ids = example['input_ids'][example['doc_ids'] > 0]
   assert ids[0] == tok.cls_id and ids[-1] == tok.sep_id
   (sep,) = np.flatnonzero(ids[:-1] == tok.sep_id)
   a, b = ids[1:sep], ids[sep + 1:-1]
@@ -72,13 +71,12 @@ def _pair(example, tok):
   expected_segments[sep + 1:len(ids)] = 1
   np.testing.assert_array_equal(example['segment_ids'], expected_segments)
   np.testing.assert_array_equal(example['positions'], np.arange(len(example['positions'])))
-  np.testing.assert_array_equal(example['doc_ids'], example['input_mask'])
   return a, b
 
 
 def test_mlm_chunks_each_document_in_order(tok, docs):
   seq_len = 32
-  examples = data.build_examples(docs, tok, 'mlm', seq_len, seed=0)
+  examples = examples_lib.build_examples(docs, tok, 'mlm', seq_len, seed=0)
   index = 0
   for doc in docs:
     for start in range(0, len(doc), seq_len - 2):
@@ -88,8 +86,7 @@ def test_mlm_chunks_each_document_in_order(tok, docs):
       n = len(chunk) + 2
       np.testing.assert_array_equal(example['input_ids'][:n],
                                     [tok.cls_id, *chunk, tok.sep_id])
-      np.testing.assert_array_equal(example['input_mask'], np.arange(seq_len) < n)
-      np.testing.assert_array_equal(example['doc_ids'], example['input_mask'])
+      np.testing.assert_array_equal(example['doc_ids'], np.arange(seq_len) < n)
       np.testing.assert_array_equal(example['segment_ids'], 0)
       np.testing.assert_array_equal(example['positions'], np.arange(seq_len))
       assert example['sentence_label'] == 0
@@ -100,7 +97,7 @@ def test_mlm_chunks_each_document_in_order(tok, docs):
 def _pairs(docs, tok, objective, seq_len=24):
   """(A, B, label) of every example of two seeds, each checked for layout on the way."""
   for seed in (0, 1):
-    examples = data.build_examples(docs, tok, objective, seq_len, seed=seed)
+    examples = examples_lib.build_examples(docs, tok, objective, seq_len, seed=seed)
     for i in range(len(examples)):
       _check_layout(examples[i], tok, seq_len)
       yield (*_pair(examples[i], tok), int(examples[i]['sentence_label']))
@@ -136,12 +133,12 @@ def test_sop_pairs(tok, docs):
 
 def test_clm_packs_documents_with_restarting_positions(tok, docs):
   seq_len = 40
-  examples = data.build_examples(docs, tok, 'clm', seq_len, seed=0)
+  examples = examples_lib.build_examples(docs, tok, 'clm', seq_len, seed=0)
   rows = [examples[i] for i in range(len(examples))]
   stream = []
   for row in rows:
     _check_layout(row, tok, seq_len)
-    real = row['input_mask'] == 1
+    real = row['doc_ids'] > 0
     ids, doc_ids, positions = (row[k][real] for k in ('input_ids', 'doc_ids', 'positions'))
     np.testing.assert_array_equal(row['doc_ids'][~real], 0)
     np.testing.assert_array_equal(row['segment_ids'], 0)
@@ -152,16 +149,16 @@ def test_clm_packs_documents_with_restarting_positions(tok, docs):
       np.testing.assert_array_equal(positions[doc_ids == piece],
                                     np.arange(np.sum(doc_ids == piece)))
     stream.extend(ids)
-  assert all(r['input_mask'].all() for r in rows[:-1])  # only the last row is padded
+  assert all((r['doc_ids'] > 0).all() for r in rows[:-1])  # only the last row is padded
   expected = np.concatenate([np.append(d, tok.sep_id) for d in docs])
   np.testing.assert_array_equal(stream, expected)
 
 
-@pytest.mark.parametrize('objective', data.OBJECTIVES)
+@pytest.mark.parametrize('objective', config.OBJECTIVES)
 def test_examples_depend_only_on_seed_and_index(tok, docs, objective):
-  first = data.build_examples(docs, tok, objective, 24, seed=5)
-  second = data.build_examples(docs, tok, objective, 24, seed=5)
-  other = data.build_examples(docs, tok, objective, 24, seed=6)
+  first = examples_lib.build_examples(docs, tok, objective, 24, seed=5)
+  second = examples_lib.build_examples(docs, tok, objective, 24, seed=5)
+  other = examples_lib.build_examples(docs, tok, objective, 24, seed=6)
   indices = [7, 3, 7, len(first) - 1]
   for i in indices:
     for key in KEYS:
@@ -184,8 +181,8 @@ def _assert_batches_equal(left, right):
 
 
 def test_batches_shapes_and_epochs(tok, docs):
-  examples = data.build_examples(docs, tok, 'mlm', 32, seed=0)[:40]
-  batches = data.Batches(examples, 8, seed=1)
+  examples = examples_lib.build_examples(docs, tok, 'mlm', 32, seed=0)[:40]
+  batches = batches_lib.Batches(examples, 8, seed=1)
   first_epoch = _take(batches, 5)
   assert first_epoch[0]['input_ids'].shape == (8, 32)
   assert first_epoch[0]['sentence_label'].shape == (8,)
@@ -197,21 +194,21 @@ def test_batches_shapes_and_epochs(tok, docs):
 
 
 def test_batches_resume_from_state(tok, docs):
-  examples = data.build_examples(docs, tok, 'mlm_nsp', 24, seed=0)
-  batches = data.Batches(examples, 16, seed=3)
+  examples = examples_lib.build_examples(docs, tok, 'mlm_nsp', 24, seed=0)
+  batches = batches_lib.Batches(examples, 16, seed=3)
   _take(batches, 7)
   state = json.loads(json.dumps(batches.get_state()))
   expected = _take(batches, 5)
-  restored = data.Batches(examples, 16, seed=3)
+  restored = batches_lib.Batches(examples, 16, seed=3)
   restored.set_state(state)
   _assert_batches_equal(_take(restored, 5), expected)
 
 
 def test_process_batches_concatenate_to_the_global_batch(tok, docs):
-  examples = data.build_examples(docs, tok, 'mlm_sop', 24, seed=0)[:50]
+  examples = examples_lib.build_examples(docs, tok, 'mlm_sop', 24, seed=0)[:50]
   steps = 9  # crosses epoch boundaries: 50 examples, 12 per step
-  global_batches = _take(data.Batches(examples, 12, seed=2), steps)
-  local = [_take(data.Batches(examples, 12, seed=2, process_index=p, process_count=3), steps)
+  global_batches = _take(batches_lib.Batches(examples, 12, seed=2), steps)
+  local = [_take(batches_lib.Batches(examples, 12, seed=2, process_index=p, process_count=3), steps)
            for p in range(3)]
   joined = [{k: np.concatenate([local[p][t][k] for p in range(3)]) for k in KEYS}
             for t in range(steps)]
@@ -220,16 +217,16 @@ def test_process_batches_concatenate_to_the_global_batch(tok, docs):
 
 
 def test_batches_errors(tok, docs):
-  examples = data.build_examples(docs, tok, 'mlm', 32, seed=0)
+  examples = examples_lib.build_examples(docs, tok, 'mlm', 32, seed=0)
   with pytest.raises(UserError, match='batch_size=10 is not divisible by the 4 processes'):
-    data.Batches(examples, 10, seed=0, process_index=0, process_count=4)
+    batches_lib.Batches(examples, 10, seed=0, process_index=0, process_count=4)
   with pytest.raises(UserError, match='corpus too small: 5 examples for batch 8'):
-    data.Batches(examples[:5], 8, seed=0)
+    batches_lib.Batches(examples[:5], 8, seed=0)
 
 
 def test_eval_batches_are_in_order_and_wrap(tok, docs):
-  examples = data.build_examples(docs, tok, 'clm', 32, seed=0)[:10]
-  batches = data.eval_batches(examples, 4, 3)
+  examples = examples_lib.build_examples(docs, tok, 'clm', 32, seed=0)[:10]
+  batches = batches_lib.eval_batches(examples, 4, 3)
   assert len(batches) == 3 and batches[0]['input_ids'].shape == (4, 32)
   rows = np.concatenate([b['input_ids'] for b in batches])
   expected = [examples[i % 10]['input_ids'] for i in range(12)]
@@ -238,26 +235,26 @@ def test_eval_batches_are_in_order_and_wrap(tok, docs):
 
 def test_split_documents():
   docs = [f'doc {i}' for i in range(100)]
-  train, held = data.split_documents(docs, 0.05, seed=0)
+  train, held = corpus.split_documents(docs, 0.05, seed=0)
   assert len(held) == 5 and sorted(train + held) == sorted(docs)
   assert [d for d in docs if d in train] == train  # order kept
-  assert data.split_documents(docs, 0.05, seed=0) == (train, held)
-  assert data.split_documents(docs, 0.05, seed=1)[1] != held
-  assert len(data.split_documents(docs[:3], 0.01, seed=0)[1]) == 1  # at least one
-  assert len(data.split_documents(docs[:3], 0.99, seed=0)[0]) == 1  # never all
-  assert data.split_documents(docs, 0.0, seed=0) == (docs, [])
-  assert data.split_documents(['0123456789'], 0.2, seed=0) == (['01234567'], ['89'])
+  assert corpus.split_documents(docs, 0.05, seed=0) == (train, held)
+  assert corpus.split_documents(docs, 0.05, seed=1)[1] != held
+  assert len(corpus.split_documents(docs[:3], 0.01, seed=0)[1]) == 1  # at least one
+  assert len(corpus.split_documents(docs[:3], 0.99, seed=0)[0]) == 1  # never all
+  assert corpus.split_documents(docs, 0.0, seed=0) == (docs, [])
+  assert corpus.split_documents(['0123456789'], 0.2, seed=0) == (['01234567'], ['89'])
 
 
 def test_nsp_needs_two_documents(tok, docs):
   with pytest.raises(UserError, match='NSP needs at least two documents'):
-    data.build_examples([docs[5], np.zeros(0, np.int32)], tok, 'mlm_nsp', 24, seed=0)
+    examples_lib.build_examples([docs[5], np.zeros(0, np.int32)], tok, 'mlm_nsp', 24, seed=0)
 
 
 def test_build_errors(tok, docs):
   with pytest.raises(UserError, match="objective='mlm_xyz' is not one of"):
-    data.build_examples(docs, tok, 'mlm_xyz', 24, seed=0)
+    examples_lib.build_examples(docs, tok, 'mlm_xyz', 24, seed=0)
   with pytest.raises(UserError, match='data.seq_len=4 is too short'):
-    data.build_examples(docs, tok, 'mlm', 4, seed=0)
+    examples_lib.build_examples(docs, tok, 'mlm', 4, seed=0)
   with pytest.raises(UserError, match='gives no clm examples'):
-    data.build_examples([np.zeros(0, np.int32)] * 3, tok, 'clm', 24, seed=0)
+    examples_lib.build_examples([np.zeros(0, np.int32)] * 3, tok, 'clm', 24, seed=0)

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from conftest import tiny_config, tiny_overrides
-from ssljax import checkpoint, metrics, train
+from ssljax.pretrain import checkpoint, metrics, loop as train
 
 
 def free_port():

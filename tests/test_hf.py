@@ -20,8 +20,12 @@ transformers = pytest.importorskip('transformers')
 import tokenizers  # noqa: E402  (transformers needs it)
 
 from conftest import tiny_config  # noqa: E402
-from ssljax import (corpus, encode, hf, hf_cli, model, pretrained,  # noqa: E402
-                    tokenizer as tokenizer_lib, train)
+from ssljax import models as model, pretrained, tokenizers as tokenizer_lib  # noqa: E402
+from ssljax.adapt import features as encode  # noqa: E402
+from ssljax.cli import interop as hf_cli  # noqa: E402
+from ssljax.data import corpus  # noqa: E402
+from ssljax.interop import huggingface as hf  # noqa: E402
+from ssljax.pretrain import loop as train  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
 
 TOL = 1e-5
@@ -121,7 +125,7 @@ def _max_diff(ours, theirs, real_BxL=None):
 
 def test_token_ids_match_transformers(made):
   model_type, folder, _, hf_tok = made
-  pre = hf.from_pretrained(folder)
+  pre = pretrained.load(folder)
   ours = [list(r) for r in encode.token_rows(pre, TEXTS)]
   assert ours == hf_tok(TEXTS)['input_ids']
   assert pre.tokenizer.kind == 'hf'
@@ -147,7 +151,7 @@ def test_import_matches_transformers(made):
 
 def test_export_reloads_in_transformers(made, tmp_path):
   model_type, folder, model, hf_tok = made
-  hf.export(hf.from_pretrained(folder), tmp_path)
+  hf.export(pretrained.load(folder), tmp_path)
   reloaded = type(model).from_pretrained(tmp_path).eval()
   base = transformers.AutoModel.from_pretrained(tmp_path).eval()
   ids = torch.tensor(hf_tok(TEXTS[:1])['input_ids'])
@@ -184,7 +188,7 @@ def test_import_command_writes_a_checkpoint(bert_folder, tmp_path, capsys):
   _run('import-hf', str(bert_folder), '--out', str(tmp_path / 'ckpt'))
   assert 'checkpoints/0' in capsys.readouterr().out
   loaded = pretrained.load(tmp_path / 'ckpt')
-  direct = hf.from_pretrained(bert_folder)
+  direct = pretrained.load(bert_folder)
   assert loaded.step == 0 and loaded.config.objective == 'mlm_nsp'
   assert loaded.tokenizer.encode(TEXTS)[0].tolist() == direct.tokenizer.encode(TEXTS)[0].tolist()
   batch = _inputs(direct, TEXTS)[0]
@@ -205,8 +209,8 @@ def test_missing_and_unexpected_tensors_are_listed(bert_folder, tmp_path):
 
 
 def test_bad_folders_say_what_is_wrong(bert_folder, tmp_path):
-  with pytest.raises(UserError, match='no config.json'):
-    hf.from_pretrained(tmp_path)
+  with pytest.raises(UserError, match='nor a Hugging Face folder'):
+    pretrained.load(tmp_path)
   (tmp_path / 'config.json').write_text(json.dumps({'model_type': 't5'}))
   with pytest.raises(UserError, match="model_type 't5'.*not supported"):
     hf.import_folder(tmp_path, tmp_path / 'out')
@@ -214,13 +218,13 @@ def test_bad_folders_say_what_is_wrong(bert_folder, tmp_path):
   weights = tmp_path / 'model.safetensors'
   weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
   with pytest.raises(UserError, match='model.safetensors is not a readable safetensors file'):
-    hf.from_pretrained(tmp_path)
+    pretrained.load(tmp_path)
   shutil.copy(bert_folder / 'model.safetensors', weights)
   config = json.loads((tmp_path / 'config.json').read_text())
   (tmp_path / 'config.json').write_text(json.dumps(config | {'intermediate_size': 38}))
   with pytest.raises(UserError, match=r'intermediate.dense.weight has shape \(37, 32\) but '
                      r'its config.json gives \(38, 32\)'):
-    hf.from_pretrained(tmp_path)
+    pretrained.load(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,7 +287,7 @@ def test_pretraining_continues_from_an_import(bert_folder, corpus_file, tmp_path
   run = train.setup(config, tmp_path / 'run')
   assert run.model_cfg.hidden_size == 32 and run.model_cfg.mlp_dim == 37
   source = pretrained.load(tmp_path / 'imported')
-  start = jax.device_get(train.initial_state(run)['params'])
+  start = jax.device_get(train.initial_state(run).params)
   jax.tree.map(np.testing.assert_array_equal, start, jax.device_get(
       nnx.to_pure_dict(nnx.state(source.model))))
   run.manager.close()

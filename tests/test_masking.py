@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssljax import masking, model, objectives
+from ssljax import models as model
+from ssljax.pretrain import masking, objectives
 
 SPECIAL = np.arange(5, dtype=np.int32)  # [PAD] [UNK] [CLS] [SEP] [MASK]
 NORMAL = np.arange(5, 100, dtype=np.int32)
@@ -28,7 +29,7 @@ def batch(rows=512, length=64, seed=0):
   ids[np.arange(rows), lengths - 1] = 3
   ids[mask == 0] = 0
   word_start = rng.random((rows, length)) < 0.6
-  return {'input_ids': ids, 'input_mask': mask, 'word_start': word_start}
+  return {'input_ids': ids, 'doc_ids': mask, 'word_start': word_start}
 
 
 def draw(b, cfg, seed=0):
@@ -41,7 +42,7 @@ def test_rates_over_many_draws():
   b = batch()
   m = draw(b, mlm_cfg())
   ids, chosen = b['input_ids'], m['chosen']
-  maskable = (b['input_mask'] > 0) & ~np.isin(ids, SPECIAL)
+  maskable = (b['doc_ids'] > 0) & ~np.isin(ids, SPECIAL)
   assert not (chosen & ~maskable).any(), 'a special token or padding was chosen'
   assert abs(chosen.sum() / maskable.sum() - 0.15) < 0.01
   out = m['masked_ids'][chosen]
@@ -80,7 +81,7 @@ def test_whole_word_masking_takes_whole_words():
   b = batch()
   m = draw(b, mlm_cfg(whole_word=True))
   chosen, starts = m['chosen'], b['word_start'] | np.isin(b['input_ids'], SPECIAL)
-  maskable = (b['input_mask'] > 0) & ~np.isin(b['input_ids'], SPECIAL)
+  maskable = (b['doc_ids'] > 0) & ~np.isin(b['input_ids'], SPECIAL)
   for row in range(len(chosen)):
     word = np.cumsum(starts[row]) - 1
     for w in np.unique(word[chosen[row]]):
@@ -96,7 +97,7 @@ def test_masked_positions_only_gives_the_same_loss(whole_word):
   net = model.build(cfg, nnx.Rngs(0))
   b = batch(rows=8)
   m = draw(b, mlm_cfg(whole_word=whole_word))
-  hidden = net(dict(input_ids=m['masked_ids'], doc_ids=b['input_mask'],
+  hidden = net(dict(input_ids=m['masked_ids'], doc_ids=b['doc_ids'],
                     positions=np.broadcast_to(np.arange(64), (8, 64)),
                     segment_ids=np.zeros((8, 64), np.int32)))
   only = objectives.mlm_sums(net, hidden, b['input_ids'], m, positions_only=True)

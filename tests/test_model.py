@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssljax import model
+from ssljax import models as model
 
 B, L = 2, 12
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from ssljax import corpus, metrics, tokenizer, train
+from ssljax import tokenizers as tokenizer
+from ssljax.data import corpus
+from ssljax.pretrain import loop as train, metrics
 
 ARCH = {'mlm': 'bert', 'mlm_nsp': 'bert', 'mlm_sop': 'albert', 'clm': 'gpt'}
 

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from ssljax import optimizer
+from ssljax.pretrain import optimizer
 
 
 def opt_cfg(**kw):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from ssljax import tokenizer as tokenizer_lib
+from ssljax import tokenizers as tokenizer_lib
 from ssljax.errors import UserError
 
 SYNTHETIC = pathlib.Path(__file__).parent / 'fixtures' / 'synthetic.txt'
@@ -84,21 +84,21 @@ def test_save_and_load(tok, tmp_path):
   path = tok.save(tmp_path / 'run')
   assert path == tmp_path / 'run' / 'tokenizer.model'
   for source in (path, tmp_path / 'run'):
-    loaded = tokenizer_lib.Tokenizer.load(source)
+    loaded = tokenizer_lib.SentencePieceTokenizer.load(source)
     assert loaded.model_proto == tok.model_proto
     np.testing.assert_array_equal(loaded.word_start, tok.word_start)
 
 
 def test_load_missing_file(tmp_path):
   with pytest.raises(UserError, match='tokenizer file .*missing.model does not exist'):
-    tokenizer_lib.Tokenizer.load(tmp_path / 'missing.model')
+    tokenizer_lib.SentencePieceTokenizer.load(tmp_path / 'missing.model')
 
 
 def test_load_corrupt_file(tmp_path):
   path = tmp_path / 'corrupt.model'
   path.write_bytes(b'not a sentencepiece model')
   with pytest.raises(UserError, match='corrupt.model is not a SentencePiece model'):
-    tokenizer_lib.Tokenizer.load(path)
+    tokenizer_lib.SentencePieceTokenizer.load(path)
 
 
 def test_load_model_without_ssljax_special_tokens(tmp_path):
@@ -106,7 +106,7 @@ def test_load_model_without_ssljax_special_tokens(tmp_path):
                                  model_prefix=str(tmp_path / 'plain'), vocab_size=60,
                                  hard_vocab_limit=False, minloglevel=2)
   with pytest.raises(UserError, match=r'does not have ssljax special tokens'):
-    tokenizer_lib.Tokenizer.load(tmp_path / 'plain.model')
+    tokenizer_lib.SentencePieceTokenizer.load(tmp_path / 'plain.model')
 
 
 def test_train_on_empty_corpus(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config, tiny_overrides
-from ssljax import checkpoint, metrics, train
+from ssljax.pretrain import checkpoint, metrics, loop as train
 from ssljax.errors import UserError
 
 
@@ -24,7 +24,7 @@ def losses(workdir):
 def final_params(config, workdir):
   run = train.setup(config, workdir)
   state, step = train.restore_or_init(run)
-  return step, jax.device_get(run.strategy.to_save(state)['params'])
+  return step, jax.device_get(run.strategy.to_save(state).params)
 
 
 def assert_same_params(a, b, atol=0.0):

@@ -19,8 +19,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax import model as model_lib, optimizer, tokenizer as tokenizer_lib
-from ssljax.adapt import encode, heads, probe, tasks
+from ssljax import models, tokenizers
+from ssljax.adapt import features, heads, probe, rows as rows_lib, tasks
+from ssljax.pretrain import optimizer
 from ssljax.errors import UserError
 
 
@@ -30,17 +31,17 @@ class Tuned(nnx.Module):
   def __init__(self, model, spec, pooling, *, rngs):
     kind = heads.KINDS[spec.kind]
     if not kind.per_position:
-      heads.check_pooling(model, pooling)
+      features.check_pooling(model, pooling)
     self.model = model
     self.head = heads.linear(model.cfg.hidden_size, kind.outputs(spec), rngs)
     self.pooling = pooling
     self.per_position = kind.per_position
 
   def __call__(self, batch, key=None):
-    inputs = {k: batch[k] for k in encode.INPUTS}
+    inputs = {k: batch[k] for k in rows_lib.INPUTS}
     hidden_BxLxH = self.model(inputs, key=key)
     if not self.per_position:
-      hidden_BxLxH = heads.pool(self.model, hidden_BxLxH, inputs['doc_ids'], self.pooling)
+      hidden_BxLxH = features.pool(self.model, hidden_BxLxH, inputs['doc_ids'], self.pooling)
     return self.head(hidden_BxLxH).astype(jnp.float32)
 
 
@@ -99,17 +100,19 @@ def outputs(graphdef, params, batch):
 def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int) -> dict:
   """Trains a copy of `model` and a new head on `train_examples`; scores the best epoch
   on each of `evals` ({name: examples})."""
+  if cfg.epochs < 1:
+    raise UserError(f'epochs={cfg.epochs}: fine-tuning needs at least one epoch')
   kind = heads.KINDS[spec.kind]
   fit_index, val_index = probe.carve(len(train_examples), cfg.val_fraction, seed)
-  rows_of = functools.partial(encode.encode, tokenizer, spec,
-                              max_len=encode.max_length(model.cfg, cfg.max_len),
+  rows_of = functools.partial(rows_lib.build, tokenizer, spec,
+                              max_len=rows_lib.max_length(model.cfg, cfg.max_len),
                               doc_stride=cfg.doc_stride)
   fit_rows = rows_of([train_examples[i] for i in fit_index])
   val_examples = [train_examples[i] for i in val_index]
   val_rows = rows_of(val_examples)
   graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=nnx.Rngs(seed)))
   params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))  # the step donates its input
-  order = encode.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
+  order = rows_lib.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
                              seed)
   tx = make_optimizer(cfg, len(order), params, model.cfg.num_layers)
   opt_state = tx.init(params)
@@ -124,7 +127,7 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
   best = None
   curve = [{'epoch': 0, 'step': 0,
             f'val_{main}': evaluate(params, val_rows, val_examples)['metrics'][main]}]
-  steps_per_epoch, losses, key = len(order) // max(cfg.epochs, 1), [], jax.random.key(seed)
+  steps_per_epoch, losses, key = len(order) // cfg.epochs, [], jax.random.key(seed)
   for number, index in enumerate(order, start=1):
     batch = {k: v[index] for k, v in fit_rows.arrays.items()}
     params, opt_state, loss = step(params, opt_state, batch, jax.random.fold_in(key, number))
@@ -136,8 +139,6 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
                     f'val_{main}': result['metrics'][main]})
       if best is None or result['metrics'][main] > best[0]['metrics'][main]:
         best = (result, jax.device_get(params))
-  if best is None:
-    raise UserError(f'epochs={cfg.epochs}: fine-tuning needs at least one epoch')
   final = best[1]
   return {'seed': seed, 'val': best[0]['metrics'], 'curve': curve,
           'losses': [float(v) for v in losses],
@@ -169,14 +170,14 @@ def load(directory):
   meta = json.loads((directory / 'meta.json').read_text())
   spec = tasks.TaskSpec(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in meta['spec'].items()})
-  model_cfg = model_lib.ModelConfig(**meta['model'])
+  model_cfg = models.ModelConfig(**meta['model'])
   graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
-      model_lib.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))
+      models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))
   stored = np.load(directory / 'params.npz')
   paths, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
   params = jax.tree_util.tree_unflatten(
       treedef, [stored[jax.tree_util.keystr(path)] for path, _ in paths])
-  tokenizer = tokenizer_lib.from_proto(meta['tokenizer'],
+  tokenizer = tokenizers.from_proto(meta['tokenizer'],
                                        (directory / 'tokenizer.bin').read_bytes(),
                                        origin=str(directory / 'tokenizer.bin'))
   return nnx.merge(graphdef, params), spec, meta, tokenizer

@@ -14,31 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ssljax.adapt import encode, scores
-from ssljax.errors import UserError
-
-POOLINGS = ('cls', 'mean', 'last')
-
-
-def check_pooling(model, pooling: str):
-  if pooling not in POOLINGS:
-    raise UserError(f'pooling={pooling!r} is not one of {", ".join(POOLINGS)}')
-  if pooling == 'cls' and not hasattr(model, 'pool'):
-    raise UserError('a causal model has no [CLS] pooler and its first token sees only '
-                    'itself; use --set pooling=last or pooling=mean')
-
-
-def pool(model, hidden_BxLxH, doc_ids_BxL, pooling: str):
-  """One vector per row: the [CLS] pooler, the mean of real tokens, or the last real token."""
-  if pooling == 'cls':
-    return model.pool(hidden_BxLxH)
-  real_BxL = doc_ids_BxL > 0
-  if pooling == 'mean':
-    total_BxH = jnp.where(real_BxL[..., None], hidden_BxLxH, 0).sum(axis=1)
-    return total_BxH / jnp.maximum(real_BxL.sum(axis=1, keepdims=True), 1)
-  last_B = jnp.maximum(real_BxL.sum(axis=1) - 1, 0)
-  return jnp.take_along_axis(hidden_BxLxH, last_B[:, None, None], axis=1)[:, 0]
-
+from ssljax.adapt import rows as rows_lib, scores
 
 def linear(hidden: int, outputs: int, rngs: nnx.Rngs) -> nnx.Linear:
   """A task head, initialised like BERT's heads."""
@@ -82,8 +58,10 @@ def _values(spec, rows, out, examples):
 
 
 def _tag_lists(spec, rows, out_WxC, examples):
-  """Tag names per word; words cut off by max_len get the first label."""
-  tags = [[spec.labels[0]] * len(e.words) for e in examples]
+  """Tag names per word; words cut off by max_len get 'O' (no entity) when the task has
+  it, else the first label."""
+  fill = 'O' if 'O' in spec.labels else spec.labels[0]
+  tags = [[fill] * len(e.words) for e in examples]
   for (row, _, word), tag in zip(rows.words, np.argmax(out_WxC, axis=-1)):
     tags[rows.example[row]][word] = spec.labels[tag]
   return tags
@@ -155,7 +133,7 @@ def collect(fn, rows, batch_size: int, spec) -> np.ndarray:
   """`fn(batch)` over all rows in fixed-size batches: its outputs for the real rows, or for
   token tasks its outputs at each word's first sub-token (W x ..., in `rows.words` order)."""
   outs = []
-  for start, batch in zip(range(0, len(rows), batch_size), encode.batches(rows, batch_size)):
+  for start, batch in zip(range(0, len(rows), batch_size), rows_lib.batches(rows, batch_size)):
     out = np.asarray(fn(batch))
     if spec.kind == 'tokens':
       words = rows.words[(rows.words[:, 0] >= start) & (rows.words[:, 0] < start + batch_size)]

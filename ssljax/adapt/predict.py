@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from ssljax.adapt import encode, finetune, heads, tasks
+from ssljax.adapt import finetune, heads, rows as rows_lib, tasks
 from ssljax.errors import UserError
 
 
@@ -55,8 +55,8 @@ def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> 
   model, spec, meta, tokenizer = finetune.load(model_dir)
   if examples is None:
     examples = read_inputs(input_path, spec)
-  rows = encode.encode(tokenizer, spec, examples,
-                       encode.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
+  rows = rows_lib.build(tokenizer, spec, examples,
+                        rows_lib.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
   graphdef, state = nnx.split(model)
   forward = jax.jit(functools.partial(finetune.outputs, graphdef))
   outputs = heads.collect(lambda batch: forward(state, batch), rows, batch_size, spec)

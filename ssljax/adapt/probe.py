@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax.adapt import encode, heads
+from ssljax.adapt import features, heads, rows as rows_lib
 from ssljax.errors import UserError
 
 # Ridge penalties, as multiples of the mean eigenvalue of the centred Gram matrix.
@@ -40,7 +40,7 @@ class ProbeSettings:
 class Features:
   """One split's frozen features, one per example (or per word for token tasks)."""
   x: np.ndarray  # N x H float32
-  rows: encode.Rows
+  rows: rows_lib.Rows
   examples: list
 
   def targets(self) -> np.ndarray:
@@ -52,18 +52,18 @@ class Features:
   def take(self, index) -> 'Features':
     """Examples `index` (one row each), with their features."""
     index = np.sort(index)
-    rows = encode.take(self.rows, index)
+    rows = rows_lib.take(self.rows, index)
     keep = index if self.rows.words is None else np.isin(self.rows.words[:, 0], index)
     return Features(self.x[keep], rows, [self.examples[i] for i in index])
 
 
 def _pooled(graphdef, pooling, per_position, state, batch):
   model = nnx.merge(graphdef, state)
-  inputs = {k: batch[k] for k in encode.INPUTS}
+  inputs = {k: batch[k] for k in rows_lib.INPUTS}
   hidden_BxLxH = model(inputs).astype(jnp.float32)
   if per_position:
     return hidden_BxLxH
-  return heads.pool(model, hidden_BxLxH, inputs['doc_ids'], pooling).astype(jnp.float32)
+  return features.pool(model, hidden_BxLxH, inputs['doc_ids'], pooling).astype(jnp.float32)
 
 
 def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
@@ -72,8 +72,8 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
   if spec.kind == 'span':
     raise UserError('a probe reads one vector per example or word; fine-tune extractive '
                     f'QA ({spec.name}) instead')
-  heads.check_pooling(model, cfg.pooling)
-  rows = encode.encode(tokenizer, spec, examples, encode.max_length(model.cfg, cfg.max_len))
+  features.check_pooling(model, cfg.pooling)
+  rows = rows_lib.build(tokenizer, spec, examples, rows_lib.max_length(model.cfg, cfg.max_len))
   path = _cache_path(cache, spec, rows, cfg)
   if path is not None and path.is_file():
     return Features(np.load(path)['x'], rows, examples)
@@ -179,7 +179,7 @@ def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
   tx = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
   loss = heads.KINDS['regression' if spec.kind == 'regression' else 'classification'].loss
   epoch = jax.jit(functools.partial(_epoch, tx, loss))
-  order = encode.epoch_order(len(y), min(cfg.batch_size, len(y)), cfg.epochs, seed)
+  order = rows_lib.epoch_order(len(y), min(cfg.batch_size, len(y)), cfg.epochs, seed)
   steps = len(order) // cfg.epochs
   opt_state, best, curve = tx.init(params), None, []
   for number in range(cfg.epochs):

@@ -19,11 +19,10 @@ import numpy as np
 from flax import nnx
 
 from ssljax.adapt import scores
+from ssljax.data.rows import padded_length
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
-
-_LENGTH_STEP = 16
 
 
 def check(pre, spec, template: str, verbalizers) -> None:
@@ -96,7 +95,7 @@ def continuation_scores(pre, rows, lengths, batch_size: int) -> np.ndarray:
   graphdef, state = nnx.split(pre.model)
   score = jax.jit(functools.partial(_continuation_logprob, graphdef))
   longest = max(map(len, rows))
-  width = -(-longest // _LENGTH_STEP) * _LENGTH_STEP
+  width = padded_length(longest)
   out = np.zeros(len(rows), np.float64)
   for start in range(0, len(rows), batch_size):
     ids = np.full((batch_size, width), pre.tokenizer.pad_id, np.int32)

@@ -1,7 +1,7 @@
 """One adaptation run: a checkpoint, a task and a method over several seeds.
 
 `run(pre, task, method, workdir, settings)` probes, fine-tunes or prompts the model of
-`pre` (from `hf.from_pretrained`: an ssljax workdir, a checkpoint step or a Hugging Face
+`pre` (from `pretrained.load`: an ssljax workdir, a checkpoint step or a Hugging Face
 folder), from its pretrained weights, from random ones of the same architecture, or both,
 and writes `workdir/results.json` (rewritten after every seed, so an interrupted run keeps
 what it finished), `workdir/report.md` and PNG plots. Every split is scored with the
@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from ssljax import config as config_lib, model as model_lib
+from ssljax import config as config_lib, models
 from ssljax.adapt import finetune, probe, prompting, report, scores, tasks
 from ssljax.errors import UserError
 
@@ -167,7 +167,7 @@ def _model(pre, init, seed):
   """The pretrained model, or a fresh one of its architecture drawn from `seed`."""
   if init == 'pretrained':
     return pre.model
-  return model_lib.build(pre.model_cfg, nnx.Rngs(seed))
+  return models.build(pre.model_cfg, nnx.Rngs(seed))
 
 
 def _probe_runs(pre, task, cfg, inits, seeds, workdir):

@@ -15,7 +15,7 @@ import io
 import json
 import pathlib
 
-from ssljax import corpus
+from ssljax.data import corpus
 from ssljax.errors import UserError
 
 _ID_COLUMNS = ('index', 'id')  # where a row keeps its own id, when it has one

@@ -1,4 +1,4 @@
-"""Hugging Face `tokenizers` behind the interface of `ssljax.tokenizer.Tokenizer`.
+"""Hugging Face `tokenizers` behind the `ssljax.tokenizers.base.Tokenizer` protocol.
 
 Covers WordPiece (BERT), byte-level BPE (RoBERTa, GPT-2) and Unigram (ALBERT's sentencepiece
 `spiece.model`, converted the way transformers converts it), so token ids match the
@@ -18,7 +18,7 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from ssljax.errors import UserError
-from ssljax.tokenizer import SPECIAL_TOKENS
+from ssljax.tokenizers.base import SPECIAL_TOKENS
 
 ROLES = ('pad', 'unk', 'cls', 'sep', 'mask')
 # Roles to stand in, in order, for a role whose token the tokenizer does not have.

@@ -1,11 +1,11 @@
-"""Fixed-length pretraining examples from tokenized documents, and the batches of a run.
+"""Fixed-length pretraining examples from tokenized documents, one builder per objective.
 
 Each example is a dict of length-`seq_len` int32 arrays (`word_start` is bool):
   input_ids      token ids, [PAD] after the end
   segment_ids    0 for `[CLS] A [SEP]`, 1 for `B [SEP]`; all 0 for mlm and clm
-  input_mask     1 on real tokens, 0 on padding
   positions      0..L-1; for clm 0..n-1 within each packed piece
-  doc_ids        tokens attend only to tokens of the same nonzero doc_id; 0 on padding
+  doc_ids        tokens attend only to tokens of the same nonzero doc_id; 0 on padding,
+                 so `doc_ids > 0` marks the real tokens
   word_start     the token begins a word (special tokens count as one)
   sentence_label (scalar) NSP: 0 IsNext, 1 NotNext (Hugging Face's convention);
                  SOP: 0 in order, 1 swapped; 0 for mlm and clm
@@ -17,13 +17,12 @@ Examples are random access (`grain.MapDataset`) and their randomness is drawn fr
 import grain
 import numpy as np
 
+from ssljax.config import OBJECTIVES
+from ssljax.data.rows import bert_row, pad
 from ssljax.errors import UserError
-from ssljax.tokenizer import Tokenizer
+from ssljax.tokenizers import Tokenizer
 
-OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop', 'clm')
 MIN_SEQ_LEN = 8
-# Batches are built in background threads; a short queue bounds host memory.
-_READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
 
 
 def build_examples(token_docs: list[np.ndarray], tokenizer: Tokenizer, objective: str,
@@ -54,24 +53,16 @@ def _chunks(docs: list[np.ndarray], size: int, min_len: int) -> np.ndarray:
   return table[end - start >= min_len]
 
 
-def _bert_example(tokenizer: Tokenizer, seq_len: int, a: np.ndarray,
-                  b: np.ndarray | None = None, label: int = 0) -> dict[str, np.ndarray]:
+def _bert_example(tokenizer, seq_len: int, a: np.ndarray, b: np.ndarray | None = None,
+                  label: int = 0) -> dict[str, np.ndarray]:
   """`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, padded to `seq_len`."""
-  cls, sep = [tokenizer.cls_id], [tokenizer.sep_id]
-  first = np.concatenate([cls, a, sep])
-  second = np.concatenate([b, sep]) if b is not None else np.zeros(0, np.int32)
-  n = len(first) + len(second)
-  input_ids = np.full(seq_len, tokenizer.pad_id, np.int32)
-  input_ids[:n] = np.concatenate([first, second])
-  segment_ids = np.zeros(seq_len, np.int32)
-  segment_ids[len(first):n] = 1
-  input_mask = (np.arange(seq_len) < n).astype(np.int32)
+  ids, segments = bert_row(tokenizer, a, b)
+  input_ids = pad([ids], seq_len, tokenizer.pad_id)[0]
   return {
       'input_ids': input_ids,
-      'segment_ids': segment_ids,
-      'input_mask': input_mask,
+      'segment_ids': pad([segments], seq_len, 0)[0],
       'positions': np.arange(seq_len, dtype=np.int32),
-      'doc_ids': input_mask.copy(),
+      'doc_ids': (np.arange(seq_len) < len(ids)).astype(np.int32),
       'word_start': tokenizer.word_start[input_ids],
       'sentence_label': np.int32(label),
   }
@@ -157,7 +148,6 @@ def _clm(docs, tokenizer, seq_len, seed):
     return {
         'input_ids': input_ids,
         'segment_ids': np.zeros(seq_len, np.int32),
-        'input_mask': (doc_ids > 0).astype(np.int32),
         'positions': positions,
         'doc_ids': doc_ids,
         'word_start': tokenizer.word_start[input_ids],
@@ -166,66 +156,3 @@ def _clm(docs, tokenizer, seq_len, seed):
 
   rows = -(-len(stream) // seq_len)
   return grain.MapDataset.range(rows).map(example)
-
-
-class Batches:
-  """Endless shuffled batches of one process, resumable from `get_state()`.
-
-  Step t's global batch is rows [t*B, (t+1)*B) of an endless stream that reshuffles
-  the examples every epoch; process p of P gets the p-th of its P equal slices, so
-  the processes' local batches concatenate, in process order, to the global batch.
-  """
-
-  def __init__(self, examples: grain.MapDataset, global_batch_size: int, seed: int,
-               process_index: int = 0, process_count: int = 1):
-    if global_batch_size % process_count:
-      raise UserError(f'train.batch_size={global_batch_size} is not divisible by the '
-                      f'{process_count} processes; make it a multiple of {process_count}')
-    if len(examples) < global_batch_size:
-      raise UserError(f'corpus too small: {len(examples)} examples for batch '
-                      f'{global_batch_size}; add text or lower train.batch_size')
-    local = global_batch_size // process_count
-    stream = examples.shuffle(seed=seed % 2**32).repeat()
-    batches = stream.batch(local, drop_remainder=True)[process_index::process_count]
-    self._iterator = iter(batches.to_iter_dataset(_READ_OPTIONS))
-
-  def __iter__(self):
-    return self
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    return next(self._iterator)
-
-  def get_state(self) -> dict:
-    """JSON-serialisable position: the number of batches already returned."""
-    return self._iterator.get_state()
-
-  def set_state(self, state: dict):
-    self._iterator.set_state(state)
-
-
-def eval_batches(examples: grain.MapDataset, batch_size: int,
-                 num_batches: int) -> list[dict[str, np.ndarray]]:
-  """The first `batch_size * num_batches` examples in order, wrapping around."""
-  batches = []
-  for b in range(num_batches):
-    rows = [examples[i % len(examples)] for i in range(b * batch_size, (b + 1) * batch_size)]
-    batches.append({k: np.stack([r[k] for r in rows]) for k in rows[0]})
-  return batches
-
-
-def split_documents(docs: list, eval_fraction: float, seed: int) -> tuple[list, list]:
-  """Holds out a random `eval_fraction` of the documents (at least one), in order.
-
-  With a single document there is nothing to hold out whole, so its last
-  `eval_fraction` (at least one element) becomes the eval document instead.
-  `eval_fraction <= 0` holds out nothing.
-  """
-  if eval_fraction <= 0 or not docs:
-    return list(docs), []
-  if len(docs) == 1:
-    cut = len(docs[0]) - max(1, round(len(docs[0]) * eval_fraction))
-    return [docs[0][:cut]], [docs[0][cut:]]
-  count = min(max(1, round(len(docs) * eval_fraction)), len(docs) - 1)
-  held = np.zeros(len(docs), bool)
-  held[np.random.default_rng(seed % 2**32).permutation(len(docs))[:count]] = True
-  return ([d for d, h in zip(docs, held) if not h], [d for d, h in zip(docs, held) if h])

@@ -4,7 +4,7 @@ Imports stay inside the commands, so that building the parser loads no JAX.
 """
 
 SETTINGS_HELP = '''settings (--set KEY=VALUE, repeatable; defaults in ssljax/adapt/run.py settings()):
-  init=pretrained|scratch|both  seeds=3  seed=0  max_len=128  batch_size=32  pooling=cls|mean|last
+  init=pretrained|scratch|both  seeds=3  seed=0  max_len=128  batch_size=32  pooling=cls|first|mean|last
   max_train_examples=0  max_eval_examples=0  eval_splits=dev  source=files|tfds  val_fraction=0.1
   train_file= eval_file= (pos, ner, squad, table)  table.text= table.text_b= table.label= table.kind=
   finetune.lr=5e-5 finetune.epochs=3 finetune.warmup=0.1 finetune.weight_decay=0.01 finetune.llrd=1.0
@@ -16,12 +16,12 @@ TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds),
 
 
 def _load(args):
-  from ssljax import hf  # pylint: disable=g-import-not-at-top
+  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
   from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
   overrides = list(args.set)
   if args.data_dir:
     overrides.insert(0, f'data_dir={args.data_dir}')
-  return hf.from_pretrained(args.checkpoint), run.load_settings(overrides)
+  return pretrained.load(args.checkpoint), run.load_settings(overrides)
 
 
 def _method(name):

@@ -1,6 +1,6 @@
 """Orbax checkpoints of a pretraining run: state, data position and run metadata together.
 
-`WORKDIR/checkpoints/STEP/` holds `state` (params, optimizer state, step), `data` (the grain
+`WORKDIR/checkpoints/STEP/` holds `state` (a TrainState: params, optimizer state, step), `data` (the grain
 iterator position) and `meta` (config, seed, tokenizer and its kind). Saves are async and atomic (Orbax
 writes to a temporary directory and renames it when complete), so an interrupted save never
 replaces a good checkpoint. A latest checkpoint that fails to restore is reported and the
@@ -47,6 +47,29 @@ def tokenizer_kind(meta) -> str:
   return meta.get('tokenizer_kind', 'sentencepiece')
 
 
+def read_meta(mgr, step: int) -> dict:
+  """The metadata of checkpoint `step`; a checkpoint without it is not ssljax's."""
+  try:
+    return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  except (KeyError, ValueError, FileNotFoundError) as e:
+    raise UserError(f'{mgr.directory}/{step} has no readable metadata ({e}); it was not '
+                    'written by `ssljax pretrain`') from None
+
+
+def restore_params(mgr, step: int, abstract_params) -> dict:
+  """Only the parameters of checkpoint `step` (no optimizer state is read), placed as the
+  ShapeDtypeStructs of `abstract_params` say."""
+  try:
+    target = {'params': abstract_params}
+    return mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))['state']['params']
+  except Exception as e:  # a corrupt or foreign checkpoint: one line, not Orbax's traceback
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise UserError(f'{mgr.directory}/{step} could not be restored ({type(e).__name__}: '
+                    f'{first}); pass another step directory') from None
+
+
 def latest_meta(mgr) -> dict | None:
   """The newest checkpoint's metadata alone (config, tokenizer), or None if unreadable.
 
@@ -57,7 +80,7 @@ def latest_meta(mgr) -> dict | None:
   if step is None:
     return None
   try:
-    return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    return read_meta(mgr, step)
   except Exception:  # an unreadable checkpoint is handled by restore_latest
     return None
 

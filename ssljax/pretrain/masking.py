@@ -34,11 +34,11 @@ def _choose_words(key, maskable_L, word_start_L, num_L):
   return chosen_W[word_L] & maskable_L
 
 
-def mask_example(key, ids_L, input_mask_L, word_start_L, special_ids, normal_ids, mask_id,
+def mask_example(key, ids_L, real_L, word_start_L, special_ids, normal_ids, mask_id,
                  cfg, num_predictions_k, whole_word=False):
   """Masks one sequence; returns the masked ids and the K positions to predict."""
   k_choose, k_action, k_random = jax.random.split(key, 3)
-  maskable_L = (input_mask_L > 0) & ~jnp.isin(ids_L, special_ids)
+  maskable_L = real_L & ~jnp.isin(ids_L, special_ids)
   num = jnp.round(maskable_L.sum() * cfg.rate).astype(jnp.int32)
   num = jnp.clip(num, jnp.minimum(1, maskable_L.sum()), num_predictions_k)
   if whole_word:
@@ -67,4 +67,4 @@ def mask_batch(key, rows_B, batch, vocab, cfg, num_predictions_k):
   special, normal = jnp.asarray(vocab['special_ids']), jnp.asarray(vocab['normal_ids'])
   fn = lambda k, ids, m, w: mask_example(
       k, ids, m, w, special, normal, vocab['mask_id'], cfg, num_predictions_k, cfg.whole_word)
-  return jax.vmap(fn)(keys_B, batch['input_ids'], batch['input_mask'], batch['word_start'])
+  return jax.vmap(fn)(keys_B, batch['input_ids'], batch['doc_ids'] > 0, batch['word_start'])

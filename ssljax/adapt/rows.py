@@ -8,9 +8,9 @@ into windows `doc_stride` tokens apart, and each context token keeps the charact
 of its word, so a predicted token span maps back to text. Words are tokenized one at a
 time, which any tokenizer with `encode(texts)` supports.
 
-Each split is padded to its longest row rounded up to `LENGTH_STEP`, so a split compiles
-one program; batches keep a fixed size by appending empty rows (doc ids 0, targets -1 or
-NaN), which every loss and metric skips.
+Each split is padded to its longest row rounded up (`data.rows.padded_length`, at most `max_len`),
+so a split compiles one program; batches keep a fixed size by appending empty rows (doc
+ids 0, targets -1 or NaN), which every loss and metric skips.
 """
 
 import dataclasses
@@ -19,11 +19,11 @@ import re
 
 import numpy as np
 
+from ssljax.data.rows import bert_row, pad, padded_length
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
 
-LENGTH_STEP = 16
 INPUTS = ('input_ids', 'positions', 'segment_ids', 'doc_ids')
 
 
@@ -47,7 +47,7 @@ def max_length(model_cfg, max_len: int) -> int:
   return min(max_len, limit)
 
 
-def encode(tokenizer, spec, examples, max_len: int, doc_stride: int = 64) -> Rows:
+def build(tokenizer, spec, examples, max_len: int, doc_stride: int = 64) -> Rows:
   """Rows of `examples` for the task `spec` (a tasks.TaskSpec), at most `max_len` long."""
   return _ENCODERS[spec.kind](tokenizer, spec, examples, max_len, doc_stride)
 
@@ -61,15 +61,15 @@ def _sequences(tok, spec, examples, max_len, doc_stride) -> Rows:
   for a, b in zip(firsts, seconds):
     a, b, lost = _fit(a, b, max_len - (3 if pair else 2))
     cut += lost
-    ids.append(np.concatenate([[tok.cls_id], a, [tok.sep_id]] +
-                              ([b, [tok.sep_id]] if pair else [])))
-    segments.append(np.r_[np.zeros(len(a) + 2), np.ones(len(b) + 1 if pair else 0)])
+    row_ids, row_segments = bert_row(tok, a, b)
+    ids.append(row_ids)
+    segments.append(row_segments)
   _warn_cut(cut, len(examples), max_len)
   regression = spec.kind == 'regression'
   labels = np.array([np.nan if e.label is None else e.label for e in examples] if regression
                     else [-1 if e.label is None else e.label for e in examples],
                     np.float32 if regression else np.int32)
-  arrays = _pad_inputs(ids, segments)
+  arrays = _pad_inputs(ids, segments, max_len)
   arrays['labels'] = labels
   return Rows(arrays, np.arange(len(examples)))
 
@@ -80,7 +80,7 @@ def _fit(a, b, room):
     return a[:room], None, len(a) > room
   lost = len(a) + len(b) > room
   while len(a) + len(b) > room:
-    if len(a) >= len(b):
+    if len(a) > len(b):
       a = a[:-1]
     else:
       b = b[:-1]
@@ -103,19 +103,19 @@ def _tagged(tok, spec, examples, max_len, doc_stride) -> Rows:
   ids, labels, words, cut, start = [], [], [], 0, 0
   for row, e in enumerate(examples):
     pieces, start = flat[start:start + len(e.words)], start + len(e.words)
-    row_ids, row_labels = [tok.cls_id], [-1]
+    body, row_labels = [], [-1]  # [CLS] takes position 0
     for number, p in enumerate(pieces):
-      if len(row_ids) + len(p) > max_len - 1:
+      if len(body) + len(p) > max_len - 2:
         cut += 1
         break
-      words.append((row, len(row_ids), number))
+      words.append((row, len(body) + 1, number))
       row_labels += [-1 if e.tags is None else e.tags[number]] + [-1] * (len(p) - 1)
-      row_ids += list(p)
-    ids.append(np.asarray(row_ids + [tok.sep_id]))
+      body += list(p)
+    ids.append(bert_row(tok, np.asarray(body, np.int32))[0])
     labels.append(np.asarray(row_labels + [-1]))
   _warn_cut(cut, len(examples), max_len)
-  arrays = _pad_inputs(ids, [np.zeros(len(i)) for i in ids])
-  arrays['labels'] = _pad(labels, arrays['input_ids'].shape[1], -1)
+  arrays = _pad_inputs(ids, [np.zeros(len(i)) for i in ids], max_len)
+  arrays['labels'] = pad(labels, arrays['input_ids'].shape[1], -1)
   return Rows(arrays, np.arange(len(examples)), words=np.asarray(words, np.int32))
 
 
@@ -135,15 +135,16 @@ def _windows(tok, spec, examples, max_len, doc_stride) -> Rows:
     for begin in _window_starts(len(context), room, doc_stride):
       window = slice(begin, begin + room)
       body = context[window]
-      ids.append(np.concatenate([[tok.cls_id], question, [tok.sep_id], body, [tok.sep_id]]))
-      segments.append(np.r_[np.zeros(head), np.ones(len(body) + 1)])
+      row_ids, row_segments = bert_row(tok, question, body)
+      ids.append(row_ids)
+      segments.append(row_segments)
       offsets.append(np.concatenate([np.full((head, 2), -1), token_span[window],
                                      [[-1, -1]]]))
       start, end = _in_window(answer, begin, len(body), head)
       starts.append(start)
       ends.append(end)
       owner.append(index)
-  arrays = _pad_inputs(ids, segments)
+  arrays = _pad_inputs(ids, segments, max_len)
   arrays['start'] = np.asarray(starts, np.int32)
   arrays['end'] = np.asarray(ends, np.int32)
   width = arrays['input_ids'].shape[1]
@@ -205,21 +206,15 @@ _ENCODERS = {'classification': _sequences, 'regression': _sequences, 'tokens': _
              'span': _windows}
 
 
-def _pad(seqs, length, fill, dtype=np.int32) -> np.ndarray:
-  out = np.full((len(seqs), length), fill, dtype)
-  for i, s in enumerate(seqs):
-    out[i, :len(s)] = s
-  return out
-
-
-def _pad_inputs(ids, segments) -> dict[str, np.ndarray]:
-  longest = max(len(i) for i in ids)
-  length = -(-longest // LENGTH_STEP) * LENGTH_STEP
-  input_ids = _pad(ids, length, 0)
+def _pad_inputs(ids, segments, max_len) -> dict[str, np.ndarray]:
+  """Inputs padded to the longest row rounded up, never past `max_len`: a position beyond
+  the model's table would embed as NaN, which attention spreads to the real tokens."""
+  length = padded_length(max(len(i) for i in ids), max_len)
+  input_ids = pad(ids, length, 0)
   return {'input_ids': input_ids,
           'positions': np.broadcast_to(np.arange(length, dtype=np.int32), input_ids.shape),
-          'segment_ids': _pad(segments, length, 0),
-          'doc_ids': _pad([np.ones(len(i)) for i in ids], length, 0)}
+          'segment_ids': pad(segments, length, 0),
+          'doc_ids': pad([np.ones(len(i)) for i in ids], length, 0)}
 
 
 def take(rows: Rows, index) -> Rows:

@@ -1,6 +1,6 @@
-"""SentencePiece tokenizer with BERT's special tokens at fixed ids.
+"""SentencePiece tokenizers that ssljax trains, with BERT's special tokens at fixed ids.
 
-The ids of [PAD], [UNK], [CLS], [SEP] and [MASK] are fixed so that data, model and
+The ids of [PAD], [UNK], [CLS], [SEP] and [MASK] are 0-4 so that data, model and
 checkpoints agree without reading the vocabulary. [CLS], [SEP] and [MASK] are control
 symbols: plain text never produces them, so a document cannot forge a separator.
 """
@@ -12,17 +12,15 @@ import numpy as np
 import sentencepiece as spm
 
 from ssljax.errors import UserError
+from ssljax.tokenizers.base import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, UNK, WORD_PREFIX
 
-PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
-SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)  # in id order: [PAD] is 0 ... [MASK] is 4
-WORD_PREFIX = '\u2581'  # '▁', SentencePiece's mark for a piece that starts a word
 # A fixed thread count, not the machine's: the trained model depends on it.
 _TRAIN_THREADS = 16
 MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
 
 
 def train(documents: list[str], vocab_size: int, model_prefix: str | pathlib.Path,
-          model_type: str = 'unigram') -> 'Tokenizer':
+          model_type: str = 'unigram') -> 'SentencePieceTokenizer':
   """Trains a tokenizer on `documents` and writes `<model_prefix>.model`.
 
   The vocabulary size is a soft limit: a small corpus gives a smaller vocabulary
@@ -59,14 +57,14 @@ def train(documents: list[str], vocab_size: int, model_prefix: str | pathlib.Pat
         f'cannot train a {model_type} tokenizer with vocab_size={vocab_size} on '
         f'{len(lines)} lines ({chars} characters): {reason}; add text to the corpus '
         'or change tokenizer.vocab_size') from None
-  tokenizer = Tokenizer(model.getvalue())
+  tokenizer = SentencePieceTokenizer(model.getvalue())
   path = pathlib.Path(f'{model_prefix}.model')
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_bytes(tokenizer.model_proto)
   return tokenizer
 
 
-class Tokenizer:
+class SentencePieceTokenizer:
   """Batch encoding to int32 arrays plus the per-id tables the data pipeline needs."""
 
   kind = 'sentencepiece'
@@ -94,7 +92,7 @@ class Tokenizer:
         np.arange(self.vocab_size, dtype=np.int32), self.special_ids)
 
   @classmethod
-  def load(cls, path: str | pathlib.Path) -> 'Tokenizer':
+  def load(cls, path: str | pathlib.Path) -> 'SentencePieceTokenizer':
     """Reads a .model file, or `tokenizer.model` in a folder written by `save`."""
     path = pathlib.Path(path).expanduser()
     if path.is_dir():
@@ -122,27 +120,3 @@ class Tokenizer:
   def decode(self, ids) -> str:
     """Text of `ids`; special tokens decode to nothing."""
     return self._sp.decode([int(i) for i in np.asarray(ids).reshape(-1)])
-
-
-def _kinds() -> dict:
-  from ssljax import hf_tokenizer  # pylint: disable=g-import-not-at-top  (needs `tokenizers`)
-  return {Tokenizer.kind: Tokenizer, hf_tokenizer.HFTokenizer.kind: hf_tokenizer.HFTokenizer}
-
-
-def from_proto(kind: str, proto: bytes, origin: str = '<bytes>'):
-  """The tokenizer of `kind` ('sentencepiece' or 'hf') serialised as `proto`."""
-  if kind == Tokenizer.kind:
-    return Tokenizer(proto, origin)
-  kinds = _kinds()
-  if kind not in kinds:
-    raise UserError(f'{origin} has tokenizer kind {kind!r}; this ssljax knows '
-                    f'{", ".join(kinds)}')
-  return kinds[kind].from_proto(proto, origin)
-
-
-def load(path: str | pathlib.Path):
-  """A sentencepiece .model, a Hugging Face tokenizer.json, or a folder `save` wrote."""
-  path = pathlib.Path(path).expanduser()
-  if path.suffix == '.json' or (path / 'tokenizer.json').is_file():
-    return _kinds()['hf'].load(path)
-  return Tokenizer.load(path)

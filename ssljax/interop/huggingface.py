@@ -18,16 +18,17 @@ import pathlib
 import re
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import safetensors
 import safetensors.numpy
 from flax import nnx, traverse_util
 
-from ssljax import checkpoint, config as config_lib, hf_tokenizer, model, optimizer, pretrained
+from ssljax import config as config_lib, models, pretrained, tokenizers
 from ssljax.errors import UserError
-from ssljax.tokenizer import Tokenizer
+from ssljax.pretrain import checkpoint, optimizer
+from ssljax.pretrain.state import TrainState
+from ssljax.tokenizers import huggingface as hf_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def _expand(hf_module: str, ours, kind: str) -> list[Tensor]:
               for suffix, leaf, transpose in _FIELDS[kind]]
 
 
-def tensors(model_type: str, cfg: model.ModelConfig, prefixed: bool) -> list[Tensor]:
+def tensors(model_type: str, cfg: models.ModelConfig, prefixed: bool) -> list[Tensor]:
   """Every Hugging Face tensor of `model_type` with the parameters of `cfg` it maps to."""
   base = f'{_PREFIX[model_type]}.' if prefixed else ''
   rows = [(base + hf, ours, kind) for hf, ours, kind in _BASE[model_type]]
@@ -297,7 +298,7 @@ def _read_torch(file: pathlib.Path) -> dict[str, np.ndarray]:
           for k, v in state.items()}
 
 
-def load_params(weights: dict, model_type: str, cfg: model.ModelConfig, fresh: dict,
+def load_params(weights: dict, model_type: str, cfg: models.ModelConfig, fresh: dict,
                 source) -> tuple[dict, Report]:
   """`fresh` params with every tensor the checkpoint has put in; a shape mismatch is fatal."""
   prefixed = any(k.startswith(_PREFIX[model_type] + '.') for k in weights)
@@ -346,23 +347,13 @@ def load_folder(folder, seed: int = 0) -> tuple[pretrained.Pretrained, Report]:
   weights = read_weights(folder)
   config = run_config(section, _objective(model_type, weights))
   tokenizer = hf_tokenizer.from_hf_folder(folder, model_type)
-  model_cfg = model.ModelConfig.from_config(config.model)
-  module = model.build(model_cfg, nnx.Rngs(seed))
+  model_cfg = models.ModelConfig.from_config(config.model)
+  module = models.build(model_cfg, nnx.Rngs(seed))
   params, report = load_params(weights, model_type, model_cfg,
                                nnx.to_pure_dict(nnx.state(module)), folder)
   nnx.update(module, params)
   report.log(folder)
   return pretrained.Pretrained(config, model_cfg, module, tokenizer, 0), report
-
-
-def from_pretrained(path) -> pretrained.Pretrained:
-  """A Hugging Face model folder, an ssljax workdir or one checkpoints/STEP directory."""
-  path = pathlib.Path(path).expanduser()
-  if (path / 'config.json').is_file():
-    return load_folder(path)[0]
-  if path.is_dir() and not (path / 'checkpoints').is_dir() and not path.name.isdigit():
-    read_config(path)  # raises: says what a Hugging Face folder needs
-  return pretrained.load(path)
 
 
 def import_folder(folder, out) -> Report:
@@ -372,8 +363,7 @@ def import_folder(folder, out) -> Report:
     raise UserError(f'{out} already holds checkpoints; choose a new --out')
   pre, report = load_folder(folder)
   params = nnx.to_pure_dict(nnx.state(pre.model))
-  tx = optimizer.build(pre.config.optimizer, pre.config.train.steps)
-  state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32)}
+  state = TrainState.create(params, optimizer.build(pre.config.optimizer, pre.config.train.steps))
   meta = checkpoint.make_meta(pre.config, pre.tokenizer.model_proto, pre.tokenizer.kind)
   mgr = checkpoint.manager(out, keep=1, async_save=False)
   checkpoint.save(mgr, 0, state, {}, meta)
@@ -387,7 +377,7 @@ def import_folder(folder, out) -> Report:
 # Writing a Hugging Face folder
 
 
-def hf_model_type(cfg: model.ModelConfig) -> str:
+def hf_model_type(cfg: models.ModelConfig) -> str:
   if cfg.arch == 'gpt':
     return 'gpt2'
   if cfg.arch == 'albert':
@@ -395,7 +385,7 @@ def hf_model_type(cfg: model.ModelConfig) -> str:
   return 'roberta' if cfg.position_offset else 'bert'
 
 
-def hf_config(cfg: model.ModelConfig, tokenizer) -> dict:
+def hf_config(cfg: models.ModelConfig, tokenizer) -> dict:
   """config.json for `cfg`; refuses what transformers' class of that name cannot hold."""
   model_type = hf_model_type(cfg)
   if cfg.pre_ln != (model_type == 'gpt2'):
@@ -422,7 +412,7 @@ def hf_config(cfg: model.ModelConfig, tokenizer) -> dict:
   return out
 
 
-def _layer_list(flat: dict, cfg: model.ModelConfig) -> dict:
+def _layer_list(flat: dict, cfg: models.ModelConfig) -> dict:
   """Flat params with scanned (stacked) layers split into stack.layers.i."""
   out = {}
   for path, value in flat.items():
@@ -433,7 +423,7 @@ def _layer_list(flat: dict, cfg: model.ModelConfig) -> dict:
   return out
 
 
-def _identity_projection(flat: dict, cfg: model.ModelConfig) -> dict:
+def _identity_projection(flat: dict, cfg: models.ModelConfig) -> dict:
   """ALBERT always projects E -> H; with E = H ssljax has no projection: it is the identity."""
   if ('embeddings', 'project', 'kernel') in flat:
     return flat
@@ -462,7 +452,7 @@ def export(pre: pretrained.Pretrained, out) -> pathlib.Path:
 
 def _export_tokenizer(tokenizer, cfg, out: pathlib.Path):
   """tokenizer.json for transformers; an ssljax sentencepiece model is converted to it."""
-  if isinstance(tokenizer, Tokenizer):
+  if isinstance(tokenizer, tokenizers.SentencePieceTokenizer):
     (out / 'spiece.model').write_bytes(tokenizer.model_proto)
     tokenizer = hf_tokenizer.from_sentencepiece(tokenizer, add_cls_sep=cfg.arch != 'gpt')
   tokenizer.save(out)

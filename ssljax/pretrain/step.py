@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssljax import masking, objectives
+from ssljax.pretrain import masking, objectives
+from ssljax.pretrain.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,35 +68,34 @@ def _split_micro(tree, n):
   return jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), tree)
 
 
-def train_step(spec: StepSpec, state, batch):
+def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, dict]:
   """One optimizer update; returns (new state, metrics of this step)."""
-  step = state['step']
-  key = jax.random.fold_in(jax.random.key(spec.seed), step)
+  key = jax.random.fold_in(jax.random.key(spec.seed), state.step)
   mask_key, dropout_key = jax.random.split(key)
   if spec.axis_name is not None:
     dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(spec.axis_name))
   inputs, masks, counts = prepare(spec, batch, mask_key)
   grad_fn = jax.grad(lambda p, *a: _loss(spec, p, *a), has_aux=True)
   if spec.grad_accum == 1:
-    grads, sums = grad_fn(state['params'], batch, inputs, masks, counts, dropout_key)
+    grads, sums = grad_fn(state.params, batch, inputs, masks, counts, dropout_key)
   else:
     micro = _split_micro((batch, inputs, masks), spec.grad_accum)
 
     def body(carry, xs):
       i, (b, x, m) = xs
-      g, s = grad_fn(state['params'], b, x, m, counts, jax.random.fold_in(dropout_key, i))
+      g, s = grad_fn(state.params, b, x, m, counts, jax.random.fold_in(dropout_key, i))
       return jax.tree.map(jnp.add, carry, (g, s)), None
 
-    zeros = jax.eval_shape(grad_fn, state['params'], batch, inputs, masks, counts, dropout_key)
+    zeros = jax.eval_shape(grad_fn, state.params, batch, inputs, masks, counts, dropout_key)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
     (grads, sums), _ = jax.lax.scan(body, zeros, (jnp.arange(spec.grad_accum), micro))
   grads, sums = _psum((grads, sums), spec.axis_name)
-  updates, opt_state = spec.tx.update(grads, state['opt_state'], state['params'])
-  params = jax.tree.map(jnp.add, state['params'], updates)
+  updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
+  params = jax.tree.map(jnp.add, state.params, updates)
   metrics = summarize(sums, counts)
   metrics['grad_norm'] = jnp.sqrt(sum(jnp.sum(g.astype(jnp.float32) ** 2)
                                       for g in jax.tree.leaves(grads)))
-  return {'params': params, 'opt_state': opt_state, 'step': step + 1}, metrics
+  return TrainState(params, opt_state, state.step + 1), metrics
 
 
 def eval_step(spec: StepSpec, params, batch, index):

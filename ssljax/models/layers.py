@@ -1,55 +1,23 @@
-"""BERT / ALBERT encoders and the GPT decoder in Flax NNX.
+"""The pieces every architecture shares: dense and norm layers, dropout, attention masks,
+the transformer block, the block stack and the embeddings.
 
-One `Block` serves all three (post-LN or pre-LN, bidirectional or causal). Parameters carry
-logical axis names ('vocab', 'embed', 'heads', 'mlp', 'layers'); `sharding.py` maps them to
-mesh axes. Dropout takes an explicit key per call, so the model state holds parameters only
-and a training step is a pure function of (params, batch, key).
+One `Block` serves all three architectures (post-LN or pre-LN, bidirectional or causal).
+Parameters carry logical axis names ('vocab', 'embed', 'heads', 'mlp', 'layers');
+`ssljax.pretrain.parallel` maps them to mesh axes. Dropout takes an explicit key per call,
+so the model state holds parameters only and a training step is a pure function of
+(params, batch, key).
 
 Shape suffixes: B batch, L length, H hidden, E embedding, N heads, D head dim, F mlp,
 V vocab, K predicted positions.
 """
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """The `model` part of the config, frozen so that modules can hold it as static data."""
-  arch: str
-  vocab_size: int
-  hidden_size: int
-  num_layers: int
-  num_heads: int
-  mlp_dim: int
-  max_len: int
-  type_vocab_size: int = 2
-  embed_size: int = 0
-  share_layers: bool = False
-  pre_ln: bool = False
-  activation: str = 'gelu'
-  dropout_rate: float = 0.1
-  attention_dropout_rate: float = 0.1
-  layer_norm_eps: float = 1e-12
-  position_offset: int = 0
-  scan_layers: bool = False
-  remat: bool = False
-  dtype: str = 'float32'
-
-  @classmethod
-  def from_config(cls, model_cfg, **overrides):
-    fields = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in model_cfg.items() if k in fields} | overrides
-    if values['arch'] == 'gpt':
-      values['pre_ln'] = True
-    return cls(**values)
-
+from ssljax.models.config import DTYPES
 
 def _init(stddev, names):
   return nnx.with_partitioning(nnx.initializers.normal(stddev), names)
@@ -78,7 +46,7 @@ class LayerNorm(nnx.LayerNorm):
                      scale_init=_ones(('embed',)), bias_init=_zeros(('embed',)), rngs=rngs)
 
 
-def _activation(cfg):
+def activation(cfg):
   return functools.partial(jax.nn.gelu, approximate=cfg.activation == 'gelu_tanh')
 
 
@@ -138,7 +106,7 @@ class Block(nnx.Module):
   def __call__(self, x_BxLxH, mask_Bx1xLxL, key=None):
     keys = jax.random.split(key, 3) if key is not None else (None,) * 3
     rate = self.cfg.dropout_rate
-    mlp = lambda y: self.mlp_out(_activation(self.cfg)(self.mlp_in(y)))
+    mlp = lambda y: self.mlp_out(activation(self.cfg)(self.mlp_in(y)))
     if self.pre_ln:
       x_BxLxH = x_BxLxH + _dropout(
           self.attention(self.attention_norm(x_BxLxH), mask_Bx1xLxL, keys[0]), rate, keys[1])
@@ -213,76 +181,3 @@ class Embeddings(nnx.Module):
       x_BxLxE = self.norm(x_BxLxE)
     x_BxLxE = _dropout(x_BxLxE, self.cfg.dropout_rate, key)
     return self.project(x_BxLxE) if self.project is not None else x_BxLxE
-
-
-class MLMHead(nnx.Module):
-  """Dense + GELU + LayerNorm, then logits through the tied word embedding plus a bias."""
-
-  def __init__(self, cfg, *, rngs):
-    e = cfg.embed_size or cfg.hidden_size
-    self.cfg = cfg
-    self.transform = Dense(cfg.hidden_size, e, ('embed', None), cfg, rngs=rngs)
-    self.norm = LayerNorm(e, cfg, rngs=rngs)
-    self.bias = nnx.Param(jnp.zeros((cfg.vocab_size,)), out_sharding=('vocab',))
-
-  def __call__(self, x_BxKxH, embedding_VxE):
-    y_BxKxE = self.norm(_activation(self.cfg)(self.transform(x_BxKxH)))
-    logits_BxKxV = jnp.einsum('bke,ve->bkv', y_BxKxE, embedding_VxE.astype(y_BxKxE.dtype))
-    return logits_BxKxV.astype(jnp.float32) + self.bias[...]
-
-
-class Encoder(nnx.Module):
-  """BERT / ALBERT: embeddings, block stack, [CLS] pooler, MLM and sentence-pair heads."""
-
-  def __init__(self, cfg, *, rngs):
-    self.cfg = cfg
-    self.embeddings = Embeddings(cfg, rngs=rngs)
-    self.stack = Stack(cfg, rngs=rngs)
-    self.final_norm = LayerNorm(cfg.hidden_size, cfg, rngs=rngs) if cfg.pre_ln else None
-    self.pooler = Dense(cfg.hidden_size, cfg.hidden_size, ('embed', None), cfg, rngs=rngs)
-    self.mlm_head = MLMHead(cfg, rngs=rngs)
-    self.sentence_head = Dense(cfg.hidden_size, 2, ('embed', None), cfg, rngs=rngs)
-
-  def __call__(self, batch, key=None):
-    """Returns the last hidden states B x L x H."""
-    keys = jax.random.split(key) if key is not None else (None, None)
-    x_BxLxH = self.embeddings(batch['input_ids'], batch['positions'], batch['segment_ids'],
-                              keys[0])
-    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=False), keys[1])
-    return self.final_norm(x_BxLxH) if self.final_norm is not None else x_BxLxH
-
-  def pool(self, x_BxLxH):
-    return jnp.tanh(self.pooler(x_BxLxH[:, 0]))
-
-  def mlm_logits(self, x_BxKxH):
-    return self.mlm_head(x_BxKxH, self.embeddings.word.embedding[...])
-
-  def sentence_logits(self, x_BxLxH):
-    return self.sentence_head(self.pool(x_BxLxH)).astype(jnp.float32)
-
-
-class Decoder(nnx.Module):
-  """GPT: causal pre-LN blocks, final LayerNorm, logits tied to the input embedding."""
-
-  def __init__(self, cfg, *, rngs):
-    self.cfg = cfg
-    self.embeddings = Embeddings(cfg, rngs=rngs, segments=False, norm=False)
-    self.stack = Stack(cfg, rngs=rngs)
-    self.final_norm = LayerNorm(cfg.hidden_size, cfg, rngs=rngs)
-
-  def __call__(self, batch, key=None):
-    keys = jax.random.split(key) if key is not None else (None, None)
-    x_BxLxH = self.embeddings(batch['input_ids'], batch['positions'], None, keys[0])
-    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=True), keys[1])
-    return self.final_norm(x_BxLxH)
-
-  def lm_logits(self, x_BxLxH):
-    embedding_VxH = self.embeddings.word.embedding[...]
-    return jnp.einsum('blh,vh->blv', x_BxLxH, embedding_VxH.astype(x_BxLxH.dtype)).astype(
-        jnp.float32)
-
-
-def build(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
-  """The model that `cfg.arch` names, unsharded: `sharding.py` places its parameters."""
-  with nnx.use_eager_sharding(False):
-    return (Decoder if cfg.arch == 'gpt' else Encoder)(cfg, rngs=rngs)

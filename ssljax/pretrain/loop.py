@@ -1,11 +1,13 @@
-"""The pretraining loop: data, strategy, checkpoints, metrics, preemption.
+"""The pretraining loop: data, strategy, checkpoints, metrics, hooks, preemption.
 
 `pretrain(config, workdir)` starts a run, or continues the one in `workdir` exactly from its
 latest checkpoint (batches, masks, dropout, optimizer state). The loop dispatches step t and
 only then reads step t-1's metrics, so the host never stalls the device; a non-finite loss
-stops the run before anything after the last good checkpoint is saved.
+stops the run before anything after the last good checkpoint is saved. Everything periodic
+(logging, checkpoints, evaluation, hooks) is decided by one `due(step, every, last)`.
 """
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -14,67 +16,83 @@ import pathlib
 import signal
 import tempfile
 import time
+from typing import Callable
 
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import tqdm
 from flax import nnx
 
-from ssljax import (checkpoint, config as config_lib, corpus, data, masking,
-                    metrics as metrics_lib, model, optimizer, parallel, probe_hook,
-                    step as step_lib, strategy as strategy_lib, tokenizer as tokenizer_lib)
+from ssljax import config as config_lib, models, pretrained, tokenizers
+from ssljax.data import batches as batches_lib, corpus, examples
 from ssljax.errors import UserError
+from ssljax.pretrain import (checkpoint, masking, metrics as metrics_lib, optimizer, parallel,
+                             step as step_lib)
+from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = {'jit': strategy_lib.Jit, 'pmap': strategy_lib.Pmap}
 # Sections that must match to continue a run from its checkpoint.
 RESUME_KEYS = ('objective', 'model', 'mlm', 'data', 'tokenizer', 'optimizer')
 # model keys that train.init_from leaves to the config; the rest come from the source.
 RUN_MODEL_KEYS = ('dropout_rate', 'attention_dropout_rate', 'remat', 'dtype')
 
 
-def load_tokenizer(config, workdir: pathlib.Path, documents, source=None):
-  """The run's tokenizer: the one saved in workdir, the init_from source's, tokenizer.path,
-  or one trained now."""
-  if (workdir / 'tokenizer.model').exists() or (workdir / 'tokenizer.json').exists():
-    return tokenizer_lib.load(workdir)
-  if source is not None:
-    tokenizer = source.tokenizer
-  elif config.tokenizer.path:
-    tokenizer = tokenizer_lib.load(config.tokenizer.path)
-  else:
-    with tempfile.TemporaryDirectory() as tmp:
-      tokenizer = tokenizer_lib.train(documents, config.tokenizer.vocab_size,
-                                      pathlib.Path(tmp) / 'tokenizer',
-                                      config.tokenizer.model_type)
-  if jax.process_index() == 0:
-    tokenizer.save(workdir)
-  return tokenizer
+def due(step: int, every: int, last: int | None = None) -> bool:
+  """True at multiples of `every` (0 = never) and at step `last`."""
+  return bool(every) and step % every == 0 or step == last
 
 
 @dataclasses.dataclass
 class Run:
   """What a pretraining run is made of, built once from the config."""
-  config: object
+  config: ml_collections.ConfigDict
   workdir: pathlib.Path
-  tokenizer: object  # tokenizer.Tokenizer or hf_tokenizer.HFTokenizer
-  model_cfg: model.ModelConfig
-  batches: data.Batches
-  eval_batches: list
-  strategy: object
-  manager: object
+  tokenizer: tokenizers.Tokenizer
+  model_cfg: models.ModelConfig
+  graphdef: nnx.GraphDef
+  batches: batches_lib.Batches
+  eval_batches: list[dict[str, np.ndarray]]
+  strategy: parallel.Jit | parallel.Pmap
+  manager: ocp.CheckpointManager
   init_params: dict | None = None  # train.init_from's parameters, for a fresh start
 
 
-def init_source(config):
+@dataclasses.dataclass
+class Hook:
+  """`fn(run, params) -> metrics`, called every `every` steps and at the last step; its
+  metrics go to metrics.jsonl and TensorBoard. `params` are the host's full copy."""
+  every: int
+  fn: Callable[[Run, dict], dict]
+
+
+def load_tokenizer(config, workdir: pathlib.Path, documents,
+                   source: pretrained.Pretrained | None = None) -> tokenizers.Tokenizer:
+  """The run's tokenizer: the one saved in workdir, the init_from source's, tokenizer.path,
+  or one trained now."""
+  if (workdir / 'tokenizer.model').exists() or (workdir / 'tokenizer.json').exists():
+    return tokenizers.load(workdir)
+  if source is not None:
+    tokenizer = source.tokenizer
+  elif config.tokenizer.path:
+    tokenizer = tokenizers.load(config.tokenizer.path)
+  else:
+    with tempfile.TemporaryDirectory() as tmp:
+      tokenizer = tokenizers.train(documents, config.tokenizer.vocab_size,
+                                   pathlib.Path(tmp) / 'tokenizer', config.tokenizer.model_type)
+  if jax.process_index() == 0:
+    tokenizer.save(workdir)
+  return tokenizer
+
+
+def init_source(config) -> tuple[ml_collections.ConfigDict, pretrained.Pretrained | None]:
   """(config, source) for train.init_from: a copy of the config whose model section is the
   source's architecture (dropout, remat and dtype stay as configured), and the source."""
   if not config.train.init_from:
     return config, None
-  from ssljax import hf  # pylint: disable=g-import-not-at-top  (Hugging Face libraries)
-  source = hf.from_pretrained(config.train.init_from)
+  source = pretrained.load(config.train.init_from)
   config = ml_collections.ConfigDict(config.to_dict())
   for field in dataclasses.fields(source.model_cfg):
     if field.name not in RUN_MODEL_KEYS:
@@ -89,22 +107,22 @@ def setup(config, workdir) -> Run:
   config, source = init_source(config)
   seed = config.train.seed
   documents = corpus.load_documents(config.data)
-  train_docs, eval_docs = data.split_documents(documents, config.data.eval_fraction, seed)
+  train_docs, eval_docs = corpus.split_documents(documents, config.data.eval_fraction, seed)
   tokenizer = load_tokenizer(config, workdir, train_docs, source)
-  model_cfg = model.ModelConfig.from_config(
+  model_cfg = models.ModelConfig.from_config(
       config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
   if model_cfg.vocab_size < tokenizer.vocab_size:
     raise UserError(f'model.vocab_size={model_cfg.vocab_size} is smaller than the '
                     f'tokenizer vocabulary ({tokenizer.vocab_size}); set model.vocab_size=0')
-  build = lambda docs, s: data.build_examples(tokenizer.encode(docs), tokenizer,
-                                              config.objective, config.data.seq_len, s)
-  batches = data.Batches(build(train_docs, seed), config.train.batch_size, seed,
-                         jax.process_index(), jax.process_count())
+  build = lambda docs, s: examples.build_examples(tokenizer.encode(docs), tokenizer,
+                                                  config.objective, config.data.seq_len, s)
+  batches = batches_lib.Batches(build(train_docs, seed), config.train.batch_size, seed,
+                                jax.process_index(), jax.process_count())
   eval_examples = build(eval_docs, seed + 1) if eval_docs else None
-  eval_batches = (data.eval_batches(eval_examples, config.train.batch_size // jax.process_count(),
-                                    config.train.eval_batches) if eval_examples else [])
-  abstract_model = nnx.eval_shape(lambda: model.build(model_cfg, nnx.Rngs(0)))
-  graphdef, abstract_params = nnx.split(abstract_model)
+  eval_batches = (batches_lib.eval_batches(
+      eval_examples, config.train.batch_size // jax.process_count(), config.train.eval_batches)
+                  if eval_examples else [])
+  graphdef, abstract_params = models.abstract(model_cfg)
   tx = optimizer.build(config.optimizer, config.train.steps)
   spec = step_lib.StepSpec(
       graphdef=graphdef, tx=tx, objective=config.objective, mlm=config.mlm,
@@ -112,13 +130,13 @@ def setup(config, workdir) -> Run:
              'mask_id': tokenizer.mask_id},
       num_predictions=masking.num_predictions(config.data.seq_len, config.mlm.rate),
       seed=seed, grad_accum=config.train.grad_accum)
-  init = strategy_lib.init_fn(model_cfg, tx, model.build)
-  strategy = STRATEGIES[config.parallel.strategy](spec, init, abstract_params, config)
+  strategy = parallel.STRATEGIES[config.parallel.strategy](
+      spec, parallel.init_fn(model_cfg, tx), abstract_params, config)
   manager = checkpoint.manager(workdir, config.train.keep_checkpoints)
   init_params = (jax.device_get(nnx.to_pure_dict(nnx.state(source.model)))
                  if source is not None else None)
-  return Run(config, workdir, tokenizer, model_cfg, batches, eval_batches, strategy, manager,
-             init_params)
+  return Run(config, workdir, tokenizer, model_cfg, graphdef, batches, eval_batches, strategy,
+             manager, init_params)
 
 
 def _check_resumable(config, meta, directory):
@@ -134,7 +152,7 @@ def _check_resumable(config, meta, directory):
                       '--workdir, or the same config to continue that run')
 
 
-def restore_or_init(run: Run):
+def restore_or_init(run: Run) -> tuple[TrainState, int]:
   """(state, start step): the latest good checkpoint, or a fresh init."""
   meta = checkpoint.latest_meta(run.manager)
   if meta is not None:
@@ -149,13 +167,11 @@ def restore_or_init(run: Run):
   return run.strategy.from_saved(state), step
 
 
-def initial_state(run: Run):
+def initial_state(run: Run) -> TrainState:
   """A fresh state from the seed, or from train.init_from's parameters (fresh optimizer)."""
   if run.init_params is None:
     return run.strategy.init(run.config.train.seed)
-  params = run.init_params
-  state = {'params': params, 'opt_state': run.strategy.spec.tx.init(params),
-           'step': np.zeros((), np.int32)}
+  state = TrainState.create(run.init_params, run.strategy.spec.tx)
   place = lambda x, a: jax.make_array_from_callback(a.shape, a.sharding,
                                                     lambda i: np.asarray(x)[i])
   return run.strategy.from_saved(jax.tree.map(place, state, run.strategy.abstract))
@@ -174,11 +190,11 @@ def preemption_flag():
       signal.signal(s, h)
 
 
-def _host(tree):
+def _host(tree) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(tree).items()}
 
 
-def evaluate(run: Run, state) -> dict:
+def evaluate(run: Run, state: TrainState) -> dict:
   """Mean held-out metrics over the fixed evaluation batches."""
   if not run.eval_batches:
     return {}
@@ -195,7 +211,7 @@ def flops_per_token(run: Run) -> float:
   cfg = run.config
   fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
               if cfg.mlm.masked_positions_only else 1.0)
-  return metrics_lib.flops_per_token(run.strategy.abstract['params'], run.model_cfg,
+  return metrics_lib.flops_per_token(run.strategy.abstract.params, run.model_cfg,
                                      cfg.objective, cfg.data.seq_len, fraction)
 
 
@@ -207,7 +223,7 @@ class _Throughput:
     self.tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
     self.flops_per_token = flops_per_token(run)
     devices = 1 if jax.default_backend() == 'cpu' else run.strategy.num_devices
-    self.peak = metrics_lib.measure_peak_flops() * devices
+    self.peak = metrics_lib.peak_flops() * devices
     self.last = (time.perf_counter(), None)
 
   def update(self, step):
@@ -221,10 +237,12 @@ class _Throughput:
             'mfu': tokens_per_s * self.flops_per_token / self.peak}
 
 
-def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
+def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
+             stop_after: int | None = None) -> dict:
   """Runs (or continues) pretraining; returns the last logged metrics.
 
-  `stop_after` ends the loop early at that step with a checkpoint, as a preemption would.
+  `hooks` run at their cadence on the current parameters (see `Hook`). `stop_after` ends
+  the loop early at that step with a checkpoint, as a preemption would.
   """
   parallel.initialize_distributed(config.distributed)
   run = setup(config, workdir)
@@ -238,29 +256,33 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
   bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
                   unit='step', dynamic_ncols=True)
   learning_rate = optimizer.schedule(config.optimizer, cfg.steps)
-  hook = (probe_hook.ProbeHook(config, run.strategy.spec.graphdef, run.tokenizer)
-          if config.probe.task else None)
-  last, pending, saved_step = {}, None, start
+  last, pending, saved_step = {}, collections.deque(), start
 
-  def check(step, step_metrics):
-    """Reads a finished step's metrics; stops on a non-finite loss."""
-    values = _host(step_metrics)
-    if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
-      kept = (f'the last good checkpoint (step {saved_step}) is kept in '
-              f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
-      raise UserError(f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at '
-                      f'step {step}; stopped without saving: {kept}. Lower '
-                      'optimizer.learning_rate or set optimizer.clip_norm, then rerun')
-    return values
-
-  def log_step(step, values):
+  def record(step, values):
     nonlocal last
-    values |= throughput.update(step)
-    values['learning_rate'] = float(learning_rate(step - 1))
     writer.write(step, values)
-    last = values
-    bar.set_postfix({k: f'{values[k]:.4g}' for k in ('loss', 'tokens_per_s', 'mfu')
-                     if k in values})
+    last |= values
+
+  def drain(through: int, always: int | None):
+    """Reads the dispatched steps' metrics up to `through`: stops on a non-finite loss
+    (before anything after the last good checkpoint is saved), logs those that are due."""
+    nonlocal last
+    while pending and pending[0][0] <= through:
+      step, step_metrics = pending.popleft()
+      values = _host(step_metrics)
+      if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
+        kept = (f'the last good checkpoint (step {saved_step}) is kept in '
+                f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
+        raise UserError(f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at '
+                        f'step {step}; stopped without saving: {kept}. Lower '
+                        'optimizer.learning_rate or set optimizer.clip_norm, then rerun')
+      if due(step, cfg.log_every, always):
+        values |= throughput.update(step)
+        values['learning_rate'] = float(learning_rate(step - 1))
+        writer.write(step, values)
+        last = values
+        bar.set_postfix({k: f'{values[k]:.4g}' for k in ('loss', 'tokens_per_s', 'mfu')
+                         if k in values})
 
   try:
     with preemption_flag() as flag:
@@ -268,28 +290,21 @@ def pretrain(config, workdir, *, stop_after: int | None = None) -> dict:
         batch = run.strategy.put_batch(next(run.batches))
         state, step_metrics = run.strategy.step(state, batch)
         done = step + 1
-        if pending is not None:  # step t is dispatched: now read step t-1
-          values = check(*pending)
-          if pending[0] % cfg.log_every == 0:
-            log_step(pending[0], values)
-        pending = (done, step_metrics)
+        pending.append((done, step_metrics))
         bar.update(1)
         stop = flag['signal'] or (stop_after is not None and done >= stop_after)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop:
-          values = check(*pending)  # never save a state whose step went non-finite
-          pending = None
-          log_step(done, values)
+        save = stop or due(done, cfg.checkpoint_every, cfg.steps)
+        # Step `done` is dispatched: read the ones before it, and itself if it is saved.
+        drain(through=done if save else done - 1, always=done if save else None)
+        if save:
           checkpoint.save(run.manager, done, run.strategy.to_save(state),
                           run.batches.get_state(), meta)
           saved_step = done
-        if cfg.eval_every and done % cfg.eval_every == 0 or done == cfg.steps:
-          eval_values = evaluate(run, state)
-          writer.write(done, eval_values)
-          last |= eval_values
-        if hook is not None and hook.due(done, cfg.steps):
-          probe_values = hook(run.strategy.to_save(state)['params'])
-          writer.write(done, probe_values)
-          last |= probe_values
+        if due(done, cfg.eval_every, cfg.steps):
+          record(done, evaluate(run, state))
+        for hook in hooks:
+          if due(done, hook.every, cfg.steps):
+            record(done, hook.fn(run, run.strategy.to_save(state).params))
         if stop:
           if flag['signal']:
             bar.write(f'{flag["signal"]} at step {done}: checkpoint saved; rerun the same '

@@ -13,6 +13,8 @@ import pathlib
 import re
 import sysconfig
 
+import numpy as np
+
 from ssljax.errors import UserError
 
 # Standard-library folders whose docstrings are tests, tools or already in pydoc_data.
@@ -201,3 +203,21 @@ def _tfds_text(value, name: str, index: int) -> str:
   except UnicodeDecodeError as e:
     raise UserError(f'tfds dataset {name}, example {index}: text is not valid UTF-8 '
                     f'(byte {e.start})') from None
+
+
+def split_documents(docs: list, eval_fraction: float, seed: int) -> tuple[list, list]:
+  """Holds out a random `eval_fraction` of the documents (at least one), in order.
+
+  With a single document there is nothing to hold out whole, so its last
+  `eval_fraction` (at least one element) becomes the eval document instead.
+  `eval_fraction <= 0` holds out nothing.
+  """
+  if eval_fraction <= 0 or not docs:
+    return list(docs), []
+  if len(docs) == 1:
+    cut = len(docs[0]) - max(1, round(len(docs[0]) * eval_fraction))
+    return [docs[0][:cut]], [docs[0][cut:]]
+  count = min(max(1, round(len(docs) * eval_fraction)), len(docs) - 1)
+  held = np.zeros(len(docs), bool)
+  held[np.random.default_rng(seed % 2**32).permutation(len(docs))[:count]] = True
+  return ([d for d, h in zip(docs, held) if not h], [d for d, h in zip(docs, held) if h])

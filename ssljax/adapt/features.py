@@ -1,0 +1,101 @@
+"""Pooling and sentence features: one vector per text from the last hidden states.
+
+One `pool` serves probes, fine-tuning and `ssljax encode`:
+  cls    BERT's sentence vector: the [CLS] state through the pretrained tanh pooler
+  first  the first token's last hidden state (sentence-transformers' CLS pooling)
+  mean   the mean over real tokens ([CLS] and [SEP] included, as sentence-transformers
+         does), padding ignored
+  last   the last real token (a causal model's summary of the whole text)
+
+`sentence_features` sorts texts by length so a batch holds similar lengths, and pads to
+`rows.padded_length` with a fixed batch size, so a file of any size compiles a few programs.
+"""
+
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ssljax.data import rows as rows_lib
+from ssljax.errors import UserError
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ('cls', 'first', 'mean', 'last')
+
+
+def check_pooling(model, pooling: str):
+  if pooling not in POOLINGS:
+    raise UserError(f'pooling={pooling!r} is not one of {", ".join(POOLINGS)}')
+  if pooling in ('cls', 'first') and not hasattr(model, 'pool'):
+    raise UserError(f'pooling={pooling}: a causal model\'s first token sees only itself and '
+                    'it has no [CLS] pooler; use pooling=last or pooling=mean')
+
+
+def pool(model, hidden_BxLxH, doc_ids_BxL, pooling: str):
+  """One vector per row, as `pooling` names (see the module docstring)."""
+  if pooling == 'cls':
+    return model.pool(hidden_BxLxH)
+  if pooling == 'first':
+    return hidden_BxLxH[:, 0]
+  real_BxL = doc_ids_BxL > 0
+  if pooling == 'mean':
+    total_BxH = jnp.where(real_BxL[..., None], hidden_BxLxH, 0).sum(axis=1)
+    return total_BxH / jnp.maximum(real_BxL.sum(axis=1, keepdims=True), 1)
+  last_B = jnp.maximum(real_BxL.sum(axis=1) - 1, 0)
+  return jnp.take_along_axis(hidden_BxLxH, last_B[:, None, None], axis=1)[:, 0]
+
+
+def token_rows(pre, texts: list[str]) -> list[np.ndarray]:
+  """Input ids of each text, cut to the position table: `[CLS] text [SEP]` for encoders;
+  for GPT the text, or its end-of-text token when the text is empty."""
+  tok, cfg = pre.tokenizer, pre.model_cfg
+  limit = cfg.max_len - cfg.position_offset
+  encoder = cfg.arch != 'gpt'
+  body = limit - 2 if encoder else limit
+  rows, truncated = [], 0
+  for ids in tok.encode(texts):
+    truncated += len(ids) > body
+    ids = ids[:body]
+    if encoder:
+      ids = rows_lib.bert_row(tok, ids)[0]
+    rows.append(np.asarray(ids if len(ids) else [tok.sep_id], np.int32))
+  if truncated:
+    log.warning('%d of %d texts were cut to the %d positions the model has', truncated,
+                len(rows), limit)
+  return rows
+
+
+def _pooled(graphdef, state, batch, pooling):
+  model = nnx.merge(graphdef, state)
+  return pool(model, model(batch), batch['doc_ids'], pooling)
+
+
+def _batch(rows, size, length, pad_id) -> dict[str, np.ndarray]:
+  rows = rows + [np.zeros(0, np.int32)] * (size - len(rows))
+  ids = rows_lib.pad(rows, length, pad_id)
+  return {'input_ids': ids,
+          'positions': np.broadcast_to(np.arange(length, dtype=np.int32), ids.shape),
+          'segment_ids': np.zeros_like(ids),
+          'doc_ids': rows_lib.pad([np.ones(len(r), np.int32) for r in rows], length, 0)}
+
+
+def sentence_features(pre, texts: list[str], pooling: str = 'mean',
+                      batch_size: int = 64) -> np.ndarray:
+  """[len(texts), hidden] float32 features of `pre` (a `pretrained.Pretrained`)."""
+  check_pooling(pre.model, pooling)
+  rows = token_rows(pre, texts)
+  limit = pre.model_cfg.max_len - pre.model_cfg.position_offset
+  graphdef, state = nnx.split(pre.model)
+  forward = jax.jit(functools.partial(_pooled, graphdef, pooling=pooling))
+  out = np.zeros((len(rows), pre.model_cfg.hidden_size), np.float32)
+  order = np.argsort([len(r) for r in rows], kind='stable')
+  for start in range(0, len(rows), batch_size):
+    index = order[start:start + batch_size]
+    length = rows_lib.padded_length(max(len(rows[i]) for i in index), limit)
+    batch = _batch([rows[i] for i in index], batch_size, length, pre.tokenizer.pad_id)
+    out[index] = np.asarray(forward(state, batch))[:len(index)]
+  return out

@@ -1,0 +1,45 @@
+"""The `encode` subcommand: one feature vector per line of a text file.
+
+Imports stay inside the command, so that building the parser loads no JAX.
+"""
+
+import pathlib
+
+from ssljax.errors import UserError
+
+
+def _encode(args):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
+  from ssljax.adapt import features  # pylint: disable=g-import-not-at-top
+  source = pathlib.Path(args.input)
+  if not source.is_file():
+    raise UserError(f'--input {source} does not exist')
+  texts = source.read_text(encoding='utf-8').splitlines()
+  if not texts:
+    raise UserError(f'--input {source} has no lines to encode')
+  if args.batch_size < 1:
+    raise UserError(f'--batch-size {args.batch_size} must be at least 1')
+  out_NxH = features.sentence_features(pretrained.load(args.checkpoint), texts, args.pooling,
+                                       args.batch_size)
+  np.save(args.output, out_NxH)
+  print(f'wrote {args.output}: {out_NxH.shape[0]} x {out_NxH.shape[1]} float32 '
+        f'({args.pooling} pooling)')
+
+
+def add_commands(subparsers):
+  """Adds encode to the `ssljax` subcommands."""
+  q = subparsers.add_parser(
+      'encode', help='features of each line of a text file, as .npy',
+      description='Writes one row per line of --input: the last hidden states pooled over '
+      'the line\'s tokens.')
+  q.add_argument('--checkpoint', required=True, help='an ssljax workdir, a checkpoints/STEP '
+                 'directory, or a Hugging Face folder')
+  q.add_argument('--input', required=True, help='UTF-8 text, one text per line')
+  q.add_argument('--output', required=True, help='the .npy file to write')
+  q.add_argument('--pooling', default='mean',
+                 help='mean: over the real tokens (default); first: the first token\'s state '
+                 '(sentence-transformers\' CLS pooling); cls: [CLS] through BERT\'s pooler; '
+                 'last: the last token (causal models)')
+  q.add_argument('--batch-size', type=int, default=64, help='texts per forward pass')
+  q.set_defaults(run=_encode)

@@ -1,0 +1,47 @@
+"""The Hugging Face subcommands: `import-hf` and `export-hf`.
+
+Imports stay inside the commands, so that building the parser loads neither JAX nor the
+Hugging Face libraries.
+"""
+
+
+def _import(args):
+  from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
+  report = huggingface.import_folder(args.folder, args.out)
+  print(f'wrote {args.out}/checkpoints/0 from {args.folder}')
+  if report.missing:
+    print(f'newly initialized (not in the checkpoint): {report.missing}')
+  if report.unexpected:
+    print(f'not used (no ssljax parameter takes them): {report.unexpected}')
+
+
+def _export(args):
+  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
+  from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
+  out = huggingface.export(pretrained.load(args.checkpoint), args.out)
+  print(f'wrote {out}: load it with transformers.AutoModel.from_pretrained({str(out)!r})')
+
+
+def add_commands(subparsers):
+  """Adds import-hf and export-hf to the `ssljax` subcommands."""
+  q = subparsers.add_parser(
+      'import-hf', help='import a Hugging Face BERT/RoBERTa/ALBERT/GPT-2 folder',
+      description='Reads a Hugging Face model folder (config.json, model.safetensors or '
+      'pytorch_model.bin, tokenizer files) and writes OUT/checkpoints/0 with a fresh '
+      'optimizer state, the matching config and the tokenizer. Continue pretraining with '
+      '`ssljax pretrain --set train.init_from=OUT --workdir NEW`; load it in Python with '
+      'ssljax.from_pretrained(OUT). Tensors the folder lacks or has extra are listed.')
+  q.add_argument('folder', help='a folder written by save_pretrained')
+  q.add_argument('--out', required=True, help='the ssljax workdir to create')
+  q.set_defaults(run=_import)
+
+  q = subparsers.add_parser(
+      'export-hf', help='write a checkpoint as a Hugging Face model folder',
+      description='Writes config.json, model.safetensors and the tokenizer (tokenizer.json; '
+      'a sentencepiece tokenizer also as spiece.model) into OUT, loadable with '
+      'transformers.AutoModel and with BertForPreTraining, RobertaForMaskedLM, '
+      'AlbertForPreTraining or GPT2LMHeadModel.')
+  q.add_argument('checkpoint', help='an ssljax workdir, a checkpoints/STEP directory, or a '
+                 'Hugging Face folder')
+  q.add_argument('--out', required=True, help='the folder to write')
+  q.set_defaults(run=_export)

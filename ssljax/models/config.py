@@ -1,0 +1,39 @@
+"""The `model` section of a config as a frozen dataclass that modules can hold as static data."""
+
+import dataclasses
+
+import jax.numpy as jnp
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The `model` part of the config, frozen so that modules can hold it as static data."""
+  arch: str
+  vocab_size: int
+  hidden_size: int
+  num_layers: int
+  num_heads: int
+  mlp_dim: int
+  max_len: int
+  type_vocab_size: int = 2
+  embed_size: int = 0
+  share_layers: bool = False
+  pre_ln: bool = False
+  activation: str = 'gelu'
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.1
+  layer_norm_eps: float = 1e-12
+  position_offset: int = 0
+  scan_layers: bool = False
+  remat: bool = False
+  dtype: str = 'float32'
+
+  @classmethod
+  def from_config(cls, model_cfg, **overrides):
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in model_cfg.items() if k in fields} | overrides
+    if values['arch'] == 'gpt':
+      values['pre_ln'] = True
+    return cls(**values)

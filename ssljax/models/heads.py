@@ -1,0 +1,21 @@
+"""Pretraining heads that are more than one Dense layer."""
+
+import jax.numpy as jnp
+from flax import nnx
+
+from ssljax.models.layers import Dense, LayerNorm, activation
+
+class MLMHead(nnx.Module):
+  """Dense + GELU + LayerNorm, then logits through the tied word embedding plus a bias."""
+
+  def __init__(self, cfg, *, rngs):
+    e = cfg.embed_size or cfg.hidden_size
+    self.cfg = cfg
+    self.transform = Dense(cfg.hidden_size, e, ('embed', None), cfg, rngs=rngs)
+    self.norm = LayerNorm(e, cfg, rngs=rngs)
+    self.bias = nnx.Param(jnp.zeros((cfg.vocab_size,)), out_sharding=('vocab',))
+
+  def __call__(self, x_BxKxH, embedding_VxE):
+    y_BxKxE = self.norm(activation(self.cfg)(self.transform(x_BxKxH)))
+    logits_BxKxV = jnp.einsum('bke,ve->bkv', y_BxKxE, embedding_VxE.astype(y_BxKxE.dtype))
+    return logits_BxKxV.astype(jnp.float32) + self.bias[...]

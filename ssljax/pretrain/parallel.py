@@ -1,0 +1,244 @@
+"""Devices: multi-host start-up, the (data, fsdp, tensor) mesh, and the two strategies
+that run a step over devices behind one small interface.
+
+Parameters name their axes logically ('embed', 'heads', 'mlp', 'vocab', 'layers'); RULES
+map those names to mesh axes. The batch is split over data and fsdp; fsdp also shards
+parameters and optimizer state along 'embed'; tensor shards attention heads and MLP units.
+
+`Jit`: one program over the mesh; parameters and optimizer state are sharded by their
+logical axes, the batch over data x fsdp. Multi-host safe.
+`Pmap`: classic data parallelism; state replicated on every local device, gradients summed
+across devices. Both take the same per-process batch and return the same metrics.
+"""
+
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
+
+from ssljax import models
+from ssljax.errors import UserError
+from ssljax.pretrain import step as step_lib
+from ssljax.pretrain.state import TrainState
+
+AXES = ('data', 'fsdp', 'tensor')
+BATCH_AXES = ('data', 'fsdp')
+RULES = (
+    ('embed', 'fsdp'),
+    ('heads', 'tensor'),
+    ('mlp', 'tensor'),
+    ('vocab', None),
+    ('layers', None),
+)
+
+
+def initialize_distributed(cfg):
+  """Starts jax.distributed when the config or SSLJAX_DISTRIBUTED / SSLJAX_COORDINATOR ask.
+
+  On a TPU pod slice `jax.distributed.initialize()` finds its peers itself; elsewhere give
+  distributed.coordinator_address, num_processes and process_id.
+  """
+  coordinator = cfg.coordinator_address or os.environ.get('SSLJAX_COORDINATOR', '')
+  if not (cfg.initialize or coordinator or os.environ.get('SSLJAX_DISTRIBUTED')):
+    return
+  if jax.distributed.is_initialized():
+    return
+  # Only CPU collectives read this; set before the backend starts (as initialize must be).
+  jax.config.update('jax_cpu_collectives_implementation', cfg.cpu_collectives)
+  kwargs = {}
+  if coordinator:
+    num = cfg.num_processes or int(os.environ.get('SSLJAX_NUM_PROCESSES', '0'))
+    pid = cfg.process_id if cfg.process_id >= 0 else int(os.environ.get('SSLJAX_PROCESS_ID', '-1'))
+    if num < 1 or pid < 0:
+      raise UserError('distributed.coordinator_address is set but distributed.num_processes '
+                      'and distributed.process_id are not (or SSLJAX_NUM_PROCESSES and '
+                      'SSLJAX_PROCESS_ID)')
+    kwargs = dict(coordinator_address=coordinator, num_processes=num, process_id=pid)
+  jax.distributed.initialize(**kwargs)
+
+
+def mesh_shape(cfg, num_devices):
+  """(data, fsdp, tensor) sizes; one of them may be -1: every device the others leave."""
+  sizes = {'data': cfg.data, 'fsdp': cfg.fsdp, 'tensor': cfg.tensor}
+  shown = ' '.join(f'mesh.{k}={v}' for k, v in sizes.items())
+  free = [k for k, v in sizes.items() if v == -1]
+  if len(free) > 1 or any(v == 0 or v < -1 for v in sizes.values()):
+    raise UserError(f'mesh sizes must be positive, with at most one -1: {shown}')
+  fixed = int(np.prod([v for v in sizes.values() if v != -1]))
+  if free:
+    if num_devices % fixed:
+      raise UserError(f'{shown}: the fixed sizes (product {fixed}) do not divide the '
+                      f'{num_devices} devices')
+    sizes[free[0]] = num_devices // fixed
+  size = int(np.prod(list(sizes.values())))
+  if num_devices % size:
+    raise UserError(f'{shown}: data*fsdp*tensor={size} does not divide the {num_devices} '
+                    'devices; choose sizes whose product divides it')
+  return tuple(sizes[a] for a in AXES)
+
+
+def make_mesh(cfg) -> jax.sharding.Mesh:
+  shape = mesh_shape(cfg, jax.device_count())
+  devices = np.asarray(jax.devices()[:int(np.prod(shape))])
+  auto = (jax.sharding.AxisType.Auto,) * len(AXES)
+  return jax.sharding.Mesh(devices.reshape(shape), AXES, axis_types=auto)
+
+
+def check_divisible(config, mesh):
+  """Batch and model dimensions must split evenly over the mesh axes that shard them."""
+  batch_shards = mesh.shape['data'] * mesh.shape['fsdp']
+  micro = config.train.batch_size // config.train.grad_accum
+  if micro % batch_shards:
+    raise UserError(f'train.batch_size/train.grad_accum={micro} is not divisible by '
+                    f'mesh data*fsdp={batch_shards}')
+  m = config.model
+  for name, size, axis in (('model.hidden_size', m.hidden_size, 'fsdp'),
+                           ('model.num_heads', m.num_heads, 'tensor'),
+                           ('model.mlp_dim', m.mlp_dim, 'tensor')):
+    if size % mesh.shape[axis]:
+      raise UserError(f'{name}={size} is not divisible by mesh.{axis}={mesh.shape[axis]}')
+
+
+def logical_to_mesh(spec: P) -> P:
+  rules = dict(RULES)
+  return P(*(rules.get(name) if isinstance(name, str) else name for name in spec))
+
+
+def param_shardings(abstract_state: nnx.State, mesh) -> dict:
+  """NamedShardings for a pure-dict of parameters, from their logical axis names."""
+  specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
+  return jax.tree.map(lambda s: NamedSharding(mesh, logical_to_mesh(s)), specs,
+                      is_leaf=lambda x: isinstance(x, P))
+
+
+def batch_sharding(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def global_batch(local_batch: dict, mesh) -> dict:
+  """Each process's rows -> one global array per field (multi-host safe)."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v)
+          for k, v in local_batch.items()}
+
+
+def init_fn(model_cfg, tx):
+  """A fresh TrainState from a seed, as a pure function to jit."""
+
+  def init(seed) -> TrainState:
+    model = models.build(model_cfg, nnx.Rngs(jax.random.key(seed)))
+    return TrainState.create(nnx.to_pure_dict(nnx.state(model)), tx)
+
+  return init
+
+
+class Jit:
+  """jit over a mesh with explicit in/out shardings and donated state."""
+
+  def __init__(self, spec: step_lib.StepSpec, init, abstract_params_state, config):
+    self.mesh = make_mesh(config.mesh)
+    check_divisible(config, self.mesh)
+    self.spec = spec
+    params_sh = param_shardings(abstract_params_state, self.mesh)
+    shapes = jax.eval_shape(init, 0)
+    rep = replicated(self.mesh)
+    opt_sh = optax.tree_map_params(spec.tx, lambda _, s: s, shapes.opt_state, params_sh,
+                                   transform_non_params=lambda _: rep)
+    self.shardings = TrainState(params_sh, opt_sh, rep)
+    self.abstract = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes,
+        self.shardings)
+    self._init = jax.jit(init, out_shardings=self.shardings)
+    batch_sh = batch_sharding(self.mesh)
+    self._step = jax.jit(functools.partial(step_lib.train_step, spec),
+                         in_shardings=(self.shardings, batch_sh),
+                         out_shardings=(self.shardings, rep), donate_argnums=0)
+    self._eval = jax.jit(functools.partial(step_lib.eval_step, spec),
+                         in_shardings=(params_sh, batch_sh, rep), out_shardings=rep)
+
+  @property
+  def num_devices(self):
+    return self.mesh.size
+
+  def init(self, seed):
+    return self._init(seed)
+
+  def put_batch(self, local_batch):
+    return global_batch(local_batch, self.mesh)
+
+  def step(self, state, batch):
+    return self._step(state, batch)
+
+  def evaluate(self, state, batch, index):
+    return self._eval(state.params, batch, jnp.asarray(index, jnp.int32))
+
+  def from_saved(self, state):
+    return state
+
+  def to_save(self, state):
+    return state
+
+
+class Pmap:
+  """jax.pmap over the local devices; gradients psum'd (= pmean of per-device means)."""
+
+  AXIS = 'batch'
+
+  def __init__(self, spec: step_lib.StepSpec, init, abstract_params_state, config):
+    del abstract_params_state
+    self.spec = spec = dataclasses.replace(spec, axis_name=self.AXIS)
+    self.devices = jax.local_devices()
+    per_process = config.train.batch_size // jax.process_count()
+    if per_process % (len(self.devices) * config.train.grad_accum):
+      raise UserError(f'train.batch_size={config.train.batch_size} gives {per_process} rows '
+                      f'per process, not divisible by {len(self.devices)} local devices x '
+                      f'train.grad_accum={config.train.grad_accum}')
+    one = SingleDeviceSharding(self.devices[0])
+    self.abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=one),
+                                 jax.eval_shape(init, 0))
+    self._init = jax.jit(init)
+    self._step = jax.pmap(functools.partial(step_lib.train_step, spec), axis_name=self.AXIS,
+                          donate_argnums=0, devices=self.devices)
+    self._eval = jax.pmap(functools.partial(step_lib.eval_step, spec), axis_name=self.AXIS,
+                          in_axes=(0, 0, None), devices=self.devices)
+
+  @property
+  def num_devices(self):
+    return jax.device_count()
+
+  def _replicate(self, tree):
+    n = len(self.devices)
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape), tree)
+
+  def init(self, seed):
+    return self._replicate(self._init(seed))
+
+  def put_batch(self, local_batch):
+    n = len(self.devices)
+    return {k: np.reshape(v, (n, v.shape[0] // n) + v.shape[1:]) for k, v in local_batch.items()}
+
+  def step(self, state, batch):
+    state, metrics = self._step(state, batch)
+    return state, jax.tree.map(lambda m: m[0], metrics)
+
+  def evaluate(self, state, batch, index):
+    return jax.tree.map(lambda m: m[0], self._eval(state.params, batch, index))
+
+  def from_saved(self, state):
+    return self._replicate(state)
+
+  def to_save(self, state):
+    return jax.device_get(jax.tree.map(lambda x: x[0], state))
+
+
+STRATEGIES = {'jit': Jit, 'pmap': Pmap}

@@ -1,0 +1,36 @@
+"""Tokenizers behind one protocol (`base.Tokenizer`): sentencepiece, which ssljax trains,
+and Hugging Face `tokenizers`, loaded only when a Hugging Face tokenizer is asked for."""
+
+import pathlib
+
+from ssljax.errors import UserError
+from ssljax.tokenizers.base import SPECIAL_TOKENS, Tokenizer
+from ssljax.tokenizers.sentencepiece import SentencePieceTokenizer, train
+
+__all__ = ['SPECIAL_TOKENS', 'SentencePieceTokenizer', 'Tokenizer', 'from_proto', 'load',
+           'train']
+
+
+def _kinds() -> dict:
+  from ssljax.tokenizers import huggingface  # pylint: disable=g-import-not-at-top  (needs `tokenizers`)
+  return {SentencePieceTokenizer.kind: SentencePieceTokenizer,
+          huggingface.HFTokenizer.kind: huggingface.HFTokenizer}
+
+
+def from_proto(kind: str, proto: bytes, origin: str = '<bytes>') -> Tokenizer:
+  """The tokenizer of `kind` ('sentencepiece' or 'hf') serialised as `proto`."""
+  if kind == SentencePieceTokenizer.kind:
+    return SentencePieceTokenizer(proto, origin)
+  kinds = _kinds()
+  if kind not in kinds:
+    raise UserError(f'{origin} has tokenizer kind {kind!r}; this ssljax knows '
+                    f'{", ".join(kinds)}')
+  return kinds[kind].from_proto(proto, origin)
+
+
+def load(path: str | pathlib.Path) -> Tokenizer:
+  """A sentencepiece .model, a Hugging Face tokenizer.json, or a folder `save` wrote."""
+  path = pathlib.Path(path).expanduser()
+  if path.suffix == '.json' or (path / 'tokenizer.json').is_file():
+    return _kinds()['hf'].load(path)
+  return SentencePieceTokenizer.load(path)

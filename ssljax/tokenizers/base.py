@@ -1,0 +1,37 @@
+"""What the data pipeline, the models and the checkpoints need of a tokenizer.
+
+Two implementations sit behind it: `sentencepiece` (what ssljax trains) and `huggingface`
+(the `tokenizers` library, for imported models). Both map the same five roles to ids.
+"""
+
+from typing import Protocol
+
+import numpy as np
+
+PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)  # in id order: [PAD] is 0 ... [MASK] is 4
+WORD_PREFIX = '\u2581'  # '▁', SentencePiece's mark for a piece that starts a word
+
+
+class Tokenizer(Protocol):
+  """Batch encoding to int32 arrays plus the per-id tables the data pipeline needs."""
+
+  kind: str  # 'sentencepiece' | 'hf': stored in checkpoints to read `model_proto` back
+  pad_id: int
+  unk_id: int
+  cls_id: int
+  sep_id: int
+  mask_id: int
+  vocab_size: int
+  special_ids: np.ndarray  # int32 ids that masking and prediction never choose
+  normal_ids: np.ndarray  # the rest: what a random MLM replacement draws from
+  word_start: np.ndarray  # bool per id: the piece begins a word
+
+  @property
+  def model_proto(self) -> bytes: ...
+
+  def save(self, directory): ...
+
+  def encode(self, texts: list[str]) -> list[np.ndarray]: ...
+
+  def decode(self, ids) -> str: ...
