@@ -15,6 +15,7 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -24,16 +25,6 @@ from ssljax.errors import UserError
 
 # Ridge penalties, as multiples of the mean eigenvalue of the centred Gram matrix.
 RIDGE_GRID = 10.0 ** np.arange(-5, 3)
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeSettings:
-  """The settings `extract` and `ridge` read, for callers without a full settings dict."""
-  pooling: str = 'mean'
-  max_len: int = 128
-  batch_size: int = 64
-  val_fraction: float = 0.1
-  cache_key: str = ''
 
 
 @dataclasses.dataclass
@@ -221,8 +212,9 @@ def ridge_probe_eval(model, tokenizer, train_examples, eval_examples, spec, *,
 
   Returns the task's metrics by name plus 'lambda', the penalty chosen on validation.
   """
-  cfg = ProbeSettings(pooling=pooling, max_len=max_len, batch_size=batch_size,
-                      val_fraction=val_fraction)
+  cfg = ml_collections.ConfigDict(dict(pooling=pooling, max_len=max_len,
+                                       batch_size=batch_size, val_fraction=val_fraction,
+                                       cache_key=''))
   train = extract(model, tokenizer, spec, train_examples, cfg)
   evaluation = extract(model, tokenizer, spec, eval_examples, cfg)
   result = ridge(train, {'eval': evaluation}, spec, cfg, seed)

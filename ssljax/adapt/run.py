@@ -8,11 +8,11 @@ what it finished), `workdir/report.md` and PNG plots. Every split is scored with
 task's own metrics; model selection only ever sees a validation split carved from train.
 """
 
+import dataclasses
 import json
 import logging
 import pathlib
 import time
-import types
 
 import jax
 import ml_collections
@@ -75,8 +75,12 @@ def load_settings(overrides=()) -> ml_collections.ConfigDict:
   return s
 
 
-class Task(types.SimpleNamespace):
-  """spec (tasks.TaskSpec), train (examples) and evals ({split: examples})."""
+@dataclasses.dataclass
+class Task:
+  """A task's examples: what to train on and the splits to score."""
+  spec: tasks.TaskSpec
+  train: list[tasks.Example]
+  evals: dict[str, list[tasks.Example]]
 
 
 def load_task(name: str, s) -> Task:
@@ -153,14 +157,14 @@ def _subset(examples, limit, seed):
   return [examples[i] for i in keep]
 
 
-def method_settings(s, method: str, arch: str) -> types.SimpleNamespace:
+def method_settings(s, method: str, arch: str) -> ml_collections.ConfigDict:
   """The flat settings probe/finetune/fewshot read: the shared keys plus the method's own."""
   pooling = s.pooling
   if not pooling:
     pooling = ('last' if arch == 'gpt' else 'cls') if method == 'finetune' else 'mean'
   shared = {k: s[k] for k in ('max_len', 'batch_size', 'val_fraction', 'doc_stride')}
   own = s[method].to_dict() if method in s else {}
-  return types.SimpleNamespace(**shared, **own, pooling=pooling, cache_key='')
+  return ml_collections.ConfigDict(shared | own | {'pooling': pooling, 'cache_key': ''})
 
 
 def _model(pre, init, seed):
@@ -208,8 +212,7 @@ def _fewshot_runs(pre, task, cfg, inits, seeds, workdir):
   for init in inits:
     for seed in seeds:
       model = _model(pre, init, seed)
-      scratch = pre if init == 'pretrained' else types.SimpleNamespace(**{**vars(pre),
-                                                                          'model': model})
+      scratch = pre if init == 'pretrained' else dataclasses.replace(pre, model=model)
       by_split = {split: prompting.evaluate(
           scratch, task.spec, task.train, examples, template=cfg.template.replace('\\n', '\n'),
           verbalizers=verbalizers, shots=shots, seed=seed, batch_size=cfg.batch_size,
