@@ -34,7 +34,8 @@ def base() -> ml_collections.ConfigDict:
   m.embed_size = 0  # ALBERT factorised embedding E; 0 means E = hidden_size
   m.share_layers = False  # ALBERT cross-layer sharing
   m.pre_ln = False  # BERT is post-LN; GPT is always pre-LN
-  m.activation = 'gelu'  # gelu (exact, BERT) | gelu_tanh (GPT-2, ALBERT)
+  m.activation = 'gelu'  # gelu (exact, BERT) | gelu_tanh (GPT-2, ALBERT) | geglu (gated)
+  m.use_bias = True  # False: no biases in dense layers, norms and the MLM output (Cramming)
   m.dropout_rate = 0.1
   m.attention_dropout_rate = 0.1
   m.layer_norm_eps = 1e-12
@@ -76,6 +77,7 @@ def base() -> ml_collections.ConfigDict:
   tr.checkpoint_every = 100
   tr.keep_checkpoints = 3
   tr.progress = True
+  tr.time_budget = 0.0  # minutes; > 0 sizes train.steps to the budget once (WORKDIR/budget.json)
   tr.init_from = ''  # a checkpoint or Hugging Face folder whose weights start a fresh run
 
   c.probe = p = ml_collections.ConfigDict()  # a ridge probe while pretraining
@@ -92,6 +94,7 @@ def base() -> ml_collections.ConfigDict:
   o.name = 'adamw'  # adamw | lamb
   o.learning_rate = 1e-3
   o.warmup_steps = 20
+  o.warmup_fraction = 0.0  # > 0: warm up over this share of train.steps instead (0.5: a triangle)
   o.decay = 'linear'  # linear | cosine | constant
   o.end_learning_rate = 0.0
   o.weight_decay = 0.01
@@ -210,7 +213,7 @@ def validate(c):
   _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
   _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
   _choice('model.dtype', c.model.dtype, ('float32', 'bfloat16'))
-  _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh'))
+  _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu'))
   if (c.model.arch == 'gpt') != (c.objective == 'clm'):
     raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
                     'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop')
@@ -220,6 +223,10 @@ def validate(c):
   if c.data.seq_len + c.model.position_offset > c.model.max_len:
     raise UserError(f'data.seq_len={c.data.seq_len} exceeds model.max_len={c.model.max_len} '
                     f'minus model.position_offset={c.model.position_offset}')
+  if c.train.time_budget < 0:
+    raise UserError(f'train.time_budget={c.train.time_budget} minutes must not be negative')
+  if not 0 <= c.optimizer.warmup_fraction < 1:
+    raise UserError(f'optimizer.warmup_fraction={c.optimizer.warmup_fraction} must lie in [0, 1)')
   if not 0 < c.mlm.rate < 1:
     raise UserError(f'mlm.rate={c.mlm.rate} must lie in (0, 1)')
   if c.mlm.mask_fraction + c.mlm.random_fraction > 1:

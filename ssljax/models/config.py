@@ -22,6 +22,7 @@ class ModelConfig:
   share_layers: bool = False
   pre_ln: bool = False
   activation: str = 'gelu'
+  use_bias: bool = True
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.1
   layer_norm_eps: float = 1e-12

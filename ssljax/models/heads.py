@@ -13,9 +13,11 @@ class MLMHead(nnx.Module):
     self.cfg = cfg
     self.transform = Dense(cfg.hidden_size, e, ('embed', None), cfg, rngs=rngs)
     self.norm = LayerNorm(e, cfg, rngs=rngs)
-    self.bias = nnx.Param(jnp.zeros((cfg.vocab_size,)), out_sharding=('vocab',))
+    self.bias = (nnx.Param(jnp.zeros((cfg.vocab_size,)), out_sharding=('vocab',))
+                 if cfg.use_bias else None)
 
   def __call__(self, x_BxKxH, embedding_VxE):
     y_BxKxE = self.norm(activation(self.cfg)(self.transform(x_BxKxH)))
     logits_BxKxV = jnp.einsum('bke,ve->bkv', y_BxKxE, embedding_VxE.astype(y_BxKxE.dtype))
-    return logits_BxKxV.astype(jnp.float32) + self.bias[...]
+    logits_BxKxV = logits_BxKxV.astype(jnp.float32)
+    return logits_BxKxV + self.bias[...] if self.bias is not None else logits_BxKxV

@@ -35,19 +35,34 @@ class Dense(nnx.Linear):
   """A Linear layer whose kernel and bias carry logical axis names."""
 
   def __init__(self, din, dout, names, cfg, *, rngs, std=0.02):
-    super().__init__(din, dout, dtype=DTYPES[cfg.dtype], kernel_init=_init(std, names),
-                     bias_init=_zeros(names[-1:]), rngs=rngs)
+    super().__init__(din, dout, use_bias=cfg.use_bias, dtype=DTYPES[cfg.dtype],
+                     kernel_init=_init(std, names), bias_init=_zeros(names[-1:]), rngs=rngs)
 
 
 class LayerNorm(nnx.LayerNorm):
 
   def __init__(self, dim, cfg, *, rngs):
-    super().__init__(dim, epsilon=cfg.layer_norm_eps, dtype=DTYPES[cfg.dtype],
-                     scale_init=_ones(('embed',)), bias_init=_zeros(('embed',)), rngs=rngs)
+    super().__init__(dim, epsilon=cfg.layer_norm_eps, use_bias=cfg.use_bias,
+                     dtype=DTYPES[cfg.dtype], scale_init=_ones(('embed',)),
+                     bias_init=_zeros(('embed',)), rngs=rngs)
 
 
 def activation(cfg):
   return functools.partial(jax.nn.gelu, approximate=cfg.activation == 'gelu_tanh')
+
+
+GATED = ('geglu',)  # activations whose MLP input layer is twice as wide: gate and value
+
+
+def mlp_activation(cfg):
+  """The MLP's nonlinearity: GELU, or GEGLU (GELU of one half times the other half, as
+  Shazeer 2020 and Cramming use) for the gated activations."""
+  if cfg.activation in GATED:
+    def geglu(x):
+      gate, value = jnp.split(x, 2, axis=-1)
+      return jax.nn.gelu(gate, approximate=False) * value
+    return geglu
+  return activation(cfg)
 
 
 def _dropout(x, rate, key):
@@ -79,7 +94,8 @@ class Block(nnx.Module):
     self.value = Dense(h, h, ('embed', 'heads'), cfg, rngs=rngs)
     self.attention_out = Dense(h, h, ('heads', 'embed'), cfg, rngs=rngs)
     self.attention_norm = LayerNorm(h, cfg, rngs=rngs)
-    self.mlp_in = Dense(h, f, ('embed', 'mlp'), cfg, rngs=rngs)
+    self.mlp_in = Dense(h, 2 * f if cfg.activation in GATED else f, ('embed', 'mlp'), cfg,
+                        rngs=rngs)
     self.mlp_out = Dense(f, h, ('mlp', 'embed'), cfg, rngs=rngs)
     self.mlp_norm = LayerNorm(h, cfg, rngs=rngs)
 
@@ -106,7 +122,7 @@ class Block(nnx.Module):
   def __call__(self, x_BxLxH, mask_Bx1xLxL, key=None):
     keys = jax.random.split(key, 3) if key is not None else (None,) * 3
     rate = self.cfg.dropout_rate
-    mlp = lambda y: self.mlp_out(activation(self.cfg)(self.mlp_in(y)))
+    mlp = lambda y: self.mlp_out(mlp_activation(self.cfg)(self.mlp_in(y)))
     if self.pre_ln:
       x_BxLxH = x_BxLxH + _dropout(
           self.attention(self.attention_norm(x_BxLxH), mask_Bx1xLxL, keys[0]), rate, keys[1])

@@ -28,8 +28,8 @@ from flax import nnx
 from ssljax import config as config_lib, models, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples
 from ssljax.errors import UserError
-from ssljax.pretrain import (checkpoint, masking, metrics as metrics_lib, optimizer, parallel,
-                             step as step_lib)
+from ssljax.pretrain import (budget, checkpoint, masking, metrics as metrics_lib, optimizer,
+                             parallel, step as step_lib)
 from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,10 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
   `hooks` run at their cadence on the current parameters (see `Hook`). `stop_after` ends
   the loop early at that step with a checkpoint, as a preemption would.
   """
+  started = time.perf_counter()
   parallel.initialize_distributed(config.distributed)
+  if config.train.time_budget:
+    config = budget.sized_config(config, workdir, setup, started)
   run = setup(config, workdir)
   config = run.config  # with train.init_from's model section
   cfg = config.train
@@ -292,7 +295,8 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
         done = step + 1
         pending.append((done, step_metrics))
         bar.update(1)
-        stop = flag['signal'] or (stop_after is not None and done >= stop_after)
+        stop = (flag['signal'] or (stop_after is not None and done >= stop_after) or
+                (due(done, cfg.log_every) and budget.spent(started, cfg.time_budget)))
         save = stop or due(done, cfg.checkpoint_every, cfg.steps)
         # Step `done` is dispatched: read the ones before it, and itself if it is saved.
         drain(through=done if save else done - 1, always=done if save else None)
@@ -306,9 +310,10 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
           if due(done, hook.every, cfg.steps):
             record(done, hook.fn(run, run.strategy.to_save(state).params))
         if stop:
-          if flag['signal']:
-            bar.write(f'{flag["signal"]} at step {done}: checkpoint saved; rerun the same '
-                      'command to continue')
+          if done < cfg.steps and stop_after is None:
+            why = flag['signal'] or f'time budget of {cfg.time_budget} min spent'
+            bar.write(f'{why} at step {done}: checkpoint saved; rerun the same command to '
+                      'continue')
           break
   finally:
     bar.close()

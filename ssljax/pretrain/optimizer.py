@@ -8,7 +8,9 @@ import optax
 
 
 def schedule(cfg, total_steps):
-  warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+  """Linear warmup (optimizer.warmup_steps, or warmup_fraction of the run), then decay."""
+  steps = round(cfg.warmup_fraction * total_steps) if cfg.warmup_fraction else cfg.warmup_steps
+  warmup = min(steps, max(total_steps - 1, 0))
   decay_steps = max(total_steps - warmup, 1)
   if cfg.decay == 'cosine':
     decay = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps,
