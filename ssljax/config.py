@@ -35,6 +35,7 @@ def base() -> ml_collections.ConfigDict:
   m.share_layers = False  # ALBERT cross-layer sharing
   m.pre_ln = False  # BERT is post-LN; GPT is always pre-LN
   m.activation = 'gelu'  # gelu (exact, BERT) | gelu_tanh (GPT-2, ALBERT) | geglu (gated)
+  m.positions = 'learned'  # learned (BERT, GPT-2) | rope (rotary: relative, learns local attention fast)
   m.use_bias = True  # False: no biases in dense layers, norms and the MLM output (Cramming)
   m.dropout_rate = 0.1
   m.attention_dropout_rate = 0.1
@@ -214,6 +215,7 @@ def validate(c):
   _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
   _choice('model.dtype', c.model.dtype, ('float32', 'bfloat16'))
   _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu'))
+  _choice('model.positions', c.model.positions, ('learned', 'rope'))
   if (c.model.arch == 'gpt') != (c.objective == 'clm'):
     raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
                     'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop')

@@ -394,10 +394,12 @@ def hf_config(cfg: models.ModelConfig, tokenizer) -> dict:
   if cfg.embed_size not in (0, cfg.hidden_size) and model_type != 'albert':
     raise UserError(f'model.embed_size={cfg.embed_size} needs ALBERT\'s projection; '
                     f'{model_type} has none')
-  if not cfg.use_bias or cfg.activation not in ('gelu', 'gelu_tanh'):
-    raise UserError(f'model.use_bias={cfg.use_bias}, model.activation={cfg.activation}: '
-                    f'{model_type} has biases and a plain GELU MLP; this model has no Hugging '
-                    'Face twin')
+  if (not cfg.use_bias or cfg.activation not in ('gelu', 'gelu_tanh') or
+      cfg.positions != 'learned'):
+    raise UserError(f'model.use_bias={cfg.use_bias}, model.activation={cfg.activation}, '
+                    f'model.positions={cfg.positions}: '
+                    f'{model_type} has biases, a plain GELU MLP and learned positions; this model '
+                    'has no Hugging Face twin')
   if cfg.share_layers and model_type != 'albert':
     raise UserError(f'model.share_layers needs ALBERT; {model_type} has no shared layers')
   out = {hf_key: getattr(cfg, key) for hf_key, key, _ in _CONFIG_KEYS[model_type]}

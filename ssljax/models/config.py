@@ -23,6 +23,7 @@ class ModelConfig:
   pre_ln: bool = False
   activation: str = 'gelu'
   use_bias: bool = True
+  positions: str = 'learned'
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.1
   layer_norm_eps: float = 1e-12

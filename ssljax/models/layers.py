@@ -73,6 +73,17 @@ def _dropout(x, rate, key):
   return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
 
 
+def rope(x_BxLxNxD, positions_BxL, base: float = 10000.0):
+  """Rotary position embedding (Su et al. 2021), halves rotated as in GPT-NeoX: q.k then
+  depends on positions only through their difference, so local attention is easy to learn."""
+  half = x_BxLxNxD.shape[-1] // 2
+  freq_F = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angle_BxLx1xF = (positions_BxL.astype(jnp.float32)[..., None] * freq_F)[:, :, None, :]
+  cos, sin = jnp.cos(angle_BxLx1xF), jnp.sin(angle_BxLx1xF)
+  x1, x2 = x_BxLxNxD[..., :half].astype(jnp.float32), x_BxLxNxD[..., half:].astype(jnp.float32)
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).astype(x_BxLxNxD.dtype)
+
+
 def attention_mask(doc_ids_BxL, causal):
   """Tokens attend to tokens of the same document (doc id > 0); causal adds j <= i."""
   same_BxLxL = doc_ids_BxL[:, :, None] == doc_ids_BxL[:, None, :]
@@ -99,12 +110,14 @@ class Block(nnx.Module):
     self.mlp_out = Dense(f, h, ('mlp', 'embed'), cfg, rngs=rngs)
     self.mlp_norm = LayerNorm(h, cfg, rngs=rngs)
 
-  def attention(self, x_BxLxH, mask_Bx1xLxL, key):
+  def attention(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key):
     b, l, h = x_BxLxH.shape
     split = lambda t: t.reshape(b, l, self.num_heads, h // self.num_heads)
     q_BxLxNxD = split(self.query(x_BxLxH))
     k_BxLxNxD = split(self.key(x_BxLxH))
     v_BxLxNxD = split(self.value(x_BxLxH))
+    if self.cfg.positions == 'rope':
+      q_BxLxNxD, k_BxLxNxD = rope(q_BxLxNxD, positions_BxL), rope(k_BxLxNxD, positions_BxL)
     if key is None or self.cfg.attention_dropout_rate == 0.0:
       out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
                                                  mask=mask_Bx1xLxL)
@@ -119,16 +132,15 @@ class Block(nnx.Module):
                                v_BxLxNxD)
     return self.attention_out(out_BxLxNxD.reshape(b, l, h))
 
-  def __call__(self, x_BxLxH, mask_Bx1xLxL, key=None):
+  def __call__(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key=None):
     keys = jax.random.split(key, 3) if key is not None else (None,) * 3
     rate = self.cfg.dropout_rate
     mlp = lambda y: self.mlp_out(mlp_activation(self.cfg)(self.mlp_in(y)))
+    attend = lambda y: self.attention(y, mask_Bx1xLxL, positions_BxL, keys[0])
     if self.pre_ln:
-      x_BxLxH = x_BxLxH + _dropout(
-          self.attention(self.attention_norm(x_BxLxH), mask_Bx1xLxL, keys[0]), rate, keys[1])
+      x_BxLxH = x_BxLxH + _dropout(attend(self.attention_norm(x_BxLxH)), rate, keys[1])
       return x_BxLxH + _dropout(mlp(self.mlp_norm(x_BxLxH)), rate, keys[2])
-    x_BxLxH = self.attention_norm(
-        x_BxLxH + _dropout(self.attention(x_BxLxH, mask_Bx1xLxL, keys[0]), rate, keys[1]))
+    x_BxLxH = self.attention_norm(x_BxLxH + _dropout(attend(x_BxLxH), rate, keys[1]))
     return self.mlp_norm(x_BxLxH + _dropout(mlp(x_BxLxH), rate, keys[2]))
 
 
@@ -148,11 +160,11 @@ class Stack(nnx.Module):
     else:
       self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
 
-  def __call__(self, x_BxLxH, mask_Bx1xLxL, key=None):
+  def __call__(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key=None):
     cfg = self.cfg
     keys = (jax.random.split(key, cfg.num_layers) if key is not None
             else [None] * cfg.num_layers)
-    apply = lambda block, x, k: block(x, mask_Bx1xLxL, k)
+    apply = lambda block, x, k: block(x, mask_Bx1xLxL, positions_BxL, k)
     if cfg.remat:
       apply = nnx.remat(apply)
     if cfg.scan_layers and not cfg.share_layers:
@@ -180,8 +192,9 @@ class Embeddings(nnx.Module):
     self.cfg = cfg
     self.word = nnx.Embed(cfg.vocab_size, e, dtype=dtype,
                           embedding_init=_init(0.02, ('vocab', 'embed')), rngs=rngs)
-    self.position = nnx.Embed(cfg.max_len, e, dtype=dtype,
-                              embedding_init=_init(0.02, (None, 'embed')), rngs=rngs)
+    self.position = (nnx.Embed(cfg.max_len, e, dtype=dtype,
+                               embedding_init=_init(0.02, (None, 'embed')), rngs=rngs)
+                     if cfg.positions == 'learned' else None)  # rope rotates q and k instead
     self.segment = (nnx.Embed(cfg.type_vocab_size, e, dtype=dtype,
                               embedding_init=_init(0.02, (None, 'embed')), rngs=rngs)
                     if segments else None)
@@ -190,7 +203,9 @@ class Embeddings(nnx.Module):
                     if e != cfg.hidden_size else None)
 
   def __call__(self, ids_BxL, positions_BxL, segment_ids_BxL, key):
-    x_BxLxE = self.word(ids_BxL) + self.position(positions_BxL + self.cfg.position_offset)
+    x_BxLxE = self.word(ids_BxL)
+    if self.position is not None:
+      x_BxLxE += self.position(positions_BxL + self.cfg.position_offset)
     if self.segment is not None:
       x_BxLxE += self.segment(segment_ids_BxL)
     if self.norm is not None:
