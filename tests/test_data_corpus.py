@@ -1,4 +1,4 @@
-"""Tests for ssljax.corpus: every source and every user error."""
+"""ssljax.data.corpus: every source, every user error, the held-out split."""
 
 import json
 import sys
@@ -151,3 +151,16 @@ def test_malformed_jsonl(name, lines, message, tmp_path):
   file.write_text(lines)
   with pytest.raises(UserError, match=message):
     corpus.load_documents(_data_cfg(source='jsonl', path=str(file)))
+
+
+def test_split_documents():
+  docs = [f'doc {i}' for i in range(100)]
+  train, held = corpus.split_documents(docs, 0.05, seed=0)
+  assert len(held) == 5 and sorted(train + held) == sorted(docs)
+  assert [d for d in docs if d in train] == train  # order kept
+  assert corpus.split_documents(docs, 0.05, seed=0) == (train, held)
+  assert corpus.split_documents(docs, 0.05, seed=1)[1] != held
+  assert len(corpus.split_documents(docs[:3], 0.01, seed=0)[1]) == 1  # at least one
+  assert len(corpus.split_documents(docs[:3], 0.99, seed=0)[0]) == 1  # never all
+  assert corpus.split_documents(docs, 0.0, seed=0) == (docs, [])
+  assert corpus.split_documents(['0123456789'], 0.2, seed=0) == (['01234567'], ['89'])

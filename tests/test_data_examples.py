@@ -1,40 +1,12 @@
-"""Tests for ssljax.data: example layout per objective, NSP/SOP pairs, batches, resume."""
-
-import json
-import pathlib
+"""ssljax.data.examples: the example layout of each objective, NSP/SOP pairs, determinism."""
 
 import numpy as np
 import pytest
 
+from data_fixtures import GROUP, KEYS, docs, tok  # noqa: F401  (fixtures)
 from ssljax import config
-from ssljax import tokenizers as tokenizer_lib
-from ssljax.data import batches as batches_lib, corpus, examples as examples_lib
+from ssljax.data import examples as examples_lib
 from ssljax.errors import UserError
-
-SYNTHETIC = pathlib.Path(__file__).parent / 'fixtures' / 'synthetic.txt'
-
-KEYS = ('input_ids', 'segment_ids', 'positions', 'doc_ids', 'word_start',
-        'sentence_label')
-GROUP = 4  # token ids per synthetic document: a token names the document it came from
-
-
-@pytest.fixture(scope='module')
-def tok(tmp_path_factory):
-  data_cfg = config.base().data
-  data_cfg.update(source='text', path=str(SYNTHETIC))
-  prefix = tmp_path_factory.mktemp('tok') / 'sp'
-  return tokenizer_lib.train(corpus.load_documents(data_cfg), 200, prefix)
-
-
-@pytest.fixture(scope='module')
-def docs(tok):
-  """Random token documents over disjoint id sets; the set of a token is its document."""
-  rng = np.random.default_rng(0)
-  count = len(tok.normal_ids) // GROUP
-  lengths = rng.integers(1, 1200, count)
-  lengths[:3] = [1, 2, 29]  # shorter than one pair, the shortest pair, one exact chunk
-  groups = tok.normal_ids[:count * GROUP].reshape(count, GROUP)
-  return [rng.choice(g, n).astype(np.int32) for g, n in zip(groups, lengths)]
 
 
 def _owner(tok, ids):
@@ -166,84 +138,6 @@ def test_examples_depend_only_on_seed_and_index(tok, docs, objective):
   same = all(np.array_equal(first[i]['input_ids'], other[i]['input_ids'])
              for i in range(50))
   assert same == (objective in ('mlm', 'clm'))  # only NSP and SOP draw randomness
-
-
-def _take(batches, count):
-  return [next(batches) for _ in range(count)]
-
-
-def _assert_batches_equal(left, right):
-  assert len(left) == len(right)
-  for x, y in zip(left, right):
-    assert set(x) == set(KEYS)
-    for key in KEYS:
-      np.testing.assert_array_equal(x[key], y[key])
-
-
-def test_batches_shapes_and_epochs(tok, docs):
-  examples = examples_lib.build_examples(docs, tok, 'mlm', 32, seed=0)[:40]
-  batches = batches_lib.Batches(examples, 8, seed=1)
-  first_epoch = _take(batches, 5)
-  assert first_epoch[0]['input_ids'].shape == (8, 32)
-  assert first_epoch[0]['sentence_label'].shape == (8,)
-  rows = [r.tobytes() for b in first_epoch for r in b['input_ids']]
-  expected = [examples[i]['input_ids'].tobytes() for i in range(40)]
-  assert sorted(rows) == sorted(expected) and rows != expected  # a shuffled epoch
-  second_epoch = [r.tobytes() for b in _take(batches, 5) for r in b['input_ids']]
-  assert sorted(second_epoch) == sorted(expected) and second_epoch != rows
-
-
-def test_batches_resume_from_state(tok, docs):
-  examples = examples_lib.build_examples(docs, tok, 'mlm_nsp', 24, seed=0)
-  batches = batches_lib.Batches(examples, 16, seed=3)
-  _take(batches, 7)
-  state = json.loads(json.dumps(batches.get_state()))
-  expected = _take(batches, 5)
-  restored = batches_lib.Batches(examples, 16, seed=3)
-  restored.set_state(state)
-  _assert_batches_equal(_take(restored, 5), expected)
-
-
-def test_process_batches_concatenate_to_the_global_batch(tok, docs):
-  examples = examples_lib.build_examples(docs, tok, 'mlm_sop', 24, seed=0)[:50]
-  steps = 9  # crosses epoch boundaries: 50 examples, 12 per step
-  global_batches = _take(batches_lib.Batches(examples, 12, seed=2), steps)
-  local = [_take(batches_lib.Batches(examples, 12, seed=2, process_index=p, process_count=3), steps)
-           for p in range(3)]
-  joined = [{k: np.concatenate([local[p][t][k] for p in range(3)]) for k in KEYS}
-            for t in range(steps)]
-  assert local[0][0]['input_ids'].shape == (4, 24)
-  _assert_batches_equal(joined, global_batches)
-
-
-def test_batches_errors(tok, docs):
-  examples = examples_lib.build_examples(docs, tok, 'mlm', 32, seed=0)
-  with pytest.raises(UserError, match='batch_size=10 is not divisible by the 4 processes'):
-    batches_lib.Batches(examples, 10, seed=0, process_index=0, process_count=4)
-  with pytest.raises(UserError, match='corpus too small: 5 examples for batch 8'):
-    batches_lib.Batches(examples[:5], 8, seed=0)
-
-
-def test_eval_batches_are_in_order_and_wrap(tok, docs):
-  examples = examples_lib.build_examples(docs, tok, 'clm', 32, seed=0)[:10]
-  batches = batches_lib.eval_batches(examples, 4, 3)
-  assert len(batches) == 3 and batches[0]['input_ids'].shape == (4, 32)
-  rows = np.concatenate([b['input_ids'] for b in batches])
-  expected = [examples[i % 10]['input_ids'] for i in range(12)]
-  np.testing.assert_array_equal(rows, expected)
-
-
-def test_split_documents():
-  docs = [f'doc {i}' for i in range(100)]
-  train, held = corpus.split_documents(docs, 0.05, seed=0)
-  assert len(held) == 5 and sorted(train + held) == sorted(docs)
-  assert [d for d in docs if d in train] == train  # order kept
-  assert corpus.split_documents(docs, 0.05, seed=0) == (train, held)
-  assert corpus.split_documents(docs, 0.05, seed=1)[1] != held
-  assert len(corpus.split_documents(docs[:3], 0.01, seed=0)[1]) == 1  # at least one
-  assert len(corpus.split_documents(docs[:3], 0.99, seed=0)[0]) == 1  # never all
-  assert corpus.split_documents(docs, 0.0, seed=0) == (docs, [])
-  assert corpus.split_documents(['0123456789'], 0.2, seed=0) == (['01234567'], ['89'])
 
 
 def test_nsp_needs_two_documents(tok, docs):
