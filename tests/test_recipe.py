@@ -99,3 +99,18 @@ def test_a_spent_budget_stops_with_a_checkpoint(corpus_file, tokenizer_file, tmp
   loop.pretrain(config, tmp_path)  # the rerun continues to the recorded step count
   assert max(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()
              if p.name.isdigit()) == 6
+
+
+def test_rope_scores_depend_on_relative_positions_only():
+  rng = np.random.default_rng(0)
+  q, k = rng.normal(size=(2, 1, 1, 1, 8)).astype(np.float32)
+  score = lambda i, j: float(np.sum(np.asarray(layers.rope(q, np.array([[i]]))) *
+                                    np.asarray(layers.rope(k, np.array([[j]])))))
+  assert score(3, 1) == pytest.approx(score(12, 10), rel=1e-5)
+  assert score(3, 1) != pytest.approx(score(3, 2), rel=1e-3)
+  assert score(5, 5) == pytest.approx(float(np.sum(q * k)), rel=1e-5)  # no rotation between equals
+
+
+def test_rope_models_have_no_position_table():
+  params = nnx.to_pure_dict(nnx.state(_tiny_model(positions='rope', pre_ln=True)))
+  assert 'position' not in params['embeddings']
