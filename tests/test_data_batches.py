@@ -5,9 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from data_fixtures import KEYS, docs, tok  # noqa: F401  (fixtures)
+import data_fixtures
+from data_fixtures import KEYS
 from ssljax.data import batches as batches_lib, examples as examples_lib
 from ssljax.errors import UserError
+
+tok, docs = data_fixtures.tok, data_fixtures.docs  # fixtures
 
 
 def _take(batches, count):

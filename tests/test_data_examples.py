@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 
-from data_fixtures import GROUP, KEYS, docs, tok  # noqa: F401  (fixtures)
+import data_fixtures
+from data_fixtures import GROUP, KEYS
 from ssljax import config
 from ssljax.data import examples as examples_lib
 from ssljax.errors import UserError
+
+tok, docs = data_fixtures.tok, data_fixtures.docs  # fixtures
 
 
 def _owner(tok, ids):

@@ -1,0 +1,103 @@
+"""ssljax.adapt.finetune: it learns, keeps the best validation epoch, round-trips every head
+kind, and scales learning rates by depth."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import adapt_helpers
+from adapt_helpers import SPECS, SQUAD, SST2, _build, _script_pearson, _settings, _task
+from ssljax.adapt import finetune, probe, rows as encode
+from ssljax.errors import UserError
+
+tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
+
+
+def test_the_best_validation_epoch_is_kept(bert, tok, monkeypatch):
+  script = [0.0, 0.2, 0.9, 0.5]  # + epoch 0
+  seen = _script_pearson(monkeypatch, script)
+  spec, cfg = SPECS['regression'], _settings(epochs=3, lr=1e-2)
+  train = _task('regression', 24, 0)
+  val = [train[i] for i in probe.carve(24, cfg.val_fraction, 0)[1]]
+  result = finetune.finetune(bert, tok, spec, train, {'val': val}, cfg, 0)
+  assert result['val']['pearson'] == 0.9
+  best = len(script) - 2
+  assert seen[-1] == seen[best] != seen[best + 1]  # the evals used the best epoch's weights
+
+
+def test_finetune_learns_a_keyword_task(bert, tok):
+  cfg = _settings(epochs=4, lr=2e-3, batch_size=16, max_len=16, val_fraction=0.2)
+  before = jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(bert)))
+  result = finetune.finetune(bert, tok, SST2, _task('classification', 160, 0),
+                             {'test': _task('classification', 64, 1)}, cfg, 1)
+  assert result['val']['accuracy'] >= 0.8
+  assert result['evals']['test']['metrics']['accuracy'] >= 0.8
+  assert result['val']['accuracy'] == max(c['val_accuracy'] for c in result['curve'][1:])
+  assert len(result['losses']) == 4 * 8 and result['losses'][-1] < result['losses'][0]
+  jax.tree.map(np.testing.assert_array_equal, before,  # the caller's model is untouched
+               nnx.to_pure_dict(nnx.state(bert)))
+
+
+@pytest.mark.parametrize('kind, spec, pooling, overrides, llrd', [
+    ('regression', SPECS['regression'], 'cls', {'model.scan_layers': True}, 0.8),
+    ('tokens', SPECS['tokens'], 'mean', {'model.arch': 'albert', 'model.share_layers': True},
+     0.8),
+    ('span', SQUAD, 'mean', {}, 1.0),
+    ('classification', SST2, 'last', {'model.arch': 'gpt', 'objective': 'clm'}, 0.9),
+])
+def test_finetune_kinds_run_and_round_trip(corpus_file, tok, tmp_path, kind, spec, pooling,
+                                           overrides, llrd):
+  base = _build(corpus_file, tok, **overrides)
+  cfg = _settings(pooling=pooling, llrd=llrd)
+  result = finetune.finetune(base, tok, spec, _task(kind, 24, 0),
+                             {'test': _task(kind, 8, 1)}, cfg, 0)
+  assert np.isfinite(result['losses']).all() and len(result['losses']) >= 3
+  low, high = {'regression': (-1, 1), 'span': (0, 100)}.get(kind, (0, 1))
+  assert all(low <= v <= high for v in result['evals']['test']['metrics'].values())
+  finetune.save(tmp_path, result['params'], base.cfg, spec, cfg, tok)
+  loaded, loaded_spec, meta, loaded_tok = finetune.load(tmp_path)
+  assert loaded_spec == spec and meta['pooling'] == pooling
+  rows = encode.build(loaded_tok, spec, _task(kind, 8, 1), 32, 8)
+  batch = next(encode.batches(rows, 8))
+  graphdef = nnx.split(finetune.Tuned(base, spec, pooling, rngs=nnx.Rngs(0)))[0]
+  np.testing.assert_array_equal(loaded(batch), nnx.merge(graphdef, result['params'])(batch))
+
+
+@pytest.mark.parametrize('overrides', [
+    {}, {'model.scan_layers': True}, {'model.arch': 'albert', 'model.share_layers': True}])
+def test_layer_scales_decay_towards_the_embeddings(corpus_file, tok, overrides):
+  tuned = finetune.Tuned(_build(corpus_file, tok, **overrides), SST2, 'cls',
+                         rngs=nnx.Rngs(0))
+  params = nnx.to_pure_dict(nnx.state(tuned))
+  decay, layers = 0.5, tuned.model.cfg.num_layers  # depth: embeddings 0, layer i i + 1
+
+  def expected(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if "['embeddings']" in name:
+      depth = 0
+    elif "['layers']" in name:
+      depth = int(re.search(r"\['layers'\]\[(\d+)\]", name).group(1)) + 1
+    elif "['scanned']" in name:
+      return (decay ** (layers - np.arange(layers))).reshape((-1,) + (1,) * (leaf.ndim - 1))
+    else:
+      depth = layers if "['shared']" in name else layers + 1
+    return np.float32(decay ** (layers + 1 - depth))
+
+  want = jax.tree_util.tree_map_with_path(expected, params)
+  jax.tree.map(np.testing.assert_allclose, finetune.layer_scales(params, layers, decay), want)
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates = []
+  for llrd in (1.0, decay):
+    tx = finetune.make_optimizer(_settings(llrd=llrd, warmup=0.0), 10, params, layers)
+    updates.append(jax.jit(tx.update)(grads, tx.init(params), params)[0])
+  jax.tree.map(lambda plain, scaled, scale: np.testing.assert_allclose(
+      scaled, plain * scale, rtol=1e-6), *updates, want)
+
+
+def test_user_errors(bert, tok):
+  with pytest.raises(UserError, match='epoch'):
+    finetune.finetune(bert, tok, SST2, _task('classification', 8, 0), {}, _settings(epochs=0), 0)

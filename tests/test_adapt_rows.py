@@ -1,0 +1,121 @@
+"""ssljax.adapt.rows: single and pair rows, first-piece token labels, SQuAD windows, each
+against an independent reference."""
+
+import numpy as np
+import pytest
+
+import adapt_helpers
+from adapt_helpers import MRPC, SQUAD, SST2, WORDS, _ids, _text
+from ssljax.adapt import heads, rows as encode, tasks
+from ssljax.adapt.tasks import Example
+from ssljax.errors import UserError
+
+tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
+
+
+def _bert_truncate(a, b, room):  # google-research/bert run_classifier._truncate_seq_pair
+  a, b = list(a), list(b)
+  while len(a) + len(b) > room:
+    (a if len(a) > len(b) else b).pop()
+  return a, b
+
+
+def test_pair_and_single_rows(tok):
+  cases = [(3, 2), (20, 4), (10, 10), (4, 20), (7, 8)]
+  examples = [Example(text=_text(a), text_b=_text(b, 5), label=i % 2)
+              for i, (a, b) in enumerate(cases)]
+  rows = encode.build(tok, MRPC, examples, max_len=16)
+  assert rows.arrays['input_ids'].shape == (len(cases), 16)
+  np.testing.assert_array_equal(rows.arrays['labels'], [0, 1, 0, 1, 0])
+  for row, e in enumerate(examples):
+    a, b = _bert_truncate(_ids(tok, e.text), _ids(tok, e.text_b), 16 - 3)
+    expected = [tok.cls_id] + a + [tok.sep_id] + b + [tok.sep_id]
+    pad = [0] * (16 - len(expected))
+    np.testing.assert_array_equal(rows.arrays['input_ids'][row], expected + pad)
+    np.testing.assert_array_equal(rows.arrays['segment_ids'][row],
+                                  [0] * (len(a) + 2) + [1] * (len(b) + 1) + pad)
+    np.testing.assert_array_equal(rows.arrays['doc_ids'][row], [1] * len(expected) + pad)
+  single = encode.build(tok, SST2, [Example(text=_text(30)), Example(text='a')], 24)
+  assert single.arrays['input_ids'].shape == (2, 24)  # 32 rounded up, capped at max_len
+  np.testing.assert_array_equal(single.arrays['input_ids'][0],
+                                [tok.cls_id] + _ids(tok, _text(30))[:22] + [tok.sep_id])
+  assert not single.arrays['segment_ids'].any()
+
+
+def test_token_rows_label_first_pieces(tok):
+  sentences = [['the', 'python', 'function', 'antidisestablishmentarianism', 'value'],
+               ['python'] * 12]  # the second does not fit in max_len 32
+  examples = [Example(words=w, tags=[i % 2 for i in range(len(w))]) for w in sentences]
+  ner = tasks.TaskSpec('ner', 'tokens', ('B-PY', 'O'), False, ('entity_f1',))
+  rows = encode.build(tok, ner, examples, max_len=32)
+  expected = []
+  for row, words in enumerate(sentences):
+    position = 1
+    for number, pieces in enumerate(tok.encode(words)):
+      if position + len(pieces) > 31:
+        break
+      expected.append((row, position, number))
+      assert rows.arrays['input_ids'][row, position] == pieces[0]
+      position += len(pieces)
+  assert len(expected) < sum(map(len, sentences))  # some words were cut
+  np.testing.assert_array_equal(rows.words, expected)
+  labels = rows.arrays['labels']
+  assert set(zip(*np.nonzero(labels >= 0))) == {(r, p) for r, p, _ in expected}
+  assert [labels[r, p] for r, p, _ in expected] == [
+      examples[r].tags[w] for r, _, w in expected]
+  one_hot = np.eye(2)[[examples[r].tags[w] for r, _, w in expected]]
+  decoded = heads.KINDS['tokens'].decode(ner, rows, one_hot, examples)
+  assert decoded[0] == [ner.labels[t] for t in examples[0].tags]
+  kept = sum(r == 1 for r, _, _ in expected)  # words past max_len are outside entities
+  assert decoded[1] == [ner.labels[t] if w < kept else 'O'
+                        for w, t in enumerate(examples[1].tags)]
+
+
+def test_squad_windows_and_decoding(tok):
+  words = [WORDS[i % 20] for i in range(40)]
+  words[26] = 'python'
+  context = ' '.join(words)
+  char = lambda k: len(' '.join(words[:k])) + (k > 0)
+  answers = [(25, 2), (3, 1)]  # (first word, word count): one late answer, one early
+  examples = [Example(context=context, question='what is this',
+                      answers=[(' '.join(words[k:k + n]), char(k))]) for k, n in answers]
+  max_len, stride = 24, 6
+  rows = encode.build(tok, SQUAD, examples, max_len, doc_stride=stride)
+  pieces = tok.encode(words)
+  flat = np.concatenate(pieces)
+  question = _ids(tok, 'what is this')
+  head, room = len(question) + 2, max_len - len(question) - 3
+  windows = 1 + -(-(len(flat) - room) // stride)
+  np.testing.assert_array_equal(rows.example, np.repeat([0, 1], windows))
+  for index, (k, n) in enumerate(answers):
+    first = sum(map(len, pieces[:k]))
+    last = sum(map(len, pieces[:k + n])) - 1
+    inside = 0
+    for w in range(windows):
+      row, begin = index * windows + w, w * stride
+      body = list(flat[begin:begin + room])
+      ids = [tok.cls_id] + question + [tok.sep_id] + body + [tok.sep_id]
+      np.testing.assert_array_equal(rows.arrays['input_ids'][row, :len(ids)], ids)
+      start, end = rows.arrays['start'][row], rows.arrays['end'][row]
+      if begin <= first and last < begin + room:
+        inside += 1
+        assert (start, end) == (head + first - begin, head + last - begin)
+        assert tok.decode(rows.arrays['input_ids'][row, start:end + 1]) == \
+            examples[index].answers[0][0]
+      else:
+        assert (start, end) == (0, 0)
+      spans = rows.offsets[row, head:head + len(body)]
+      assert [context[s:t] for s, t in spans] == [
+          words[i] for i in np.repeat(np.arange(40), list(map(len, pieces)))[begin:][:room]]
+      assert (rows.offsets[row, :head] == -1).all()
+    assert 0 < inside < windows
+  width = rows.arrays['input_ids'].shape[1]
+  start_NxL = np.eye(width)[rows.arrays['start']]
+  end_NxL = np.eye(width)[rows.arrays['end']]
+  assert heads.best_spans(start_NxL, end_NxL, rows.offsets, rows.example, [context] * 2) == [
+      e.answers[0][0] for e in examples]
+
+
+def test_user_errors(bert):
+  with pytest.raises(UserError, match='at least 8'):
+    encode.max_length(bert.cfg, 4)
