@@ -12,7 +12,7 @@ from ssljax.pretrain import optimizer
 def opt_cfg(**kw):
   return ml_collections.ConfigDict(dict(
       name='adamw', learning_rate=1.0, warmup_steps=10, decay='linear', end_learning_rate=0.0,
-      weight_decay=0.1, b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0) | kw)
+      warmup_fraction=0.0, weight_decay=0.1, b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0) | kw)
 
 
 @pytest.mark.parametrize('decay,middle', [('linear', 0.5), ('cosine', 0.5), ('constant', 1.0)])

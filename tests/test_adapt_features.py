@@ -1,0 +1,71 @@
+"""ssljax.adapt.features.pool: each pooling by hand on a tiny encoder's hidden states."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ssljax import models
+from ssljax.adapt import features
+from ssljax.errors import UserError
+
+B, L, H = 3, 7, 16
+REAL = (7, 4, 1)  # real tokens per row; the rest is padding
+
+
+def _model(arch='bert'):
+  cfg = models.ModelConfig(arch=arch, vocab_size=40, hidden_size=H, num_layers=1, num_heads=2,
+                           mlp_dim=32, max_len=L, dropout_rate=0.0,
+                           attention_dropout_rate=0.0)
+  return models.build(cfg, nnx.Rngs(0))
+
+
+@pytest.fixture(scope='module')
+def encoded():
+  """(model, hidden states, doc ids) of one padded batch."""
+  model = _model()
+  doc_ids = (np.arange(L)[None] < np.array(REAL)[:, None]).astype(np.int32)
+  ids = np.asarray(jax.random.randint(jax.random.key(1), (B, L), 5, 40)) * doc_ids
+  batch = dict(input_ids=ids, positions=np.broadcast_to(np.arange(L), (B, L)),
+               segment_ids=np.zeros((B, L), np.int32), doc_ids=doc_ids)
+  return model, np.asarray(model(batch)), doc_ids
+
+
+def test_first_is_the_first_state_and_cls_goes_through_the_pooler(encoded):
+  model, hidden, doc_ids = encoded
+  first = np.asarray(features.pool(model, hidden, doc_ids, 'first'))
+  cls = np.asarray(features.pool(model, hidden, doc_ids, 'cls'))
+  np.testing.assert_array_equal(first, hidden[:, 0])
+  kernel, bias = np.asarray(model.pooler.kernel[...]), np.asarray(model.pooler.bias[...])
+  np.testing.assert_allclose(cls, np.tanh(hidden[:, 0] @ kernel + bias), atol=1e-6)
+  assert np.abs(cls).max() < 1 and not np.allclose(cls, first, atol=1e-3)
+
+
+def test_mean_and_last_ignore_padding(encoded):
+  model, hidden, doc_ids = encoded
+  mean = np.asarray(features.pool(model, hidden, doc_ids, 'mean'))
+  last = np.asarray(features.pool(model, hidden, doc_ids, 'last'))
+  for row, n in enumerate(REAL):
+    np.testing.assert_allclose(mean[row], hidden[row, :n].mean(0), atol=1e-6)
+    np.testing.assert_array_equal(last[row], hidden[row, n - 1])
+  assert set(features.POOLINGS) == {'cls', 'first', 'mean', 'last'}
+
+
+def test_pool_runs_under_jit(encoded):
+  model, hidden, doc_ids = encoded
+  for pooling in features.POOLINGS:
+    jitted = jax.jit(lambda h, d, p=pooling: features.pool(model, h, d, p))
+    np.testing.assert_allclose(jitted(jnp.asarray(hidden), jnp.asarray(doc_ids)),
+                               features.pool(model, hidden, doc_ids, pooling), atol=1e-6)
+
+
+@pytest.mark.parametrize('arch, pooling, message', [
+    ('bert', 'max', 'not one of cls, first, mean, last'),
+    ('gpt', 'cls', 'pooling=last or pooling=mean'),
+    ('gpt', 'first', 'pooling=last or pooling=mean'),
+])
+def test_check_pooling(arch, pooling, message):
+  with pytest.raises(UserError, match=message):
+    features.check_pooling(_model(arch), pooling)
+  features.check_pooling(_model(arch), 'mean')  # always fine
