@@ -4,13 +4,17 @@ The recipe is BERT's: AdamW without decay on LayerNorm parameters and biases, li
 warmup then linear decay to zero, gradient clipping at 1, and optionally layer-wise
 learning-rate decay, which scales each update by llrd ** (blocks between it and the head)
 so that the embeddings move least. After every epoch the model is scored on a validation
-split carved from train and the best epoch's parameters are kept: the evaluation split is
-only ever scored, never used to choose.
+split carved from train and the best epoch's parameters are kept; with `lr=auto` (the
+default) the same is done at each rate of LR_GRID and the best (rate, epoch) wins. The
+evaluation split is only ever scored, never used to choose.
 """
 
+import dataclasses
 import functools
 import json
 import pathlib
+import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +24,7 @@ import optax
 from flax import nnx
 
 from ssljax import models, tokenizers
-from ssljax.adapt import features, heads, probe, rows as rows_lib, tasks
+from ssljax.adapt import features, heads, probe, progress, rows as rows_lib, tasks
 from ssljax.pretrain import optimizer
 from ssljax.errors import UserError
 
@@ -67,11 +71,34 @@ def layer_scales(params, num_layers: int, decay: float):
   return jax.tree_util.tree_map_with_path(scale, params)
 
 
-def make_optimizer(cfg, total_steps: int, params, num_layers: int):
-  """The optimizer of `ssljax pretrain` with the fine-tuning recipe's settings."""
+# The rates `finetune.lr=auto` tries, each for finetune.epochs with the best epoch kept, as
+# GLUE papers choose (BERT: {2,3,4,5}e-5 for BERT-base). Small models need larger rates:
+# 1e-4..3e-4 suits 4- to 6-layer models such as all-MiniLM-L6-v2 (22 M parameters; Turc et
+# al. 2019 tune compact BERTs over 3e-5..3e-4) and 1e-3 a 1.5 M-parameter model, so half a
+# decade apart from 3e-5 to 1e-3 covers both ends. The cost is one fine-tune per rate:
+# len(LR_GRID) = 4 times the time of a fixed rate, per seed.
+LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
+
+
+def learning_rates(value) -> tuple[float, ...]:
+  """The rates to try: LR_GRID for 'auto', else the one number given (or its text)."""
+  if isinstance(value, str) and value.strip().lower() == 'auto':
+    return LR_GRID
+  try:
+    lr = float(value)
+  except (TypeError, ValueError):
+    raise UserError(f'finetune.lr={value!r} is neither auto nor a number such as 3e-4') from None
+  if not lr > 0:
+    raise UserError(f'finetune.lr={value}: a learning rate is positive (or auto)')
+  return (lr,)
+
+
+def make_optimizer(cfg, total_steps: int, params, num_layers: int, lr=None):
+  """The optimizer of `ssljax pretrain` with the fine-tuning recipe's settings; peak rate
+  `lr` (default cfg.lr)."""
   recipe = ml_collections.ConfigDict(dict(
-      name='adamw', learning_rate=cfg.lr, warmup_steps=int(round(cfg.warmup * total_steps)),
-      decay='linear', end_learning_rate=0.0, weight_decay=cfg.weight_decay, b1=0.9,
+      name='adamw', learning_rate=float(cfg.lr if lr is None else lr),
+      warmup_steps=0, warmup_fraction=float(cfg.warmup), decay='linear', end_learning_rate=0.0, weight_decay=cfg.weight_decay, b1=0.9,
       b2=0.999, eps=1e-6, clip_norm=1.0))
   tx = optimizer.build(recipe, total_steps)
   if cfg.llrd == 1.0:
@@ -81,7 +108,9 @@ def make_optimizer(cfg, total_steps: int, params, num_layers: int):
       lambda updates, _: jax.tree.map(jnp.multiply, updates, scales)))
 
 
-def _train_step(graphdef, tx, loss_fn, params, opt_state, batch, key):
+def _train_step(graphdef, tx, loss_fn, params, opt_state, batch, key, lr):
+  """One update. `tx` peaks at rate 1 and `lr` scales its update, so every rate of the grid
+  runs one compiled step: AdamW's update is linear in its rate, weight decay included."""
 
   def loss(p):
     total, count = loss_fn(nnx.merge(graphdef, p)(batch, key=key), batch)
@@ -89,6 +118,7 @@ def _train_step(graphdef, tx, loss_fn, params, opt_state, batch, key):
 
   value, grads = jax.value_and_grad(loss)(params)
   updates, opt_state = tx.update(grads, opt_state, params)
+  updates = jax.tree.map(lambda u: (u * lr).astype(u.dtype), updates)
   return optax.apply_updates(params, updates), opt_state, value
 
 
@@ -97,54 +127,149 @@ def outputs(graphdef, params, batch):
   return nnx.merge(graphdef, params)(batch)
 
 
-def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int) -> dict:
-  """Trains a copy of `model` and a new head on `train_examples`; scores the best epoch
-  on each of `evals` ({name: examples})."""
-  if cfg.epochs < 1:
-    raise UserError(f'epochs={cfg.epochs}: fine-tuning needs at least one epoch')
-  kind = heads.KINDS[spec.kind]
+@dataclasses.dataclass
+class _Seed:
+  """What every learning rate of one seed shares: rows, initial weights, compiled steps."""
+  spec: tasks.TaskSpec
+  cfg: object
+  seed: int
+  rows_of: Callable  # examples -> Rows
+  fit_rows: rows_lib.Rows
+  val_rows: rows_lib.Rows
+  val_examples: list
+  init: dict  # the weights every rate starts from
+  order: np.ndarray  # steps x batch rows of fit_rows
+  tx: optax.GradientTransformation
+  step: Callable
+  forward: Callable
+
+  def outputs(self, params, rows):
+    return heads.collect(lambda batch: self.forward(params, batch), rows, self.cfg.batch_size,
+                         self.spec)
+
+  def score(self, params, rows, examples, out=None) -> dict:
+    out = self.outputs(params, rows) if out is None else out
+    kind = heads.KINDS[self.spec.kind]
+    return heads.score(self.spec, examples, kind.decode(self.spec, rows, out, examples))
+
+  def validate(self, params) -> tuple[dict, float]:
+    """heads.score and the mean loss on the validation split carved from train."""
+    out = self.outputs(params, self.val_rows)
+    total, count = heads.KINDS[self.spec.kind].loss(jnp.asarray(out), _targets(self.val_rows))
+    return (self.score(params, self.val_rows, self.val_examples, out),
+            float(total / max(int(count), 1)))
+
+
+def _targets(rows):
+  """The loss targets lined up with heads.collect's outputs (token tasks: one per word)."""
+  if rows.words is None:
+    return rows.arrays
+  return {'labels': rows.arrays['labels'][rows.words[:, 0], rows.words[:, 1]]}
+
+
+def _prepare(model, tokenizer, spec, train_examples, cfg, seed) -> _Seed:
   fit_index, val_index = probe.carve(len(train_examples), cfg.val_fraction, seed)
   rows_of = functools.partial(rows_lib.build, tokenizer, spec,
                               max_len=rows_lib.max_length(model.cfg, cfg.max_len),
                               doc_stride=cfg.doc_stride)
   fit_rows = rows_of([train_examples[i] for i in fit_index])
   val_examples = [train_examples[i] for i in val_index]
-  val_rows = rows_of(val_examples)
   graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=nnx.Rngs(seed)))
-  params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))  # the step donates its input
+  init = nnx.to_pure_dict(state)
   order = rows_lib.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
-                             seed)
-  tx = make_optimizer(cfg, len(order), params, model.cfg.num_layers)
-  opt_state = tx.init(params)
-  step = jax.jit(functools.partial(_train_step, graphdef, tx, kind.loss), donate_argnums=(0, 1))
-  forward = jax.jit(functools.partial(outputs, graphdef))
+                               seed)
+  tx = make_optimizer(cfg, len(order), init, model.cfg.num_layers, lr=1.0)
+  step = jax.jit(functools.partial(_train_step, graphdef, tx, heads.KINDS[spec.kind].loss),
+                 donate_argnums=(0, 1))
+  return _Seed(spec, cfg, seed, rows_of, fit_rows, rows_of(val_examples), val_examples, init,
+               order, tx, step, jax.jit(functools.partial(outputs, graphdef)))
 
-  def evaluate(params, rows, examples):
-    outputs = heads.collect(lambda batch: forward(params, batch), rows, cfg.batch_size, spec)
-    return heads.score(spec, examples, kind.decode(spec, rows, outputs, examples))
 
-  main = spec.metrics[0]
-  best = None
-  curve = [{'epoch': 0, 'step': 0,
-            f'val_{main}': evaluate(params, val_rows, val_examples)['metrics'][main]}]
-  steps_per_epoch, losses, key = len(order) // cfg.epochs, [], jax.random.key(seed)
-  for number, index in enumerate(order, start=1):
-    batch = {k: v[index] for k, v in fit_rows.arrays.items()}
-    params, opt_state, loss = step(params, opt_state, batch, jax.random.fold_in(key, number))
+@dataclasses.dataclass
+class _Trial:
+  """One learning rate's best epoch on validation."""
+  lr: float
+  rank: tuple  # (validation metric, -validation loss): the larger, the better
+  epoch: int
+  val: dict  # heads.score on validation
+  val_loss: float
+  params: dict
+  curve: list
+  losses: list
+
+
+def _rank(result, val_loss, main) -> tuple:
+  """The main metric, ties (common on small validation splits) to the lower loss; a
+  diverged run (NaN) ranks last."""
+  metric = result['metrics'][main]
+  return (metric if np.isfinite(metric) else -np.inf,
+          -val_loss if np.isfinite(val_loss) else -np.inf)
+
+
+def _train(run: _Seed, lr: float, start, bar) -> _Trial:
+  """Fine-tunes from run.init at peak rate `lr`, validating after every epoch."""
+  cfg, main = run.cfg, run.spec.metrics[0]
+  params = jax.tree.map(jnp.copy, run.init)  # the step donates its input
+  opt_state = run.tx.init(params)
+  steps_per_epoch, losses, key = len(run.order) // cfg.epochs, [], jax.random.key(run.seed)
+  curve = [{'epoch': 0, 'step': 0, f'val_{main}': start[0]['metrics'][main],
+            'val_loss': start[1]}]
+  best, clock = None, time.perf_counter()
+  for number, index in enumerate(run.order, start=1):
+    batch = {k: v[index] for k, v in run.fit_rows.arrays.items()}
+    params, opt_state, loss = run.step(params, opt_state, batch,
+                                       jax.random.fold_in(key, number), np.float32(lr))
     losses.append(loss)
-    if number % steps_per_epoch == 0:
-      result = evaluate(params, val_rows, val_examples)
-      curve.append({'epoch': number // steps_per_epoch, 'step': number,
-                    'loss': float(np.mean(losses[-steps_per_epoch:])),
-                    f'val_{main}': result['metrics'][main]})
-      if best is None or result['metrics'][main] > best[0]['metrics'][main]:
-        best = (result, jax.device_get(params))
-  final = best[1]
-  return {'seed': seed, 'val': best[0]['metrics'], 'curve': curve,
-          'losses': [float(v) for v in losses],
-          'evals': {name: evaluate(final, rows_of(examples), examples)
+    bar.update(1)
+    epoch = -(-number // steps_per_epoch)
+    if number % 10 == 0:
+      bar.set_postfix(lr=progress.rate(lr), epoch=f'{epoch}/{cfg.epochs}',
+                      loss=f'{float(loss):.4g}')
+    if number % steps_per_epoch:
+      continue
+    train_loss = float(np.mean(losses[-steps_per_epoch:]))
+    speed = steps_per_epoch * run.order.shape[1] / (time.perf_counter() - clock)
+    result, val_loss = run.validate(params)
+    curve.append({'epoch': epoch, 'step': number, 'loss': train_loss,
+                  f'val_{main}': result['metrics'][main], 'val_loss': val_loss})
+    progress.line(cfg, f'seed {run.seed} epoch {epoch}/{cfg.epochs} lr {progress.rate(lr)}: '
+                  f'val {main} {result["metrics"][main]:.4f}, val loss {val_loss:.4f}, '
+                  f'loss {train_loss:.4f}, {speed:.0f} ex/s')
+    rank = _rank(result, val_loss, main)
+    if best is None or rank > best.rank:
+      best = _Trial(lr, rank, epoch, result, val_loss, jax.tree.map(np.array, params), curve,
+                    losses)
+    clock = time.perf_counter()
+  best.losses = [float(v) for v in losses]
+  return best
+
+
+def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int) -> dict:
+  """Trains a copy of `model` and a new head on `train_examples` at each rate of cfg.lr
+  (one number, or LR_GRID for 'auto'); the rate and epoch best on a validation split
+  carved from train are scored on each of `evals` ({name: examples}), which choose nothing."""
+  if cfg.epochs < 1:
+    raise UserError(f'epochs={cfg.epochs}: fine-tuning needs at least one epoch')
+  rates = learning_rates(cfg.lr)
+  run = _prepare(model, tokenizer, spec, train_examples, cfg, seed)
+  start = run.validate(run.init)  # epoch 0: the same for every rate
+  bar = progress.bar(cfg, len(rates) * len(run.order), f'{spec.name} finetune seed {seed}')
+  trials, best = [], None
+  for lr in rates:
+    trials.append(_train(run, lr, start, bar))
+    if best is None or trials[-1].rank > best.rank:  # equals keep the lower rate
+      best = trials[-1]
+    for trial in trials:  # only the best rate's weights are kept
+      trial.params = trial.params if trial is best else None
+  bar.close()
+  main = spec.metrics[0]
+  return {'seed': seed, 'lr': best.lr, 'epoch': best.epoch, 'val': best.val['metrics'],
+          'val_loss': best.val_loss, 'curve': best.curve, 'losses': best.losses,
+          'grid': [{'lr': t.lr, 'epoch': t.epoch, f'val_{main}': t.val['metrics'][main],
+                    'val_loss': t.val_loss} for t in trials],
+          'evals': {name: run.score(best.params, run.rows_of(examples), examples)
                     for name, examples in evals.items()},
-          'params': final}
+          'params': best.params}
 
 
 def save(directory, params, model_cfg, spec, cfg, tokenizer) -> pathlib.Path:

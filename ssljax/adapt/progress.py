@@ -1,0 +1,33 @@
+"""Progress of the adaptation commands on stderr: a tqdm bar per loop, a line per epoch.
+
+Bars are transient (they clear when their loop ends), so what stays on the terminal is one
+summary line per epoch (or per seed for probes and prompting), the way `ssljax pretrain`
+shows its bar; stdout is left to the results. `progress=False` in the settings silences
+both, e.g. in tests.
+"""
+
+import sys
+
+import tqdm
+
+
+def enabled(cfg) -> bool:
+  """cfg.progress, True when `cfg` (settings or a namespace) does not say."""
+  return bool(getattr(cfg, 'progress', True))
+
+
+def bar(cfg, total: int, desc: str, unit: str = 'step', leave: bool = False) -> tqdm.tqdm:
+  return tqdm.tqdm(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True,
+                   disable=not enabled(cfg), file=sys.stderr)
+
+
+def line(cfg, text: str) -> None:
+  """One summary line above any open bars."""
+  if enabled(cfg):
+    tqdm.tqdm.write(text, file=sys.stderr)
+
+
+def rate(lr: float) -> str:
+  """A learning rate as people write it: 3e-4, 2.5e-5, 1e-3."""
+  mantissa, exponent = f'{lr:e}'.split('e')
+  return f'{float(mantissa):g}e{int(exponent)}'
