@@ -1,4 +1,5 @@
-"""The loop: exact resume, preemption, corrupt checkpoints, NaN, device-count changes."""
+"""The loop: exact resume, preemption, corrupt checkpoints, NaN, device-count changes,
+the cadence rule `due` and hooks."""
 
 import json
 import logging
@@ -11,8 +12,10 @@ import time
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from conftest import tiny_config, tiny_overrides
+from ssljax import pretrained
 from ssljax.pretrain import checkpoint, metrics, loop as train
 from ssljax.errors import UserError
 
@@ -136,3 +139,43 @@ def test_metrics_tensorboard_and_plot(config20, tmp_path):
   assert (tmp_path / 'tokenizer.model').is_file()
   png = metrics.plot(tmp_path)
   assert png.read_bytes()[:4] == b'\x89PNG'
+
+
+def test_due():
+  assert [s for s in range(1, 11) if train.due(s, 3)] == [3, 6, 9]
+  assert [s for s in range(1, 11) if train.due(s, 3, last=10)] == [3, 6, 9, 10]
+  assert [s for s in range(1, 11) if train.due(s, 1)] == list(range(1, 11))
+  assert not any(train.due(s, 0) for s in range(0, 11))  # every=0: never
+  assert [s for s in range(1, 11) if train.due(s, 0, last=10)] == [10]  # ... but the last
+  assert train.due(6, 3, last=6) and train.due(7, 7, last=None)
+
+
+def test_hooks_run_at_their_cadence_and_at_the_last_step(corpus_file, tokenizer_file,
+                                                         tmp_path):
+  config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'train.steps': 5,
+                                       'data.eval_fraction': 0.0})
+  seen = {'every_2': [], 'last_only': []}
+
+  def hook(name):
+    def fn(run, params):
+      assert isinstance(run, train.Run)
+      seen[name].append(jax.tree.map(np.array, params))
+      return {f'{name}_calls': len(seen[name])}
+    return fn
+
+  last = train.pretrain(config, tmp_path, hooks=(train.Hook(2, hook('every_2')),
+                                                 train.Hook(0, hook('last_only'))))
+  rows = metrics.read(tmp_path)
+  assert [(r['step'], r['every_2_calls']) for r in rows if 'every_2_calls' in r] == [
+      (2, 1), (4, 2), (5, 3)]
+  assert [(r['step'], r['last_only_calls']) for r in rows if 'last_only_calls' in r] == [
+      (5, 1)]
+  assert last['every_2_calls'] == 3 and last['last_only_calls'] == 1
+  # The hooks saw the current parameters: they moved between calls, and the last call's are
+  # the ones checkpointed at the last step.
+  first, final = seen['every_2'][0], seen['every_2'][-1]
+  assert not np.allclose(first['stack']['layers'][0]['query']['kernel'],
+                         final['stack']['layers'][0]['query']['kernel'])
+  saved = nnx.to_pure_dict(nnx.state(pretrained.load(tmp_path).model))
+  assert_same_params(final, saved)
+  assert_same_params(seen['last_only'][0], saved)
