@@ -1,12 +1,16 @@
-"""Loading a pretraining run for use: latest or a given step, any device count."""
+"""Loading a pretraining run for use: latest or a given step, any device count, parameters
+only."""
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import tiny_config
 from ssljax import pretrained
 from ssljax.errors import UserError
+from ssljax.pretrain import checkpoint, loop, optimizer
+from ssljax.pretrain.state import TrainState
 
 
 @pytest.fixture
@@ -34,3 +38,25 @@ def test_bad_paths(tmp_path, workdir):
     pretrained.load(tmp_path)
   with pytest.raises(UserError, match='no checkpoint 9'):
     pretrained.load(workdir / 'checkpoints' / '9')
+
+
+def test_load_reads_only_the_parameters(corpus_file, tokenizer_file, tmp_path, monkeypatch):
+  config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'train.steps': 2,
+                                       'train.checkpoint_every': 2, 'data.eval_fraction': 0.0})
+  loop.pretrain(config, tmp_path)
+
+  def refuse(*args, **kwargs):
+    raise AssertionError('pretrained.load built or restored the optimizer state')
+
+  with monkeypatch.context() as patch:
+    for module, name in ((optimizer, 'build'), (optimizer, 'schedule'),
+                         (checkpoint, 'restore_latest')):
+      patch.setattr(module, name, refuse)
+    patch.setattr(TrainState, 'create', refuse)
+    loaded = pretrained.load(tmp_path)
+  assert loaded.step == 2
+  run = loop.setup(config, tmp_path)
+  state, step = loop.restore_or_init(run)
+  assert step == 2
+  jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(loaded.model)),
+               jax.device_get(run.strategy.to_save(state).params))
