@@ -184,7 +184,7 @@ def test_pos_is_found_under_the_data_dir(tmp_path):
   for split in ('train', 'dev'):
     (ud / f'en_x-ud-{split}.conllu').write_text(sentence)
   task = run_lib.load_task('pos', run_lib.load_settings([f'data_dir={tmp_path}']))
-  assert task.spec.name == 'pos' and list(task.evals) == ['dev']
+  assert task.spec.name == 'pos' and list(task.evals) == ['en_x-ud-dev']  # the file's name
   assert task.train[0].words == ['Hello', '!']
 
 
@@ -229,11 +229,13 @@ def test_token_and_span_tasks_fine_tune_and_predict(kind, checkpoint, tmp_path):
     eval_file, _ = _squad_file(tmp_path / 'dev.json', 3)
     overrides = [f'train_file={train_file}', f'eval_file={eval_file}', 'doc_stride=8']
     inputs = json.dumps({'question': 'What does the fox jump over?', 'context': context}) + '\n'
-  s = run_lib.load_settings(overrides + ['seeds=1', 'finetune.epochs=1', 'batch_size=4',
-                                         'max_len=24'])
+  s = run_lib.load_settings(overrides + ['seeds=1', 'finetune.epochs=1', 'finetune.lr=1e-3',
+                                         'batch_size=4', 'max_len=24'])
   results = run_lib.run(pretrained.load(checkpoint), run_lib.load_task(kind, s), 'finetune',
                         tmp_path / 'out', s)
-  metrics = results['metrics']['pretrained']['dev']
+  split = {'pos': 'x-ud-dev', 'squad': 'dev'}[kind]  # named after the eval file
+  metrics = results['metrics']['pretrained'][split]
+  assert set(results['baseline']) == {split}
   assert all(0 <= v['median'] <= 1 for v in metrics.values()), metrics
   (tmp_path / 'in.jsonl').write_text(inputs)
   _cli('predict', '--model', tmp_path / 'out' / 'model', '--input', tmp_path / 'in.jsonl',

@@ -81,16 +81,19 @@ LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
 
 
 def learning_rates(value) -> tuple[float, ...]:
-  """The rates to try: LR_GRID for 'auto', else the one number given (or its text)."""
+  """The rates to try: LR_GRID for 'auto', else the number given, or a comma-separated
+  list of them (a grid of one's own)."""
   if isinstance(value, str) and value.strip().lower() == 'auto':
     return LR_GRID
+  items = value.split(',') if isinstance(value, str) else [value]
   try:
-    lr = float(value)
+    rates = tuple(float(item) for item in items)
   except (TypeError, ValueError):
-    raise UserError(f'finetune.lr={value!r} is neither auto nor a number such as 3e-4') from None
-  if not lr > 0:
+    raise UserError(f'finetune.lr={value!r} is neither auto nor a number such as 3e-4 (or '
+                    'numbers split by commas)') from None
+  if not all(lr > 0 for lr in rates):
     raise UserError(f'finetune.lr={value}: a learning rate is positive (or auto)')
-  return (lr,)
+  return rates
 
 
 def make_optimizer(cfg, total_steps: int, params, num_layers: int, lr=None):

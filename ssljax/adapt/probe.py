@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax.adapt import features, heads, rows as rows_lib
+from ssljax.adapt import features, heads, progress, rows as rows_lib
 from ssljax.errors import UserError
 
 # Ridge penalties, as multiples of the mean eigenvalue of the centred Gram matrix.
@@ -70,7 +70,14 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
     return Features(np.load(path)['x'], rows, examples)
   graphdef, state = nnx.split(model)
   forward = jax.jit(functools.partial(_pooled, graphdef, cfg.pooling, spec.kind == 'tokens'))
-  x = heads.collect(lambda batch: forward(state, batch), rows, cfg.batch_size, spec)
+  bar = progress.bar(cfg, -(-len(rows) // cfg.batch_size), f'{spec.name} features', 'batch')
+
+  def batch_features(batch):
+    bar.update(1)
+    return forward(state, batch)
+
+  x = heads.collect(batch_features, rows, cfg.batch_size, spec)
+  bar.close()
   if path is not None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, x=x)
@@ -173,6 +180,7 @@ def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
   order = rows_lib.epoch_order(len(y), min(cfg.batch_size, len(y)), cfg.epochs, seed)
   steps = len(order) // cfg.epochs
   opt_state, best, curve = tx.init(params), None, []
+  bar = progress.bar(cfg, cfg.epochs, f'{spec.name} linear probe seed {seed}', 'epoch')
   for number in range(cfg.epochs):
     params, opt_state, losses = epoch(params, opt_state, fit_x, y,
                                       order[number * steps:(number + 1) * steps])
@@ -180,9 +188,12 @@ def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
     result = _evaluate(spec, val, val_x, *weights)
     curve.append({'epoch': number + 1, 'step': (number + 1) * steps,
                   'loss': float(np.mean(losses)), f'val_{spec.metrics[0]}': _main(result, spec)})
+    bar.update(1)
+    bar.set_postfix(loss=f'{curve[-1]["loss"]:.4g}')
     if best is None or _main(result, spec) > _main(best[0], spec):
-      best = (result, weights)
-  return {'seed': seed, 'val': best[0]['metrics'], 'curve': curve,
+      best = (result, weights, number + 1)
+  bar.close()
+  return {'seed': seed, 'epoch': best[2], 'val': best[0]['metrics'], 'curve': curve,
           'evals': {name: _evaluate(spec, f, x, *best[1])
                     for (name, f), x in zip(evals.items(), eval_xs)}}
 
@@ -214,7 +225,7 @@ def ridge_probe_eval(model, tokenizer, train_examples, eval_examples, spec, *,
   """
   cfg = ml_collections.ConfigDict(dict(pooling=pooling, max_len=max_len,
                                        batch_size=batch_size, val_fraction=val_fraction,
-                                       cache_key=''))
+                                       cache_key='', progress=False))  # under pretraining's bar
   train = extract(model, tokenizer, spec, train_examples, cfg)
   evaluation = extract(model, tokenizer, spec, eval_examples, cfg)
   result = ridge(train, {'eval': evaluation}, spec, cfg, seed)

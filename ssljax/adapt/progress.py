@@ -12,7 +12,10 @@ import tqdm
 
 
 def enabled(cfg) -> bool:
-  """cfg.progress, True when `cfg` (settings or a namespace) does not say."""
+  """`cfg` itself when a bool, else cfg.progress (settings or a namespace), True when it
+  does not say."""
+  if isinstance(cfg, bool):
+    return cfg
   return bool(getattr(cfg, 'progress', True))
 
 

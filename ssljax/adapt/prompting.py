@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ssljax.adapt import scores
+from ssljax.adapt import progress, scores
 from ssljax.data.rows import padded_length
 from ssljax.errors import UserError
 
@@ -90,8 +90,9 @@ def _continuation_logprob(graphdef, state, ids_BxL, real_BxL, targets_BxL):
   return jnp.where(targets_BxL >= 0, picked_BxL, 0).sum(axis=1)
 
 
-def continuation_scores(pre, rows, lengths, batch_size: int) -> np.ndarray:
-  """log p(last `lengths[i]` tokens of row i | the rest), in fixed-size padded batches."""
+def continuation_scores(pre, rows, lengths, batch_size: int, bar=None) -> np.ndarray:
+  """log p(last `lengths[i]` tokens of row i | the rest), in fixed-size padded batches;
+  `bar` (tqdm) advances by one per batch."""
   graphdef, state = nnx.split(pre.model)
   score = jax.jit(functools.partial(_continuation_logprob, graphdef))
   longest = max(map(len, rows))
@@ -108,19 +109,26 @@ def continuation_scores(pre, rows, lengths, batch_size: int) -> np.ndarray:
       targets[i, len(row) - n - 1:len(row) - 1] = row[len(row) - n:]  # position t predicts t+1
     got = score(state, ids, real, targets)
     out[start:start + batch_size] = np.asarray(got)[:len(rows[start:start + batch_size])]
+    if bar is not None:
+      bar.update(1)
   return out
 
 
 def evaluate(pre, spec, train, examples, *, template: str, verbalizers, shots, seed: int,
-             batch_size: int = 16, normalize: bool = False, separator: str = '\n\n') -> dict:
-  """{k: {'metrics', 'confusion_matrix', 'predictions'}} on `examples` for each k in shots."""
+             batch_size: int = 16, normalize: bool = False, separator: str = '\n\n',
+             show_progress: bool = False) -> dict:
+  """{k: {'metrics', 'confusion_matrix', 'predictions'}} on `examples` for each k in shots;
+  `show_progress`: a bar over the batches on stderr."""
   check(pre, spec, template, verbalizers)
   truths = [e.label for e in examples]
+  batches = -(-len(examples) * len(spec.labels) // batch_size)
+  bar = progress.bar(show_progress, len(shots) * batches, f'{spec.name} prompts seed {seed}',
+                     'batch')
   out = {}
   for k in shots:
     rows, lengths = candidate_rows(pre, spec, examples, demonstrations(train, k, seed),
                                    template, verbalizers, separator)
-    logp = continuation_scores(pre, rows, lengths, batch_size)
+    logp = continuation_scores(pre, rows, lengths, batch_size, bar)
     if normalize:
       logp = logp / np.asarray(lengths)
     predictions = logp.reshape(len(examples), len(spec.labels)).argmax(axis=1).tolist()
@@ -128,4 +136,5 @@ def evaluate(pre, spec, train, examples, *, template: str, verbalizers, shots, s
               'confusion_matrix': scores.confusion_matrix(truths, predictions,
                                                           len(spec.labels)).tolist(),
               'predictions': predictions}
+  bar.close()
   return out

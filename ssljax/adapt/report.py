@@ -1,15 +1,19 @@
 """What a person reads after an adaptation run: a markdown table and PNG plots.
 
-`write` covers one run's results.json: the metric table (median, mean +- std over seeds),
-validation curves of every seed coloured by init (pretrained vs scratch), the confusion
-matrix summed over seeds, and accuracy against the number of shots for prompting.
-`write_suite` covers `ssljax evaluate`: one table of tasks by method and init, with the
-GLUE score, and a bar chart of probe vs fine-tune.
+`write` covers one run's results.json: the metric table (median, mean +- std over seeds)
+with the trivial baseline's row, the learning rates chosen, the warnings (a median that does
+not beat the baseline, a classifier collapsed to one class), validation curves of every
+seed coloured by init (pretrained vs scratch), the confusion matrix summed over seeds, and
+accuracy against the number of shots for prompting. `write_suite` covers `ssljax
+evaluate`: one table of tasks by method and init with a baseline column, the GLUE score,
+and a bar chart of probe vs fine-tune.
 """
 
 import pathlib
 
 import numpy as np
+
+from ssljax.adapt import progress
 
 
 def _pyplot():
@@ -26,7 +30,8 @@ def _cell(stats) -> str:
 
 
 def markdown(results) -> str:
-  """The results table: one row per group (init, or shots) and split."""
+  """The results table: one row per group (init, or shots) and split, then the baseline's;
+  the learning rates chosen, and the warnings (not beating the baseline, collapse)."""
   names = results['metrics_names']
   lines = [f'# {results["task"]}: {results["method"]}', '',
            f'checkpoint `{results["checkpoint"]}` (step {results["checkpoint_step"]}), '
@@ -41,7 +46,39 @@ def markdown(results) -> str:
     for split, stats in splits.items():
       lines.append(f'| {group} | {split} (n={results["examples"][split]}) | ' +
                    ' | '.join(_cell(stats[n]) for n in names) + ' |')
+  lines += _baseline_rows(results) + _grid_table(results)
+  lines += ['', *(f'**Warning:** {w}.' for w in results.get('warnings', ()))]
   return '\n'.join(lines) + '\n'
+
+
+def _baseline_rows(results) -> list[str]:
+  """A table row per split for the trivial baseline, and any metric it has beyond the
+  table's (the training mean's squared error)."""
+  names, lines, extra = results['metrics_names'], [], []
+  for split, metrics in results.get('baseline', {}).items():
+    lines.append(f'| baseline: {results["baseline_name"]} | {split} '
+                 f'(n={results["examples"][split]}) | ' +
+                 ' | '.join(f'{metrics[n]:.4f}' for n in names) + ' |')
+    extra += [f'{name} {value:.4f} on {split}' for name, value in metrics.items()
+              if name not in names]
+  return lines + ([f'\nThe baseline\'s {", ".join(extra)}.'] if extra else [])
+
+
+def _grid_table(results) -> list[str]:
+  """Each seed's validation score at every learning rate tried, and the one chosen."""
+  runs = [r for r in results['runs'] if len(r.get('grid', ())) > 1]
+  if not runs:
+    return []
+  main = results['metrics_names'][0]
+  rates = [progress.rate(g['lr']) for g in runs[0]['grid']]
+  lines = ['', f'Learning rate and epoch chosen on the validation split carved from train '
+           f'(finetune.lr=auto); validation {main} at the best epoch of each rate:', '',
+           '| run | seed | lr | epoch | ' + ' | '.join(rates) + ' |',
+           '|---|---|---|---|' + '---|' * len(rates)]
+  for r in runs:
+    lines.append(f'| {r["group"]} | {r["seed"]} | {progress.rate(r["lr"])} | {r["epoch"]} | ' +
+                 ' | '.join(f'{g[f"val_{main}"]:.4f}' for g in r['grid']) + ' |')
+  return lines
 
 
 def write(results, workdir, spec) -> list[pathlib.Path]:
@@ -154,6 +191,7 @@ def suite_markdown(suite) -> str:
     lines.append(f'\nGLUE average ({column}, {score["tasks"]} tasks'
                  f'{"" if score["complete"] else ", not all nine: not the GLUE score"}): '
                  f'{score["value"]:.4f}')
+  lines += ['', *(f'**Warning:** {w}.' for w in suite.get('warnings', ()))]
   return '\n'.join(lines) + '\n'
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from flax import nnx
 
 from ssljax import config as config_lib, models
-from ssljax.adapt import finetune, probe, prompting, report, scores, tasks
+from ssljax.adapt import (baselines, finetune, probe, progress, prompting, report, scores,
+                          tasks)
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,11 @@ def settings() -> ml_collections.ConfigDict:
   c.pooling = ''  # cls | mean | last; '' = cls to fine-tune an encoder, else mean/last
   c.val_fraction = 0.1  # of train, held out to choose epochs and penalties
   c.doc_stride = 64  # squad: tokens between window starts
+  c.progress = True  # a tqdm bar and a line per epoch on stderr
   c.table = ml_collections.ConfigDict(
       dict(text='text', text_b='', label='label', kind='classification'))
-  c.finetune = ml_collections.ConfigDict(
-      dict(lr=5e-5, epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0))
+  c.finetune = ml_collections.ConfigDict(  # lr: auto (finetune.LR_GRID) or a number
+      dict(lr='auto', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0))
   c.probe = ml_collections.ConfigDict(
       dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4))  # kind: linear | ridge
   c.fewshot = ml_collections.ConfigDict(
@@ -72,6 +74,7 @@ def load_settings(overrides=()) -> ml_collections.ConfigDict:
       raise UserError(f'{name}={value!r} is not one of {", ".join(options)}')
   if s.seeds < 1:
     raise UserError(f'seeds={s.seeds}: run at least one seed')
+  finetune.learning_rates(s.finetune.lr)  # 'auto' or a positive number
   return s
 
 
@@ -120,20 +123,31 @@ def _glue(name, s):
 
 
 def _from_files(name, s):
+  """The task's spec, train and its one evaluation split, named after the eval file."""
   train_file, eval_file = (_locate(s, name, which) for which in (0, 1))
+  split = split_name(eval_file)
   if name == 'pos':
-    return tasks.POS, tasks.read_conllu(train_file), {'dev': tasks.read_conllu(eval_file)}
+    return tasks.POS, tasks.read_conllu(train_file), {split: tasks.read_conllu(eval_file)}
   if name == 'squad':
-    return tasks.SQUAD, tasks.read_squad(train_file), {'dev': tasks.read_squad(eval_file)}
+    return tasks.SQUAD, tasks.read_squad(train_file), {split: tasks.read_squad(eval_file)}
   if name == 'ner':
     spec, train = tasks.read_conll_ner(train_file)
-    return spec, train, {'dev': tasks.read_conll_ner(eval_file, spec.labels)[1]}
+    return spec, train, {split: tasks.read_conll_ner(eval_file, spec.labels)[1]}
   t = s.table
   read = lambda path, labels=None: tasks.read_table(
       path, t.text, t.label, t.text_b or None, t.kind, labels=labels,
       name=pathlib.Path(train_file).stem)
   spec, train = read(train_file)
-  return spec, train, {'dev': read(eval_file, spec.labels if t.kind != 'regression' else None)[1]}
+  return spec, train, {split: read(eval_file,
+                                   spec.labels if t.kind != 'regression' else None)[1]}
+
+
+def split_name(path) -> str:
+  """An evaluation file's split name: its name without the extension (en_ewt-ud-test from
+  en_ewt-ud-test.conllu, dev-v1.1 from dev-v1.1.json), so a report says which file it
+  scored; 'train' would read as the training split, so that one is eval-train."""
+  stem = pathlib.Path(path).stem
+  return 'eval-train' if stem == 'train' else stem
 
 
 def _locate(s, name, which) -> pathlib.Path:
@@ -162,7 +176,8 @@ def method_settings(s, method: str, arch: str) -> ml_collections.ConfigDict:
   pooling = s.pooling
   if not pooling:
     pooling = ('last' if arch == 'gpt' else 'cls') if method == 'finetune' else 'mean'
-  shared = {k: s[k] for k in ('max_len', 'batch_size', 'val_fraction', 'doc_stride')}
+  shared = {k: s[k] for k in ('max_len', 'batch_size', 'val_fraction', 'doc_stride',
+                               'progress')}
   own = s[method].to_dict() if method in s else {}
   return ml_collections.ConfigDict(shared | own | {'pooling': pooling, 'cache_key': ''})
 
@@ -216,7 +231,7 @@ def _fewshot_runs(pre, task, cfg, inits, seeds, workdir):
       by_split = {split: prompting.evaluate(
           scratch, task.spec, task.train, examples, template=cfg.template.replace('\\n', '\n'),
           verbalizers=verbalizers, shots=shots, seed=seed, batch_size=cfg.batch_size,
-          normalize=cfg.normalize)
+          normalize=cfg.normalize, show_progress=progress.enabled(cfg))
           for split, examples in task.evals.items()}
       for k in shots:
         yield {'group': f'{init} {k}-shot' if len(inits) > 1 else f'{k}-shot', 'init': init,
@@ -245,7 +260,9 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
       'checkpoint': str(checkpoint), 'checkpoint_step': pre.step, 'seeds': seeds,
       'init': s.init, 'model': describe(pre), 'settings': s.to_dict(),
       'examples': {'train': len(task.train), **{k: len(v) for k, v in task.evals.items()}},
-      'metrics_names': list(task.spec.metrics), 'runs': []}
+      'metrics_names': list(task.spec.metrics),
+      'baseline_name': baselines.NAMES[task.spec.kind],
+      'baseline': baselines.score(task.spec, task.train, task.evals), 'runs': []}
   start = time.perf_counter()
   clock = start
   for one in _RUNNERS[method](pre, task, cfg, INITS[s.init], seeds, workdir):
@@ -256,10 +273,46 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
     results['metrics'] = summarize(results['runs'])
     results['seconds'] = round(now - start, 2)
     _write_json(workdir / 'results.json', results)
-    log.info('%s %s %s seed %d: %s', task.spec.name, method, one['group'], one['seed'],
-             {k: v['metrics'] for k, v in one['evals'].items()})
+    progress.line(cfg, _seed_line(task.spec, one))
+  results['warnings'] = baselines.warnings(results, task.spec) + _edge_of_grid(results)
+  _write_json(workdir / 'results.json', results)
+  for line in results['warnings']:
+    log.warning('%s', line)
   report.write(results, workdir, task.spec)
   return results
+
+
+def _edge_of_grid(results) -> list[str]:
+  """A line when every seed of a group chose the same end of the learning-rate grid: the
+  best rate may lie beyond it."""
+  out = []
+  for group in dict.fromkeys(r['group'] for r in results['runs']):
+    grids = [r['grid'] for r in results['runs'] if r['group'] == group and
+             len(r.get('grid', ())) > 1]
+    chosen = {r['lr'] for r in results['runs'] if r['group'] == group and 'grid' in r}
+    if not grids or len(chosen) != 1:
+      continue
+    rates = sorted(g['lr'] for g in grids[0])
+    lr = chosen.pop()
+    if lr in (rates[0], rates[-1]):
+      side, factors = ('lowest', (0.1, 1 / 3, 1)) if lr == rates[0] else ('highest', (1, 3, 10))
+      wider = ','.join(progress.rate(lr * f) for f in factors)
+      out.append(f'{results["task"]} {results["method"]} {group} chose the {side} learning '
+                 f'rate of the grid, {progress.rate(lr)}, on every seed; the best may lie '
+                 f'beyond it: try --set finetune.lr={wider}')
+  return out
+
+
+def _seed_line(spec, one) -> str:
+  """What a seed chose on validation and how it scored on each evaluation split."""
+  main = spec.metrics[0]
+  chosen = [f'{k} {progress.rate(one[k]) if k != "epoch" else one[k]}'
+            for k in ('lr', 'epoch', 'lambda') if k in one]
+  picked = (f'chose {", ".join(chosen)} (val {main} {one["val"][main]:.4f}); '
+            if chosen else '')
+  scored = ', '.join(f'{split} {main} {r["metrics"][main]:.4f}'
+                     for split, r in one['evals'].items())
+  return f'{spec.name} {one["group"]} seed {one["seed"]}: {picked}{scored}'
 
 
 def describe(pre) -> dict:
@@ -304,31 +357,64 @@ def _plain(value):
 
 
 def evaluate(pre, task_names, methods, workdir, s, checkpoint: str = '') -> dict:
-  """Each task by each method into workdir/TASK/METHOD, then one table and the GLUE
-  average over the GLUE tasks run (the GLUE score when all nine are there)."""
+  """Each task by each method into workdir/TASK/METHOD, then one table with each task's
+  baseline, and the GLUE average over the GLUE tasks run (the GLUE score when all nine are
+  there)."""
   for method in methods:
     if method not in METHODS:
       raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
   workdir = pathlib.Path(workdir).expanduser()
-  suite = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {}}
+  suite = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {},
+           'warnings': []}
+  bar = progress.bar(s, len(task_names) * len(methods), 'evaluate', 'run')
   for name in task_names:
     task = load_task(name, s)
     for method in methods:
-      if method == 'fewshot' and (pre.model_cfg.arch != 'gpt' or
-                                  task.spec.kind != 'classification'):
-        log.warning('skipping fewshot on %s: it prompts a causal LM to classify', name)
-        continue
-      if method == 'probe' and task.spec.kind == 'span':
-        log.warning('skipping probe on %s: extractive QA is fine-tuned', name)
+      bar.update(1)
+      if _skipped(pre, task, method):
         continue
       result = run(pre, task, method, workdir / task.spec.name / method, s, checkpoint)
+      columns = suite['tasks'].setdefault(task.spec.name, {})
       for group, by_split in result['metrics'].items():
-        suite['tasks'].setdefault(task.spec.name, {})[f'{result["method"]} {group}'] = by_split
+        columns[f'{result["method"]} {group}'] = by_split
+      suite['warnings'] += result['warnings']
+      progress.line(s, f'evaluate {bar.n}/{bar.total}: {_versus_baseline(result, task.spec)}')
+    if task.spec.name in suite['tasks']:
+      suite['tasks'][task.spec.name]['baseline'] = _as_stats(
+          baselines.score(task.spec, task.train, task.evals))
+  bar.close()
   suite['glue_average'] = _glue_averages(suite['tasks'])
   workdir.mkdir(parents=True, exist_ok=True)
   _write_json(workdir / 'results.json', suite)
   report.write_suite(suite, workdir)
   return suite
+
+
+def _skipped(pre, task, method) -> bool:
+  """Says so for a method that does not apply to the task."""
+  if method == 'fewshot' and (pre.model_cfg.arch != 'gpt' or
+                              task.spec.kind != 'classification'):
+    log.warning('skipping fewshot on %s: it prompts a causal LM to classify', task.spec.name)
+    return True
+  if method == 'probe' and task.spec.kind == 'span':
+    log.warning('skipping probe on %s: extractive QA is fine-tuned', task.spec.name)
+    return True
+  return False
+
+
+def _versus_baseline(result, spec) -> str:
+  """'sst2 finetune pretrained dev accuracy 0.8100 (baseline 0.5100)' for each group."""
+  main = spec.metrics[0]
+  return '; '.join(
+      f'{result["task"]} {result["method"]} {group} {split} {main} '
+      f'{stats[main]["median"]:.4f} (baseline {result["baseline"][split][main]:.4f})'
+      for group, splits in result['metrics'].items() for split, stats in splits.items())
+
+
+def _as_stats(by_split) -> dict:
+  """A baseline's {split: {metric: value}} in summarize's form, as a column of the suite."""
+  return {split: {name: {'median': v, 'mean': v, 'std': 0.0, 'values': [v]}
+                  for name, v in metrics.items()} for split, metrics in by_split.items()}
 
 
 def _glue_averages(by_task) -> dict:

@@ -1,0 +1,192 @@
+"""Trivial baselines worked by hand, the report's baseline row and warnings, the learning-rate
+grid's choice on validation only, and the defaults fitting separable toy tasks."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import adapt_helpers
+from adapt_helpers import SPECS, _features, _script_pearson, _settings, _task
+from ssljax.adapt import baselines, finetune, probe, report, run as run_lib, tasks
+from ssljax.adapt.tasks import Example
+from ssljax.cli import adapt as cli_adapt
+from ssljax.errors import UserError
+
+tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
+THREE = SPECS['classification']  # labels x, y, z; accuracy
+TAGS = tasks.TaskSpec('tags', 'tokens', ('DET', 'NOUN', 'VERB'), False, ('token_accuracy',))
+
+
+def _tagged(*sentences):
+  """Examples from 'word/TAG word/TAG ...' strings."""
+  out = []
+  for sentence in sentences:
+    words, tags = zip(*(item.split('/') for item in sentence.split()))
+    out.append(Example(words=list(words), tags=[TAGS.labels.index(t) for t in tags]))
+  return out
+
+
+def test_majority_class_by_hand():
+  train = [Example(label=v) for v in (0, 2, 2, 1, 2, 0)]  # z three times
+  dev = [Example(label=v) for v in (2, 0, 1, 2)]
+  assert baselines.predictions(THREE, train, dev) == [2, 2, 2, 2]
+  assert baselines.score(THREE, train, {'dev': dev}) == {'dev': {'accuracy': 0.5}}
+  tie = [Example(label=v) for v in (1, 0, 1, 0)]
+  assert baselines.predictions(THREE, tie, dev[:1]) == [0]  # ties go to the lowest id
+
+
+def test_most_frequent_tag_per_word_by_hand():
+  train = _tagged('the/DET dog/NOUN runs/VERB', 'the/DET runs/NOUN', 'runs/VERB',
+                  'dog/NOUN cat/NOUN')  # runs: VERB 2, NOUN 1; overall NOUN (4)
+  dev = _tagged('the/DET fox/NOUN runs/VERB', 'a/DET dog/VERB')
+  assert baselines.predictions(TAGS, train, dev) == [['DET', 'NOUN', 'VERB'],
+                                                     ['NOUN', 'NOUN']]  # fox, a: unseen
+  assert baselines.score(TAGS, train, {'test': dev}) == {'test': {'token_accuracy': 0.6}}
+
+
+def test_training_mean_for_regression_with_its_squared_error():
+  spec = SPECS['regression']
+  train = [Example(label=v) for v in (1.0, 2.0, 3.0, 6.0)]  # mean 3
+  dev = [Example(label=v) for v in (2.0, 4.0, 5.0)]
+  assert baselines.predictions(spec, train, dev) == [3.0, 3.0, 3.0]
+  got = baselines.score(spec, train, {'dev': dev})['dev']
+  assert got == {'pearson': 0.0, 'spearman': 0.0, 'mse': pytest.approx((1 + 1 + 4) / 3)}
+
+
+def test_first_words_of_the_context_for_qa():
+  answers = ['Paris', 'the river', 'old stone']  # 1, 2, 2 words: k = 2
+  train = [Example(context=f'{a} is here', question='q', answers=[(a, 0)]) for a in answers]
+  dev = [Example(context='  The quick brown fox.', question='q', answers=[('quick brown', 6)])]
+  assert baselines.predictions(tasks.SQUAD, train, dev) == ['The quick']
+  got = baselines.score(tasks.SQUAD, train, {'dev': dev})['dev']
+  # SQuAD drops the article: 'quick' against 'quick brown', precision 1, recall 1/2.
+  assert got == {'exact_match': 0.0, 'f1': pytest.approx(100 * 2 / 3)}
+
+
+def _results(accuracies, confusions=None, baseline=0.6):
+  """results.json as run() writes it for one group of seeds on THREE's dev split."""
+  runs = []
+  for seed, value in enumerate(accuracies):
+    confusion = (confusions or [[[2, 0, 0], [0, 1, 1], [0, 0, 1]]] * len(accuracies))[seed]
+    runs.append({'group': 'pretrained', 'init': 'pretrained', 'seed': seed,
+                 'evals': {'dev': {'metrics': {'accuracy': value},
+                                   'confusion_matrix': confusion}}})
+  results = {'task': 'three', 'method': 'finetune', 'checkpoint': 'ckpt', 'checkpoint_step': 6,
+             'model': {'arch': 'bert', 'num_layers': 2, 'hidden_size': 32, 'params': 1000},
+             'seeds': list(range(len(runs))), 'examples': {'train': 20, 'dev': 5},
+             'seconds': 1.0, 'metrics_names': ['accuracy'], 'runs': runs,
+             'baseline_name': 'majority class', 'baseline': {'dev': {'accuracy': baseline}},
+             'metrics': run_lib.summarize(runs)}
+  results['warnings'] = baselines.warnings(results, THREE)
+  return results
+
+
+@pytest.mark.parametrize('accuracies, beaten', [([0.8, 0.4, 0.9], True),  # median 0.8
+                                                ([0.6, 0.4, 0.9], False),  # 0.6: a tie loses
+                                                ([0.2], False)])
+def test_report_has_the_baseline_row_and_says_when_it_is_not_beaten(accuracies, beaten):
+  text = report.markdown(_results(accuracies))
+  assert '| baseline: majority class | dev (n=5) | 0.6000 |' in text
+  assert ('does not beat the majority class baseline on dev' in text) != beaten
+  assert 'collapsed' not in text
+
+
+def test_a_classifier_predicting_one_class_on_every_seed_is_flagged():
+  one_class = [[0, 0, 2], [0, 0, 2], [0, 0, 1]]  # every example predicted z
+  other = [[0, 2, 0], [0, 2, 0], [0, 1, 0]]  # every example y
+  mixed = [[2, 0, 0], [0, 1, 1], [0, 0, 1]]
+  flagged = _results([0.9, 0.9], [one_class, other])['warnings']
+  assert len(flagged) == 1 and 'collapsed' in flagged[0] and '(y, z)' in flagged[0]
+  assert 'on all 2 seeds' in flagged[0]
+  assert 'collapsed' in report.markdown(_results([0.9, 0.9], [one_class, other]))
+  assert not _results([0.9, 0.9], [one_class, mixed])['warnings']  # one seed learnt
+  single_class_truth = [[0, 0, 0], [0, 0, 0], [0, 0, 5]]  # right to predict only z
+  assert not _results([1.0], [single_class_truth])['warnings']
+
+
+def test_lr_auto_picks_the_best_validation_rate_and_epoch(bert, tok, monkeypatch):
+  monkeypatch.setattr(finetune, 'LR_GRID', (1e-4, 1e-3, 1e-2))
+  # Validation pearson of each call: epoch 0, then epochs 1-2 of each rate in turn.
+  seen = _script_pearson(monkeypatch, [0.0, 0.1, 0.2, 0.3, 0.8, 0.5, 0.4])
+  train, cfg = _task('regression', 24, 0), _settings(lr='auto', epochs=2, progress=False)
+  val = [train[i] for i in probe.carve(24, cfg.val_fraction, 0)[1]]
+  result = finetune.finetune(bert, tok, SPECS['regression'], train, {'val': val}, cfg, 0)
+  assert (result['lr'], result['epoch'], result['val']['pearson']) == (1e-3, 2, 0.8)
+  assert [(g['lr'], g['epoch'], g['val_pearson']) for g in result['grid']] == [
+      (1e-4, 2, 0.2), (1e-3, 2, 0.8), (1e-2, 1, 0.5)]
+  assert seen[-1] == seen[4] != seen[6]  # scored with the chosen weights
+
+
+def test_equal_validation_scores_go_to_the_lower_validation_loss():
+  same = {'metrics': {'accuracy': 0.9}}
+  assert finetune._rank(same, 0.2, 'accuracy') > finetune._rank(same, 0.3, 'accuracy')
+  assert finetune._rank(same, float('nan'), 'accuracy') < finetune._rank(same, 9.0, 'accuracy')
+  assert finetune._rank({'metrics': {'accuracy': float('nan')}}, 0.1, 'accuracy') < \
+      finetune._rank({'metrics': {'accuracy': 0.0}}, 9.0, 'accuracy')
+
+
+def _relabelled(examples):
+  """The same inputs with every class label flipped."""
+  return [dataclasses.replace(e, label=1 - e.label) for e in examples]
+
+
+def test_evaluation_labels_change_no_choice(bert, tok):
+  train, test = _task('classification', 24, 0), _task('classification', 12, 1)
+  cfg = _settings(lr='auto', epochs=2, progress=False)
+  runs = [finetune.finetune(bert, tok, adapt_helpers.SST2, train, {'test': split}, cfg, 0)
+          for split in (test, _relabelled(test))]
+  assert runs[0]['grid'] == runs[1]['grid'] and len(runs[0]['grid']) == len(finetune.LR_GRID)
+  assert (runs[0]['lr'], runs[0]['epoch']) == (runs[1]['lr'], runs[1]['epoch'])
+  accuracy = [r['evals']['test']['metrics']['accuracy'] for r in runs]
+  assert accuracy[0] == pytest.approx(1 - accuracy[1])  # the labels did change the score
+
+  features, evaluation = _features('classification', 120, 1), _features('classification', 40, 2)
+  flipped = dataclasses.replace(evaluation, examples=[
+      dataclasses.replace(e, label=(e.label + 1) % 3) for e in evaluation.examples])
+  ridges = [probe.ridge(features, {'test': split}, THREE, _settings(val_fraction=0.2), 0)
+            for split in (evaluation, flipped)]
+  assert ridges[0]['lambda'] == ridges[1]['lambda']
+  assert ridges[0]['curve'] == ridges[1]['curve']
+  assert ridges[0]['evals'] != ridges[1]['evals']
+
+
+@pytest.mark.parametrize('kind, spec', [('classification', adapt_helpers.SST2),
+                                        ('tokens', SPECS['tokens'])])
+def test_default_settings_fit_a_separable_task(bert, tok, kind, spec):
+  cfg = run_lib.method_settings(run_lib.load_settings(['progress=false']), 'finetune', 'bert')
+  assert (cfg.lr, cfg.epochs, cfg.batch_size) == ('auto', 3, 32)
+  # 600 examples: 17 steps an epoch; the random 2-layer model needs about 40 at 1e-3.
+  result = finetune.finetune(bert, tok, spec, _task(kind, 600, 0), {'test': _task(kind, 64, 1)},
+                             cfg, 0)
+  main = spec.metrics[0]
+  assert result['evals']['test']['metrics'][main] >= 0.95, result['grid']
+
+
+@pytest.mark.parametrize('value, fragment', [('fast', 'neither auto nor a number'),
+                                             ('0', 'positive'), ('-1e-3', 'positive')])
+def test_bad_learning_rates(value, fragment):
+  with pytest.raises(UserError, match=fragment):
+    run_lib.load_settings([f'finetune.lr={value}'])
+  assert run_lib.load_settings(['finetune.lr=3e-4']).finetune.lr == '3e-4'
+  assert finetune.learning_rates('3e-4') == (3e-4,) and finetune.learning_rates(2e-5) == (2e-5,)
+  assert finetune.learning_rates('1e-3, 3e-3') == (1e-3, 3e-3)  # a grid of one's own
+  assert finetune.learning_rates('AUTO') == finetune.LR_GRID
+
+
+def test_a_rate_at_the_end_of_the_grid_on_every_seed_is_flagged():
+  grid = [{'lr': lr} for lr in finetune.LR_GRID]
+  runs = lambda *rates: {'task': 't', 'method': 'finetune', 'runs': [
+      {'group': 'pretrained', 'lr': lr, 'grid': grid} for lr in rates]}
+  assert run_lib._edge_of_grid(runs(1e-3, 1e-3)) == [
+      't finetune pretrained chose the highest learning rate of the grid, 1e-3, on every '
+      'seed; the best may lie beyond it: try --set finetune.lr=1e-3,3e-3,1e-2']
+  assert 'finetune.lr=3e-6,1e-5,3e-5' in run_lib._edge_of_grid(runs(3e-5))[0]
+  assert not run_lib._edge_of_grid(runs(1e-3, 3e-4))
+  assert not run_lib._edge_of_grid(runs(1e-4, 1e-4))
+
+
+def test_the_help_states_the_grid_and_its_cost():
+  grid = ','.join(f'{lr:.0e}'.replace('e-0', 'e-') for lr in finetune.LR_GRID)
+  assert grid in cli_adapt.SETTINGS_HELP
+  assert f'costs {len(finetune.LR_GRID)} x' in cli_adapt.SETTINGS_HELP
