@@ -48,23 +48,28 @@ def read(workdir) -> list[dict]:
 
 
 def plot(workdir, out=None) -> pathlib.Path:
-  """Training (and eval) loss against step, as a PNG beside the metrics."""
+  """Losses, and accuracies with any probe scores, against step: a PNG beside the metrics."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
   rows = read(workdir)
   out = pathlib.Path(out or pathlib.Path(workdir) / 'loss.png')
-  keys = sorted({k for r in rows for k in r if k.endswith('_loss') or k == 'loss'})
-  fig, ax = plt.subplots(figsize=(7, 4))
-  for key in keys:
-    points = [(r['step'], r[key]) for r in rows if key in r]
-    ax.plot(*zip(*points), label=key, marker='o' if key.startswith('eval_') else None)
-  ax.set_xlabel('step')
-  ax.set_ylabel('loss')
-  ax.set_title(pathlib.Path(workdir).name)
-  ax.legend()
-  ax.grid(alpha=0.3)
+  losses = sorted({k for r in rows for k in r if k.endswith('_loss') or k == 'loss'})
+  scores = sorted({k for r in rows for k in r
+                   if k.endswith('_accuracy') or k.startswith('probe_') and 'lambda' not in k})
+  panels = [('loss', losses)] + ([('accuracy / probe score', scores)] if scores else [])
+  fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4), squeeze=False)
+  for ax, (label, keys) in zip(axes[0], panels):
+    for key in keys:
+      points = [(r['step'], r[key]) for r in rows if key in r]
+      marker = 'o' if key.startswith(('eval_', 'probe_')) else None
+      ax.plot(*zip(*points), label=key, marker=marker)
+    ax.set_xlabel('step')
+    ax.set_ylabel(label)
+    ax.set_title(pathlib.Path(workdir).name)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(out, dpi=100)
   plt.close(fig)
