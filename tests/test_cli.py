@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from conftest import tiny_overrides
 from ssljax import cli, tokenizers as tokenizer
 
@@ -15,6 +17,7 @@ def test_tokenizer_train(tmp_path, corpus_file, capsys):
   assert tok.vocab_size == 300 and tok.mask_id == 4
 
 
+@pytest.mark.slow
 def test_pretrain_then_plot_in_a_fresh_process(tmp_path, corpus_file, tokenizer_file):
   sets = [a for o in tiny_overrides(corpus_file, **{'tokenizer.path': tokenizer_file,
                                                      'objective': 'mlm_sop'})

@@ -272,6 +272,7 @@ def test_ssljax_models_export(arch, extra, corpus_file, tokenizer_file, tmp_path
   _check_export(pre, tmp_path)
 
 
+@pytest.mark.slow
 def test_bert_pretrained_by_ssljax_exports(corpus_file, tokenizer_file, tmp_path):
   train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
                                              'train.steps': 2}), tmp_path / 'run')
@@ -280,6 +281,7 @@ def test_bert_pretrained_by_ssljax_exports(corpus_file, tokenizer_file, tmp_path
   _check_export(pretrained.load(tmp_path / 'run'), tmp_path / 'hf')
 
 
+@pytest.mark.slow
 def test_pretraining_continues_from_an_import(bert_folder, corpus_file, tmp_path):
   _run('import-hf', str(bert_folder), '--out', str(tmp_path / 'imported'))
   config = tiny_config(corpus_file, **{'train.init_from': str(tmp_path / 'imported'),

@@ -18,6 +18,8 @@ minilm = pytest.importorskip(
 from ssljax import pretrained  # noqa: E402
 from ssljax.adapt import features as encode  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a 90 MB model through torch and JAX
+
 FOLDER = pathlib.Path(minilm.__file__).parent / 'model'
 SENTENCES = [
     'A man is playing a guitar.',

@@ -11,9 +11,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import tiny_config, tiny_overrides
 from ssljax.pretrain import checkpoint, metrics, loop as train
+
+pytestmark = pytest.mark.slow  # three processes, each compiling the run
 
 
 def free_port():

@@ -40,6 +40,7 @@ def config20(corpus_file, tokenizer_file):
                                      'train.checkpoint_every': 5, 'model.dropout_rate': 0.1})
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(config20, tmp_path):
   train.pretrain(config20, tmp_path / 'straight')
   train.pretrain(config20, tmp_path / 'resumed', stop_after=10)
@@ -52,6 +53,7 @@ def test_resume_continues_exactly(config20, tmp_path):
   assert_same_params(params_a, params_b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('first,second', [(8, 1), (1, 8)])
 def test_checkpoint_restores_on_another_device_count(first, second, config20, tmp_path):
   config20.mesh.data = first
@@ -64,6 +66,7 @@ def test_checkpoint_restores_on_another_device_count(first, second, config20, tm
   np.testing.assert_allclose([a[s] for s in sorted(a)], [b[s] for s in sorted(b)], rtol=2e-5)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_the_rerun_matches(corpus_file, tokenizer_file, tmp_path):
   overrides = tiny_overrides(corpus_file, **{'tokenizer.path': tokenizer_file,
                                              'train.steps': 400, 'train.checkpoint_every': 1000})
@@ -95,6 +98,7 @@ def test_sigterm_saves_and_the_rerun_matches(corpus_file, tokenizer_file, tmp_pa
   np.testing.assert_allclose([a[s] for s in sorted(a)], [b[s] for s in sorted(b)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back(config20, tmp_path, caplog):
   config20.train.steps = 10
   train.pretrain(config20, tmp_path / 'run')
@@ -115,6 +119,7 @@ def test_corrupt_latest_checkpoint_falls_back(config20, tmp_path, caplog):
                              [before[s] for s in range(6, 11)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_good_checkpoint(config20, tmp_path):
   config20.optimizer.learning_rate = 1e30
   config20.optimizer.clip_norm = 0.0
@@ -125,6 +130,7 @@ def test_nan_loss_stops_and_keeps_the_good_checkpoint(config20, tmp_path):
   assert checkpoint.manager(tmp_path / 'run', 3).all_steps() == [1]
 
 
+@pytest.mark.slow
 def test_metrics_tensorboard_and_plot(config20, tmp_path):
   config20.train.steps = 6
   config20.train.eval_every = 3

@@ -8,6 +8,8 @@ from ssljax import tokenizers as tokenizer
 from ssljax.data import corpus
 from ssljax.pretrain import loop as train, metrics
 
+pytestmark = pytest.mark.slow  # 40 steps of each objective
+
 ARCH = {'mlm': 'bert', 'mlm_nsp': 'bert', 'mlm_sop': 'albert', 'clm': 'gpt'}
 
 

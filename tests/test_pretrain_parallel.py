@@ -10,6 +10,8 @@ import pytest
 
 from conftest import run_steps, tiny_config
 
+pytestmark = pytest.mark.slow  # each layout compiles its own 8-device program
+
 STEPS = 4
 
 

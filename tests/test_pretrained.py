@@ -18,6 +18,7 @@ def workdir(pretrained_run):
   return pretrained_run
 
 
+@pytest.mark.slow
 def test_load_latest_and_a_step(workdir):
   latest = pretrained.load(workdir)
   early = pretrained.load(workdir / 'checkpoints' / '3')
@@ -33,6 +34,7 @@ def test_load_latest_and_a_step(workdir):
   assert all(x.sharding.num_devices == 1 for x in jax.tree.leaves(params))
 
 
+@pytest.mark.slow
 def test_bad_paths(tmp_path, workdir):
   with pytest.raises(UserError, match='neither a pretraining workdir'):
     pretrained.load(tmp_path)
