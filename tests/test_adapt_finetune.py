@@ -29,6 +29,7 @@ def test_the_best_validation_epoch_is_kept(bert, tok, monkeypatch):
   assert seen[-1] == seen[best] != seen[best + 1]  # the evals used the best epoch's weights
 
 
+@pytest.mark.slow
 def test_finetune_learns_a_keyword_task(bert, tok):
   cfg = _settings(epochs=4, lr=2e-3, batch_size=16, max_len=16, val_fraction=0.2)
   before = jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(bert)))
@@ -42,6 +43,7 @@ def test_finetune_learns_a_keyword_task(bert, tok):
                nnx.to_pure_dict(nnx.state(bert)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind, spec, pooling, overrides, llrd', [
     ('regression', SPECS['regression'], 'cls', {'model.scan_layers': True}, 0.8),
     ('tokens', SPECS['tokens'], 'mean', {'model.arch': 'albert', 'model.share_layers': True},

@@ -43,6 +43,7 @@ def _reference(pre, row, n):
   return sum(logp[t - 1, row[t]] for t in range(length - n, length))
 
 
+@pytest.mark.slow
 def test_scores_match_one_sequence_at_a_time_and_decide_the_prediction(gpt):
   train_set, queries = _examples(6), _examples(5)
   demos = prompting.demonstrations(train_set, 2, seed=0)
@@ -103,6 +104,7 @@ def test_errors(gpt, change, fragment):
                        verbalizers=change.get('verbalizers', VERBALIZERS), shots=[0], seed=0)
 
 
+@pytest.mark.slow
 def test_fewshot_command_writes_accuracy_against_k(corpus_file, tokenizer_file, tmp_path):
   glue = tmp_path / 'SST-2'
   glue.mkdir()

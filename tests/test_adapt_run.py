@@ -59,6 +59,7 @@ def _cli(*argv):
   assert cli.main([str(a) for a in argv]) == 0
 
 
+@pytest.mark.slow
 def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_with(
     checkpoint, glue_dir, tmp_path):
   out = tmp_path / 'ft'
@@ -97,6 +98,7 @@ def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_w
   assert all(abs(sum(p['probabilities'].values()) - 1) < 1e-4 for p in predicted)
 
 
+@pytest.mark.slow
 def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path):
   s = run_lib.load_settings([f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2',
                              'max_len=32'])
@@ -113,6 +115,7 @@ def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path
   assert again['metrics'] == results['metrics']
 
 
+@pytest.mark.slow
 def test_evaluate_suite_table_and_partial_glue_average(checkpoint, glue_dir, tmp_path):
   _cli('evaluate', '--checkpoint', checkpoint, '--tasks', 'sst2,stsb', '--methods', 'probe',
        '--data-dir', glue_dir, '--workdir', tmp_path, '--set', 'seeds=1', '--set',
@@ -156,6 +159,7 @@ def test_settings_errors(item, fragment):
     run_lib.load_settings([item])
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(checkpoint, glue_dir, tmp_path, capsys):
   assert cli.main(['probe', '--checkpoint', str(tmp_path / 'nothing'), '--task', 'sst2',
                    '--workdir', str(tmp_path)]) == 2
@@ -188,6 +192,7 @@ def test_pos_is_found_under_the_data_dir(tmp_path):
   assert task.train[0].words == ['Hello', '!']
 
 
+@pytest.mark.slow
 def test_ridge_probe_during_pretraining(corpus_file, tokenizer_file, glue_dir, tmp_path):
   config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'train.steps': 4,
                                        'probe.task': 'sst2', 'probe.every': 2,
@@ -215,6 +220,7 @@ def _squad_file(path, count):
   return path, context
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['pos', 'squad'])
 def test_token_and_span_tasks_fine_tune_and_predict(kind, checkpoint, tmp_path):
   if kind == 'pos':

@@ -87,6 +87,7 @@ def test_missing_config_file(capsys, tmp_path):
   assert code == 2 and 'nope.py does not exist' in err
 
 
+@pytest.mark.slow
 def test_resume_with_another_model_is_refused(capsys, tmp_path, corpus_file, tokenizer_file):
   assert pretrain(capsys, tmp_path, corpus_file, f'tokenizer.path={tokenizer_file}',
                   'train.steps=3')[0] == 0

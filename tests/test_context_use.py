@@ -17,6 +17,8 @@ import pytest
 from conftest import tiny_config
 from ssljax.pretrain import loop
 
+pytestmark = pytest.mark.slow  # 300 steps of each objective
+
 WORDS = 32
 # Eval loss must fall below this share of the unigram entropy.
 THRESHOLD = 0.35

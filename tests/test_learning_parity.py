@@ -49,6 +49,8 @@ from ssljax import pretrained  # noqa: E402
 from ssljax.interop import huggingface as hf  # noqa: E402
 from ssljax.pretrain import loop as train, objectives, step as step_lib  # noqa: E402
 
+pytestmark = pytest.mark.slow  # 60 steps of each architecture in JAX and in torch
+
 STEPS = 60
 WARMUP = 5
 # Measured on CPU (float32), BERT / GPT-2: loss 1.3e-6 / 8.9e-7, gradient norm 4.6e-6 /

@@ -58,6 +58,7 @@ def test_bad_recipe_values_are_one_line_errors():
     config_lib.load(None, ['model.activation=swish'])
 
 
+@pytest.mark.slow
 def test_recipe_options_train_and_resume_exactly(corpus_file, tokenizer_file, tmp_path):
   overrides = {'tokenizer.path': tokenizer_file, 'objective': 'mlm', 'model.pre_ln': True,
                'model.activation': 'geglu', 'model.use_bias': False,
@@ -73,6 +74,7 @@ def test_recipe_options_train_and_resume_exactly(corpus_file, tokenizer_file, tm
                                                                                 rel=1e-6)
 
 
+@pytest.mark.slow
 def test_time_budget_fixes_the_step_count_once(corpus_file, tokenizer_file, tmp_path):
   config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
                                        'train.time_budget': 2.0})
@@ -85,6 +87,7 @@ def test_time_budget_fixes_the_step_count_once(corpus_file, tokenizer_file, tmp_
   assert budget.sized_config(config, tmp_path, None, 0.0).train.steps == 7
 
 
+@pytest.mark.slow
 def test_a_spent_budget_stops_with_a_checkpoint(corpus_file, tokenizer_file, tmp_path,
                                                 monkeypatch):
   config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
