@@ -1,9 +1,17 @@
-"""GPT-tiny: causal pre-LN decoder with tied embeddings, next-token prediction on packed text.
+"""GPT-tiny: a causal pre-LN decoder with rotary positions and tied embeddings,
+next-token prediction on packed text.
 
   ssljax pretrain --config configs/gpt_tiny.py --workdir runs/gpt_tiny
+  ssljax pretrain --config configs/gpt_tiny.py --workdir runs/gpt_shakespeare \
+      --set data.source=text --set data.path=../shared/data/tinyshakespeare/input.txt \
+      --set train.steps=600
 
-Expected on 2 CPU cores: ~2-3 min for 300 steps (~10 k tokens/s: the vocabulary
-projection runs on every position); CLM loss 9.0 -> ~6.1, eval perplexity ~450.
+Expected on 2 CPU cores (~10 k tokens/s: the vocabulary projection runs on every position):
+on Tiny Shakespeare (8k unigram vocabulary, batch 32 x 128) eval perplexity 204 at step
+100, 148 at 200, 134 at 300, then flat at ~135 to step 600 as the 1 MB corpus repeats
+(eval next-token accuracy 0.22); `ssljax plot` draws the curve. Rotary positions
+have no GPT-2 twin: `--set model.positions=learned` exports to Hugging Face (perplexity 226
+at step 200 in the same run).
 """
 
 from ssljax import config as config_lib
@@ -12,10 +20,8 @@ from ssljax import config as config_lib
 def get_config():
   c = config_lib.base()
   c.objective = 'clm'
-  c.model.arch = 'gpt'
-  c.model.activation = 'gelu_tanh'
-  c.model.layer_norm_eps = 1e-5
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.decay = 'cosine'
+  c.model.update(dict(arch='gpt', activation='gelu_tanh', layer_norm_eps=1e-5,
+                      positions='rope', dropout_rate=0.0, attention_dropout_rate=0.0))
+  c.optimizer.update(dict(learning_rate=3e-3, decay='cosine'))
   c.train.steps = 300
   return c
