@@ -3,7 +3,6 @@ grid's choice on validation only, and the defaults fitting separable toy tasks."
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 import adapt_helpers

@@ -100,9 +100,9 @@ def make_optimizer(cfg, total_steps: int, params, num_layers: int, lr=None):
   """The optimizer of `ssljax pretrain` with the fine-tuning recipe's settings; peak rate
   `lr` (default cfg.lr)."""
   recipe = ml_collections.ConfigDict(dict(
-      name='adamw', learning_rate=float(cfg.lr if lr is None else lr),
-      warmup_steps=0, warmup_fraction=float(cfg.warmup), decay='linear', end_learning_rate=0.0, weight_decay=cfg.weight_decay, b1=0.9,
-      b2=0.999, eps=1e-6, clip_norm=1.0))
+      name='adamw', learning_rate=float(cfg.lr if lr is None else lr), warmup_steps=0,
+      warmup_fraction=float(cfg.warmup), decay='linear', end_learning_rate=0.0,
+      weight_decay=cfg.weight_decay, b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0))
   tx = optimizer.build(recipe, total_steps)
   if cfg.llrd == 1.0:
     return tx

@@ -5,7 +5,9 @@
 folder), from its pretrained weights, from random ones of the same architecture, or both,
 and writes `workdir/results.json` (rewritten after every seed, so an interrupted run keeps
 what it finished), `workdir/report.md` and PNG plots. Every split is scored with the
-task's own metrics; model selection only ever sees a validation split carved from train.
+task's own metrics, and so is a trivial baseline (`baselines.py`) that the medians must
+beat; model selection (epochs, learning rates, penalties) only ever sees a validation split
+carved from train. A file task's evaluation split is named after its file.
 """
 
 import dataclasses
@@ -57,7 +59,7 @@ def settings() -> ml_collections.ConfigDict:
   c.progress = True  # a tqdm bar and a line per epoch on stderr
   c.table = ml_collections.ConfigDict(
       dict(text='text', text_b='', label='label', kind='classification'))
-  c.finetune = ml_collections.ConfigDict(  # lr: auto (finetune.LR_GRID) or a number
+  c.finetune = ml_collections.ConfigDict(  # lr: auto (finetune.LR_GRID), a number or a list
       dict(lr='auto', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0))
   c.probe = ml_collections.ConfigDict(
       dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4))  # kind: linear | ridge
@@ -74,7 +76,7 @@ def load_settings(overrides=()) -> ml_collections.ConfigDict:
       raise UserError(f'{name}={value!r} is not one of {", ".join(options)}')
   if s.seeds < 1:
     raise UserError(f'seeds={s.seeds}: run at least one seed')
-  finetune.learning_rates(s.finetune.lr)  # 'auto' or a positive number
+  finetune.learning_rates(s.finetune.lr)  # auto, or positive numbers split by commas
   return s
 
 
