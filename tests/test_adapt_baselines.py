@@ -150,6 +150,7 @@ def test_evaluation_labels_change_no_choice(bert, tok):
   assert ridges[0]['evals'] != ridges[1]['evals']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind, spec', [('classification', adapt_helpers.SST2),
                                         ('tokens', SPECS['tokens'])])
 def test_default_settings_fit_a_separable_task(bert, tok, kind, spec):

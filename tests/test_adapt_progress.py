@@ -62,6 +62,7 @@ def _pre(bert, tok):
   return pretrained.Pretrained(None, bert.cfg, bert, tok, 0)
 
 
+@pytest.mark.slow
 def test_run_prints_a_line_per_seed_and_records_the_baseline(bert, tok, tmp_path, capsys):
   task = run_lib.Task(SST2, _task('classification', 24, 0), {'dev': _task('classification', 8, 1)})
   s = run_lib.load_settings(['seeds=2', 'finetune.lr=1e-3', 'finetune.epochs=1', 'max_len=32',
@@ -78,6 +79,7 @@ def test_run_prints_a_line_per_seed_and_records_the_baseline(bert, tok, tmp_path
       tmp_path / 'report.md').read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_names_the_split_after_its_file_and_adds_the_baseline(bert, tok, tmp_path,
                                                                        capsys):
   for name, count, seed in (('reviews', 30, 0), ('reviews-heldout', 10, 1)):
