@@ -1,4 +1,4 @@
-"""Tests for ssljax.tokenizer: fixed special ids, round trips, determinism, errors."""
+"""Tests for ssljax.tokenizers: fixed special ids, round trips, determinism, errors."""
 
 import pathlib
 
