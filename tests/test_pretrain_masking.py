@@ -38,6 +38,18 @@ def draw(b, cfg, seed=0):
                                            b, VOCAB, cfg, k))
 
 
+@pytest.mark.parametrize('rate', [0.15, 0.25])
+def test_each_sequence_gets_exactly_round_rate_of_its_maskable_tokens(rate):
+  """The README's promise, row by row: round(rate x maskable), at least one, at most the
+  K predicted positions."""
+  b = batch(rows=256)
+  m = draw(b, mlm_cfg(rate=rate))
+  maskable_B = ((b['doc_ids'] > 0) & ~np.isin(b['input_ids'], SPECIAL)).sum(axis=1)
+  k = masking.num_predictions(b['input_ids'].shape[1], rate)
+  want_B = np.clip(np.round(maskable_B * rate), np.minimum(1, maskable_B), k)
+  np.testing.assert_array_equal(m['chosen'].sum(axis=1), want_B)
+
+
 def test_rates_over_many_draws():
   b = batch()
   m = draw(b, mlm_cfg())

@@ -1,4 +1,6 @@
-"""Each objective learns: its loss falls clearly in a short CPU run on the embedded corpus."""
+"""Each objective runs end to end and its loss falls in a short CPU run on the embedded
+corpus. Whether the heads learn the right thing is checked where it can fail:
+test_context_use.py (MLM, CLM) and test_pretrain_sentence_heads.py (NSP, SOP)."""
 
 import numpy as np
 import pytest
