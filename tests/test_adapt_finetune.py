@@ -1,6 +1,7 @@
 """ssljax.adapt.finetune: it learns, keeps the best validation epoch, round-trips every head
 kind, and scales learning rates by depth."""
 
+import dataclasses
 import re
 
 import jax
@@ -103,3 +104,30 @@ def test_layer_scales_decay_towards_the_embeddings(corpus_file, tok, overrides):
 def test_user_errors(bert, tok):
   with pytest.raises(UserError, match='epoch'):
     finetune.finetune(bert, tok, SST2, _task('classification', 8, 0), {}, _settings(epochs=0), 0)
+
+
+def _pairs(n, seed):
+  """Sentence pairs whose label is whether the second sentence holds 'python'."""
+  return [dataclasses.replace(e, text=_task('classification', 1, seed * n + i)[0].text,
+                              text_b=e.text)
+          for i, e in enumerate(_task('classification', n, seed))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('kind, spec, make, floor', [
+    ('pair', adapt_helpers.MRPC, _pairs, 0.95),
+    ('regression', SPECS['regression'], lambda n, s: _task('regression', n, s), 0.9),
+    ('span', adapt_helpers.SQUAD, lambda n, s: _task('span', n, s), 90.0),
+])
+def test_fine_tuning_fits_a_separable_task_of_every_kind(bert, tok, kind, spec, make, floor):
+  """Near-perfect scores where the answer is plain: pairs (is 'python' in the second
+  sentence), regression (how many 'the'), QA (where is 'python', in 14-word contexts cut
+  into windows of 24 tokens 8 apart, so answers cross window boundaries). SQuAD scores are
+  on its 0-100 scale."""
+  cfg = _settings(lr=1e-3, epochs=4, batch_size=16, max_len=24, progress=False)
+  if kind == 'span':  # the contexts do not fit one window
+    rows = encode.build(tok, spec, make(64, 1), 24, 8)
+    assert len(rows) > 64
+  result = finetune.finetune(bert, tok, spec, make(600, 0), {'test': make(64, 1)}, cfg, 0)
+  main = spec.metrics[0]
+  assert result['evals']['test']['metrics'][main] >= floor, result['evals']['test']['metrics']

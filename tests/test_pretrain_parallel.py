@@ -43,3 +43,20 @@ def test_layout_follows_single_device(layout, reference, corpus_file, tokenizer_
   np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)
   assert ref_losses[-1] < ref_losses[0]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), params, ref_params)
+
+
+@pytest.mark.parametrize('objective, arch', [('clm', 'gpt'), ('mlm_sop', 'albert')])
+@pytest.mark.parametrize('layout', ['mesh_2x2x2', 'pmap_8'])
+def test_other_objectives_follow_single_device(objective, arch, layout, corpus_file,
+                                               tokenizer_file, tmp_path):
+  """CLM (packed documents, causal masks) and SOP (a shared ALBERT block) too."""
+  overrides = {'tokenizer.path': tokenizer_file, 'objective': objective, 'model.arch': arch}
+  if arch == 'albert':
+    overrides |= {'model.share_layers': True, 'model.embed_size': 16}
+  ref_losses, ref_params = run_steps(tiny_config(corpus_file, **overrides), tmp_path / 'one',
+                                     STEPS)
+  losses, params = run_steps(tiny_config(corpus_file, **overrides, **LAYOUTS[layout]),
+                             tmp_path / 'many', STEPS)
+  np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)
+  assert ref_losses[-1] < ref_losses[0]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), params, ref_params)
