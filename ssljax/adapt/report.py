@@ -71,8 +71,9 @@ def _grid_table(results) -> list[str]:
     return []
   main = results['metrics_names'][0]
   rates = [progress.rate(g['lr']) for g in runs[0]['grid']]
+  lr = results['settings'].get('finetune', {}).get('lr', 'auto')
   lines = ['', f'Learning rate and epoch chosen on the validation split carved from train '
-           f'(finetune.lr=auto); validation {main} at the best epoch of each rate:', '',
+           f'(finetune.lr={lr}); validation {main} at the best epoch of each rate:', '',
            '| run | seed | lr | epoch | ' + ' | '.join(rates) + ' |',
            '|---|---|---|---|' + '---|' * len(rates)]
   for r in runs:
