@@ -56,6 +56,8 @@ def test_bad_recipe_values_are_one_line_errors():
     config_lib.load(None, ['train.time_budget=-1.0'])
   with pytest.raises(UserError, match="model.activation='swish'"):
     config_lib.load(None, ['model.activation=swish'])
+  with pytest.raises(UserError, match="model.positions='alibi'"):
+    config_lib.load(None, ['model.positions=alibi'])
 
 
 @pytest.mark.slow
