@@ -48,6 +48,8 @@ def parse_args():
   p.add_argument('--lr', default='3e-4,1e-3', help='finetune.lr: the rates chosen among on '
                  'validation (auto: the full 4-point grid, twice the time)')
   p.add_argument('--probe-every', type=int, default=500)
+  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                 help='an override of configs/bert_cpu30.py (repeatable), e.g. model.num_layers=2')
   p.add_argument('--stage', choices=('both', 'pretrain', 'adapt'), default='both',
                  help='adapt: reuse the checkpoint already in --workdir')
   p.add_argument('--workdir', default='/tmp/ssljax_bench_gain')
@@ -63,7 +65,7 @@ def pretrain(args, data: pathlib.Path, workdir: pathlib.Path) -> float:
       f'objective={args.objective}', 'data.source=text', f'data.path={workdir / "corpus"}',
       f'train.time_budget={args.minutes}', 'probe.task=pos', f'probe.data_dir={data}',
       f'probe.every={args.probe_every}', 'probe.max_train_examples=1000',
-      'probe.max_eval_examples=500'])
+      'probe.max_eval_examples=500', *args.set])
   start = time.perf_counter()
   loop.pretrain(config, workdir / 'pretrain', hooks=hooks.from_config(config))
   return time.perf_counter() - start

@@ -8,10 +8,10 @@ in a file or on the command line, is an error that names the closest known key.
 import ast
 import difflib
 import importlib.util
-import pathlib
 
 import ml_collections
 
+from ssljax import paths
 from ssljax.errors import UserError
 
 OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop', 'clm')
@@ -140,7 +140,7 @@ def override(config: ml_collections.ConfigDict, items) -> ml_collections.ConfigD
 
 
 def _from_file(path: str) -> ml_collections.ConfigDict:
-  file = pathlib.Path(path)
+  file = paths.path(path)
   if not file.is_file():
     raise UserError(f'config file {path} does not exist; the configs ship in configs/, '
                     'e.g. --config configs/bert_tiny.py')

@@ -8,13 +8,12 @@ restored. Hugging Face folders go through `ssljax.interop`, imported only for th
 """
 
 import dataclasses
-import pathlib
 
 import jax
 import ml_collections
 from flax import nnx
 
-from ssljax import models, tokenizers
+from ssljax import models, paths, tokenizers
 from ssljax.errors import UserError
 from ssljax.pretrain import checkpoint
 
@@ -28,7 +27,7 @@ class Pretrained:
   step: int
 
 
-def _locate(path: pathlib.Path) -> tuple[pathlib.Path, int | None]:
+def _locate(path: paths.Path) -> tuple[paths.Path, int | None]:
   if (path / 'checkpoints').is_dir():
     return path, None
   if path.name.isdigit() and path.parent.name == 'checkpoints':
@@ -39,7 +38,7 @@ def _locate(path: pathlib.Path) -> tuple[pathlib.Path, int | None]:
 
 
 def load(path) -> Pretrained:
-  path = pathlib.Path(path).expanduser()
+  path = paths.path(path)
   if (path / 'config.json').is_file():
     from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
     return huggingface.load_folder(path)[0]

@@ -12,7 +12,6 @@ evaluation split is only ever scored, never used to choose.
 import dataclasses
 import functools
 import json
-import pathlib
 import time
 from typing import Callable
 
@@ -23,7 +22,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax import models, tokenizers
+from ssljax import models, paths, tokenizers
 from ssljax.adapt import features, heads, probe, progress, rows as rows_lib, tasks
 from ssljax.pretrain import optimizer
 from ssljax.errors import UserError
@@ -275,13 +274,13 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
           'params': best.params}
 
 
-def save(directory, params, model_cfg, spec, cfg, tokenizer) -> pathlib.Path:
+def save(directory, params, model_cfg, spec, cfg, tokenizer) -> paths.Path:
   """Writes what `load` needs to predict: params.npz, meta.json and the tokenizer."""
-  directory = pathlib.Path(directory)
+  directory = paths.path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  np.savez(directory / 'params.npz',
-           **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat})
+  paths.save_npz(directory / 'params.npz',
+                 **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat})
   meta = {'model': model_cfg.__dict__, 'spec': spec.__dict__, 'pooling': cfg.pooling,
           'max_len': cfg.max_len, 'doc_stride': cfg.doc_stride, 'tokenizer': tokenizer.kind}
   (directory / 'meta.json').write_text(json.dumps(meta, indent=1))
@@ -291,7 +290,7 @@ def save(directory, params, model_cfg, spec, cfg, tokenizer) -> pathlib.Path:
 
 def load(directory):
   """(Tuned model, TaskSpec, meta, tokenizer) from a directory `save` wrote."""
-  directory = pathlib.Path(directory)
+  directory = paths.path(directory)
   if not (directory / 'meta.json').is_file():
     raise UserError(f'{directory} holds no fine-tuned model (meta.json); pass the model/ '
                     'folder that `ssljax finetune` writes in its workdir')
@@ -301,10 +300,10 @@ def load(directory):
   model_cfg = models.ModelConfig(**meta['model'])
   graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
       models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))
-  stored = np.load(directory / 'params.npz')
-  paths, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
+  stored = paths.load_npz(directory / 'params.npz')
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
   params = jax.tree_util.tree_unflatten(
-      treedef, [stored[jax.tree_util.keystr(path)] for path, _ in paths])
+      treedef, [stored[jax.tree_util.keystr(path)] for path, _ in leaves])
   tokenizer = tokenizers.from_proto(meta['tokenizer'],
                                        (directory / 'tokenizer.bin').read_bytes(),
                                        origin=str(directory / 'tokenizer.bin'))

@@ -9,18 +9,18 @@ answer span.
 
 import functools
 import json
-import pathlib
 
 import jax
 import numpy as np
 from flax import nnx
 
+from ssljax import paths
 from ssljax.adapt import finetune, heads, rows as rows_lib, tasks
 from ssljax.errors import UserError
 
 
 def read_inputs(path, spec) -> list[tasks.Example]:
-  path = pathlib.Path(path).expanduser()
+  path = paths.path(path)
   if not path.is_file():
     raise UserError(f'--input {path} does not exist')
   lines = [(n, line) for n, line in enumerate(
@@ -69,8 +69,8 @@ def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> 
   return [{key: value} for value in decoded]
 
 
-def write(predictions, out) -> pathlib.Path:
-  out = pathlib.Path(out)
+def write(predictions, out) -> paths.Path:
+  out = paths.path(out)
   out.write_text(''.join(json.dumps(p, ensure_ascii=False) + '\n' for p in predictions),
                  encoding='utf-8')
   return out

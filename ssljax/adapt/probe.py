@@ -11,7 +11,6 @@ train, then refits on all of train. `ridge_probe_eval` wraps it for use during p
 import dataclasses
 import functools
 import hashlib
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ssljax import paths
 from ssljax.adapt import features, heads, progress, rows as rows_lib
 from ssljax.errors import UserError
 
@@ -67,7 +67,7 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
   rows = rows_lib.build(tokenizer, spec, examples, rows_lib.max_length(model.cfg, cfg.max_len))
   path = _cache_path(cache, spec, rows, cfg)
   if path is not None and path.is_file():
-    return Features(np.load(path)['x'], rows, examples)
+    return Features(paths.load_npz(path)['x'], rows, examples)
   graphdef, state = nnx.split(model)
   forward = jax.jit(functools.partial(_pooled, graphdef, cfg.pooling, spec.kind == 'tokens'))
   bar = progress.bar(cfg, -(-len(rows) // cfg.batch_size), f'{spec.name} features', 'batch')
@@ -80,7 +80,7 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
   bar.close()
   if path is not None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, x=x)
+    paths.save_npz(path, x=x)
   return Features(x, rows, examples)
 
 
@@ -90,7 +90,7 @@ def _cache_path(cache, spec, rows, cfg):
   digest = hashlib.sha1()
   for name in ('input_ids', 'segment_ids'):
     digest.update(np.ascontiguousarray(rows.arrays[name]).tobytes())
-  return (pathlib.Path(cache) /
+  return (paths.path(cache) /
           f'{cfg.cache_key}_{spec.name}_{cfg.pooling}_{digest.hexdigest()[:12]}.npz')
 
 

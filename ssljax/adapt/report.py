@@ -9,10 +9,10 @@ evaluate`: one table of tasks by method and init with a baseline column, the GLU
 and a bar chart of probe vs fine-tune.
 """
 
-import pathlib
 
 import numpy as np
 
+from ssljax import paths
 from ssljax.adapt import progress
 
 
@@ -82,9 +82,9 @@ def _grid_table(results) -> list[str]:
   return lines
 
 
-def write(results, workdir, spec) -> list[pathlib.Path]:
+def write(results, workdir, spec) -> list[paths.Path]:
   """report.md and the plots that fit the method and task; returns the paths written."""
-  workdir = pathlib.Path(workdir)
+  workdir = paths.path(workdir)
   (workdir / 'report.md').write_text(markdown(results))
   written = [workdir / 'report.md']
   runs = results['runs']
@@ -168,8 +168,7 @@ def _shots(results, out):
 
 
 def _save(plt, fig, out):
-  fig.tight_layout()
-  fig.savefig(out, dpi=100)
+  paths.save_figure(fig, out)
   plt.close(fig)
   return out
 
@@ -196,9 +195,9 @@ def suite_markdown(suite) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def write_suite(suite, workdir) -> list[pathlib.Path]:
+def write_suite(suite, workdir) -> list[paths.Path]:
   """report.md and methods.png (a bar per task and method/init) for `ssljax evaluate`."""
-  workdir = pathlib.Path(workdir)
+  workdir = paths.path(workdir)
   (workdir / 'report.md').write_text(suite_markdown(suite))
   plt = _pyplot()
   names = list(suite['tasks'])

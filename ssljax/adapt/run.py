@@ -13,7 +13,6 @@ carved from train. A file task's evaluation split is named after its file.
 import dataclasses
 import json
 import logging
-import pathlib
 import time
 
 import jax
@@ -21,7 +20,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from ssljax import config as config_lib, models
+from ssljax import config as config_lib, models, paths
 from ssljax.adapt import (baselines, finetune, probe, progress, prompting, report, scores,
                           tasks)
 from ssljax.errors import UserError
@@ -118,7 +117,7 @@ def _glue(name, s):
     if not s.data_dir:
       raise UserError(f'{name} is read from the GLUE folder: pass --data-dir GLUE_DIR (or '
                       '--set source=tfds)')
-    folder = pathlib.Path(s.data_dir).expanduser()
+    folder = paths.path(s.data_dir)
     folder = folder / 'glue' if (folder / 'glue').is_dir() else folder
     read = lambda split: tasks.read_glue(name, folder, split)
   return tasks.GLUE[name], read('train'), {split: read(split) for split in splits}
@@ -138,7 +137,7 @@ def _from_files(name, s):
   t = s.table
   read = lambda path, labels=None: tasks.read_table(
       path, t.text, t.label, t.text_b or None, t.kind, labels=labels,
-      name=pathlib.Path(train_file).stem)
+      name=paths.path(train_file).stem)
   spec, train = read(train_file)
   return spec, train, {split: read(eval_file,
                                    spec.labels if t.kind != 'regression' else None)[1]}
@@ -148,18 +147,18 @@ def split_name(path) -> str:
   """An evaluation file's split name: its name without the extension (en_ewt-ud-test from
   en_ewt-ud-test.conllu, dev-v1.1 from dev-v1.1.json), so a report says which file it
   scored; 'train' would read as the training split, so that one is eval-train."""
-  stem = pathlib.Path(path).stem
+  stem = paths.path(path).stem
   return 'eval-train' if stem == 'train' else stem
 
 
-def _locate(s, name, which) -> pathlib.Path:
+def _locate(s, name, which) -> paths.Path:
   """train_file / eval_file, or the file of the task's usual name under data_dir."""
   key = ('train_file', 'eval_file')[which]
   if s[key]:
-    return pathlib.Path(s[key]).expanduser()
+    return paths.path(s[key])
   pattern = _FILE_PATTERNS.get(name, (None, None))[which]
   if pattern and s.data_dir:
-    found = sorted(pathlib.Path(s.data_dir).expanduser().rglob(pattern))
+    found = sorted(paths.path(s.data_dir).rglob(pattern))
     if found:
       return found[0]
   where = f' (no {pattern} under {s.data_dir})' if pattern and s.data_dir else ''
@@ -253,7 +252,7 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
   """Runs `method` on `task` for each init and seed; returns what results.json holds."""
   if method not in METHODS:
     raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
-  workdir = pathlib.Path(workdir).expanduser()
+  workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   cfg = method_settings(s, method, pre.model_cfg.arch)
   seeds = list(range(s.seed, s.seed + s.seeds))
@@ -343,7 +342,7 @@ def summarize(runs) -> dict:
   return out
 
 
-def _write_json(path: pathlib.Path, data):
+def _write_json(path: paths.Path, data):
   """Written beside and renamed over: a crash never leaves half a file."""
   partial = path.with_suffix('.json.partial')
   partial.write_text(json.dumps(data, indent=1, default=_plain))
@@ -365,7 +364,7 @@ def evaluate(pre, task_names, methods, workdir, s, checkpoint: str = '') -> dict
   for method in methods:
     if method not in METHODS:
       raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
-  workdir = pathlib.Path(workdir).expanduser()
+  workdir = paths.path(workdir)
   suite = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {},
            'warnings': []}
   bar = progress.bar(s, len(task_names) * len(methods), 'evaluate', 'run')

@@ -13,8 +13,8 @@ import dataclasses
 import difflib
 import io
 import json
-import pathlib
 
+from ssljax import paths
 from ssljax.data import corpus
 from ssljax.errors import UserError
 
@@ -163,7 +163,7 @@ def read_glue(task: str, data_dir, split: str) -> list[Example]:
   """
   name = _lookup(task, GLUE, 'GLUE task')
   layout = _GLUE_LAYOUTS[name]
-  path = _glue_file(name, layout, pathlib.Path(data_dir).expanduser(), split)
+  path = _glue_file(name, layout, paths.path(data_dir), split)
   labelled = not split.startswith('test')
   records = _delimited_records(path, '\t', layout.columns if labelled else ())
   columns = _Columns(layout.text, layout.text_b, layout.label if labelled else None,
@@ -178,8 +178,8 @@ def _check_split(name: str, layout: _GlueLayout, split: str) -> None:
                     f'{", ".join(layout.splits)}')
 
 
-def _glue_file(name: str, layout: _GlueLayout, data_dir: pathlib.Path,
-               split: str) -> pathlib.Path:
+def _glue_file(name: str, layout: _GlueLayout, data_dir: paths.Path,
+               split: str) -> paths.Path:
   """data_dir/Folder/split.tsv, or data_dir/split.tsv when data_dir is the task folder."""
   _check_split(name, layout, split)
   folder = data_dir / layout.folder if (data_dir / layout.folder).is_dir() else data_dir
@@ -240,7 +240,7 @@ def read_table(path, text_column: str, label_column: str | None = None,
   """
   if kind not in ('classification', 'regression'):
     raise UserError(f'kind={kind!r}: a table task is classification or regression')
-  path = pathlib.Path(path).expanduser()
+  path = paths.path(path)
   if path.suffix == '.jsonl':
     records = _json_records(path)
   else:
@@ -256,7 +256,7 @@ def read_table(path, text_column: str, label_column: str | None = None,
                          path)
 
 
-def _table_delimiter(path: pathlib.Path) -> str:
+def _table_delimiter(path: paths.Path) -> str:
   if path.suffix not in _DELIMITERS:
     raise UserError(f'cannot tell how {path} is delimited: name it .csv, .tsv or .jsonl, '
                     'or pass delimiter=')
@@ -275,7 +275,7 @@ def read_conllu(path) -> list[Example]:
   Multiword-token ranges (1-2) and empty nodes (1.1) are skipped: the words are the
   syntactic words, which are what carry the UPOS tags.
   """
-  path = pathlib.Path(path).expanduser()
+  path = paths.path(path)
   tag_ids = _ids(UPOS)
   examples = []
   for sentence in _sentences(_read(path)):
@@ -306,7 +306,7 @@ def read_conll_ner(path, labels=None) -> tuple[TaskSpec, list[Example]]:
   Blank lines end sentences; -DOCSTART- lines are skipped. Without `labels` the label
   set is the file's tags, sorted: pass the train split's `spec.labels` for its dev split.
   """
-  path = pathlib.Path(path).expanduser()
+  path = paths.path(path)
   sentences, width = [], None
   for block in _sentences(_read(path)):
     rows = []
@@ -339,7 +339,7 @@ def read_squad(path) -> list[Example]:
   An answer must stand in its context at its answer_start, since training targets
   are built from that offset.
   """
-  path = pathlib.Path(path).expanduser()
+  path = paths.path(path)
   text = _read(path)
   try:
     data = json.loads(text)
@@ -392,7 +392,7 @@ class _LineFinder:
     return self._line
 
 
-def _read(path: pathlib.Path) -> str:
+def _read(path: paths.Path) -> str:
   """The file's text, without a byte-order mark and with \\n line ends."""
   try:
     return path.read_text(encoding='utf-8-sig')
@@ -405,7 +405,7 @@ def _read(path: pathlib.Path) -> str:
     raise UserError(f'cannot read {path}: {e.strerror}') from None
 
 
-def _delimited_records(path: pathlib.Path, delimiter: str,
+def _delimited_records(path: paths.Path, delimiter: str,
                        names: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
   """('file:line', {column: value}) per row; `names` stand in for a missing header."""
   quoting = csv.QUOTE_NONE if delimiter == '\t' else csv.QUOTE_MINIMAL
@@ -424,7 +424,7 @@ def _delimited_records(path: pathlib.Path, delimiter: str,
   return records
 
 
-def _json_records(path: pathlib.Path) -> list[tuple[str, dict]]:
+def _json_records(path: paths.Path) -> list[tuple[str, dict]]:
   records = []
   for number, line in enumerate(_read(path).split('\n'), start=1):
     if not line.strip():

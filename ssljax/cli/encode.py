@@ -3,8 +3,8 @@
 Imports stay inside the command, so that building the parser loads no JAX.
 """
 
-import pathlib
 
+from ssljax import paths
 from ssljax.errors import UserError
 
 
@@ -12,7 +12,7 @@ def _encode(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ssljax import pretrained  # pylint: disable=g-import-not-at-top
   from ssljax.adapt import features  # pylint: disable=g-import-not-at-top
-  source = pathlib.Path(args.input)
+  source = paths.path(args.input)
   if not source.is_file():
     raise UserError(f'--input {source} does not exist')
   texts = source.read_text(encoding='utf-8').splitlines()
@@ -22,7 +22,8 @@ def _encode(args):
     raise UserError(f'--batch-size {args.batch_size} must be at least 1')
   out_NxH = features.sentence_features(pretrained.load(args.checkpoint), texts, args.pooling,
                                        args.batch_size)
-  np.save(args.output, out_NxH)
+  with paths.path(args.output).open('wb') as f:
+    np.save(f, out_NxH)
   print(f'wrote {args.output}: {out_NxH.shape[0]} x {out_NxH.shape[1]} float32 '
         f'({args.pooling} pooling)')
 
@@ -36,7 +37,8 @@ def add_commands(subparsers):
   q.add_argument('--checkpoint', required=True, help='an ssljax workdir, a checkpoints/STEP '
                  'directory, or a Hugging Face folder')
   q.add_argument('--input', required=True, help='UTF-8 text, one text per line')
-  q.add_argument('--output', required=True, help='the .npy file to write')
+  q.add_argument('--output', required=True, help='the .npy file to write (a local path, gs:// '
+                 'or s3://)')
   q.add_argument('--pooling', default='mean',
                  help='mean: over the real tokens (default); first: the first token\'s state '
                  '(sentence-transformers\' CLS pooling); cls: [CLS] through BERT\'s pooler; '

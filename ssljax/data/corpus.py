@@ -9,12 +9,12 @@ import functools
 import inspect
 import json
 import os
-import pathlib
 import re
 import sysconfig
 
 import numpy as np
 
+from ssljax import paths
 from ssljax.errors import UserError
 
 # Standard-library folders whose docstrings are tests, tools or already in pydoc_data.
@@ -95,12 +95,12 @@ def _clean(text: str) -> str:
   return re.sub(r'\n{3,}', '\n\n', '\n'.join(lines)).strip()
 
 
-def _files(data_cfg, suffix: str) -> list[pathlib.Path]:
+def _files(data_cfg, suffix: str) -> list[paths.Path]:
   """The file at data.path, or the files ending in `suffix` below that folder."""
   if not data_cfg.path:
     raise UserError(f'data.source={data_cfg.source} needs data.path: a {suffix} '
                     'file or a folder of them (--set data.path=...)')
-  path = pathlib.Path(data_cfg.path).expanduser()
+  path = paths.path(data_cfg.path)
   if path.is_file():
     return [path]
   if not path.is_dir():
@@ -113,7 +113,7 @@ def _files(data_cfg, suffix: str) -> list[pathlib.Path]:
   return files
 
 
-def _read_utf8(file: pathlib.Path) -> str:
+def _read_utf8(file: paths.Path) -> str:
   data = file.read_bytes()
   try:
     text = data.decode('utf-8')

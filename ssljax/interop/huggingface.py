@@ -12,9 +12,9 @@ id); export writes RoBERTa for a `bert` model with a nonzero offset.
 """
 
 import dataclasses
+import io
 import json
 import logging
-import pathlib
 import re
 
 import jax
@@ -24,7 +24,7 @@ import safetensors
 import safetensors.numpy
 from flax import nnx, traverse_util
 
-from ssljax import config as config_lib, models, pretrained, tokenizers
+from ssljax import config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.errors import UserError
 from ssljax.pretrain import checkpoint, optimizer
 from ssljax.pretrain.state import TrainState
@@ -197,7 +197,7 @@ def tensors(model_type: str, cfg: models.ModelConfig, prefixed: bool) -> list[Te
 # Reading a Hugging Face folder
 
 
-def read_config(folder: pathlib.Path) -> tuple[dict, str]:
+def read_config(folder: paths.Path) -> tuple[dict, str]:
   """config.json and its model_type, checked to be one ssljax maps."""
   file = folder / 'config.json'
   if not folder.is_dir():
@@ -262,7 +262,7 @@ def _special_values(hf, model_type, values, file) -> dict:
   return {}
 
 
-def read_weights(folder: pathlib.Path) -> dict[str, np.ndarray]:
+def read_weights(folder: paths.Path) -> dict[str, np.ndarray]:
   """All tensors of the folder: model.safetensors, its shards, or pytorch_model.bin."""
   index = folder / 'model.safetensors.index.json'
   if (folder / 'model.safetensors').is_file():
@@ -277,21 +277,21 @@ def read_weights(folder: pathlib.Path) -> dict[str, np.ndarray]:
   weights = {}
   for file in files:
     try:
-      weights |= safetensors.numpy.load_file(file)
+      weights |= safetensors.numpy.load(file.read_bytes())
     except (safetensors.SafetensorError, OSError, ValueError, TypeError) as e:
       raise UserError(f'{file} is not a readable safetensors file ({e}); it may be '
                       'truncated or unfinished: download or save it again') from None
   return weights
 
 
-def _read_torch(file: pathlib.Path) -> dict[str, np.ndarray]:
+def _read_torch(file: paths.Path) -> dict[str, np.ndarray]:
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise UserError(f'{file} is a PyTorch pickle: install torch to read it, or save the '
                     'model as model.safetensors') from None
   try:
-    state = torch.load(file, map_location='cpu', weights_only=True)
+    state = torch.load(io.BytesIO(file.read_bytes()), map_location='cpu', weights_only=True)
   except Exception as e:  # torch raises many types for a damaged pickle
     raise UserError(f'{file} could not be read by torch ({type(e).__name__}: {e})') from None
   return {k: v.float().numpy() if v.is_floating_point() else v.numpy()
@@ -341,7 +341,7 @@ def _objective(model_type, weights) -> str:
 
 def load_folder(folder, seed: int = 0) -> tuple[pretrained.Pretrained, Report]:
   """A Hugging Face model folder as an ssljax model, tokenizer and config."""
-  folder = pathlib.Path(folder).expanduser()
+  folder = paths.path(folder)
   hf, model_type = read_config(folder)
   section = model_values(hf, model_type, folder / 'config.json')
   weights = read_weights(folder)
@@ -358,7 +358,7 @@ def load_folder(folder, seed: int = 0) -> tuple[pretrained.Pretrained, Report]:
 
 def import_folder(folder, out) -> Report:
   """Writes `out/checkpoints/0` (fresh optimizer state) and `out`'s tokenizer."""
-  out = pathlib.Path(out).expanduser()
+  out = paths.path(out)
   if (out / 'checkpoints').is_dir() and any((out / 'checkpoints').iterdir()):
     raise UserError(f'{out} already holds checkpoints; choose a new --out')
   pre, report = load_folder(folder)
@@ -437,9 +437,9 @@ def _identity_projection(flat: dict, cfg: models.ModelConfig) -> dict:
                  ('embeddings', 'project', 'bias'): np.zeros(cfg.hidden_size, np.float32)}
 
 
-def export(pre: pretrained.Pretrained, out) -> pathlib.Path:
+def export(pre: pretrained.Pretrained, out) -> paths.Path:
   """Writes config.json, model.safetensors and the tokenizer files into `out`."""
-  out = pathlib.Path(out).expanduser()
+  out = paths.path(out)
   cfg = pre.model_cfg
   config = hf_config(cfg, pre.tokenizer)
   model_type = config['model_type']
@@ -450,13 +450,13 @@ def export(pre: pretrained.Pretrained, out) -> pathlib.Path:
   weights = {t.hf: t.to_hf([np.asarray(flat[p], np.float32) for p in t.ours])
              for t in tensors(model_type, cfg, prefixed=True)}
   out.mkdir(parents=True, exist_ok=True)
-  safetensors.numpy.save_file(weights, out / 'model.safetensors', metadata={'format': 'pt'})
+  (out / 'model.safetensors').write_bytes(safetensors.numpy.save(weights, metadata={'format': 'pt'}))
   (out / 'config.json').write_text(json.dumps(config, indent=2))
   _export_tokenizer(pre.tokenizer, cfg, out)
   return out
 
 
-def _export_tokenizer(tokenizer, cfg, out: pathlib.Path):
+def _export_tokenizer(tokenizer, cfg, out: paths.Path):
   """tokenizer.json for transformers; an ssljax sentencepiece model is converted to it."""
   if isinstance(tokenizer, tokenizers.SentencePieceTokenizer):
     (out / 'spiece.model').write_bytes(tokenizer.model_proto)

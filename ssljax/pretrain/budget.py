@@ -9,13 +9,14 @@ with a checkpoint when an invocation has spent the budget; rerunning continues.
 
 import json
 import logging
-import pathlib
 import time
 
 import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
+
+from ssljax import paths
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def sized_config(config, workdir, setup, started: float) -> ml_collections.Confi
   `setup(config, workdir)` builds a run (see `loop.setup`); `started` is when the command
   began (time.perf_counter), so tokenizer training and compilation count against the budget.
   """
-  path = pathlib.Path(workdir) / FILE
+  path = paths.path(workdir) / FILE
   config = ml_collections.ConfigDict(config.to_dict())
   if path.is_file():
     config.train.steps = json.loads(path.read_text())['steps']

@@ -9,20 +9,93 @@ previous one is used.
 
 import base64
 import logging
-import pathlib
+import os
+import tempfile
 
+import fsspec
+import jax
 import orbax.checkpoint as ocp
 
+from ssljax import paths
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
+ITEMS = ('state', 'data', 'meta')
+UPLOADED = 'ssljax-uploaded'  # written last into an s3:// step directory
+
+
 def manager(workdir, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+  """WORKDIR/checkpoints: local and gs:// through Orbax itself, s3:// through `Staged`."""
+  directory = paths.local_absolute(workdir) / 'checkpoints'
+  if paths.scheme(directory) == 's3':
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=False)
+    return Staged(directory, options=options, item_names=ITEMS)
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / 'checkpoints',
-                               options=options, item_names=('state', 'data', 'meta'))
+  return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
+
+
+class Staged(ocp.CheckpointManager):
+  """Checkpoints of an s3:// workdir, written locally and uploaded step by step.
+
+  Orbax 0.12 writes arrays to local paths and gs:// only (google/orbax#2739 adds S3), so
+  here Orbax writes to a local staging folder and each finished step is uploaded to
+  s3://.../checkpoints/STEP with the file `ssljax-uploaded` last. A new manager first makes
+  a fresh staging folder hold the bucket's uploaded steps; an upload cut short has no marker and
+  is removed then. Saves are synchronous; one process only (use gs:// on a pod slice).
+  """
+
+  def __init__(self, remote: paths.Path, **kwargs):
+    if jax.process_count() > 1:
+      raise UserError(f'{remote}: s3:// checkpoints are written by one process; on several '
+                      'hosts use a gs:// workdir')
+    self.remote = remote
+    self._fs, self._root = fsspec.core.url_to_fs(os.fspath(remote))
+    self._staging = paths.Path(tempfile.mkdtemp(prefix='ssljax-staging-'))
+    self._download(self._staging)
+    super().__init__(self._staging, **kwargs)
+
+  def _remote_steps(self) -> dict[int, bool]:
+    """step -> whether its upload finished."""
+    self._fs.invalidate_cache()
+    if not self._fs.exists(self._root):
+      return {}
+    found = {}
+    for entry in self._fs.ls(self._root, detail=False):
+      name = entry.rstrip('/').rsplit('/', 1)[-1]
+      if name.isdigit():
+        found[int(name)] = self._fs.exists(f'{entry.rstrip("/")}/{UPLOADED}')
+    return found
+
+  def _download(self, staging: paths.Path):
+    for step, uploaded in self._remote_steps().items():
+      if uploaded:
+        self._fs.get(f'{self._root}/{step}', os.fspath(staging / str(step)), recursive=True)
+      else:
+        log.warning('removing %s/%d: its upload did not finish', self.remote, step)
+        self._fs.rm(f'{self._root}/{step}', recursive=True)
+
+  def save(self, step, *args, **kwargs):
+    saved = super().save(step, *args, **kwargs)
+    self.wait_until_finished()
+    kept = set(self.all_steps())
+    remote = self._remote_steps()
+    for step_kept in sorted(kept):
+      if not remote.get(step_kept, False):
+        target = f'{self._root}/{step_kept}'
+        self._fs.put(os.fspath(paths.path(self.directory) / str(step_kept)), target,
+                     recursive=True)
+        self._fs.pipe(f'{target}/{UPLOADED}', b'')
+    for gone in set(remote) - kept:
+      self._fs.rm(f'{self._root}/{gone}', recursive=True)
+    return saved
+
+  def close(self):
+    super().close()
+    self._staging.rmtree(missing_ok=True)
 
 
 def save(mgr, step, state, data_state, meta):
@@ -85,9 +158,9 @@ def latest_meta(mgr) -> dict | None:
     return None
 
 
-def _set_aside(mgr, step) -> pathlib.Path:
+def _set_aside(mgr, step) -> paths.Path:
   """Renames a broken step directory so the run can save that step again; nothing is deleted."""
-  path = pathlib.Path(mgr.directory) / str(step)
+  path = paths.path(mgr.directory) / str(step)
   aside = path.with_name(f'unreadable-{step}')
   n = 0
   while aside.exists():

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import pathlib
 import signal
 import tempfile
 import time
@@ -24,8 +23,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tqdm
 from flax import nnx
+from jax.experimental import multihost_utils
 
-from ssljax import config as config_lib, models, pretrained, tokenizers
+from ssljax import config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples
 from ssljax.errors import UserError
 from ssljax.pretrain import (budget, checkpoint, masking, metrics as metrics_lib, optimizer,
@@ -49,7 +49,7 @@ def due(step: int, every: int, last: int | None = None) -> bool:
 class Run:
   """What a pretraining run is made of, built once from the config."""
   config: ml_collections.ConfigDict
-  workdir: pathlib.Path
+  workdir: paths.Path
   tokenizer: tokenizers.Tokenizer
   model_cfg: models.ModelConfig
   graphdef: nnx.GraphDef
@@ -68,7 +68,7 @@ class Hook:
   fn: Callable[[Run, dict], dict]
 
 
-def load_tokenizer(config, workdir: pathlib.Path, documents,
+def load_tokenizer(config, workdir: paths.Path, documents,
                    source: pretrained.Pretrained | None = None) -> tokenizers.Tokenizer:
   """The run's tokenizer: the one saved in workdir, the init_from source's, tokenizer.path,
   or one trained now."""
@@ -81,7 +81,7 @@ def load_tokenizer(config, workdir: pathlib.Path, documents,
   else:
     with tempfile.TemporaryDirectory() as tmp:
       tokenizer = tokenizers.train(documents, config.tokenizer.vocab_size,
-                                   pathlib.Path(tmp) / 'tokenizer', config.tokenizer.model_type)
+                                   paths.path(tmp) / 'tokenizer', config.tokenizer.model_type)
   if jax.process_index() == 0:
     tokenizer.save(workdir)
   return tokenizer
@@ -102,7 +102,7 @@ def init_source(config) -> tuple[ml_collections.ConfigDict, pretrained.Pretraine
 
 
 def setup(config, workdir) -> Run:
-  workdir = pathlib.Path(workdir)
+  workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   config, source = init_source(config)
   seed = config.train.seed
@@ -179,8 +179,15 @@ def initial_state(run: Run) -> TrainState:
 
 @contextlib.contextmanager
 def preemption_flag():
-  """SIGTERM/SIGINT set a flag instead of killing the run; the loop saves, then exits."""
+  """SIGTERM/SIGINT set a flag instead of killing the run; the loop saves, then exits.
+
+  With several processes JAX's preemption notifier owns SIGTERM (jax.distributed installs
+  it): see `preempted`.
+  """
   flag = {'signal': None}
+  if jax.process_count() > 1:
+    yield flag
+    return
   handler = lambda signum, frame: flag.update(signal=signal.Signals(signum).name)
   previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
   try:
@@ -188,6 +195,18 @@ def preemption_flag():
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
+
+
+def preempted(flag, step: int) -> str | None:
+  """The signal that stops the run after `step`, or None.
+
+  Hosts of a pod slice get SIGTERM at different moments; each saving its own step would
+  leave a checkpoint no one can restore and hosts waiting on each other forever. JAX's
+  preemption sync point makes every process answer True at the same step.
+  """
+  if jax.process_count() > 1:
+    return 'SIGTERM' if multihost_utils.reached_preemption_sync_point(step) else None
+  return flag['signal']
 
 
 def _host(tree) -> dict[str, float]:
@@ -295,7 +314,8 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
         done = step + 1
         pending.append((done, step_metrics))
         bar.update(1)
-        stop = (flag['signal'] or (stop_after is not None and done >= stop_after) or
+        signal_name = preempted(flag, done)
+        stop = (signal_name or (stop_after is not None and done >= stop_after) or
                 (due(done, cfg.log_every) and budget.spent(started, cfg.time_budget)))
         save = stop or due(done, cfg.checkpoint_every, cfg.steps)
         # Step `done` is dispatched: read the ones before it, and itself if it is saved.
@@ -311,7 +331,7 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
             record(done, hook.fn(run, run.strategy.to_save(state).params))
         if stop:
           if done < cfg.steps and stop_after is None:
-            why = flag['signal'] or f'time budget of {cfg.time_budget} min spent'
+            why = signal_name or f'time budget of {cfg.time_budget} min spent'
             bar.write(f'{why} at step {done}: checkpoint saved; rerun the same command to '
                       'continue')
           break

@@ -9,52 +9,81 @@ import json
 import math
 import os
 import pathlib
+import shutil
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssljax import paths
+
 
 class Writer:
-  """Appends metrics to WORKDIR/metrics.jsonl and WORKDIR/tensorboard (process 0 only)."""
+  """Appends metrics to WORKDIR/metrics.jsonl and WORKDIR/tensorboard (process 0 only).
 
-  def __init__(self, workdir, enabled=True):
+  A local workdir gets each row at once. Object storage has no append, so for a gs:// or
+  s3:// workdir rows are flushed every `remote_flush_s` seconds and at close, and the
+  TensorBoard events are written to a local folder and copied up at each flush.
+  """
+
+  def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0):
     self.enabled = enabled
-    self.path = pathlib.Path(workdir) / 'metrics.jsonl'
-    self._tb = None
+    workdir = paths.path(workdir)
+    self.path = workdir / 'metrics.jsonl'
+    self._events = workdir / 'tensorboard'
+    self._remote = paths.is_remote(workdir)
+    self._flush_s = remote_flush_s if self._remote else 0.0
+    self._rows, self._flushed = [], time.monotonic()
+    self._tb = self._spool = None
     if enabled:
       from tensorboardX import SummaryWriter  # imported here: slow, and process 0 only
-      self._tb = SummaryWriter(str(pathlib.Path(workdir) / 'tensorboard'))
+      self._spool = tempfile.mkdtemp(prefix='ssljax-events-') if self._remote else None
+      self._tb = SummaryWriter(self._spool or os.fspath(self._events))
 
   def write(self, step: int, values: dict):
     if not (self.enabled and values):
       return
     row = {'step': int(step)} | {k: float(v) for k, v in values.items()}
-    with self.path.open('a') as f:
-      f.write(json.dumps(row) + '\n')
+    self._rows.append(json.dumps(row))
     for k, v in row.items():
       if k != 'step' and math.isfinite(v):
         self._tb.add_scalar(k, v, int(step))
+    if time.monotonic() - self._flushed >= self._flush_s:
+      self.flush()
+
+  def flush(self):
+    paths.append_lines(self.path, self._rows)
+    self._rows, self._flushed = [], time.monotonic()
+    if self._spool:
+      self._tb.flush()
+      self._events.mkdir(parents=True, exist_ok=True)
+      for name in os.listdir(self._spool):
+        (self._events / name).write_bytes(pathlib.Path(self._spool, name).read_bytes())
 
   def close(self):
     if self._tb is not None:
       self._tb.close()
+      self.flush()
+      if self._spool:
+        shutil.rmtree(self._spool, ignore_errors=True)
 
 
 def read(workdir) -> list[dict]:
-  path = pathlib.Path(workdir) / 'metrics.jsonl'
+  path = paths.path(workdir) / 'metrics.jsonl'
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot(workdir, out=None) -> pathlib.Path:
+def plot(workdir, out=None) -> paths.Path:
   """Losses, and accuracies with any probe scores, against step: a PNG beside the metrics."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
   rows = read(workdir)
-  out = pathlib.Path(out or pathlib.Path(workdir) / 'loss.png')
+  workdir = paths.path(workdir)
+  out = paths.path(out) if out else workdir / 'loss.png'
   losses = sorted({k for r in rows for k in r if k.endswith('_loss') or k == 'loss'})
   scores = sorted({k for r in rows for k in r
                    if k.endswith('_accuracy') or k.startswith('probe_') and 'lambda' not in k})
@@ -67,11 +96,10 @@ def plot(workdir, out=None) -> pathlib.Path:
       ax.plot(*zip(*points), label=key, marker=marker)
     ax.set_xlabel('step')
     ax.set_ylabel(label)
-    ax.set_title(pathlib.Path(workdir).name)
+    ax.set_title(workdir.name)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(out, dpi=100)
+  paths.save_figure(fig, out)
   plt.close(fig)
   return out
 

@@ -1,8 +1,8 @@
 """Tokenizers behind one protocol (`base.Tokenizer`): sentencepiece, which ssljax trains,
 and Hugging Face `tokenizers`, loaded only when a Hugging Face tokenizer is asked for."""
 
-import pathlib
 
+from ssljax import paths
 from ssljax.errors import UserError
 from ssljax.tokenizers.base import SPECIAL_TOKENS, Tokenizer
 from ssljax.tokenizers.sentencepiece import SentencePieceTokenizer, train
@@ -28,9 +28,9 @@ def from_proto(kind: str, proto: bytes, origin: str = '<bytes>') -> Tokenizer:
   return kinds[kind].from_proto(proto, origin)
 
 
-def load(path: str | pathlib.Path) -> Tokenizer:
+def load(path: str | paths.Path) -> Tokenizer:
   """A sentencepiece .model, a Hugging Face tokenizer.json, or a folder `save` wrote."""
-  path = pathlib.Path(path).expanduser()
+  path = paths.path(path)
   if path.suffix == '.json' or (path / 'tokenizer.json').is_file():
     return _kinds()['hf'].load(path)
   return SentencePieceTokenizer.load(path)

@@ -11,12 +11,12 @@ token: GPT-2's `<|endoftext|>` ends documents ([SEP]) and also pads.
 """
 
 import json
-import pathlib
 
 import numpy as np
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
+from ssljax import paths
 from ssljax.errors import UserError
 from ssljax.tokenizers.base import SPECIAL_TOKENS
 
@@ -80,9 +80,9 @@ class HFTokenizer:
     return np.array([p.startswith(_WORD_PREFIXES) for p in pieces])
 
   @classmethod
-  def load(cls, path: str | pathlib.Path) -> 'HFTokenizer':
+  def load(cls, path: str | paths.Path) -> 'HFTokenizer':
     """Reads a `tokenizer.json`, or a folder written by `save` (or by transformers)."""
-    path = pathlib.Path(path).expanduser()
+    path = paths.path(path)
     folder, file = (path, path / 'tokenizer.json') if path.is_dir() else (path.parent, path)
     if not file.is_file():
       raise UserError(f'tokenizer file {file} does not exist')
@@ -103,9 +103,9 @@ class HFTokenizer:
     return json.dumps({'tokenizer': self._tok.to_str(),
                        'special_tokens': self.special_tokens}).encode('utf-8')
 
-  def save(self, directory: str | pathlib.Path) -> pathlib.Path:
+  def save(self, directory: str | paths.Path) -> paths.Path:
     """Writes `tokenizer.json` and `special_tokens_map.json`; `load(directory)` reads them."""
-    directory = pathlib.Path(directory)
+    directory = paths.path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / 'special_tokens_map.json').write_text(
         json.dumps(self.special_tokens, indent=2, ensure_ascii=False))
@@ -124,7 +124,7 @@ class HFTokenizer:
                             skip_special_tokens=True)
 
 
-def _read_json(path: pathlib.Path) -> dict:
+def _read_json(path: paths.Path) -> dict:
   if not path.is_file():
     return {}
   try:
@@ -142,13 +142,13 @@ def _token_strings(specials: dict) -> dict[str, str]:
   return out
 
 
-def from_hf_folder(folder: pathlib.Path, model_type: str) -> HFTokenizer:
+def from_hf_folder(folder: paths.Path, model_type: str) -> HFTokenizer:
   """The tokenizer of a Hugging Face model folder, as transformers would build it."""
   settings = _read_json(folder / 'tokenizer_config.json')
   specials = (DEFAULT_SPECIAL_TOKENS.get(model_type, {}) | _token_strings(settings)
               | _token_strings(_read_json(folder / 'special_tokens_map.json')))
   if (folder / 'tokenizer.json').is_file():
-    tok = tokenizers.Tokenizer.from_file(str(folder / 'tokenizer.json'))
+    tok = tokenizers.Tokenizer.from_str((folder / 'tokenizer.json').read_text())
   elif (folder / 'vocab.txt').is_file():
     tok = _wordpiece(folder / 'vocab.txt', settings, specials['unk_token'])
   elif (folder / 'vocab.json').is_file() and (folder / 'merges.txt').is_file():
@@ -216,7 +216,9 @@ def _wordpiece(vocab_file, settings, unk_token) -> tokenizers.Tokenizer:
 
 def _byte_level_bpe(folder, settings) -> tokenizers.Tokenizer:
   """GPT-2 / RoBERTa byte-level BPE from vocab.json + merges.txt."""
-  vocab, merges = models.BPE.read_file(str(folder / 'vocab.json'), str(folder / 'merges.txt'))
+  vocab = json.loads((folder / 'vocab.json').read_text(encoding='utf-8'))
+  merges = [tuple(line.split(' ')) for line in (folder / 'merges.txt').read_text(
+      encoding='utf-8').splitlines() if line and not line.startswith('#version')]
   tok = tokenizers.Tokenizer(models.BPE(vocab, merges, continuing_subword_prefix='',
                                         end_of_word_suffix='', fuse_unk=False))
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(

@@ -6,11 +6,11 @@ symbols: plain text never produces them, so a document cannot forge a separator.
 """
 
 import io
-import pathlib
 
 import numpy as np
 import sentencepiece as spm
 
+from ssljax import paths
 from ssljax.errors import UserError
 from ssljax.tokenizers.base import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, UNK, WORD_PREFIX
 
@@ -19,7 +19,7 @@ _TRAIN_THREADS = 16
 MODEL_TYPES = ('unigram', 'bpe', 'char', 'word')
 
 
-def train(documents: list[str], vocab_size: int, model_prefix: str | pathlib.Path,
+def train(documents: list[str], vocab_size: int, model_prefix: str | paths.Path,
           model_type: str = 'unigram') -> 'SentencePieceTokenizer':
   """Trains a tokenizer on `documents` and writes `<model_prefix>.model`.
 
@@ -58,7 +58,7 @@ def train(documents: list[str], vocab_size: int, model_prefix: str | pathlib.Pat
         f'{len(lines)} lines ({chars} characters): {reason}; add text to the corpus '
         'or change tokenizer.vocab_size') from None
   tokenizer = SentencePieceTokenizer(model.getvalue())
-  path = pathlib.Path(f'{model_prefix}.model')
+  path = paths.path(f'{model_prefix}.model')
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_bytes(tokenizer.model_proto)
   return tokenizer
@@ -92,9 +92,9 @@ class SentencePieceTokenizer:
         np.arange(self.vocab_size, dtype=np.int32), self.special_ids)
 
   @classmethod
-  def load(cls, path: str | pathlib.Path) -> 'SentencePieceTokenizer':
+  def load(cls, path: str | paths.Path) -> 'SentencePieceTokenizer':
     """Reads a .model file, or `tokenizer.model` in a folder written by `save`."""
-    path = pathlib.Path(path).expanduser()
+    path = paths.path(path)
     if path.is_dir():
       path = path / 'tokenizer.model'
     if not path.is_file():
@@ -106,9 +106,9 @@ class SentencePieceTokenizer:
   def model_proto(self) -> bytes:
     return self._proto
 
-  def save(self, directory: str | pathlib.Path) -> pathlib.Path:
+  def save(self, directory: str | paths.Path) -> paths.Path:
     """Writes `<directory>/tokenizer.model`, which `load(directory)` reads back."""
-    path = pathlib.Path(directory) / 'tokenizer.model'
+    path = paths.path(directory) / 'tokenizer.model'
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(self._proto)
     return path

@@ -1,0 +1,85 @@
+"""Every path a user gives: local, `gs://` or `s3://`, as one `etils.epath.Path`.
+
+`pathlib.Path('gs://bucket/run')` is the local folder `gs:/bucket/run`, so nothing in ssljax
+wraps a user's path in pathlib. `etils.epath` (Orbax's own path type) reaches object
+storage through fsspec: `gcsfs` for gs:// and `s3fs` for s3://, installed by the `gcs` and
+`s3` extras. Object stores have no append and no atomic rename; `append_lines` and the
+checkpoint layer (see `pretrain/checkpoint.py`) are written for that.
+"""
+
+import importlib.util
+import io
+import os
+
+import numpy as np
+from etils import epath
+
+from ssljax.errors import UserError
+
+Path = epath.Path
+# scheme -> (the fsspec back-end it needs, the ssljax extra that installs it)
+BACKENDS = {'gs': ('gcsfs', 'gcs'), 's3': ('s3fs', 's3')}
+
+
+def scheme(path) -> str:
+  """'gs', 's3', ... for a URL; '' for a local path."""
+  text = os.fspath(path)
+  return text.split('://', 1)[0] if '://' in text else ''
+
+
+def is_remote(path) -> bool:
+  return bool(scheme(path))
+
+
+def path(p) -> epath.Path:
+  """`p` as an epath.Path: `~` expanded when local; a URL checked for its back-end."""
+  text = os.fspath(p)
+  kind = scheme(text)
+  if not kind:
+    return epath.Path(text).expanduser()
+  if kind in BACKENDS:
+    module, extra = BACKENDS[kind]
+    if importlib.util.find_spec(module) is None:
+      raise UserError(f'{text}: {kind}:// paths need {module}; install it with '
+                      f"pip install 'ssljax[{extra}]'")
+  return epath.Path(text)
+
+
+def local_absolute(p) -> epath.Path:
+  """A local path made absolute (Orbax requires it), a URL unchanged."""
+  p = path(p)
+  return p if is_remote(p) else epath.Path(os.path.abspath(os.fspath(p)))
+
+
+def append_lines(file: epath.Path, lines: list[str]):
+  """Appends lines to a text file. Object stores cannot append: there the file is rewritten
+  whole, which is cheap for a metrics log and keeps it readable at every moment."""
+  if not lines:
+    return
+  text = ''.join(line + '\n' for line in lines)
+  if not is_remote(file):
+    with file.open('a') as f:
+      f.write(text)
+    return
+  previous = file.read_text() if file.exists() else ''
+  file.write_text(previous + text)
+
+
+def save_npz(file: epath.Path, **arrays):
+  """np.savez through a file object, so that `file` may be a URL."""
+  with file.open('wb') as f:
+    np.savez(f, **arrays)
+
+
+def load_npz(file: epath.Path) -> dict:
+  """Every array of an .npz file (read whole: object-store files are not memory-mapped)."""
+  with np.load(io.BytesIO(file.read_bytes())) as stored:
+    return dict(stored)
+
+
+def save_figure(fig, out: epath.Path, dpi: int = 100) -> epath.Path:
+  """fig.savefig through a file object, so that `out` may be a URL; the suffix is the format."""
+  fig.tight_layout()
+  with out.open('wb') as f:
+    fig.savefig(f, format=out.suffix.lstrip('.') or 'png', dpi=dpi)
+  return out
