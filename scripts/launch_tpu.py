@@ -164,6 +164,12 @@ def _requirement(package: str) -> str:
   return shlex.quote(package)
 
 
+def _backend(workdir: str) -> str:
+  """The fsspec back-end of a bucket workdir (what `ssljax[gcs]` / `ssljax[s3]` add)."""
+  return {'gs': 'gcsfs ', 's3': 's3fs '}.get(workdir.split('://', 1)[0] if '://' in workdir
+                                            else '', '')
+
+
 # The gcloud commands, as lists.
 
 
@@ -216,7 +222,7 @@ def _setup(args) -> list[list[str]]:
       'python3 -m pip install -U uv',
       f'python3 -m uv venv --allow-existing --python {PYTHON} {VENV}',
       f"python3 -m uv pip install --python {VENV}/bin/python 'jax[tpu]' "
-      + _requirement(args.package),
+      + _backend(args.workdir) + _requirement(args.package),
   ])))
   commands.append(_ssh(args, _start(args)))
   return commands

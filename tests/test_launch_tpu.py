@@ -15,7 +15,7 @@ SCRIPT = pathlib.Path(__file__).parents[1] / 'scripts' / 'launch_tpu.py'
 EXPECTED = r"""
 gcloud compute tpus tpu-vm create pod --zone=us-central2-b --project=proj --accelerator-type=v4-32 --version=tpu-ubuntu2204-base --spot
 gcloud compute tpus tpu-vm scp {config} pod:bert.py --zone=us-central2-b --project=proj --worker=all
-gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --project=proj --worker=all '--command=python3 -m pip install -U uv && python3 -m uv venv --allow-existing --python 3.12 ~/ssljax-venv && python3 -m uv pip install --python ~/ssljax-venv/bin/python '"'"'jax[tpu]'"'"' ssljax'
+gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --project=proj --worker=all '--command=python3 -m pip install -U uv && python3 -m uv venv --allow-existing --python 3.12 ~/ssljax-venv && python3 -m uv pip install --python ~/ssljax-venv/bin/python '"'"'jax[tpu]'"'"' gcsfs ssljax'
 gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --project=proj --worker=all '--command=rm -f ~/ssljax.exit; setsid nohup sh -c '"'"'echo $$ > ~/ssljax.pid; trap "exit 143" TERM; SSLJAX_DISTRIBUTED=1 ~/ssljax-venv/bin/ssljax pretrain --config ~/bert.py --workdir gs://bucket/run --set optimizer.learning_rate=3e-4 --set '"'"'"'"'"'"'"'"'data.path=my corpus.txt'"'"'"'"'"'"'"'"'; echo $? > ~/ssljax.exit'"'"' > ~/ssljax.log 2>&1 < /dev/null &'
 gcloud compute tpus tpu-vm delete pod --zone=us-central2-b --project=proj --quiet
 """  # noqa: E501
