@@ -11,6 +11,7 @@ import importlib.util
 import io
 import os
 
+import fsspec
 import numpy as np
 from etils import epath
 
@@ -83,3 +84,29 @@ def save_figure(fig, out: epath.Path, dpi: int = 100) -> epath.Path:
   with out.open('wb') as f:
     fig.savefig(f, format=out.suffix.lstrip('.') or 'png', dpi=dpi)
   return out
+
+
+def read_utf8(file: epath.Path) -> str:
+  """A UTF-8 text file without its byte-order mark and with \\n line ends, or one error
+  naming the file (epath's read_text ignores `encoding`, so the bytes are decoded here)."""
+  try:
+    data = file.read_bytes()
+  except FileNotFoundError:
+    raise UserError(f'{file} does not exist; check the path') from None
+  except OSError as e:
+    raise UserError(f'cannot read {file}: {e.strerror or e}') from None
+  try:
+    text = data.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    line = data.count(b'\n', 0, e.start) + 1
+    raise UserError(f'{file} is not valid UTF-8 (byte {e.start}, line {line}); '
+                    'convert it, e.g. iconv -f latin1 -t utf-8') from None
+  return text.replace('\r\n', '\n').replace('\r', '\n')
+
+
+def rglob(folder: epath.Path, pattern: str) -> list[epath.Path]:
+  """Files matching `pattern` anywhere below `folder`, sorted (epath refuses `**`)."""
+  fs, root = fsspec.core.url_to_fs(os.fspath(folder))
+  found = fs.glob(f'{root.rstrip("/")}/**/{pattern}')
+  prefix = f'{scheme(folder)}://' if is_remote(folder) else ''
+  return sorted(epath.Path(prefix + f) for f in found if fs.isfile(f))

@@ -158,7 +158,7 @@ def _locate(s, name, which) -> paths.Path:
     return paths.path(s[key])
   pattern = _FILE_PATTERNS.get(name, (None, None))[which]
   if pattern and s.data_dir:
-    found = sorted(paths.path(s.data_dir).rglob(pattern))
+    found = paths.rglob(paths.path(s.data_dir), pattern)
     if found:
       return found[0]
   where = f' (no {pattern} under {s.data_dir})' if pattern and s.data_dir else ''

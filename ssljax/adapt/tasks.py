@@ -278,7 +278,7 @@ def read_conllu(path) -> list[Example]:
   path = paths.path(path)
   tag_ids = _ids(UPOS)
   examples = []
-  for sentence in _sentences(_read(path)):
+  for sentence in _sentences(paths.read_utf8(path)):
     words, tags, sent_id = [], [], str(len(examples))
     for number, line in sentence:
       if line.startswith('#'):
@@ -308,7 +308,7 @@ def read_conll_ner(path, labels=None) -> tuple[TaskSpec, list[Example]]:
   """
   path = paths.path(path)
   sentences, width = [], None
-  for block in _sentences(_read(path)):
+  for block in _sentences(paths.read_utf8(path)):
     rows = []
     for number, line in block:
       fields = line.split()
@@ -340,7 +340,7 @@ def read_squad(path) -> list[Example]:
   are built from that offset.
   """
   path = paths.path(path)
-  text = _read(path)
+  text = paths.read_utf8(path)
   try:
     data = json.loads(text)
   except json.JSONDecodeError as e:
@@ -392,24 +392,11 @@ class _LineFinder:
     return self._line
 
 
-def _read(path: paths.Path) -> str:
-  """The file's text, without a byte-order mark and with \\n line ends."""
-  try:
-    return path.read_text(encoding='utf-8-sig')
-  except FileNotFoundError:
-    raise UserError(f'{path} does not exist; check the path') from None
-  except UnicodeDecodeError as e:
-    raise UserError(f'{path} is not UTF-8 text (byte {e.start}); convert it, e.g. '
-                    'iconv -f latin1 -t utf-8') from None
-  except OSError as e:
-    raise UserError(f'cannot read {path}: {e.strerror}') from None
-
-
 def _delimited_records(path: paths.Path, delimiter: str,
                        names: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
   """('file:line', {column: value}) per row; `names` stand in for a missing header."""
   quoting = csv.QUOTE_NONE if delimiter == '\t' else csv.QUOTE_MINIMAL
-  reader = csv.reader(io.StringIO(_read(path)), delimiter=delimiter, quoting=quoting)
+  reader = csv.reader(io.StringIO(paths.read_utf8(path)), delimiter=delimiter, quoting=quoting)
   header, records, line = list(names) or None, [], 1
   for fields in reader:
     if fields and header is None:
@@ -426,7 +413,7 @@ def _delimited_records(path: paths.Path, delimiter: str,
 
 def _json_records(path: paths.Path) -> list[tuple[str, dict]]:
   records = []
-  for number, line in enumerate(_read(path).split('\n'), start=1):
+  for number, line in enumerate(paths.read_utf8(path).split('\n'), start=1):
     if not line.strip():
       continue
     try:

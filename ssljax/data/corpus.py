@@ -106,29 +106,18 @@ def _files(data_cfg, suffix: str) -> list[paths.Path]:
   if not path.is_dir():
     raise UserError(f'data.path {path} does not exist; give a {suffix} file or a '
                     'folder of them')
-  files = sorted(p for p in path.rglob(f'*{suffix}') if p.is_file())
+  files = paths.rglob(path, f'*{suffix}')
   if not files:
     raise UserError(f'data.path {path} is a folder without {suffix} files; add '
                     f'some or point data.path at one file')
   return files
 
 
-def _read_utf8(file: paths.Path) -> str:
-  data = file.read_bytes()
-  try:
-    text = data.decode('utf-8')
-  except UnicodeDecodeError as e:
-    line = data.count(b'\n', 0, e.start) + 1
-    raise UserError(f'{file} is not valid UTF-8 (byte {e.start}, line {line}); '
-                    'convert it, e.g. iconv -f latin1 -t utf-8') from None
-  return text.removeprefix('\ufeff').replace('\r\n', '\n').replace('\r', '\n')
-
-
 def _text(data_cfg) -> list[str]:
   """Plain text: documents are separated by one or more blank lines."""
   documents = []
   for file in _files(data_cfg, '.txt'):
-    documents.extend(d.strip() for d in _BLANK_LINES.split(_read_utf8(file)))
+    documents.extend(d.strip() for d in _BLANK_LINES.split(paths.read_utf8(file)))
   return documents
 
 
@@ -137,7 +126,7 @@ def _jsonl(data_cfg) -> list[str]:
   field = data_cfg.text_field
   documents = []
   for file in _files(data_cfg, '.jsonl'):
-    for number, line in enumerate(_read_utf8(file).split('\n'), start=1):
+    for number, line in enumerate(paths.read_utf8(file).split('\n'), start=1):
       if line.strip():
         documents.append(_json_text(line, field, f'{file}:{number}'))
   return documents
