@@ -110,3 +110,15 @@ def rglob(folder: epath.Path, pattern: str) -> list[epath.Path]:
   found = fs.glob(f'{root.rstrip("/")}/**/{pattern}')
   prefix = f'{scheme(folder)}://' if is_remote(folder) else ''
   return sorted(epath.Path(prefix + f) for f in found if fs.isfile(f))
+
+
+def write_whole(file: epath.Path, text: str):
+  """Writes `text` so that a reader never sees half of it: locally beside the file and
+  renamed over it; on object storage in one upload, which is atomic already (a rename there
+  is a copy and a delete)."""
+  if is_remote(file):
+    file.write_text(text)
+    return
+  partial = file.with_name(file.name + '.partial')
+  partial.write_text(text)
+  partial.replace(file)

@@ -10,6 +10,7 @@ on the bucket; losses, parameters, probe scores and features equal the local run
 
 import json
 import os
+import http
 import signal
 import socket
 
@@ -35,6 +36,55 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _with_generations(server_module):
+  """Adds to the GCS emulator what tensorstore's OCDBT driver (under Orbax) relies on and the
+  emulator lacks: the x-goog-generation header on downloads and the ifGenerationMatch /
+  ifGenerationNotMatch preconditions. Without them a re-read manifest fails at random with
+  "Malformed StorageGeneration"."""
+  objects = server_module.objects
+  original = {'download': objects.download, 'insert': objects.insert}
+
+  def generation(storage, bucket, name) -> int | None:
+    try:
+      return int(storage.get_file_obj(bucket, name)['generation'])
+    except Exception:  # the emulator's NotFound
+      return None
+
+  def failed(request, response, current) -> bool:
+    match = request.query.get('ifGenerationMatch')
+    if match and int(match[0]) != (current or 0):
+      response.status = http.HTTPStatus.PRECONDITION_FAILED
+      return True
+    not_match = request.query.get('ifGenerationNotMatch')
+    if not_match and current is not None and int(not_match[0]) == current:
+      response.status = http.HTTPStatus.NOT_MODIFIED
+      response['x-goog-generation'] = str(current)
+      return True
+    return False
+
+  def download(request, response, storage, *args, **kwargs):
+    current = generation(storage, request.params['bucket_name'], request.params['object_id'])
+    if failed(request, response, current):
+      return None
+    if current is not None:
+      response['x-goog-generation'] = str(current)
+    return original['download'](request, response, storage, *args, **kwargs)
+
+  def insert(request, response, storage, *args, **kwargs):
+    name = (request.query.get('name') or [None])[0]
+    current = name and generation(storage, request.params['bucket_name'], name)
+    if failed(request, response, current):
+      return None
+    return original['insert'](request, response, storage, *args, **kwargs)
+
+  # `get` with alt=media calls the module's `download`; the routes hold the functions too.
+  objects.download, objects.insert = download, insert
+  wrapped = {original['download']: download, original['insert']: insert}
+  for _, handlers in server_module.HANDLERS:
+    for method, handler in list(handlers.items()):
+      handlers[method] = wrapped.get(handler, handler)
+
+
 @pytest.fixture(scope='module')
 def buckets():
   """Both emulators, running for this module, with the environment that points at them."""
@@ -42,6 +92,7 @@ def buckets():
   pytest.importorskip('s3fs')
   gcs_server = pytest.importorskip('gcp_storage_emulator.server')
   moto_server = pytest.importorskip('moto.server')
+  _with_generations(gcs_server)
   gcs_port, s3_port = _free_port(), _free_port()
   gcs = gcs_server.create_server('127.0.0.1', gcs_port, in_memory=True, default_bucket=BUCKET)
   gcs.start()

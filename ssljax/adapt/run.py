@@ -343,10 +343,8 @@ def summarize(runs) -> dict:
 
 
 def _write_json(path: paths.Path, data):
-  """Written beside and renamed over: a crash never leaves half a file."""
-  partial = path.with_suffix('.json.partial')
-  partial.write_text(json.dumps(data, indent=1, default=_plain))
-  partial.replace(path)
+  """A crash never leaves half a file (see `paths.write_whole`)."""
+  paths.write_whole(path, json.dumps(data, indent=1, default=_plain))
 
 
 def _plain(value):
