@@ -101,3 +101,13 @@ def test_help_explains_itself(capsys):
     cli.main(['pretrain', '--help'])
   out = capsys.readouterr().out
   assert '--set KEY=VALUE' in out and 'continues from the latest' in out
+
+
+def test_a_path_without_write_permission_is_one_line(capsys, tmp_path, monkeypatch):
+  """Object stores answer a missing bucket permission with PermissionError (gcsfs, s3fs)."""
+  def refuse(*args, **kwargs):
+    raise PermissionError(13, 'Forbidden', 'gs://bucket/run/metrics.jsonl')
+  monkeypatch.setattr('ssljax.pretrain.loop.pretrain', refuse)
+  code, err = run_cli(capsys, 'pretrain', '--workdir', 'gs://bucket/run')
+  assert code == 2 and err.count('\n') == 1
+  assert 'gs://bucket/run/metrics.jsonl: permission denied' in err and 'bucket' in err

@@ -62,4 +62,9 @@ def main(argv=None):
   except FileNotFoundError as e:
     print(f'ssljax: error: {e.filename or e}: no such file', file=sys.stderr)
     return 2
+  except PermissionError as e:  # a local folder, or a bucket the credentials cannot write
+    print(f'ssljax: error: {e.filename or e}: permission denied; for a gs:// or s3:// path '
+          'the account needs object read, write and delete rights on the bucket (README: '
+          '"On a TPU pod slice")', file=sys.stderr)
+    return 2
   return 0
