@@ -4,8 +4,10 @@ GCS: `gcp-storage-emulator` in this process; gcsfs finds it through STORAGE_EMUL
 Orbax's tensorstore GCS driver through TENSORSTORE_GCS_HTTP_URL (with a test token). S3:
 moto's server; s3fs reads AWS_ENDPOINT_URL. Orbax 0.12 cannot write arrays to s3:// at
 all, so S3 checkpoints go through ssljax's staging (`checkpoint.Staged`), tested here too.
-Each back-end: pretrain with a SIGTERM, resume, probe, export, import and encode, every path
-on the bucket; losses, parameters, probe scores and features equal the local run's.
+Each back-end: pretrain with a SIGTERM, resume, probe, export, import, encode and a run
+starting from the checkpoint (train.init_from), every path on the bucket; losses,
+parameters, probe scores and features equal the local run's. The GCS emulator gets the
+generation header and preconditions it lacks (`_with_generations`).
 """
 
 import json
@@ -166,12 +168,16 @@ def _everything(root) -> dict:
                    '--output', str(root / 'features.npy')]) == 0
   with (root / 'features.npy').open('rb') as f:
     features = np.load(f)
+  train.pretrain(tiny_config(root / 'corpus.txt', **{'tokenizer.path': root / 'tok.model',
+                                                     'train.init_from': workdir,
+                                                     'train.steps': 2}), root / 'init')
   return {'stopped': stopped,
           'loss': [r['loss'] for r in metrics.read(workdir) if 'loss' in r],
           'params': _params(workdir), 'exported': _params(root / 'hf'),
           'imported': _params(root / 'imported'),
           'probe': json.loads((root / 'probe' / 'results.json').read_text())['metrics'],
           'features': features,
+          'init_from': [r['loss'] for r in metrics.read(root / 'init') if 'loss' in r],
           'files': sorted(p.name for p in workdir.iterdir())}
 
 
@@ -193,6 +199,7 @@ def test_a_run_on_object_storage_equals_the_local_run(backend, buckets, local_ru
     for a, b in zip(remote[key], local_run[key], strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   assert remote['probe'] == local_run['probe']
+  np.testing.assert_allclose(remote['init_from'], local_run['init_from'], rtol=1e-6)
   np.testing.assert_allclose(remote['features'], local_run['features'], rtol=1e-5, atol=1e-6)
   assert {'checkpoints', 'metrics.jsonl', 'tensorboard', 'tokenizer.model'} <= set(
       remote['files'])
