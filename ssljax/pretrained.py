@@ -7,6 +7,7 @@ wrote the checkpoint. Only parameters are read: the optimizer state is neither b
 restored. Hugging Face folders go through `ssljax.interop`, imported only for them.
 """
 
+import contextlib
 import dataclasses
 
 import jax
@@ -43,25 +44,26 @@ def load(path) -> Pretrained:
     from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
     return huggingface.load_folder(path)[0]
   workdir, step = _locate(path)
-  mgr = checkpoint.manager(workdir, keep=1, async_save=False)
-  step = mgr.latest_step() if step is None else step
-  if step is None or step not in mgr.all_steps():
-    raise UserError(f'no checkpoint {"" if step is None else step} in {workdir}/checkpoints')
-  where = f'{workdir}/checkpoints/{step}'
-  meta = checkpoint.read_meta(mgr, step)
-  try:
-    tokenizer = tokenizers.from_proto(checkpoint.tokenizer_kind(meta),
-                                      checkpoint.tokenizer_proto(meta),
-                                      origin=f'the tokenizer in {where}')
-  except (KeyError, ValueError) as e:
-    raise UserError(f'{where} has no readable tokenizer ({e}); it was not written by '
-                    '`ssljax pretrain`') from None
-  config = ml_collections.ConfigDict(meta['config'])
-  model_cfg = models.ModelConfig.from_config(
-      config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
-  graphdef, abstract = models.abstract(model_cfg)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                        nnx.to_pure_dict(abstract))
-  params = checkpoint.restore_params(mgr, step, params)
+  # Closing also removes the local staging copy of an s3:// checkpoint.
+  with contextlib.closing(checkpoint.manager(workdir, keep=1, async_save=False)) as mgr:
+    step = mgr.latest_step() if step is None else step
+    if step is None or step not in mgr.all_steps():
+      raise UserError(f'no checkpoint {"" if step is None else step} in {workdir}/checkpoints')
+    where = f'{workdir}/checkpoints/{step}'
+    meta = checkpoint.read_meta(mgr, step)
+    try:
+      tokenizer = tokenizers.from_proto(checkpoint.tokenizer_kind(meta),
+                                        checkpoint.tokenizer_proto(meta),
+                                        origin=f'the tokenizer in {where}')
+    except (KeyError, ValueError) as e:
+      raise UserError(f'{where} has no readable tokenizer ({e}); it was not written by '
+                      '`ssljax pretrain`') from None
+    config = ml_collections.ConfigDict(meta['config'])
+    model_cfg = models.ModelConfig.from_config(
+        config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
+    graphdef, abstract = models.abstract(model_cfg)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                          nnx.to_pure_dict(abstract))
+    params = checkpoint.restore_params(mgr, step, params)
   return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)
