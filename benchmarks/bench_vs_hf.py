@@ -234,7 +234,8 @@ def markdown(result):
       f"f32 matmul peak ({c['peak_matmul']}): XLA {peaks['xla'] / 1e9:,.0f} GFLOP/s, "
       f"torch {peaks['torch'] / 1e9:,.0f} GFLOP/s.",
       '',
-      '| run | params | tokens/s | rounds min-max | vs PyTorch best | FLOPs/token | GFLOP/s '
+      '| run | params | tokens/s | rounds min-max | vs PyTorch best | FLOPs/token '
+      '| GFLOP/s '
       '| % XLA peak | % torch peak | loss at end |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]

@@ -107,9 +107,9 @@ def read_utf8(file: epath.Path) -> str:
 def rglob(folder: epath.Path, pattern: str) -> list[epath.Path]:
   """Files matching `pattern` anywhere below `folder`, sorted (epath refuses `**`)."""
   fs, root = fsspec.core.url_to_fs(os.fspath(folder))
-  found = fs.glob(f'{root.rstrip("/")}/**/{pattern}')
+  found = fs.glob(f'{root.rstrip("/")}/**/{pattern}', detail=True)  # types in one listing
   prefix = f'{scheme(folder)}://' if is_remote(folder) else ''
-  return sorted(epath.Path(prefix + f) for f in found if fs.isfile(f))
+  return sorted(epath.Path(prefix + f) for f, info in found.items() if info['type'] == 'file')
 
 
 def write_whole(file: epath.Path, text: str):

@@ -111,3 +111,13 @@ def test_a_path_without_write_permission_is_one_line(capsys, tmp_path, monkeypat
   code, err = run_cli(capsys, 'pretrain', '--workdir', 'gs://bucket/run')
   assert code == 2 and err.count('\n') == 1
   assert 'gs://bucket/run/metrics.jsonl: permission denied' in err and 'bucket' in err
+
+
+def test_encode_input_that_is_not_utf8_is_one_line(capsys, tmp_path):
+  source = tmp_path / 'latin1.txt'
+  source.write_bytes('caf\xe9 au lait\n'.encode('latin-1'))
+  code, err = run_cli(capsys, 'encode', '--checkpoint', str(tmp_path / 'unused'), '--input',
+                      str(source), '--output', str(tmp_path / 'out.npy'))
+  assert code == 2 and err.count('\n') == 1
+  assert f'{source} is not valid UTF-8 (byte 3, line 1)' in err
+

@@ -24,7 +24,7 @@ def read_inputs(path, spec) -> list[tasks.Example]:
   if not path.is_file():
     raise UserError(f'--input {path} does not exist')
   lines = [(n, line) for n, line in enumerate(
-      path.read_text(encoding='utf-8').splitlines(), start=1) if line.strip()]
+      paths.read_utf8(path).splitlines(), start=1) if line.strip()]
   if not lines:
     raise UserError(f'--input {path} has no inputs')
   return [_example(line, spec, f'{path}:{n}', path.suffix == '.jsonl') for n, line in lines]

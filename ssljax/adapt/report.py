@@ -9,7 +9,6 @@ evaluate`: one table of tasks by method and init with a baseline column, the GLU
 and a bar chart of probe vs fine-tune.
 """
 
-
 import numpy as np
 
 from ssljax import paths

@@ -3,7 +3,6 @@
 Imports stay inside the command, so that building the parser loads no JAX.
 """
 
-
 from ssljax import paths
 from ssljax.errors import UserError
 
@@ -15,7 +14,7 @@ def _encode(args):
   source = paths.path(args.input)
   if not source.is_file():
     raise UserError(f'--input {source} does not exist')
-  texts = source.read_text(encoding='utf-8').splitlines()
+  texts = paths.read_utf8(source).splitlines()
   if not texts:
     raise UserError(f'--input {source} has no lines to encode')
   if args.batch_size < 1:

@@ -450,7 +450,8 @@ def export(pre: pretrained.Pretrained, out) -> paths.Path:
   weights = {t.hf: t.to_hf([np.asarray(flat[p], np.float32) for p in t.ours])
              for t in tensors(model_type, cfg, prefixed=True)}
   out.mkdir(parents=True, exist_ok=True)
-  (out / 'model.safetensors').write_bytes(safetensors.numpy.save(weights, metadata={'format': 'pt'}))
+  (out / 'model.safetensors').write_bytes(
+      safetensors.numpy.save(weights, metadata={'format': 'pt'}))
   (out / 'config.json').write_text(json.dumps(config, indent=2))
   _export_tokenizer(pre.tokenizer, cfg, out)
   return out

@@ -43,9 +43,9 @@ class Staged(ocp.CheckpointManager):
 
   Orbax 0.12 writes arrays to local paths and gs:// only (google/orbax#2739 adds S3), so
   here Orbax writes to a local staging folder and each finished step is uploaded to
-  s3://.../checkpoints/STEP with the file `ssljax-uploaded` last. A new manager first makes
-  a fresh staging folder hold the bucket's uploaded steps; an upload cut short has no marker and
-  is removed then. Saves are synchronous; one process only (use gs:// on a pod slice).
+  s3://.../checkpoints/STEP with the file `ssljax-uploaded` last. A new manager first fills
+  a fresh staging folder with the bucket's uploaded steps; an upload cut short has no marker
+  and is removed then. Saves are synchronous; one process only (use gs:// on a pod slice).
   """
 
   def __init__(self, remote: paths.Path, **kwargs):
@@ -86,8 +86,7 @@ class Staged(ocp.CheckpointManager):
     for step_kept in sorted(kept):
       if not remote.get(step_kept, False):
         target = f'{self._root}/{step_kept}'
-        self._fs.put(os.fspath(paths.path(self.directory) / str(step_kept)), target,
-                     recursive=True)
+        self._fs.put(os.fspath(self._staging / str(step_kept)), target, recursive=True)
         self._fs.pipe(f'{target}/{UPLOADED}', b'')
     for gone in set(remote) - kept:
       self._fs.rm(f'{self._root}/{gone}', recursive=True)

@@ -1,7 +1,6 @@
 """Tokenizers behind one protocol (`base.Tokenizer`): sentencepiece, which ssljax trains,
 and Hugging Face `tokenizers`, loaded only when a Hugging Face tokenizer is asked for."""
 
-
 from ssljax import paths
 from ssljax.errors import UserError
 from ssljax.tokenizers.base import SPECIAL_TOKENS, Tokenizer

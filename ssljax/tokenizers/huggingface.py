@@ -216,9 +216,9 @@ def _wordpiece(vocab_file, settings, unk_token) -> tokenizers.Tokenizer:
 
 def _byte_level_bpe(folder, settings) -> tokenizers.Tokenizer:
   """GPT-2 / RoBERTa byte-level BPE from vocab.json + merges.txt."""
-  vocab = json.loads((folder / 'vocab.json').read_text(encoding='utf-8'))
-  merges = [tuple(line.split(' ')) for line in (folder / 'merges.txt').read_text(
-      encoding='utf-8').splitlines() if line and not line.startswith('#version')]
+  vocab = json.loads(paths.read_utf8(folder / 'vocab.json'))
+  merges = [tuple(line.split(' ')) for line in paths.read_utf8(folder / 'merges.txt').splitlines()
+            if line and not line.startswith('#version')]
   tok = tokenizers.Tokenizer(models.BPE(vocab, merges, continuing_subword_prefix='',
                                         end_of_word_suffix='', fuse_unk=False))
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(
