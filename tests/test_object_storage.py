@@ -225,3 +225,12 @@ def test_a_url_without_its_backend_names_the_extra(monkeypatch):
     paths.path('gs://bucket/run')
   with pytest.raises(UserError, match=r"pip install 'ssljax\[s3\]'"):
     paths.path('s3://bucket/run')
+
+
+def test_s3_checkpoints_with_several_processes_are_refused(monkeypatch):
+  """Staged uploads from one process; a pod slice would need Orbax's own S3 writer."""
+  pytest.importorskip('s3fs')
+  monkeypatch.setattr(checkpoint.jax, 'process_count', lambda: 2)
+  with pytest.raises(UserError, match=r's3://bucket/run/checkpoints: s3:// checkpoints are '
+                     r'written by one process; on several hosts use a gs:// workdir'):
+    checkpoint.manager('s3://bucket/run', 3)
