@@ -119,3 +119,68 @@ def test_squad_windows_and_decoding(tok):
 def test_user_errors(bert):
   with pytest.raises(UserError, match='at least 8'):
     encode.max_length(bert.cfg, 4)
+
+
+def _varied(kind, n=40):
+  """Examples of 1 to 25 words, so rows fall in several LENGTH_STEP widths."""
+  rng = np.random.default_rng(0)
+  sizes = rng.integers(1, 26, n)
+  if kind == 'tokens':
+    return [Example(words=[WORDS[(i + j) % len(WORDS)] for j in range(k)], tags=[0] * k)
+            for i, k in enumerate(sizes)]
+  if kind == 'span':
+    return [Example(question=_text(2), context=_text(k, i), answers=[(WORDS[i % len(
+        WORDS)], 0)]) for i, k in enumerate(sizes)]
+  return [Example(text=_text(k, i), label=i % 2) for i, k in enumerate(sizes)]
+
+
+@pytest.mark.parametrize('kind', ['classification', 'tokens', 'span'])
+def test_collect_on_cut_batches_equals_full_width(tok, kind):
+  """heads.collect runs short batches shortest first; what it returns must be, row for
+  row (word for word), what full-width batches in row order give."""
+  spec = {'classification': SST2, 'tokens': adapt_helpers.SPECS['tokens'], 'span': SQUAD}[kind]
+  rows = encode.build(tok, spec, _varied(kind), max_len=64, doc_stride=16)
+  widths = []
+
+  def fn(batch):  # per position: id + 1000 * position; per row: their sum
+    widths.append(batch['input_ids'].shape[1])
+    value = batch['input_ids'] + 1000 * batch['positions'] * (batch['doc_ids'] > 0)
+    return value[..., None] if spec.kind != 'classification' else value.sum(1)
+
+  got = heads.collect(fn, rows, 8, spec)
+  full = rows.arrays['input_ids'] + 1000 * rows.arrays['positions'] * (
+      rows.arrays['doc_ids'] > 0)
+  if kind == 'tokens':
+    expected = full[rows.words[:, 0], rows.words[:, 1]][:, None]
+  elif kind == 'span':
+    expected = full[..., None]
+  else:
+    expected = full.sum(1)
+  np.testing.assert_array_equal(got, expected)
+  assert len(set(widths)) > 1 and min(widths) < rows.arrays['input_ids'].shape[1]
+  assert sorted(widths) == widths  # shortest first
+
+
+def test_gather_cuts_per_position_arrays_to_the_longest_row(tok):
+  rows = encode.build(tok, adapt_helpers.SPECS['tokens'], _varied('tokens'), max_len=64)
+  lengths = rows.lengths()
+  index = np.flatnonzero(lengths <= 10)[:5]
+  batch = encode.gather(rows, index)
+  assert batch['input_ids'].shape == batch['labels'].shape == (5, 16)
+  np.testing.assert_array_equal(batch['input_ids'], rows.arrays['input_ids'][index, :16])
+  assert not rows.arrays['doc_ids'][index, 16:].any()  # nothing real was cut
+
+
+def test_epoch_order_by_length_keeps_each_epoch_and_groups_lengths():
+  rng = np.random.default_rng(1)
+  lengths = rng.integers(3, 120, 1000)
+  plain = encode.epoch_order(1000, 10, 3, seed=4)
+  bucketed = encode.epoch_order(1000, 10, 3, seed=4, lengths=lengths)
+  assert bucketed.shape == plain.shape == (300, 10)
+  for epoch in range(3):  # the same rows in each epoch, batches re-cut and reordered
+    part = slice(epoch * 100, (epoch + 1) * 100)
+    np.testing.assert_array_equal(np.sort(bucketed[part].ravel()), np.sort(plain[part].ravel()))
+    assert (np.diff(lengths[bucketed[part]].mean(1)) < 0).any()  # not shortest first
+  spread = lambda order: np.mean(np.ptp(lengths[order], axis=1))
+  assert spread(bucketed) < 0.1 * spread(plain)
+  np.testing.assert_array_equal(bucketed, encode.epoch_order(1000, 10, 3, 4, lengths))

@@ -179,7 +179,7 @@ def _prepare(model, tokenizer, spec, train_examples, cfg, seed) -> _Seed:
   graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=nnx.Rngs(seed)))
   init = nnx.to_pure_dict(state)
   order = rows_lib.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
-                               seed)
+                               seed, fit_rows.lengths() if cfg.bucket_by_length else None)
   tx = make_optimizer(cfg, len(order), init, model.cfg.num_layers, lr=1.0)
   step = jax.jit(functools.partial(_train_step, graphdef, tx, heads.KINDS[spec.kind].loss),
                  donate_argnums=(0, 1))
@@ -218,7 +218,7 @@ def _train(run: _Seed, lr: float, start, bar) -> _Trial:
             'val_loss': start[1]}]
   best, clock = None, time.perf_counter()
   for number, index in enumerate(run.order, start=1):
-    batch = {k: v[index] for k, v in run.fit_rows.arrays.items()}
+    batch = rows_lib.gather(run.fit_rows, index)
     params, opt_state, loss = run.step(params, opt_state, batch,
                                        jax.random.fold_in(key, number), np.float32(lr))
     losses.append(loss)

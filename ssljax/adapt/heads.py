@@ -130,17 +130,35 @@ KINDS = {
 
 
 def collect(fn, rows, batch_size: int, spec) -> np.ndarray:
-  """`fn(batch)` over all rows in fixed-size batches: its outputs for the real rows, or for
-  token tasks its outputs at each word's first sub-token (W x ..., in `rows.words` order)."""
-  outs = []
-  for start, batch in zip(range(0, len(rows), batch_size), rows_lib.batches(rows, batch_size)):
+  """`fn(batch)` over all rows, shortest first in fixed-size batches that `rows_lib.gather`
+  cuts short: its outputs for each row in row order (per-position outputs padded back to
+  the split's width), or for token tasks its outputs at each word's first sub-token (W x
+  ..., in `rows.words` order)."""
+  order = np.argsort(rows.lengths(), kind='stable')
+  slot_N = np.empty(len(rows), np.int64)  # each row's place in its batch
+  slot_N[order] = np.arange(len(rows)) % batch_size
+  if spec.kind == 'tokens':
+    batch_W = np.empty(len(rows), np.int64)
+    batch_W[order] = np.arange(len(rows)) // batch_size
+    batch_W = batch_W[rows.words[:, 0]]
+  width, out_all = rows.arrays['input_ids'].shape[1], None
+  for number, batch in enumerate(rows_lib.batches(rows, batch_size, order)):
     out = np.asarray(fn(batch))
     if spec.kind == 'tokens':
-      words = rows.words[(rows.words[:, 0] >= start) & (rows.words[:, 0] < start + batch_size)]
-      outs.append(out[words[:, 0] - start, words[:, 1]])
+      where = np.flatnonzero(batch_W == number)
+      values = out[slot_N[rows.words[where, 0]], rows.words[where, 1]]
+      total = len(rows.words)
     else:
-      outs.append(out[:len(rows) - start])
-  return np.concatenate(outs)
+      where = order[number * batch_size:(number + 1) * batch_size]
+      values = out[:len(where)]
+      if KINDS[spec.kind].per_position:
+        values = np.pad(values, [(0, 0), (0, width - values.shape[1])] +
+                        [(0, 0)] * (values.ndim - 2))
+      total = len(rows)
+    if out_all is None:
+      out_all = np.zeros((total,) + values.shape[1:], values.dtype)
+    out_all[where] = values
+  return out_all
 
 
 def score(spec, examples, predictions) -> dict:

@@ -8,9 +8,12 @@ into windows `doc_stride` tokens apart, and each context token keeps the charact
 of its word, so a predicted token span maps back to text. Words are tokenized one at a
 time, which any tokenizer with `encode(texts)` supports.
 
-Each split is padded to its longest row rounded up (`data.rows.padded_length`, at most `max_len`),
-so a split compiles one program; batches keep a fixed size by appending empty rows (doc
-ids 0, targets -1 or NaN), which every loss and metric skips.
+A split is stored padded to its longest row (at most `max_len`); each batch is cut to its
+own longest row rounded up (`data.rows.padded_length`), so 15-token POS sentences run at
+length 16, not 128, and a split compiles a handful of programs, one per width. Evaluation
+visits rows shortest first; training draws batches of similar length (`epoch_order` with
+`lengths`). Batches keep a fixed size by appending empty rows (doc ids 0, targets -1 or
+NaN), which every loss and metric skips.
 """
 
 import dataclasses
@@ -25,6 +28,9 @@ from ssljax.errors import UserError
 log = logging.getLogger(__name__)
 
 INPUTS = ('input_ids', 'positions', 'segment_ids', 'doc_ids')
+# Batches that `epoch_order` sorts by length together: wide enough that batches are near
+# uniform in length, narrow enough that an epoch's early and late batches still mix.
+GROUP_BATCHES = 32
 
 
 @dataclasses.dataclass
@@ -37,6 +43,10 @@ class Rows:
 
   def __len__(self):
     return len(self.example)
+
+  def lengths(self) -> np.ndarray:
+    """N: the real tokens of each row."""
+    return self.arrays['doc_ids'].sum(axis=1)
 
 
 def max_length(model_cfg, max_len: int) -> int:
@@ -226,13 +236,24 @@ def take(rows: Rows, index) -> Rows:
   return Rows({k: v[index] for k, v in rows.arrays.items()}, np.arange(len(index)), words)
 
 
+def gather(rows: Rows, index) -> dict[str, np.ndarray]:
+  """Rows `index` as a batch, each per-position array cut to the longest of them rounded up
+  to LENGTH_STEP: a batch of short rows runs short, whatever the split's width."""
+  width = rows.arrays['input_ids'].shape[1]
+  longest = int(rows.arrays['doc_ids'][index].sum(axis=1).max(initial=1))
+  length = padded_length(longest, width)
+  return {k: v[index, :length] if v.ndim > 1 and v.shape[1] == width else v[index]
+          for k, v in rows.arrays.items()}
+
+
 def batches(rows: Rows, batch_size: int, order=None):
-  """Batches of `batch_size` rows in `order` (default: all, in turn); the last is filled up
-  with empty rows: inputs 0 (doc ids 0 mark padding), integer targets -1, float NaN."""
+  """Batches of `batch_size` rows in `order` (default: all, in turn), each cut by `gather`;
+  the last is filled up with empty rows: inputs 0 (doc ids 0 mark padding), integer targets
+  -1, float NaN."""
   order = np.arange(len(rows)) if order is None else np.asarray(order)
   for start in range(0, len(order), batch_size):
     index = order[start:start + batch_size]
-    batch = {k: np.asarray(v[index]) for k, v in rows.arrays.items()}
+    batch = gather(rows, index)
     if len(index) < batch_size:
       batch = {k: _fill(k, v, batch_size) for k, v in batch.items()}
     yield batch
@@ -244,12 +265,29 @@ def _fill(name, array, size):
   return np.concatenate([array, extra])
 
 
-def epoch_order(num_rows: int, batch_size: int, epochs: int, seed: int) -> np.ndarray:
+def epoch_order(num_rows: int, batch_size: int, epochs: int, seed: int,
+                lengths=None) -> np.ndarray:
   """steps x batch_size row indices: a fresh permutation per pass, the last batch of an
-  epoch topped up from the next, so every step has a full batch of real rows."""
+  epoch topped up from the next, so every step has a full batch of real rows.
+
+  With `lengths` (N), each run of GROUP_BATCHES batches of an epoch is re-cut into batches
+  of rows of similar length, in random order (Hugging Face's group_by_length, fairseq's
+  buckets): the epoch holds the same rows, and `gather` cuts each batch short.
+  """
   steps_per_epoch = -(-num_rows // batch_size)
   total = steps_per_epoch * epochs * batch_size
   rng = np.random.default_rng(seed)
   passes = -(-total // num_rows) + 1
   order = np.concatenate([rng.permutation(num_rows) for _ in range(passes)])[:total]
-  return order.reshape(-1, batch_size)
+  order = order.reshape(-1, batch_size)
+  if lengths is None:
+    return order
+  lengths = np.asarray(lengths)
+  for epoch in range(epochs):
+    for start in range(0, steps_per_epoch, GROUP_BATCHES):
+      group = slice(epoch * steps_per_epoch + start,
+                    epoch * steps_per_epoch + min(start + GROUP_BATCHES, steps_per_epoch))
+      flat = order[group].ravel()
+      by_length = flat[np.argsort(lengths[flat], kind='stable')].reshape(-1, batch_size)
+      order[group] = by_length[rng.permutation(len(by_length))]
+  return order

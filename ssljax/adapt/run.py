@@ -59,7 +59,8 @@ def settings() -> ml_collections.ConfigDict:
   c.table = ml_collections.ConfigDict(
       dict(text='text', text_b='', label='label', kind='classification'))
   c.finetune = ml_collections.ConfigDict(  # lr: auto (finetune.LR_GRID), a number or a list
-      dict(lr='auto', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0))
+      dict(lr='auto', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0,
+           bucket_by_length=True))  # batches of similar-length rows, each cut short
   c.probe = ml_collections.ConfigDict(
       dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4))  # kind: linear | ridge
   c.fewshot = ml_collections.ConfigDict(

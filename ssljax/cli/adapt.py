@@ -13,6 +13,7 @@ SETTINGS_HELP = '''settings (--set KEY=VALUE, repeatable; defaults in ssljax/ada
     to a 1.5 M-parameter model's) for finetune.epochs, keeping the rate and epoch best on the
     validation split carved from train; costs 4 x the fine-tuning time of one rate per seed
   finetune.epochs=3 finetune.warmup=0.1 finetune.weight_decay=0.01 finetune.llrd=1.0
+  finetune.bucket_by_length=true (batches of similar-length rows, each cut to its longest row)
   probe.kind=linear|ridge probe.lr=1e-3 probe.epochs=30 probe.weight_decay=1e-4
   fewshot.template='{text}\\nAnswer:' fewshot.verbalizers=' no| yes' fewshot.shots=0,1,4
 '''
