@@ -80,7 +80,7 @@ def test_extract_reads_its_cache(bert, tok, tmp_path, monkeypatch):
   def forward(*args):
     raise AssertionError('the cached features were recomputed')
 
-  monkeypatch.setattr(probe, '_pooled', forward)
+  monkeypatch.setattr(probe.features, 'features_of', forward)
   again = probe.extract(bert, tok, SST2, examples, _settings(cache_key='k'), tmp_path)
   np.testing.assert_array_equal(again.x, first.x)
   with pytest.raises(AssertionError, match='recomputed'):  # another key misses the cache

@@ -69,9 +69,18 @@ def token_rows(pre, texts: list[str]) -> list[np.ndarray]:
   return rows
 
 
-def _pooled(graphdef, state, batch, pooling):
+@functools.partial(jax.jit, static_argnames=('graphdef', 'pooling', 'per_position'))
+def features_of(graphdef, state, inputs, pooling, per_position=False):
+  """float32 pooled vectors (B x H), or every position's (B x L x H) with `per_position`.
+
+  Jitted here, with the graphdef static, so that every call with the same model and batch
+  width reuses one program: a probe run every N steps of pretraining compiles once.
+  """
   model = nnx.merge(graphdef, state)
-  return pool(model, model(batch), batch['doc_ids'], pooling)
+  hidden_BxLxH = model(inputs).astype(jnp.float32)
+  if per_position:
+    return hidden_BxLxH
+  return pool(model, hidden_BxLxH, inputs['doc_ids'], pooling)
 
 
 def _batch(rows, size, length, pad_id) -> dict[str, np.ndarray]:
@@ -90,12 +99,11 @@ def sentence_features(pre, texts: list[str], pooling: str = 'mean',
   rows = token_rows(pre, texts)
   limit = pre.model_cfg.max_len - pre.model_cfg.position_offset
   graphdef, state = nnx.split(pre.model)
-  forward = jax.jit(functools.partial(_pooled, graphdef, pooling=pooling))
   out = np.zeros((len(rows), pre.model_cfg.hidden_size), np.float32)
   order = np.argsort([len(r) for r in rows], kind='stable')
   for start in range(0, len(rows), batch_size):
     index = order[start:start + batch_size]
     length = rows_lib.padded_length(max(len(rows[i]) for i in index), limit)
     batch = _batch([rows[i] for i in index], batch_size, length, pre.tokenizer.pad_id)
-    out[index] = np.asarray(forward(state, batch))[:len(index)]
+    out[index] = np.asarray(features_of(graphdef, state, batch, pooling))[:len(index)]
   return out

@@ -230,10 +230,12 @@ def _train(run: _Seed, lr: float, start, bar) -> _Trial:
     if number % steps_per_epoch:
       continue
     train_loss = float(np.mean(losses[-steps_per_epoch:]))
-    speed = steps_per_epoch * run.order.shape[1] / (time.perf_counter() - clock)
+    seconds = time.perf_counter() - clock  # training only: compiling included, validating not
+    speed = steps_per_epoch * run.order.shape[1] / seconds
     result, val_loss = run.validate(params)
     curve.append({'epoch': epoch, 'step': number, 'loss': train_loss,
-                  f'val_{main}': result['metrics'][main], 'val_loss': val_loss})
+                  f'val_{main}': result['metrics'][main], 'val_loss': val_loss,
+                  'seconds': seconds, 'examples_per_s': speed})
     progress.line(cfg, f'seed {run.seed} epoch {epoch}/{cfg.epochs} lr {progress.rate(lr)}: '
                   f'val {main} {result["metrics"][main]:.4f}, val loss {val_loss:.4f}, '
                   f'loss {train_loss:.4f}, {speed:.0f} ex/s')

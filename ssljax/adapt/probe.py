@@ -48,15 +48,6 @@ class Features:
     return Features(self.x[keep], rows, [self.examples[i] for i in index])
 
 
-def _pooled(graphdef, pooling, per_position, state, batch):
-  model = nnx.merge(graphdef, state)
-  inputs = {k: batch[k] for k in rows_lib.INPUTS}
-  hidden_BxLxH = model(inputs).astype(jnp.float32)
-  if per_position:
-    return hidden_BxLxH
-  return features.pool(model, hidden_BxLxH, inputs['doc_ids'], pooling).astype(jnp.float32)
-
-
 def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
   """Features of `examples` under `cfg` (max_len, pooling, batch_size); read from or
   written to `cache` (a directory) keyed by the inputs, the pooling and `cfg.cache_key`."""
@@ -69,12 +60,12 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
   if path is not None and path.is_file():
     return Features(paths.load_npz(path)['x'], rows, examples)
   graphdef, state = nnx.split(model)
-  forward = jax.jit(functools.partial(_pooled, graphdef, cfg.pooling, spec.kind == 'tokens'))
   bar = progress.bar(cfg, -(-len(rows) // cfg.batch_size), f'{spec.name} features', 'batch')
 
   def batch_features(batch):
     bar.update(1)
-    return forward(state, batch)
+    inputs = {k: batch[k] for k in rows_lib.INPUTS}
+    return features.features_of(graphdef, state, inputs, cfg.pooling, spec.kind == 'tokens')
 
   x = heads.collect(batch_features, rows, cfg.batch_size, spec)
   bar.close()

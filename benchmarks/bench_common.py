@@ -1,0 +1,63 @@
+"""What every benchmark records beside its figures: the machine, library versions and load,
+and where the results go (`benchmarks/results/NAME.json` for tools, `.md` for people)."""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import time
+
+RESULTS = pathlib.Path(__file__).parent / 'results'
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
+
+
+def machine(*packages, **extra) -> dict:
+  """The CPU, core count, 1-minute load average now (other jobs' share of the machine),
+  JAX's device, the versions of `packages`, the date, and `extra`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
+              if line.startswith('model name')), platform.processor())
+  device = jax.devices()[0]
+  return {
+      'cpu': cpu, 'cpu_cores': os.cpu_count(), 'load_average_before': os.getloadavg()[0],
+      'jax_device': f'{device.platform}: {device.device_kind}',
+      'python': platform.python_version(),
+      **{name: _version(name) for name in ('jax',) + packages},
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+      **extra}
+
+
+def _version(name):
+  try:
+    return importlib.metadata.version(name)
+  except importlib.metadata.PackageNotFoundError:
+    return 'not installed'
+
+
+def describe(m: dict) -> str:
+  """One Markdown line saying what ran the benchmark."""
+  versions = ', '.join(f'{k} {m[k]}' for k in m if k not in (
+      'cpu', 'cpu_cores', 'load_average_before', 'jax_device', 'date', 'python')
+      and isinstance(m[k], str))
+  return (f"{m['cpu']}, {m['cpu_cores']} cores; JAX device {m['jax_device']}; python "
+          f"{m['python']}, {versions}; {m['date']}; load average "
+          f"{m['load_average_before']:.1f} before the run.")
+
+
+def write(out_dir, name: str, result: dict, markdown: str) -> None:
+  """Writes NAME.json and NAME.md under `out_dir` and prints the Markdown."""
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
+  (out / f'{name}.md').write_text(markdown)
+  print(markdown)
+  print(f'wrote {out / name}.json and .md')
+
+
+def timed(fn, *args):
+  """(fn(*args), seconds)."""
+  start = time.perf_counter()
+  out = fn(*args)
+  return out, time.perf_counter() - start
