@@ -9,19 +9,15 @@ global-norm clipping and the same warmup/linear-decay schedule, on the same batc
 one process. ssljax runs three ways: with the MLM head on all L positions (the work Hugging
 Face does: its loss ignores unmasked positions but its logits cover them all), on the
 K = ceil(0.15 L) masked positions only (ssljax's default), and that with bf16 compute.
-Hugging Face runs in float32 and under bf16 autocast, PyTorch's fastest CPU mode here;
-ratios are to the faster of the two (torch.compile is not timed: not tried yet). Steps are
-timed in rounds that alternate between all runs, so load from other jobs on a shared
-machine hits all alike.
+Hugging Face runs in float32 and under bf16 autocast, each eager and `torch.compile`d
+(inductor); ratios are to the fastest of the four. Steps are timed in rounds that alternate
+between all runs, so load from other jobs on a shared machine hits all alike.
 Writes `bench_vs_hf_<backend>.json` and `.md` under --out-dir.
 """
 
 import argparse
-import datetime
-import json
 import os
 import pathlib
-import platform
 import tempfile
 import time
 
@@ -33,6 +29,7 @@ import numpy as np
 import torch
 import transformers
 
+import bench_common
 import ssljax.config
 import ssljax.pretrain.loop
 from ssljax.pretrain import metrics
@@ -40,6 +37,8 @@ from ssljax.pretrain import metrics
 CONFIG = pathlib.Path(__file__).parents[1] / 'configs' / 'bert_tiny.py'
 HF = 'hf'
 HF_BF16 = 'hf_bf16'
+HF_COMPILED = 'hf_compiled'
+HF_COMPILED_BF16 = 'hf_compiled_bf16'
 ALL = 'ssljax_all_positions'
 MASKED = 'ssljax_masked_only'
 MASKED_BF16 = 'ssljax_masked_only_bf16'
@@ -49,7 +48,12 @@ LABELS = {
     MASKED_BF16: 'ssljax, masked positions only, bf16 compute (model.dtype=bfloat16)',
     HF: 'HF BertForMaskedLM, MLM head on all positions',
     HF_BF16: 'HF BertForMaskedLM, bf16 autocast (torch.autocast)',
+    HF_COMPILED: 'HF BertForMaskedLM, torch.compile',
+    HF_COMPILED_BF16: 'HF BertForMaskedLM, torch.compile, bf16 autocast',
 }
+# Hugging Face runs: (bf16 autocast, torch.compile)
+HF_RUNS = {HF: (False, False), HF_BF16: (True, False), HF_COMPILED: (False, True),
+           HF_COMPILED_BF16: (True, True)}
 # ssljax runs: (MLM head on masked positions only, compute dtype)
 SSLJAX_RUNS = {ALL: (False, 'float32'), MASKED: (True, 'float32'),
                MASKED_BF16: (True, 'bfloat16')}
@@ -109,16 +113,17 @@ def hf_model(run):
   return transformers.BertForMaskedLM(config)
 
 
-def hf_trainer(run, device, bf16: bool):
+def hf_trainer(run, device, bf16: bool, compiled: bool):
   """As `ssljax_trainer`, for BertForMaskedLM trained the way a torch user would; with
-  `bf16` the forward pass runs under torch.autocast (bfloat16), PyTorch's fastest mode on
-  these CPUs (bf16 matmuls at about twice the f32 rate).
+  `bf16` the forward pass runs under torch.autocast (bfloat16), with `compiled` the model
+  is `torch.compile`d (inductor, compiled during the warm-up steps).
 
   Masking runs inside the timed step, as ssljax's does on device: BERT's 80/10/10 recipe,
   drawn per token as Hugging Face's DataCollatorForLanguageModeling draws it.
   """
   torch.manual_seed(run.config.train.seed)
   model = hf_model(run).to(device).train()
+  forward = torch.compile(model) if compiled else model
   opt_cfg, mlm_cfg = run.config.optimizer, run.config.mlm
   no_decay = [p for n, p in model.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
   decay = [p for n, p in model.named_parameters() if not any(p is q for q in no_decay)]
@@ -143,7 +148,7 @@ def hf_trainer(run, device, bf16: bool):
                          & (action < mlm_cfg.mask_fraction + mlm_cfg.random_fraction),
                          replace, masked)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-      out = model(input_ids=masked, attention_mask=(t['doc_ids'] > 0).long(),
+      out = forward(input_ids=masked, attention_mask=(t['doc_ids'] > 0).long(),
                   token_type_ids=t['segment_ids'].long(), position_ids=t['positions'].long(),
                   labels=torch.where(chosen, ids, -100))
     out.loss.backward()
@@ -193,25 +198,12 @@ def time_rounds(trainers, batches, rounds):
   return seconds, losses
 
 
-def machine(torch_device, load_before):
-  """What ran it; `load_before` (1-min load average at start) shows other jobs' share."""
-  cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
-              if line.startswith('model name')), platform.processor())
-  jax_device = jax.devices()[0]
-  return {
-      'cpu': cpu,
-      'cpu_cores': os.cpu_count(),
-      'jax_device': f'{jax_device.platform}: {jax_device.device_kind}',
-      'torch_device': (torch.cuda.get_device_name(torch_device)
-                       if torch_device.type == 'cuda' else 'cpu'),
-      'torch_threads': torch.get_num_threads(),
-      'load_average_before': load_before,
-      'python': platform.python_version(),
-      'jax': jax.__version__,
-      'torch': torch.__version__,
-      'transformers': transformers.__version__,
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-  }
+def machine(torch_device):
+  return bench_common.machine(
+      'torch', 'transformers',
+      torch_device=(torch.cuda.get_device_name(torch_device) if torch_device.type == 'cuda'
+                    else 'cpu'),
+      torch_threads=torch.get_num_threads())
 
 
 def markdown(result):
@@ -220,10 +212,8 @@ def markdown(result):
   lines = [
       f"# ssljax vs Hugging Face BertForMaskedLM ({result['backend']})",
       '',
-      f"{m['cpu']}, {m['cpu_cores']} cores; JAX device {m['jax_device']}, torch device "
-      f"{m['torch_device']} ({m['torch_threads']} threads); jax {m['jax']}, torch "
-      f"{m['torch']}, transformers {m['transformers']}; {m['date']}; load average "
-      f"{m['load_average_before']:.1f} before the run.",
+      f"{bench_common.describe(m)} torch device {m['torch_device']} "
+      f"({m['torch_threads']} threads).",
       '',
       f"BERT MLM, {c['layers']} layers, hidden {c['hidden']}, {c['heads']} heads, mlp "
       f"{c['mlp']}, seq {c['seq_len']}, batch {c['batch_size']}, vocab {c['vocab_size']}, "
@@ -267,12 +257,13 @@ def measure(args, device):
       run.manager.close()  # no checkpoints here
   batches = [next(runs[ALL].batches) for _ in range(WARMUP_STEPS + args.steps)]
   trainers = {name: ssljax_trainer(run) for name, run in runs.items()}
-  trainers[HF], model = hf_trainer(runs[ALL], device, bf16=False)
-  trainers[HF_BF16], _ = hf_trainer(runs[ALL], device, bf16=True)
+  for name, (bf16, compiled) in HF_RUNS.items():
+    trainers[name], model = hf_trainer(runs[ALL], device, bf16, compiled)
   info = {name: {'params': sum(x.size for x in jax.tree.leaves(run.strategy.abstract.params)),
                  'flops_per_token': ssljax.pretrain.loop.flops_per_token(run)} for name, run in runs.items()}
-  info[HF] = info[HF_BF16] = {'params': sum(p.numel() for p in model.parameters()),
-                              'flops_per_token': info[ALL]['flops_per_token']}
+  for name in HF_RUNS:
+    info[name] = {'params': sum(p.numel() for p in model.parameters()),
+                  'flops_per_token': info[ALL]['flops_per_token']}
   peaks = {'xla': best_of(metrics.measure_peak_flops),
            'torch': best_of(lambda: torch_peak_flops(device))}
   for train in trainers.values():
@@ -293,7 +284,6 @@ def measure(args, device):
 
 def main():
   args = parse_args()
-  load_before = os.getloadavg()[0]
   torch.set_num_threads(os.cpu_count())
   device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
   if device.type == 'cuda':
@@ -302,10 +292,10 @@ def main():
   tokens_per_step = args.batch_size * args.seq_len
   chunks = [len(c) for c in np.array_split(np.arange(args.steps), args.rounds)]
   tokens_per_s = {name: tokens_per_step * args.steps / sum(s) for name, s in seconds.items()}
-  torch_best = max(tokens_per_s[HF], tokens_per_s[HF_BF16])
+  torch_best = max(tokens_per_s[name] for name in HF_RUNS)
   result = {
       'backend': jax.default_backend(),
-      'machine': machine(device, load_before),
+      'machine': machine(device),
       'config': config,
       'peak_flops': peaks,
       'runs': {
@@ -322,14 +312,8 @@ def main():
           } for name in LABELS
       },
   }
-  out = pathlib.Path(args.out_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  stem = out / f"bench_vs_hf_{result['backend']}"
-  stem.with_suffix('.json').write_text(json.dumps(result, indent=2) + '\n')
-  table = markdown(result)
-  stem.with_suffix('.md').write_text(table)
-  print(table)
-  print(f'wrote {stem}.json and .md')
+  bench_common.write(args.out_dir, f"bench_vs_hf_{result['backend']}", result,
+                     markdown(result))
 
 
 if __name__ == '__main__':

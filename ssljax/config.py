@@ -91,6 +91,12 @@ def base() -> ml_collections.ConfigDict:
   p.max_eval_examples = 1000
   p.pooling = 'mean'
 
+  c.eval = e = ml_collections.ConfigDict()  # lm-evaluation-harness while pretraining (gpt)
+  e.lm_eval_tasks = ''  # '' = off; lm-eval task names or YAML files, comma-separated
+  e.lm_eval_every = 0  # steps between runs; 0 = at each evaluation (train.eval_every)
+  e.lm_eval_limit = 0  # examples per task; 0 = all
+  e.lm_eval_batch_size = 16
+
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'adamw'  # adamw | lamb
   o.learning_rate = 1e-3
@@ -219,6 +225,9 @@ def validate(c):
   if (c.model.arch == 'gpt') != (c.objective == 'clm'):
     raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
                     'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop')
+  if c.eval.lm_eval_tasks and c.model.arch != 'gpt':
+    raise UserError(f'eval.lm_eval_tasks scores text with a causal LM; model.arch='
+                    f'{c.model.arch} is an encoder: use probe.task, or model.arch=gpt')
   if c.model.hidden_size % c.model.num_heads:
     raise UserError(f'model.hidden_size={c.model.hidden_size} is not divisible by '
                     f'model.num_heads={c.model.num_heads}')

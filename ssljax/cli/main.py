@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from ssljax.cli import adapt, encode, interop, pretrain
+from ssljax.cli import adapt, encode, generate, interop, pretrain
 from ssljax.errors import UserError
 
 EPILOG = '''examples:
@@ -21,6 +21,8 @@ EPILOG = '''examples:
       --methods probe,finetune --workdir out/eval
   ssljax import-hf path/to/hf_model --out runs/imported
   ssljax encode --checkpoint runs/bert_tiny --input lines.txt --output features.npy
+  ssljax generate --checkpoint runs/gpt --prompt "The function" --max-new-tokens 20
+  ssljax lm-eval --model ssljax --model_args checkpoint=runs/gpt --tasks my_task.yaml
 '''
 
 
@@ -36,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
   adapt.add_commands(sub, argparse.RawDescriptionHelpFormatter)
   interop.add_commands(sub)
   encode.add_commands(sub)
+  generate.add_commands(sub)
   return p
 
 

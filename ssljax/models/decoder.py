@@ -7,7 +7,11 @@ from flax import nnx
 from ssljax.models.layers import Embeddings, LayerNorm, Stack, attention_mask
 
 class Decoder(nnx.Module):
-  """GPT: causal pre-LN blocks, final LayerNorm, logits tied to the input embedding."""
+  """GPT: causal pre-LN blocks, final LayerNorm, logits tied to the input embedding.
+
+  `__call__` reads whole rows (training, scoring); `init_cache` and `decode` read a few new
+  tokens at a time against the keys and values of the earlier ones (generation).
+  """
 
   def __init__(self, cfg, *, rngs):
     self.cfg = cfg
@@ -21,6 +25,21 @@ class Decoder(nnx.Module):
     x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=True),
                          batch['positions'], keys[1])
     return self.final_norm(x_BxLxH)
+
+  def init_cache(self, batch: int, slots: int):
+    """An empty KV cache of `slots` tokens for `batch` rows."""
+    return self.stack.init_cache(batch, slots)
+
+  def decode(self, ids_BxL, positions_BxL, real_BxS, cache, index):
+    """Last hidden states B x L x H of L new tokens that go into cache slots
+    [index, index + L), and the cache holding them. A token attends to itself and the
+    earlier slots that `real_BxS` marks as tokens (not padding)."""
+    slots = real_BxS.shape[1]
+    causal_LxS = jnp.arange(slots)[None, :] <= index + jnp.arange(ids_BxL.shape[1])[:, None]
+    mask_Bx1xLxS = (real_BxS[:, None, :] & causal_LxS[None])[:, None]
+    x_BxLxH = self.embeddings(ids_BxL, positions_BxL, None, None)
+    x_BxLxH, cache = self.stack.decode(x_BxLxH, mask_Bx1xLxS, positions_BxL, cache, index)
+    return self.final_norm(x_BxLxH), cache
 
   def lm_logits(self, x_BxLxH):
     embedding_VxH = self.embeddings.word.embedding[...]

@@ -12,6 +12,7 @@ V vocab, K predicted positions.
 """
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +95,19 @@ def attention_mask(doc_ids_BxL, causal):
   return mask_BxLxL[:, None]  # B x 1 x L x L, broadcast over heads
 
 
+class KVCache(NamedTuple):
+  """Keys and values of the tokens decoded so far, by cache slot: B x S x N x D for one
+  layer (with a leading layer axis when layers are scanned)."""
+  k: jax.Array
+  v: jax.Array
+
+  def write(self, k_BxLxNxD, v_BxLxNxD, index) -> 'KVCache':
+    """The cache with slots [index, index + L) set to the new keys and values."""
+    put = lambda old, new: jax.lax.dynamic_update_slice_in_dim(old, new.astype(old.dtype),
+                                                               index, axis=1)
+    return KVCache(put(self.k, k_BxLxNxD), put(self.v, v_BxLxNxD))
+
+
 class Block(nnx.Module):
   """Self-attention plus MLP, each with a residual; post-LN (BERT) or pre-LN (GPT)."""
 
@@ -110,7 +124,8 @@ class Block(nnx.Module):
     self.mlp_out = Dense(f, h, ('mlp', 'embed'), cfg, rngs=rngs)
     self.mlp_norm = LayerNorm(h, cfg, rngs=rngs)
 
-  def attention(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key):
+  def qkv(self, x_BxLxH, positions_BxL):
+    """Queries, keys and values B x L x N x D; rotated by position for rope."""
     b, l, h = x_BxLxH.shape
     split = lambda t: t.reshape(b, l, self.num_heads, h // self.num_heads)
     q_BxLxNxD = split(self.query(x_BxLxH))
@@ -118,30 +133,49 @@ class Block(nnx.Module):
     v_BxLxNxD = split(self.value(x_BxLxH))
     if self.cfg.positions == 'rope':
       q_BxLxNxD, k_BxLxNxD = rope(q_BxLxNxD, positions_BxL), rope(k_BxLxNxD, positions_BxL)
+    return q_BxLxNxD, k_BxLxNxD, v_BxLxNxD
+
+  def attend(self, q_BxLxNxD, k_BxSxNxD, v_BxSxNxD, mask_Bx1xLxS, key):
+    """Each of the L queries over the S keys that `mask` allows, then the output projection."""
+    b, l, n, d = q_BxLxNxD.shape
     if key is None or self.cfg.attention_dropout_rate == 0.0:
-      out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
-                                                 mask=mask_Bx1xLxL)
+      out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxSxNxD, v_BxSxNxD,
+                                                 mask=mask_Bx1xLxS)
     else:  # dot_product_attention has no dropout: spell the softmax out
-      scale = (h // self.num_heads) ** -0.5
-      logits_BxNxLxL = jnp.einsum('blnd,bmnd->bnlm', q_BxLxNxD, k_BxLxNxD) * scale
-      logits_BxNxLxL = jnp.where(mask_Bx1xLxL, logits_BxNxLxL,
-                                 jnp.finfo(logits_BxNxLxL.dtype).min)
-      probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL.astype(jnp.float32), axis=-1)
-      probs_BxNxLxL = _dropout(probs_BxNxLxL, self.cfg.attention_dropout_rate, key)
-      out_BxLxNxD = jnp.einsum('bnlm,bmnd->blnd', probs_BxNxLxL.astype(v_BxLxNxD.dtype),
-                               v_BxLxNxD)
-    return self.attention_out(out_BxLxNxD.reshape(b, l, h))
+      logits_BxNxLxS = jnp.einsum('blnd,bsnd->bnls', q_BxLxNxD, k_BxSxNxD) * d ** -0.5
+      logits_BxNxLxS = jnp.where(mask_Bx1xLxS, logits_BxNxLxS,
+                                 jnp.finfo(logits_BxNxLxS.dtype).min)
+      probs_BxNxLxS = jax.nn.softmax(logits_BxNxLxS.astype(jnp.float32), axis=-1)
+      probs_BxNxLxS = _dropout(probs_BxNxLxS, self.cfg.attention_dropout_rate, key)
+      out_BxLxNxD = jnp.einsum('bnls,bsnd->blnd', probs_BxNxLxS.astype(v_BxSxNxD.dtype),
+                               v_BxSxNxD)
+    return self.attention_out(out_BxLxNxD.reshape(b, l, n * d))
+
+  def attention(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key):
+    q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(x_BxLxH, positions_BxL)
+    return self.attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_Bx1xLxL, key)
+
+  def mlp(self, x_BxLxH):
+    return self.mlp_out(mlp_activation(self.cfg)(self.mlp_in(x_BxLxH)))
 
   def __call__(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key=None):
     keys = jax.random.split(key, 3) if key is not None else (None,) * 3
     rate = self.cfg.dropout_rate
-    mlp = lambda y: self.mlp_out(mlp_activation(self.cfg)(self.mlp_in(y)))
     attend = lambda y: self.attention(y, mask_Bx1xLxL, positions_BxL, keys[0])
     if self.pre_ln:
       x_BxLxH = x_BxLxH + _dropout(attend(self.attention_norm(x_BxLxH)), rate, keys[1])
-      return x_BxLxH + _dropout(mlp(self.mlp_norm(x_BxLxH)), rate, keys[2])
+      return x_BxLxH + _dropout(self.mlp(self.mlp_norm(x_BxLxH)), rate, keys[2])
     x_BxLxH = self.attention_norm(x_BxLxH + _dropout(attend(x_BxLxH), rate, keys[1]))
-    return self.mlp_norm(x_BxLxH + _dropout(mlp(x_BxLxH), rate, keys[2]))
+    return self.mlp_norm(x_BxLxH + _dropout(self.mlp(x_BxLxH), rate, keys[2]))
+
+  def decode(self, x_BxLxH, mask_Bx1xLxS, positions_BxL, cache: 'KVCache', index):
+    """The pre-LN (decoder) block over L new tokens held in cache slots [index, index + L):
+    their keys and values are written into `cache` and each query attends to the S slots
+    that `mask` allows, so earlier tokens are never recomputed. Returns (x, cache)."""
+    q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(self.attention_norm(x_BxLxH), positions_BxL)
+    cache = cache.write(k_BxLxNxD, v_BxLxNxD, index)
+    x_BxLxH = x_BxLxH + self.attend(q_BxLxNxD, cache.k, cache.v, mask_Bx1xLxS, None)
+    return x_BxLxH + self.mlp(self.mlp_norm(x_BxLxH)), cache
 
 
 class Stack(nnx.Module):
@@ -177,6 +211,32 @@ class Stack(nnx.Module):
       block = self.shared if cfg.share_layers else self.layers[i]
       x_BxLxH = apply(block, x_BxLxH, keys[i])
     return x_BxLxH
+
+  def init_cache(self, batch: int, slots: int):
+    """Zero keys and values for `slots` tokens of `batch` rows: a KVCache per layer, or one
+    stacked over layers when they are scanned."""
+    cfg = self.cfg
+    shape = (batch, slots, cfg.num_heads, cfg.hidden_size // cfg.num_heads)
+    zeros = lambda *lead: jnp.zeros(lead + shape, DTYPES[cfg.dtype])
+    if cfg.scan_layers and not cfg.share_layers:
+      return KVCache(zeros(cfg.num_layers), zeros(cfg.num_layers))
+    return tuple(KVCache(zeros(), zeros()) for _ in range(cfg.num_layers))
+
+  def decode(self, x_BxLxH, mask_Bx1xLxS, positions_BxL, cache, index):
+    """The blocks over new tokens with a KV cache (`Block.decode`); returns (x, cache)."""
+    cfg = self.cfg
+    if cfg.scan_layers and not cfg.share_layers:
+      @nnx.scan(in_axes=(0, nnx.Carry, 0), out_axes=(nnx.Carry, 0),
+                transform_metadata={nnx.PARTITION_NAME: 'layers'})
+      def body(block, x, layer_cache):
+        return block.decode(x, mask_Bx1xLxS, positions_BxL, layer_cache, index)
+      return body(self.scanned, x_BxLxH, cache)
+    written = []
+    for i in range(cfg.num_layers):
+      block = self.shared if cfg.share_layers else self.layers[i]
+      x_BxLxH, layer_cache = block.decode(x_BxLxH, mask_Bx1xLxS, positions_BxL, cache[i], index)
+      written.append(layer_cache)
+    return x_BxLxH, tuple(written)
 
 
 class Embeddings(nnx.Module):
