@@ -26,12 +26,12 @@ RTOL = 1e-4  # float32 on CPU: reduction order may differ between XLA versions, 
 
 # (loss, grad_norm) of steps 1, 2, 3.
 PINNED = {
-    1: (5.969596862792969, 1.4073903560638428),
-    2: (5.949530601501465, 1.6133898496627808),
-    3: (5.979651927947998, 1.6322866678237915),
+    1: (5.9669318199157715, 1.8708118200302124),
+    2: (5.997200012207031, 1.5266543626785278),
+    3: (5.973692893981934, 1.6772079467773438),
 }
 TOKENS = (1461, 64010)  # (number of tokens, sum of ids) of the encoded corpus
-FIRST_BATCH = (14470, 133, 8)  # (sum of input_ids, sum of segment_ids, sum of sentence_label)
+FIRST_BATCH = (13929, 200, 10)  # (sum of input_ids, sum of segment_ids, sum of sentence_label)
 
 WHY = ('these pin the numerics; update them only when a change is meant to alter the math '
        '(model init, masking, loss normalisation, optimizer), and say why in the commit')
