@@ -42,10 +42,12 @@ HF_COMPILED_BF16 = 'hf_compiled_bf16'
 ALL = 'ssljax_all_positions'
 MASKED = 'ssljax_masked_only'
 MASKED_BF16 = 'ssljax_masked_only_bf16'
+MASKED_DROPOUT = 'ssljax_masked_only_dropout'
 LABELS = {
     ALL: 'ssljax, MLM head on all positions',
     MASKED: 'ssljax, MLM head on masked positions only (default)',
     MASKED_BF16: 'ssljax, masked positions only, bf16 compute (model.dtype=bfloat16)',
+    MASKED_DROPOUT: "ssljax, masked positions only, BERT's dropout 0.1 (attention unfused)",
     HF: 'HF BertForMaskedLM, MLM head on all positions',
     HF_BF16: 'HF BertForMaskedLM, bf16 autocast (torch.autocast)',
     HF_COMPILED: 'HF BertForMaskedLM, torch.compile',
@@ -54,9 +56,10 @@ LABELS = {
 # Hugging Face runs: (bf16 autocast, torch.compile)
 HF_RUNS = {HF: (False, False), HF_BF16: (True, False), HF_COMPILED: (False, True),
            HF_COMPILED_BF16: (True, True)}
-# ssljax runs: (MLM head on masked positions only, compute dtype)
-SSLJAX_RUNS = {ALL: (False, 'float32'), MASKED: (True, 'float32'),
-               MASKED_BF16: (True, 'bfloat16')}
+# ssljax runs: (MLM head on masked positions only, compute dtype, dropout and attention
+# dropout). With attention dropout the softmax is spelled out (no fused kernel).
+SSLJAX_RUNS = {ALL: (False, 'float32', 0.0), MASKED: (True, 'float32', 0.0),
+               MASKED_BF16: (True, 'bfloat16', 0.0), MASKED_DROPOUT: (True, 'float32', 0.1)}
 WARMUP_STEPS = 2  # the first compiles (XLA) or allocates (torch); the second checks it
 
 
@@ -76,14 +79,15 @@ def parse_args():
   return args
 
 
-def ssljax_config(args, masked_only, dtype):
+def ssljax_config(args, masked_only, dtype, dropout):
   return ssljax.config.load(str(CONFIG), [
       'objective=mlm', f'model.num_layers={args.layers}', f'model.hidden_size={args.hidden}',
       f'model.num_heads={max(1, args.hidden // 64)}', f'model.mlp_dim={4 * args.hidden}',
       f'model.max_len={args.seq_len}', f'data.seq_len={args.seq_len}',
       f'train.batch_size={args.batch_size}', f'train.steps={WARMUP_STEPS + args.steps}',
       f'tokenizer.vocab_size={args.vocab_size}', f'mlm.masked_positions_only={masked_only}',
-      f'model.dtype={dtype}', 'train.progress=False'])
+      f'model.dtype={dtype}', f'model.dropout_rate={dropout}',
+      f'model.attention_dropout_rate={dropout}', 'train.progress=False'])
 
 
 def ssljax_trainer(run):

@@ -65,3 +65,17 @@ def test_last_hidden_state_and_mean_pooling(pair, hf_tokenizer):
   pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
   ours = encode.sentence_features(pre, SENTENCES, 'mean', batch_size=4)
   np.testing.assert_allclose(ours, pooled.numpy(), atol=1e-4)
+
+
+def test_encoder_matches_sentence_transformers():
+  """ssljax.encoder's `encode` (the interface sentence-transformers-style tools and MTEB
+  call) gives sentence-transformers' own embeddings of the published model."""
+  st = pytest.importorskip('sentence_transformers')
+  import ssljax  # pylint: disable=g-import-not-at-top
+  expected = st.SentenceTransformer(str(FOLDER), device='cpu').encode(
+      SENTENCES, batch_size=3, convert_to_numpy=True, normalize_embeddings=True)
+  ours = ssljax.encoder(FOLDER, normalize=True)
+  np.testing.assert_allclose(ours.encode(SENTENCES, batch_size=3, task_name='STSB'), expected,
+                             atol=2e-5)
+  batches = [{'text': SENTENCES[:4]}, {'text': SENTENCES[4:]}]  # MTEB 2 passes a DataLoader
+  np.testing.assert_allclose(ours.encode(batches), expected, atol=2e-5)

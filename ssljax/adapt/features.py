@@ -107,3 +107,30 @@ def sentence_features(pre, texts: list[str], pooling: str = 'mean',
     batch = _batch([rows[i] for i in index], batch_size, length, pre.tokenizer.pad_id)
     out[index] = np.asarray(features_of(graphdef, state, batch, pooling))[:len(index)]
   return out
+
+
+class Encoder:
+  """A sentence encoder with the `encode` interface that sentence-transformers-style tools
+  and MTEB call: `Encoder(ssljax.from_pretrained(path)).encode(sentences)` -> [N, hidden]
+  float32, with `ssljax encode`'s pooling. `inputs` may also be batches of {'text': [...]}
+  (MTEB 2's DataLoader); keyword arguments such tools add (task names, prompt types,
+  progress flags) change nothing and are accepted."""
+
+  def __init__(self, pre, pooling: str = 'mean', batch_size: int = 64,
+               normalize: bool = False):
+    check_pooling(pre.model, pooling)
+    self.pre, self.pooling, self.batch_size, self.normalize = pre, pooling, batch_size, normalize
+
+  def encode(self, inputs, batch_size: int | None = None, **unused) -> np.ndarray:
+    del unused
+    texts = inputs if isinstance(inputs, str) else list(inputs)
+    if isinstance(texts, str):
+      texts = [texts]
+    elif texts and isinstance(texts[0], dict):  # batches of {'text': [...]}
+      texts = [t for batch in texts for t in batch['text']]
+    if not all(isinstance(t, str) for t in texts):
+      raise UserError('Encoder.encode takes a list of strings (or batches of {"text": ...})')
+    out_NxH = sentence_features(self.pre, texts, self.pooling, batch_size or self.batch_size)
+    if self.normalize:
+      out_NxH /= np.maximum(np.linalg.norm(out_NxH, axis=1, keepdims=True), 1e-12)
+    return out_NxH
