@@ -109,7 +109,7 @@ def markdown(result):
     for consumer, need in r['consumers'].items():
       for threads, rate in p['batches_per_s'].items():
         have = rate * r['batch_size']
-        lines.append(f'| {consumer} | {need:,.0f} | {have:,.0f} ({threads}) '
+        lines.append(f'| {consumer} | {need:,.{2 if need < 10 else 0}f} | {have:,.0f} ({threads}) '
                      f'| {have / need:,.1f}x |')
     lines.append('')
   return '\n'.join(lines)
