@@ -162,6 +162,13 @@ def hf_trainer(run, device, bf16: bool, compiled: bool):
     optimizer.zero_grad(set_to_none=True)
     return out.loss.detach()
 
+  return torch_trainer(step, device), model
+
+
+def torch_trainer(step, device):
+  """A function that runs `step` on each of a list of batches and returns the last loss
+  once the device is done, as `ssljax_trainer` does."""
+
   def train(batches):
     for batch in batches:
       loss = step(batch)
@@ -169,7 +176,7 @@ def hf_trainer(run, device, bf16: bool, compiled: bool):
       torch.cuda.synchronize()
     return float(loss)
 
-  return train, model
+  return train
 
 
 def torch_peak_flops(device, size=2048, repeats=5):
