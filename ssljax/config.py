@@ -92,7 +92,7 @@ def base() -> ml_collections.ConfigDict:
   p.pooling = 'mean'
 
   c.eval = e = ml_collections.ConfigDict()  # lm-evaluation-harness while pretraining (gpt)
-  e.lm_eval_tasks = ''  # '' = off; lm-eval task names or YAML files, comma-separated
+  e.lm_eval_tasks = ''  # '' = off; lm-eval task names or local YAML files, comma-separated
   e.lm_eval_every = 0  # steps between runs; 0 = at each evaluation (train.eval_every)
   e.lm_eval_limit = 0  # examples per task; 0 = all
   e.lm_eval_batch_size = 16

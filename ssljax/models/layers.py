@@ -96,16 +96,23 @@ def attention_mask(doc_ids_BxL, causal):
 
 
 class KVCache(NamedTuple):
-  """Keys and values of the tokens decoded so far, by cache slot: B x S x N x D for one
-  layer (with a leading layer axis when layers are scanned)."""
+  """Keys and values of the tokens decoded so far: B x N x S x D per layer (a leading layer
+  axis when layers are scanned), heads before slots so that attention reads the cache as it
+  lies and a new token's keys go in without moving the rest."""
   k: jax.Array
   v: jax.Array
 
   def write(self, k_BxLxNxD, v_BxLxNxD, index) -> 'KVCache':
     """The cache with slots [index, index + L) set to the new keys and values."""
-    put = lambda old, new: jax.lax.dynamic_update_slice_in_dim(old, new.astype(old.dtype),
-                                                               index, axis=1)
+    put = lambda old, new: jax.lax.dynamic_update_slice_in_dim(
+        old, new.transpose(0, 2, 1, 3).astype(old.dtype), index, axis=2)
     return KVCache(put(self.k, k_BxLxNxD), put(self.v, v_BxLxNxD))
+
+
+def _masked_softmax(logits_BxNxLxS, mask_Bx1xLxS):
+  """Attention weights in float32; keys the mask leaves out get none."""
+  logits_BxNxLxS = jnp.where(mask_Bx1xLxS, logits_BxNxLxS, jnp.finfo(logits_BxNxLxS.dtype).min)
+  return jax.nn.softmax(logits_BxNxLxS.astype(jnp.float32), axis=-1)
 
 
 class Block(nnx.Module):
@@ -135,25 +142,20 @@ class Block(nnx.Module):
       q_BxLxNxD, k_BxLxNxD = rope(q_BxLxNxD, positions_BxL), rope(k_BxLxNxD, positions_BxL)
     return q_BxLxNxD, k_BxLxNxD, v_BxLxNxD
 
-  def attend(self, q_BxLxNxD, k_BxSxNxD, v_BxSxNxD, mask_Bx1xLxS, key):
-    """Each of the L queries over the S keys that `mask` allows, then the output projection."""
-    b, l, n, d = q_BxLxNxD.shape
-    if key is None or self.cfg.attention_dropout_rate == 0.0:
-      out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxSxNxD, v_BxSxNxD,
-                                                 mask=mask_Bx1xLxS)
-    else:  # dot_product_attention has no dropout: spell the softmax out
-      logits_BxNxLxS = jnp.einsum('blnd,bsnd->bnls', q_BxLxNxD, k_BxSxNxD) * d ** -0.5
-      logits_BxNxLxS = jnp.where(mask_Bx1xLxS, logits_BxNxLxS,
-                                 jnp.finfo(logits_BxNxLxS.dtype).min)
-      probs_BxNxLxS = jax.nn.softmax(logits_BxNxLxS.astype(jnp.float32), axis=-1)
-      probs_BxNxLxS = _dropout(probs_BxNxLxS, self.cfg.attention_dropout_rate, key)
-      out_BxLxNxD = jnp.einsum('bnls,bsnd->blnd', probs_BxNxLxS.astype(v_BxSxNxD.dtype),
-                               v_BxSxNxD)
-    return self.attention_out(out_BxLxNxD.reshape(b, l, n * d))
-
   def attention(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key):
+    b, l, h = x_BxLxH.shape
     q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(x_BxLxH, positions_BxL)
-    return self.attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_Bx1xLxL, key)
+    if key is None or self.cfg.attention_dropout_rate == 0.0:
+      out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
+                                                 mask=mask_Bx1xLxL)
+    else:  # dot_product_attention has no dropout: spell the softmax out
+      scale = (h // self.num_heads) ** -0.5
+      logits_BxNxLxL = jnp.einsum('blnd,bmnd->bnlm', q_BxLxNxD, k_BxLxNxD) * scale
+      probs_BxNxLxL = _masked_softmax(logits_BxNxLxL, mask_Bx1xLxL)
+      probs_BxNxLxL = _dropout(probs_BxNxLxL, self.cfg.attention_dropout_rate, key)
+      out_BxLxNxD = jnp.einsum('bnlm,bmnd->blnd', probs_BxNxLxL.astype(v_BxLxNxD.dtype),
+                               v_BxLxNxD)
+    return self.attention_out(out_BxLxNxD.reshape(b, l, h))
 
   def mlp(self, x_BxLxH):
     return self.mlp_out(mlp_activation(self.cfg)(self.mlp_in(x_BxLxH)))
@@ -168,13 +170,17 @@ class Block(nnx.Module):
     x_BxLxH = self.attention_norm(x_BxLxH + _dropout(attend(x_BxLxH), rate, keys[1]))
     return self.mlp_norm(x_BxLxH + _dropout(self.mlp(x_BxLxH), rate, keys[2]))
 
-  def decode(self, x_BxLxH, mask_Bx1xLxS, positions_BxL, cache: 'KVCache', index):
+  def decode(self, x_BxLxH, mask_Bx1xLxS, positions_BxL, cache: KVCache, index):
     """The pre-LN (decoder) block over L new tokens held in cache slots [index, index + L):
     their keys and values are written into `cache` and each query attends to the S slots
     that `mask` allows, so earlier tokens are never recomputed. Returns (x, cache)."""
     q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(self.attention_norm(x_BxLxH), positions_BxL)
     cache = cache.write(k_BxLxNxD, v_BxLxNxD, index)
-    x_BxLxH = x_BxLxH + self.attend(q_BxLxNxD, cache.k, cache.v, mask_Bx1xLxS, None)
+    b, l, n, d = q_BxLxNxD.shape
+    logits_BxNxLxS = jnp.einsum('blnd,bnsd->bnls', q_BxLxNxD, cache.k) * d ** -0.5
+    probs_BxNxLxS = _masked_softmax(logits_BxNxLxS, mask_Bx1xLxS).astype(cache.v.dtype)
+    out_BxLxNxD = jnp.einsum('bnls,bnsd->blnd', probs_BxNxLxS, cache.v)
+    x_BxLxH = x_BxLxH + self.attention_out(out_BxLxNxD.reshape(b, l, n * d))
     return x_BxLxH + self.mlp(self.mlp_norm(x_BxLxH)), cache
 
 
@@ -216,7 +222,7 @@ class Stack(nnx.Module):
     """Zero keys and values for `slots` tokens of `batch` rows: a KVCache per layer, or one
     stacked over layers when they are scanned."""
     cfg = self.cfg
-    shape = (batch, slots, cfg.num_heads, cfg.hidden_size // cfg.num_heads)
+    shape = (batch, cfg.num_heads, slots, cfg.hidden_size // cfg.num_heads)
     zeros = lambda *lead: jnp.zeros(lead + shape, DTYPES[cfg.dtype])
     if cfg.scan_layers and not cfg.share_layers:
       return KVCache(zeros(cfg.num_layers), zeros(cfg.num_layers))
