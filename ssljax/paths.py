@@ -104,6 +104,18 @@ def read_utf8(file: epath.Path) -> str:
   return text.replace('\r\n', '\n').replace('\r', '\n')
 
 
+def input_lines(name, purpose: str) -> list[str]:
+  """The lines of a user's `--input` file, for `purpose` (e.g. 'encode'); a missing or
+  empty file is one UserError."""
+  source = path(name)
+  if not source.is_file():
+    raise UserError(f'--input {source} does not exist')
+  lines = read_utf8(source).splitlines()
+  if not lines:
+    raise UserError(f'--input {source} has no lines to {purpose}')
+  return lines
+
+
 def rglob(folder: epath.Path, pattern: str) -> list[epath.Path]:
   """Files matching `pattern` anywhere below `folder`, sorted (epath refuses `**`)."""
   fs, root = fsspec.core.url_to_fs(os.fspath(folder))

@@ -11,12 +11,7 @@ def _encode(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ssljax import pretrained  # pylint: disable=g-import-not-at-top
   from ssljax.adapt import features  # pylint: disable=g-import-not-at-top
-  source = paths.path(args.input)
-  if not source.is_file():
-    raise UserError(f'--input {source} does not exist')
-  texts = paths.read_utf8(source).splitlines()
-  if not texts:
-    raise UserError(f'--input {source} has no lines to encode')
+  texts = paths.input_lines(args.input, 'encode')
   if args.batch_size < 1:
     raise UserError(f'--batch-size {args.batch_size} must be at least 1')
   out_NxH = features.sentence_features(pretrained.load(args.checkpoint), texts, args.pooling,

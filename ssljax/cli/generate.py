@@ -13,13 +13,7 @@ from ssljax.errors import UserError
 def _prompts(args) -> list[str]:
   if args.prompt is not None:
     return [args.prompt]
-  source = paths.path(args.input)
-  if not source.is_file():
-    raise UserError(f'--input {source} does not exist')
-  prompts = paths.read_utf8(source).splitlines()
-  if not prompts:
-    raise UserError(f'--input {source} has no lines to continue')
-  return prompts
+  return paths.input_lines(args.input, 'continue')
 
 
 def _generate(args):
