@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from ssljax.data.rows import bert_row, pad, padded_length
+from ssljax.data.rows import LENGTH_STEP, bert_row, pad, padded_length
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -271,8 +271,10 @@ def epoch_order(num_rows: int, batch_size: int, epochs: int, seed: int,
   epoch topped up from the next, so every step has a full batch of real rows.
 
   With `lengths` (N), each run of GROUP_BATCHES batches of an epoch is re-cut into batches
-  of rows of similar length, in random order (Hugging Face's group_by_length, fairseq's
-  buckets): the epoch holds the same rows, and `gather` cuts each batch short.
+  of rows of the same padded width, in random order (Hugging Face's group_by_length,
+  fairseq's buckets): the epoch holds the same rows, and `gather` cuts each batch short.
+  Rows are grouped by width, not sorted by exact length, so that within a width a batch
+  stays a random draw: where length tracks the label, sorted batches would hold one class.
   """
   steps_per_epoch = -(-num_rows // batch_size)
   total = steps_per_epoch * epochs * batch_size
@@ -288,6 +290,7 @@ def epoch_order(num_rows: int, batch_size: int, epochs: int, seed: int,
       group = slice(epoch * steps_per_epoch + start,
                     epoch * steps_per_epoch + min(start + GROUP_BATCHES, steps_per_epoch))
       flat = order[group].ravel()
-      by_length = flat[np.argsort(lengths[flat], kind='stable')].reshape(-1, batch_size)
+      width = -(-lengths[flat] // LENGTH_STEP)
+      by_length = flat[np.argsort(width, kind='stable')].reshape(-1, batch_size)
       order[group] = by_length[rng.permutation(len(by_length))]
   return order
