@@ -123,10 +123,8 @@ class Encoder:
 
   def encode(self, inputs, batch_size: int | None = None, **unused) -> np.ndarray:
     del unused
-    texts = inputs if isinstance(inputs, str) else list(inputs)
-    if isinstance(texts, str):
-      texts = [texts]
-    elif texts and isinstance(texts[0], dict):  # batches of {'text': [...]}
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
+    if texts and isinstance(texts[0], dict):  # batches of {'text': [...]}
       texts = [t for batch in texts for t in batch['text']]
     if not all(isinstance(t, str) for t in texts):
       raise UserError('Encoder.encode takes a list of strings (or batches of {"text": ...})')
