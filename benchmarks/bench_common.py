@@ -14,14 +14,17 @@ SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
 
 
 def machine(*packages, **extra) -> dict:
-  """The CPU, core count, 1-minute load average now (other jobs' share of the machine),
-  JAX's device, the versions of `packages`, the date, and `extra`."""
+  """The CPU, core count, 1-minute load average now (other jobs' share of the machine), the
+  measured f32 matmul rate, JAX's device, the versions of `packages`, the date, and `extra`."""
   import jax  # pylint: disable=g-import-not-at-top
+  from ssljax.pretrain import metrics  # pylint: disable=g-import-not-at-top
   cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
               if line.startswith('model name')), platform.processor())
   device = jax.devices()[0]
   return {
       'cpu': cpu, 'cpu_cores': os.cpu_count(), 'load_average_before': os.getloadavg()[0],
+      # Shared machines of one kind differ several times from day to day: compare runs by it.
+      'f32_matmul_gflops': round(metrics.measure_peak_flops() / 1e9, 1),
       'jax_device': f'{device.platform}: {device.device_kind}',
       'python': platform.python_version(),
       **{name: _version(name) for name in ('jax',) + packages},
@@ -41,7 +44,9 @@ def describe(m: dict) -> str:
   versions = ', '.join(f'{k} {m[k]}' for k in m if k not in (
       'cpu', 'cpu_cores', 'load_average_before', 'jax_device', 'date', 'python')
       and isinstance(m[k], str))
-  return (f"{m['cpu']}, {m['cpu_cores']} cores; JAX device {m['jax_device']}; python "
+  peak = (f"; f32 matmul {m['f32_matmul_gflops']:.0f} GFLOP/s measured"
+          if 'f32_matmul_gflops' in m else '')
+  return (f"{m['cpu']}, {m['cpu_cores']} cores{peak}; JAX device {m['jax_device']}; python "
           f"{m['python']}, {versions}; {m['date']}; load average "
           f"{m['load_average_before']:.1f} before the run.")
 

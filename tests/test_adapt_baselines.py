@@ -108,13 +108,40 @@ def test_lr_auto_picks_the_best_validation_rate_and_epoch(bert, tok, monkeypatch
   monkeypatch.setattr(finetune, 'LR_GRID', (1e-4, 1e-3, 1e-2))
   # Validation pearson of each call: epoch 0, then epochs 1-2 of each rate in turn.
   seen = _script_pearson(monkeypatch, [0.0, 0.1, 0.2, 0.3, 0.8, 0.5, 0.4])
-  train, cfg = _task('regression', 24, 0), _settings(lr='auto', epochs=2, progress=False)
+  train = _task('regression', 24, 0)
+  cfg = _settings(lr='auto', epochs=2, progress=False, search='grid')
   val = [train[i] for i in probe.carve(24, cfg.val_fraction, 0)[1]]
   result = finetune.finetune(bert, tok, SPECS['regression'], train, {'val': val}, cfg, 0)
   assert (result['lr'], result['epoch'], result['val']['pearson']) == (1e-3, 2, 0.8)
   assert [(g['lr'], g['epoch'], g['val_pearson']) for g in result['grid']] == [
       (1e-4, 2, 0.2), (1e-3, 2, 0.8), (1e-2, 1, 0.5)]
   assert seen[-1] == seen[4] != seen[6]  # scored with the chosen weights
+
+
+def test_halving_stops_the_worse_half_after_each_epoch(bert, tok, monkeypatch):
+  monkeypatch.setattr(finetune, 'LR_GRID', (1e-5, 1e-4, 1e-3, 1e-2))
+  # Epoch 0; epoch 1 of the four rates; epoch 2 of the best two (1e-4 at 0.6, 1e-3 at 0.5);
+  # epoch 3 of the best one by its best epoch so far (1e-3's 0.7 beats 1e-4's 0.6).
+  seen = _script_pearson(monkeypatch, [0.0, 0.1, 0.6, 0.5, 0.2, 0.55, 0.7, 0.65])
+  train = _task('regression', 24, 0)
+  cfg = _settings(lr='auto', epochs=3, progress=False, search='halving')
+  val = [train[i] for i in probe.carve(24, cfg.val_fraction, 0)[1]]
+  result = finetune.finetune(bert, tok, SPECS['regression'], train, {'val': val}, cfg, 0)
+  assert (result['lr'], result['epoch'], result['val']['pearson']) == (1e-3, 2, 0.7)
+  assert [(g['lr'], g['epoch'], g['val_pearson'], g['epochs_trained'])
+          for g in result['grid']] == [(1e-5, 1, 0.1, 1), (1e-4, 1, 0.6, 2), (1e-3, 2, 0.7, 3),
+                                       (1e-2, 1, 0.2, 1)]
+  assert len(seen) == 9 and seen[-1] == seen[6] != seen[7]  # scored with epoch 2's weights
+  assert [p['epoch'] for p in result['curve']] == [0, 1, 2, 3]
+
+
+def test_halving_plan_and_its_cost():
+  assert finetune.trials_per_epoch(4, 3, 'halving') == [4, 2, 1]
+  assert finetune.trials_per_epoch(5, 4, 'halving') == [5, 3, 2, 1]
+  assert finetune.trials_per_epoch(1, 3, 'halving') == [1, 1, 1]
+  assert finetune.trials_per_epoch(4, 3, 'grid') == [4, 4, 4]
+  with pytest.raises(UserError, match='finetune.search=.fast. is not one of halving, grid'):
+    run_lib.load_settings(['finetune.search=fast'])
 
 
 def test_equal_validation_scores_go_to_the_lower_validation_loss():
@@ -189,4 +216,7 @@ def test_a_rate_at_the_end_of_the_grid_on_every_seed_is_flagged():
 def test_the_help_states_the_grid_and_its_cost():
   grid = ','.join(f'{lr:.0e}'.replace('e-0', 'e-') for lr in finetune.LR_GRID)
   assert grid in cli_adapt.SETTINGS_HELP
-  assert f'costs {len(finetune.LR_GRID)} x' in cli_adapt.SETTINGS_HELP
+  epochs = run_lib.settings().finetune.epochs
+  for search in finetune.SEARCHES:
+    cost = sum(finetune.trials_per_epoch(len(finetune.LR_GRID), epochs, search)) / epochs
+    assert f'costs {cost:.2g} x' in cli_adapt.SETTINGS_HELP, search

@@ -1,4 +1,5 @@
-"""ssljax.adapt.features.pool: each pooling by hand on a tiny encoder's hidden states."""
+"""ssljax.adapt.features: each pooling by hand on a tiny encoder's hidden states, and a
+lower layer's features against the blocks applied by hand."""
 
 import jax
 import jax.numpy as jnp
@@ -9,15 +10,16 @@ from flax import nnx
 from ssljax import models
 from ssljax.adapt import features
 from ssljax.errors import UserError
+from ssljax.models.layers import attention_mask
 
 B, L, H = 3, 7, 16
 REAL = (7, 4, 1)  # real tokens per row; the rest is padding
 
 
-def _model(arch='bert'):
-  cfg = models.ModelConfig(arch=arch, vocab_size=40, hidden_size=H, num_layers=1, num_heads=2,
-                           mlp_dim=32, max_len=L, dropout_rate=0.0,
-                           attention_dropout_rate=0.0)
+def _model(arch='bert', **overrides):
+  cfg = models.ModelConfig(**dict(
+      arch=arch, vocab_size=40, hidden_size=H, num_layers=1, num_heads=2, mlp_dim=32,
+      max_len=L, dropout_rate=0.0, attention_dropout_rate=0.0) | overrides)
   return models.build(cfg, nnx.Rngs(0))
 
 
@@ -69,3 +71,34 @@ def test_check_pooling(arch, pooling, message):
   with pytest.raises(UserError, match=message):
     features.check_pooling(_model(arch), pooling)
   features.check_pooling(_model(arch), 'mean')  # always fine
+
+
+@pytest.mark.parametrize('arch, layout', [('bert', {}), ('bert', {'scan_layers': True}),
+                                          ('albert', {'share_layers': True}), ('gpt', {}),
+                                          ('bert', {'pre_ln': True})])
+def test_truncate_keeps_the_first_blocks(encoded, arch, layout):
+  _, _, doc_ids = encoded
+  model = _model(arch, num_layers=3, **layout)
+  batch = dict(input_ids=np.where(doc_ids > 0, 7, 0),
+               positions=np.broadcast_to(np.arange(L), (B, L)),
+               segment_ids=np.zeros((B, L), np.int32), doc_ids=doc_ids)
+  mask = attention_mask(batch['doc_ids'], causal=arch == 'gpt')
+  x = model.embeddings(batch['input_ids'], batch['positions'],
+                       None if arch == 'gpt' else batch['segment_ids'], None)
+  for i in range(2):  # blocks 1 and 2 by hand
+    if layout.get('share_layers'):
+      block = model.stack.shared
+    elif layout.get('scan_layers'):  # one slice of the stacked parameters
+      graphdef, stacked = nnx.split(model.stack.scanned)
+      block = nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], stacked))
+    else:
+      block = model.stack.layers[i]
+    x = block(x, mask, batch['positions'])
+  if model.final_norm is not None:
+    x = model.final_norm(x)
+  short = features.truncate(model, 2)
+  assert short.cfg.num_layers == 2 and model.cfg.num_layers == 3
+  np.testing.assert_allclose(np.asarray(short(batch)), np.asarray(x), atol=1e-5)
+  assert features.truncate(model, 0) is model and features.truncate(model, 3) is model
+  with pytest.raises(UserError, match='blocks 1 to 3'):
+    features.truncate(model, 4)

@@ -248,8 +248,11 @@ def _check_export(pre, out):
   reloaded = getattr(transformers, architecture).from_pretrained(out).eval()
   texts = [' '.join(d.split()[:20]) for d in corpus.embedded_documents()[:4]] + TEXTS
   ours = [r.tolist() for r in encode.token_rows(pre, texts)]
-  theirs_ids = transformers.AutoTokenizer.from_pretrained(out)(texts, truncation=True)
+  their_tok = transformers.AutoTokenizer.from_pretrained(out)
+  theirs_ids = their_tok(texts, truncation=True)
   assert theirs_ids['input_ids'] == ours  # both cut to the model's positions
+  if architecture == 'GPT2LMHeadModel':  # generation and lm-eval stop at end-of-text
+    assert their_tok.eos_token_id == reloaded.config.eos_token_id == pre.tokenizer.sep_id
   ids = np.asarray(ours[0])[None]
   with torch.no_grad():
     output = reloaded(torch.tensor(ids))

@@ -11,6 +11,7 @@ One `pool` serves probes, fine-tuning and `ssljax encode`:
 `rows.padded_length` with a fixed batch size, so a file of any size compiles a few programs.
 """
 
+import dataclasses
 import functools
 import logging
 
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ssljax import models
 from ssljax.data import rows as rows_lib
 from ssljax.errors import UserError
 
@@ -47,6 +49,28 @@ def pool(model, hidden_BxLxH, doc_ids_BxL, pooling: str):
     return total_BxH / jnp.maximum(real_BxL.sum(axis=1, keepdims=True), 1)
   last_B = jnp.maximum(real_BxL.sum(axis=1) - 1, 0)
   return jnp.take_along_axis(hidden_BxLxH, last_B[:, None, None], axis=1)[:, 0]
+
+
+def truncate(model, layers: int):
+  """`model` with its first `layers` blocks only (its final norm kept): the features of a
+  lower layer. Word-level tasks such as POS tagging peak below the top layer (Tenney et al.
+  2019), most of all in a small model whose top layer serves the MLM head. 0 keeps them all."""
+  cfg = model.cfg
+  if layers == 0 or layers == cfg.num_layers:
+    return model
+  if not 0 < layers < cfg.num_layers:
+    raise UserError(f'layer={layers}: the model has blocks 1 to {cfg.num_layers} '
+                    '(0 for the last)')
+  graphdef, state = nnx.split(nnx.eval_shape(
+      lambda: models.build(dataclasses.replace(cfg, num_layers=layers), nnx.Rngs(0))))
+  pure = nnx.to_pure_dict(nnx.state(model))
+  stack = pure['stack']
+  if 'layers' in stack:
+    stack['layers'] = {i: block for i, block in stack['layers'].items() if i < layers}
+  elif 'scanned' in stack:
+    stack['scanned'] = jax.tree.map(lambda x: x[:layers], stack['scanned'])
+  nnx.replace_by_pure_dict(state, pure)  # ALBERT's shared block: the same, applied fewer times
+  return nnx.merge(graphdef, state)
 
 
 def token_rows(pre, texts: list[str]) -> list[np.ndarray]:

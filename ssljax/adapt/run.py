@@ -59,7 +59,7 @@ def settings() -> ml_collections.ConfigDict:
   c.table = ml_collections.ConfigDict(
       dict(text='text', text_b='', label='label', kind='classification'))
   c.finetune = ml_collections.ConfigDict(  # lr: auto (finetune.LR_GRID), a number or a list
-      dict(lr='auto', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0,
+      dict(lr='auto', search='halving', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0,
            bucket_by_length=True))  # batches of similar-length rows, each cut short
   c.probe = ml_collections.ConfigDict(
       dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4))  # kind: linear | ridge
@@ -77,6 +77,7 @@ def load_settings(overrides=()) -> ml_collections.ConfigDict:
   if s.seeds < 1:
     raise UserError(f'seeds={s.seeds}: run at least one seed')
   finetune.learning_rates(s.finetune.lr)  # auto, or positive numbers split by commas
+  finetune.check_search(s.finetune.search)
   return s
 
 
