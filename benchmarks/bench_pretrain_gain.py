@@ -11,7 +11,8 @@ POS every --probe-every steps (the probe score against steps is plotted), then r
 scratch (init=both), --seeds seeds, with each task's training set cut to a fixed subset:
 SST-2, POS, STS-B and RTE at 1,000 training examples each (MRPC is not in
 ../shared/data); fine-tuning picks its rate among --lr on the carved validation split.
-Writes pretrain_gain_cpu.{json,md} and its plots under --out-dir.
+Writes pretrain_gain_cpu.{json,md} and its plots under --out-dir; `--stage pretrain` writes
+pretrain_OBJECTIVE_cpu.{json,md} (the pretraining half alone, e.g. `--objective mlm_sop`).
 """
 
 import argparse
@@ -28,7 +29,9 @@ import jax
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'scripts'))
+sys.path.insert(0, str(ROOT / 'benchmarks'))
 
+import bench_common  # noqa: E402
 import build_corpus  # noqa: E402
 from ssljax import config as config_lib, pretrained  # noqa: E402
 from ssljax.adapt import hooks, run  # noqa: E402
@@ -71,6 +74,26 @@ def pretrain(args, data: pathlib.Path, workdir: pathlib.Path) -> float:
   return time.perf_counter() - start
 
 
+def write_pretraining(args, workdir, out, seconds, curve, final, probe):
+  """The pretraining half's record: budget, final eval and the probe curve."""
+  budget = json.loads((workdir / 'pretrain' / 'budget.json').read_text()) if (
+      workdir / 'pretrain' / 'budget.json').is_file() else None
+  steps = max(r['step'] for r in curve)
+  record = {'machine': bench_common.machine(), 'args': vars(args), 'budget': budget,
+            'seconds': seconds, 'steps': steps, 'final': final, 'probe_pos': probe}
+  evals = [(r['step'], {k: round(v, 4) for k, v in r.items() if k.startswith('eval_')})
+           for r in curve if any(k.startswith('eval_') for k in r)]
+  sized = (f'{args.minutes} min budget -> {budget["steps"]} steps '
+           f'({budget["seconds_per_step"]:.2f} s/step measured)' if budget else
+           f'{steps} steps')
+  bench_common.write(out, f'pretrain_{args.objective}_cpu', record, '\n'.join([
+      f'# configs/bert_cpu30.py pretrained with objective {args.objective}', '',
+      bench_common.describe(record['machine']), '',
+      f'{sized}, {seconds / 60:.1f} min; overrides: {args.set or "none"}.', '',
+      '| step | eval |', '|---|---|', *[f'| {step} | {json.dumps(e)} |' for step, e in evals],
+      '', f'Ridge probe on POS during pretraining (step, token accuracy): {probe}.', '']))
+
+
 def main():
   args = parse_args()
   data, workdir, out = (pathlib.Path(args.data), pathlib.Path(args.workdir),
@@ -78,10 +101,13 @@ def main():
   if not (data / 'glue').is_dir():
     raise SystemExit(f'{data} has no glue/: this benchmark reads ../shared/data')
   pretrain_seconds = None if args.stage == 'adapt' else pretrain(args, data, workdir)
-  if args.stage == 'pretrain':
-    return
   curve = metrics.read(workdir / 'pretrain')
   final = {k: v for r in curve for k, v in r.items() if k.startswith('eval_')}  # the last
+  probe = [(r['step'], round(v, 4)) for r in curve for k, v in r.items()
+           if k.startswith('probe_pos_') and k.endswith('_token_accuracy')]
+  if args.stage == 'pretrain':
+    write_pretraining(args, workdir, out, pretrain_seconds, curve, final, probe)
+    return
   plot = metrics.plot(workdir / 'pretrain')
   pre = pretrained.load(workdir / 'pretrain')
   names = [t for t in args.tasks.split(',') if t]
@@ -109,8 +135,6 @@ def main():
   reports = '\n\n'.join(f'## {name}\n\n' + (workdir / 'eval' / name / name / m / 'report.md')
                         .read_text() for name in names for m in ('probe', 'finetune')
                         if (workdir / 'eval' / name / name / m / 'report.md').is_file())
-  probe = [(r['step'], round(v, 4)) for r in record['pretrain']['curve'] for k, v in r.items()
-           if k.startswith('probe_pos_') and k.endswith('_token_accuracy')]
   (out / 'pretrain_gain_cpu.md').write_text(
       f'# What pretraining buys on a CPU budget\n\n{record["date"]}, {record["machine"]}, '
       f'load average {record["load_average"][0]:.1f}, jax {jax.__version__}.\n\n'

@@ -90,6 +90,7 @@ def base() -> ml_collections.ConfigDict:
   p.max_train_examples = 2000  # a fixed subset keeps each probe to seconds
   p.max_eval_examples = 1000
   p.pooling = 'mean'
+  p.layer = 0  # the features of block `layer` (1 = the first); 0 = the last
 
   c.eval = e = ml_collections.ConfigDict()  # lm-evaluation-harness while pretraining (gpt)
   e.lm_eval_tasks = ''  # '' = off; lm-eval task names or local YAML files, comma-separated
@@ -236,6 +237,9 @@ def validate(c):
                     f'minus model.position_offset={c.model.position_offset}')
   if c.train.time_budget < 0:
     raise UserError(f'train.time_budget={c.train.time_budget} minutes must not be negative')
+  if not 0 <= c.probe.layer <= c.model.num_layers:
+    raise UserError(f'probe.layer={c.probe.layer}: the model has blocks 1 to '
+                    f'{c.model.num_layers} (0 for the last)')
   if not 0 <= c.optimizer.warmup_fraction < 1:
     raise UserError(f'optimizer.warmup_fraction={c.optimizer.warmup_fraction} must lie in [0, 1)')
   if not 0 < c.mlm.rate < 1:

@@ -120,9 +120,13 @@ def test_lr_auto_picks_the_best_validation_rate_and_epoch(bert, tok, monkeypatch
 
 def test_halving_stops_the_worse_half_after_each_epoch(bert, tok, monkeypatch):
   monkeypatch.setattr(finetune, 'LR_GRID', (1e-5, 1e-4, 1e-3, 1e-2))
-  # Epoch 0; epoch 1 of the four rates; epoch 2 of the best two (1e-4 at 0.6, 1e-3 at 0.5);
-  # epoch 3 of the best one by its best epoch so far (1e-3's 0.7 beats 1e-4's 0.6).
+  # Epoch 0; epoch 1 of the four rates; epoch 2 of the best two (1e-4 at 0.6, 1e-3 at 0.5,
+  # also the two lowest losses); epoch 3 of the best one by its best epoch so far (1e-3's 0.7
+  # beats 1e-4's 0.6, and its loss is the lower).
   seen = _script_pearson(monkeypatch, [0.0, 0.1, 0.6, 0.5, 0.2, 0.55, 0.7, 0.65])
+  losses, real = iter([1.0, 0.9, 0.8, 0.7, 0.95, 0.75, 0.6, 0.65]), finetune._Seed.validate
+  monkeypatch.setattr(finetune._Seed, 'validate',
+                      lambda run, params: (real(run, params)[0], next(losses)))
   train = _task('regression', 24, 0)
   cfg = _settings(lr='auto', epochs=3, progress=False, search='halving')
   val = [train[i] for i in probe.carve(24, cfg.val_fraction, 0)[1]]
@@ -133,6 +137,22 @@ def test_halving_stops_the_worse_half_after_each_epoch(bert, tok, monkeypatch):
                                        (1e-2, 1, 0.2, 1)]
   assert len(seen) == 9 and seen[-1] == seen[6] != seen[7]  # scored with epoch 2's weights
   assert [p['epoch'] for p in result['curve']] == [0, 1, 2, 3]
+
+
+def test_halving_keeps_the_better_half_by_score_with_ties_and_by_loss():
+  def trial(i, metric, loss):
+    return finetune._Trial(i, 10.0 ** -i, rank=(metric, -loss), low_loss=loss)
+
+  rates = [trial(0, 0.5, 0.69), trial(1, 0.5, 0.70), trial(2, 0.5, 0.71), trial(3, 0.5, 0.72)]
+  assert [t.index for t in finetune.survivors(rates, 2)] == [0, 1, 2, 3]  # none learnt more
+  rates = [trial(0, 0.9, 0.5), trial(1, 0.8, 0.4), trial(2, 0.7, 0.3), trial(3, 0.6, 0.9)]
+  assert [t.index for t in finetune.survivors(rates, 2)] == [0, 1, 2]  # 2: the lowest loss
+  assert [t.index for t in finetune.survivors(rates, 1)] == [0, 2]
+  rates[2].low_loss = 0.55
+  assert [t.index for t in finetune.survivors(rates, 2)] == [0, 1]
+  assert [t.index for t in finetune.survivors(rates, 1)] == [0, 1]
+  rates[1].low_loss = 0.5  # 0 and 1 tie on loss: the lower rate goes first
+  assert [t.index for t in finetune.survivors(rates, 1)] == [0]
 
 
 def test_halving_plan_and_its_cost():

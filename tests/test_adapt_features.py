@@ -100,5 +100,6 @@ def test_truncate_keeps_the_first_blocks(encoded, arch, layout):
   assert short.cfg.num_layers == 2 and model.cfg.num_layers == 3
   np.testing.assert_allclose(np.asarray(short(batch)), np.asarray(x), atol=1e-5)
   assert features.truncate(model, 0) is model and features.truncate(model, 3) is model
-  with pytest.raises(UserError, match='blocks 1 to 3'):
-    features.truncate(model, 4)
+  for layer in (4, -1):
+    with pytest.raises(UserError, match=f'layer={layer}: the model has blocks 1 to 3'):
+      features.truncate(model, layer)

@@ -4,6 +4,7 @@ A tiny BERT pretrained for six steps (conftest) is the checkpoint; tasks are sma
 in GLUE's own layout, so the whole path from checkpoint to report runs in seconds.
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from conftest import tiny_config
 from ssljax import cli, pretrained
 from ssljax.pretrain import loop as train
-from ssljax.adapt import hooks, run as run_lib, scores, tasks
+from ssljax.adapt import features, hooks, run as run_lib, scores, tasks
 from ssljax.errors import UserError
 
 _GOOD = ['a charming and often affecting journey', 'an excellent film with fine acting',
@@ -114,6 +115,15 @@ def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path
   again = run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))
   assert [p.stat().st_mtime_ns for p in cached] == written
   assert again['metrics'] == results['metrics']
+  # probe.layer=1: the first block's features, cached apart, as a model cut to one block.
+  lower = run_lib.run(pre, task, 'probe', tmp_path, run_lib.load_settings(
+      [f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2', 'max_len=32', 'probe.layer=1']),
+                      str(checkpoint))
+  assert len(list((tmp_path / 'features').glob('*.npz'))) == 4
+  cut = dataclasses.replace(pre, model=features.truncate(pre.model, 1))
+  assert lower['metrics'] == run_lib.run(cut, task, 'probe', tmp_path / 'cut', s,
+                                         str(checkpoint))['metrics'] != results['metrics']
+  assert 'features of block 1;' in (tmp_path / 'report.md').read_text()
 
 
 @pytest.mark.slow
@@ -197,7 +207,7 @@ def test_pos_is_found_under_the_data_dir(tmp_path):
 def test_ridge_probe_during_pretraining(corpus_file, tokenizer_file, glue_dir, tmp_path):
   config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'train.steps': 4,
                                        'probe.task': 'sst2', 'probe.every': 2,
-                                       'probe.data_dir': str(glue_dir)})
+                                       'probe.data_dir': str(glue_dir), 'probe.layer': 1})
   final = train.pretrain(config, tmp_path, hooks=hooks.from_config(config))
   rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   probed = {r['step']: r['probe_sst2_dev_accuracy'] for r in rows
@@ -206,8 +216,8 @@ def test_ridge_probe_during_pretraining(corpus_file, tokenizer_file, glue_dir, t
   # The same probe run afresh on the final checkpoint gives the logged figure.
   pre = pretrained.load(tmp_path)
   task = run_lib.load_task('sst2', run_lib.load_settings([f'data_dir={glue_dir}']))
-  again = run_lib.probe.ridge_probe_eval(pre.model, pre.tokenizer, task.train,
-                                         task.evals['dev'], task.spec, max_len=32)
+  again = run_lib.probe.ridge_probe_eval(features.truncate(pre.model, 1), pre.tokenizer,
+                                         task.train, task.evals['dev'], task.spec, max_len=32)
   assert probed[4] == pytest.approx(again['accuracy']) == final['probe_sst2_dev_accuracy']
 
 

@@ -34,6 +34,7 @@ CASES = {
     'wrong type': (['train.steps=many'], {}, r'--set train.steps=many: expected a int'),
     'bad choice': (['optimizer.name=sgd'], {}, "optimizer.name='sgd' is not one of adamw, lamb"),
     'arch vs objective': (['objective=clm'], {}, 'objective=clm does not fit model.arch=bert'),
+    'probe layer': (['probe.layer=3'], {}, r'probe.layer=3: the model has blocks 1 to 2 \(0'),
     'missing corpus': ([], {'data.path': '/nonexistent/corpus.txt'}, '/nonexistent/corpus.txt'),
     'mesh vs devices': (['mesh.data=3'], {}, 'does not divide the 8 devices'),
     'mesh vs batch': (['mesh.data=8', 'train.batch_size=12'], {},

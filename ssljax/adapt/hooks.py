@@ -14,7 +14,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ssljax import pretrained
-from ssljax.adapt import probe, run as adapt_run
+from ssljax.adapt import features, probe, run as adapt_run
 from ssljax.pretrain.loop import Hook
 
 _SETTINGS = ('data_dir', 'train_file', 'eval_file', 'max_train_examples',
@@ -43,8 +43,9 @@ def ridge_probe(config) -> Hook:
   split, examples = next(iter(task.evals.items()))
 
   def fn(run, params) -> dict:
-    values = probe.ridge_probe_eval(_model(run, params), run.tokenizer, task.train, examples,
-                                    task.spec, pooling=cfg.pooling, max_len=config.data.seq_len)
+    model = features.truncate(_model(run, params), cfg.layer)
+    values = probe.ridge_probe_eval(model, run.tokenizer, task.train, examples, task.spec,
+                                    pooling=cfg.pooling, max_len=config.data.seq_len)
     return {f'probe_{task.spec.name}_{split}_{k}': float(v) for k, v in values.items()}
 
   return Hook(every=cfg.every or config.train.eval_every, fn=fn)

@@ -28,6 +28,14 @@ def _cell(stats) -> str:
   return f'{stats["median"]:.4f} ({stats["mean"]:.4f} ± {stats["std"]:.4f})'
 
 
+def _layer(results) -> str:
+  """'features of block k; ' when a probe read a lower block than the last."""
+  layer = results.get('settings', {}).get('probe', {}).get('layer', 0)
+  if not results['method'].startswith('probe') or layer in (0, results['model']['num_layers']):
+    return ''
+  return f'features of block {layer}; '
+
+
 def markdown(results) -> str:
   """The results table: one row per group (init, or shots) and split, then the baseline's;
   the learning rates chosen, and the warnings (not beating the baseline, collapse)."""
@@ -36,8 +44,8 @@ def markdown(results) -> str:
            f'checkpoint `{results["checkpoint"]}` (step {results["checkpoint_step"]}), '
            f'{results["model"]["arch"]} {results["model"]["num_layers"]} x '
            f'{results["model"]["hidden_size"]}, {results["model"]["params"]:,} parameters; '
-           f'seeds {results["seeds"]}; train examples {results["examples"]["train"]}; '
-           f'{results["seconds"]:.0f} s.', '',
+           f'{_layer(results)}seeds {results["seeds"]}; train examples '
+           f'{results["examples"]["train"]}; {results["seconds"]:.0f} s.', '',
            'Median over seeds (mean ± sample std).', '',
            '| run | split | ' + ' | '.join(names) + ' |',
            '|---|---|' + '---|' * len(names)]

@@ -21,8 +21,8 @@ import numpy as np
 from flax import nnx
 
 from ssljax import config as config_lib, models, paths
-from ssljax.adapt import (baselines, finetune, probe, progress, prompting, report, scores,
-                          tasks)
+from ssljax.adapt import (baselines, features, finetune, probe, progress, prompting, report,
+                          scores, tasks)
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def settings() -> ml_collections.ConfigDict:
       dict(lr='auto', search='halving', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0,
            bucket_by_length=True))  # batches of similar-length rows, each cut short
   c.probe = ml_collections.ConfigDict(
-      dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4))  # kind: linear | ridge
+      dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4,  # kind: linear | ridge
+           layer=0))  # the features of block `layer` (1 = the first); 0 = the last
   c.fewshot = ml_collections.ConfigDict(
       dict(template='{text}\\nAnswer:', verbalizers='', shots='0,1,4', normalize=False))
   return c
@@ -194,17 +195,17 @@ def _model(pre, init, seed):
 
 def _probe_runs(pre, task, cfg, inits, seeds, workdir):
   fit = probe.ridge if cfg.kind == 'ridge' else probe.linear
-  features = {}  # the pretrained encoder's features are the same for every seed
+  extracted = {}  # the pretrained encoder's features are the same for every seed
   for init in inits:
     for seed in seeds:
-      if init == 'scratch' or init not in features:
-        model = _model(pre, init, seed)
+      if init == 'scratch' or init not in extracted:
+        model = features.truncate(_model(pre, init, seed), cfg.layer)
         cache = workdir / 'features' if init == 'pretrained' else None
-        cfg.cache_key = f'{init}{pre.step}'
+        cfg.cache_key = f'{init}{pre.step}layer{cfg.layer}'
         extract = lambda examples: probe.extract(model, pre.tokenizer, task.spec, examples,
                                                  cfg, cache)
-        features[init] = (extract(task.train), {k: extract(v) for k, v in task.evals.items()})
-      train, evals = features[init]
+        extracted[init] = (extract(task.train), {k: extract(v) for k, v in task.evals.items()})
+      train, evals = extracted[init]
       yield {'group': init, 'init': init, **fit(train, evals, task.spec, cfg, seed)}
 
 

@@ -13,11 +13,14 @@ SETTINGS_HELP = '''settings (--set KEY=VALUE, repeatable; defaults in ssljax/ada
     1.5 M-parameter model's), keeping the rate and epoch best on the validation split carved
     from train
   finetune.search=halving|grid  halving: the rates train side by side and after each epoch
-    but the last the worse half stops (4 rates, 3 epochs: 4+2+1 epochs, costs 2.3 x the time
-    of one rate per seed); grid: every rate for every epoch (costs 4 x)
+    but the last the worse half stops, rates that tie on validation kept (4 rates, 3 epochs:
+    4+2+1 epochs, costs 2.3 x the time of one rate per seed); grid: every rate for every
+    epoch (costs 4 x)
   finetune.epochs=3 finetune.warmup=0.1 finetune.weight_decay=0.01 finetune.llrd=1.0
   finetune.bucket_by_length=true (batches of similar-length rows, each cut to its longest row)
   probe.kind=linear|ridge probe.lr=1e-3 probe.epochs=30 probe.weight_decay=1e-4
+  probe.layer=0 (the features of block N, 1 = the first; 0 = the last: word-level tasks
+    often peak below the top)
   fewshot.template='{text}\\nAnswer:' fewshot.verbalizers=' no| yes' fewshot.shots=0,1,4
 '''
 TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds), pos (CoNLL-U), '
