@@ -53,8 +53,8 @@ def pool(model, hidden_BxLxH, doc_ids_BxL, pooling: str):
 
 def truncate(model, layers: int):
   """`model` with its first `layers` blocks only (its final norm kept): the features of a
-  lower layer. Word-level tasks such as POS tagging peak below the top layer (Tenney et al.
-  2019), most of all in a small model whose top layer serves the MLM head. 0 keeps them all."""
+  lower block, to see where in the stack a task's information lies (in BERT-base, POS peaks
+  below the top: Tenney et al. 2019). 0 keeps them all."""
   cfg = model.cfg
   if layers == 0 or layers == cfg.num_layers:
     return model

@@ -12,15 +12,15 @@ SETTINGS_HELP = '''settings (--set KEY=VALUE, repeatable; defaults in ssljax/ada
   finetune.lr=auto|NUMBER|N1,N2,..  auto: 3e-5,1e-4,3e-4,1e-3 (BERT-base's range up to a
     1.5 M-parameter model's), keeping the rate and epoch best on the validation split carved
     from train
-  finetune.search=halving|grid  halving: the rates train side by side and after each epoch
-    but the last the worse half stops, rates that tie on validation kept (4 rates, 3 epochs:
-    4+2+1 epochs, costs 2.3 x the time of one rate per seed); grid: every rate for every
-    epoch (costs 4 x)
+  finetune.search=halving|grid  halving: the rates train side by side; after each epoch but
+    the last, a rate in neither the better half by validation score (ties kept) nor the
+    better half by validation loss stops (4 rates, 3 epochs: 4+2+1 epochs or a few more,
+    costs 2.3 x the time of one rate per seed); grid: every rate for every epoch (costs 4 x)
   finetune.epochs=3 finetune.warmup=0.1 finetune.weight_decay=0.01 finetune.llrd=1.0
   finetune.bucket_by_length=true (batches of similar-length rows, each cut to its longest row)
   probe.kind=linear|ridge probe.lr=1e-3 probe.epochs=30 probe.weight_decay=1e-4
-  probe.layer=0 (the features of block N, 1 = the first; 0 = the last: word-level tasks
-    often peak below the top)
+  probe.layer=0 (the features of block N, 1 = the first; 0 = the last: probing each block
+    shows where a task's information lies)
   fewshot.template='{text}\\nAnswer:' fewshot.verbalizers=' no| yes' fewshot.shots=0,1,4
 '''
 TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds), pos (CoNLL-U), '
@@ -103,8 +103,9 @@ def add_commands(subparsers, formatter):
       ('finetune', 'fine-tune the whole model with a task head',
        'Fine-tunes the model and a new head (AdamW, warmup then linear decay, optional '
        'layer-wise LR decay finetune.llrd) at each learning rate of the grid '
-       '(finetune.lr=auto, the default: 4 rates searched by successive halving, 2.3 x the '
-       'time of one) or at the one given, keeps the rate and epoch best on a validation split carved from train, and '
+       '(finetune.lr=auto, the default: 4 rates searched by successive halving, about 2.3 x '
+       'the time of one) or at the one given, keeps the rate and epoch best on a validation '
+       'split carved from train, and '
        'saves the best seed\'s model in WORKDIR/model for `ssljax predict`. The report sets '
        'the medians beside a trivial baseline (majority class, training mean, most frequent '
        'tag per word, first words of the context) and warns when they do not beat it. '
