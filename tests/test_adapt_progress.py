@@ -12,7 +12,7 @@ import adapt_helpers
 from adapt_helpers import SST2, _features, _settings, _task
 from conftest import tiny_config
 from ssljax import models, pretrained
-from ssljax.adapt import finetune, probe, prompting, run as run_lib
+from ssljax.adapt import finetune, probe, progress, prompting, run as run_lib
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 EPOCH_LINE = re.compile(r'seed (\d) epoch (\d)/(\d) lr (\S+): val accuracy \d\.\d{4}, '
@@ -24,13 +24,21 @@ def _lines(text, pattern):
   return [m.groups() for m in map(re.compile(pattern).fullmatch, text.splitlines()) if m]
 
 
-def test_finetune_prints_a_line_per_epoch_of_every_rate(bert, tok, monkeypatch, capsys):
+@pytest.mark.parametrize('search', ['grid', 'halving'])
+def test_finetune_prints_a_line_per_epoch_of_every_rate(bert, tok, monkeypatch, capsys, search):
   monkeypatch.setattr(finetune, 'LR_GRID', (1e-4, 1e-3))
-  finetune.finetune(bert, tok, SST2, _task('classification', 16, 0), {},
-                    _settings(lr='auto', epochs=3), 2)
+  result = finetune.finetune(bert, tok, SST2, _task('classification', 16, 0), {},
+                             _settings(lr='auto', epochs=3, search=search), 2)
   out, err = capsys.readouterr()
-  assert _lines(err, EPOCH_LINE) == [('2', str(e), '3', lr) for lr in ('1e-4', '1e-3')
-                                     for e in (1, 2, 3)]
+  trained = {progress.rate(g['lr']): g['epochs_trained'] for g in result['grid']}
+  if search == 'grid':  # one rate after another
+    want = [('2', str(e), '3', lr) for lr in ('1e-4', '1e-3') for e in (1, 2, 3)]
+    assert set(trained.values()) == {3}
+  else:  # an epoch of every rate still training, then the next epoch
+    want = [('2', str(e), '3', lr) for e in (1, 2, 3) for lr in ('1e-4', '1e-3')
+            if trained[lr] >= e]
+    assert min(trained.values()) >= 1
+  assert _lines(err, EPOCH_LINE) == want
   assert 'sst2 finetune seed 2' in err  # the bar
   assert out == ''
 
