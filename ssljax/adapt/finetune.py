@@ -150,6 +150,10 @@ class _Seed:
   step: Callable
   forward: Callable
 
+  @property
+  def steps_per_epoch(self) -> int:
+    return len(self.order) // self.cfg.epochs
+
   def outputs(self, params, rows):
     return heads.collect(lambda batch: self.forward(params, batch), rows, self.cfg.batch_size,
                          self.spec)
@@ -239,8 +243,7 @@ def _rank(result, val_loss, main) -> tuple:
 def _epoch(run: _Seed, trial: _Trial, epoch: int, start, bar) -> bool:
   """Trains `trial` through `epoch` (from run.init at its first) and validates; True when
   this epoch is the trial's best so far."""
-  cfg, main = run.cfg, run.spec.metrics[0]
-  steps_per_epoch = len(run.order) // cfg.epochs
+  cfg, main, steps_per_epoch = run.cfg, run.spec.metrics[0], run.steps_per_epoch
   if trial.state is None:
     params = jax.tree.map(jnp.copy, run.init)  # the step donates its input
     trial.state = (params, run.tx.init(params))
@@ -322,10 +325,9 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
   run = _prepare(model, tokenizer, spec, train_examples, cfg, seed)
   start = run.validate(run.init)  # epoch 0: the same for every rate
   epochs = sum(trials_per_epoch(len(rates), cfg.epochs, check_search(cfg.search)))
-  steps_per_epoch = len(run.order) // cfg.epochs
-  bar = progress.bar(cfg, epochs * steps_per_epoch, f'{spec.name} finetune seed {seed}')
+  bar = progress.bar(cfg, epochs * run.steps_per_epoch, f'{spec.name} finetune seed {seed}')
   trials, best, best_key = [_Trial(i, lr) for i, lr in enumerate(rates)], None, None
-  for trial, epoch in _schedule(trials, cfg, bar, steps_per_epoch):
+  for trial, epoch in _schedule(trials, cfg, bar, run.steps_per_epoch):
     if _epoch(run, trial, epoch, start, bar) and (best is None or trial.key() > best_key):
       best, best_key = trial, trial.key()
       best_params = jax.tree.map(np.array, trial.state[0])  # only the best epoch's weights kept
