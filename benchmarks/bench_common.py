@@ -11,6 +11,10 @@ import time
 
 RESULTS = pathlib.Path(__file__).parent / 'results'
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
+# The CPU extensions that set matmul speed: hosts sold under one name ("AMD EPYC") differ
+# 4x in f32 matmul rate, and without AVX-512 BF16 or AMX torch's bf16 matmul falls back
+# to a path ~100x slower than its f32.
+MATMUL_ISA = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')
 
 
 def machine(*packages, **extra) -> dict:
@@ -22,7 +26,7 @@ def machine(*packages, **extra) -> dict:
               if line.startswith('model name')), platform.processor())
   device = jax.devices()[0]
   return {
-      'cpu': cpu, 'cpu_cores': os.cpu_count(), 'load_average_before': os.getloadavg()[0],
+      'cpu': cpu, 'cpu_isa': cpu_isa(), 'cpu_cores': os.cpu_count(), 'load_average_before': os.getloadavg()[0],
       # Shared machines of one kind differ several times from day to day: compare runs by it.
       'f32_matmul_gflops': round(metrics.measure_peak_flops() / 1e9, 1),
       'jax_device': f'{device.platform}: {device.device_kind}',
@@ -30,6 +34,13 @@ def machine(*packages, **extra) -> dict:
       **{name: _version(name) for name in ('jax',) + packages},
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       **extra}
+
+
+def cpu_isa() -> str:
+  """The MATMUL_ISA extensions this CPU has, e.g. 'avx2 avx512f avx512_bf16'."""
+  flags = next((line.split(':', 1)[1].split() for line in open('/proc/cpuinfo')
+                if line.startswith('flags')), [])
+  return ' '.join(isa for isa in MATMUL_ISA if isa in flags) or 'none of ' + ' '.join(MATMUL_ISA)
 
 
 def _version(name):
@@ -42,11 +53,12 @@ def _version(name):
 def describe(m: dict) -> str:
   """One Markdown line saying what ran the benchmark."""
   versions = ', '.join(f'{k} {m[k]}' for k in m if k not in (
-      'cpu', 'cpu_cores', 'load_average_before', 'jax_device', 'date', 'python')
+      'cpu', 'cpu_isa', 'cpu_cores', 'load_average_before', 'jax_device', 'date', 'python')
       and isinstance(m[k], str))
   peak = (f"; f32 matmul {m['f32_matmul_gflops']:.0f} GFLOP/s measured"
           if 'f32_matmul_gflops' in m else '')
-  return (f"{m['cpu']}, {m['cpu_cores']} cores{peak}; JAX device {m['jax_device']}; python "
+  isa = f" ({m['cpu_isa']})" if 'cpu_isa' in m else ''
+  return (f"{m['cpu']}{isa}, {m['cpu_cores']} cores{peak}; JAX device {m['jax_device']}; python "
           f"{m['python']}, {versions}; {m['date']}; load average "
           f"{m['load_average_before']:.1f} before the run.")
 

@@ -1,18 +1,20 @@
 """Training throughput of ssljax against Hugging Face `BertForMaskedLM` on one BERT MLM config.
 
   pip install -e '.[bench]'                             # torch==2.13.0, transformers
-  python benchmarks/bench_vs_hf.py                      # ~2 min on 2 CPU cores
+  python benchmarks/bench_vs_hf.py                      # 2-6 min on 2 CPU cores
   python benchmarks/bench_vs_hf.py --steps 40 --layers 2 --hidden 128
 
 Both sides train the same model (sizes, vocabulary, dropout, tied MLM decoder) with AdamW,
 global-norm clipping and the same warmup/linear-decay schedule, on the same batches, in
-one process. ssljax runs three ways: with the MLM head on all L positions (the work Hugging
+one process. ssljax runs four ways: with the MLM head on all L positions (the work Hugging
 Face does: its loss ignores unmasked positions but its logits cover them all), on the
-K = ceil(0.15 L) masked positions only (ssljax's default), and that with bf16 compute.
-Hugging Face runs in float32 and under bf16 autocast, each eager and `torch.compile`d
-(inductor); ratios are to the fastest of the four. Steps are timed in rounds that alternate
-between all runs, so load from other jobs on a shared machine hits all alike.
-Writes `bench_vs_hf_<backend>.json` and `.md` under --out-dir.
+K = ceil(0.15 L) masked positions only (ssljax's default), that with bf16 compute, and that
+with BERT's dropout 0.1. Hugging Face runs in float32 and under bf16 autocast, each eager
+and `torch.compile`d (inductor); ratios are to the fastest of the four. Where torch's CPU
+bf16 matmul is under a quarter of its f32 rate (no AVX-512 BF16 or AMX), the autocast runs
+are listed as skipped. Steps are timed in rounds that alternate between all runs, so load
+from other jobs on a shared machine hits all alike.
+Writes `bench_vs_hf_<backend>[_<tag>].json` and `.md` under --out-dir.
 """
 
 import argparse
@@ -61,6 +63,7 @@ HF_RUNS = {HF: (False, False), HF_BF16: (True, False), HF_COMPILED: (False, True
 SSLJAX_RUNS = {ALL: (False, 'float32', 0.0), MASKED: (True, 'float32', 0.0),
                MASKED_BF16: (True, 'bfloat16', 0.0), MASKED_DROPOUT: (True, 'float32', 0.1)}
 WARMUP_STEPS = 2  # the first compiles (XLA) or allocates (torch); the second checks it
+BF16_MIN_RATIO = 0.25  # torch's bf16 matmul rate / its f32 one below which autocast is skipped
 
 
 def parse_args():
@@ -73,6 +76,8 @@ def parse_args():
   p.add_argument('--hidden', type=int, default=256, help='heads = hidden/64, mlp = 4 hidden')
   p.add_argument('--vocab-size', type=int, default=8000)
   p.add_argument('--out-dir', default=str(pathlib.Path(__file__).parent / 'results'))
+  p.add_argument('--tag', default='', help='appended to the results name, e.g. avx2 for a '
+                 'run on a different CPU than the recorded one')
   args = p.parse_args()
   if not 1 <= args.rounds <= args.steps:
     p.error(f'--rounds={args.rounds} must lie in [1, --steps={args.steps}]')
@@ -179,9 +184,9 @@ def torch_trainer(step, device):
   return train
 
 
-def torch_peak_flops(device, size=2048, repeats=5):
-  """torch's f32 matmul FLOP/s, measured as `metrics.measure_peak_flops` measures XLA's."""
-  a = torch.ones(size, size, device=device)
+def torch_peak_flops(device, size=2048, repeats=5, dtype=torch.float32):
+  """torch's matmul FLOP/s, measured as `metrics.measure_peak_flops` measures XLA's."""
+  a = torch.ones(size, size, device=device, dtype=dtype)
   sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
   a @ a
   sync()
@@ -190,6 +195,25 @@ def torch_peak_flops(device, size=2048, repeats=5):
     a @ a
   sync()
   return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+
+
+def torch_bf16_skip_reason(device, size=512):
+  """Why the bf16 autocast runs cannot be PyTorch's best here, or None when they can.
+
+  Without AVX-512 BF16 or AMX, torch's CPU bf16 matmul falls back to a path ~100x slower
+  than its f32 one (1 vs 98 GFLOP/s on an AVX2-only EPYC): the autocast runs would take
+  hours and lose. Measured on a small matmul, so the check itself takes a second.
+  """
+  if device.type != 'cpu':
+    return None
+  rates = {dtype: best_of(lambda d=dtype: torch_peak_flops(device, size, 3, d))
+           for dtype in (torch.float32, torch.bfloat16)}
+  ratio = rates[torch.bfloat16] / rates[torch.float32]
+  if ratio >= BF16_MIN_RATIO:
+    return None
+  return (f"skipped: torch's bf16 matmul ran {rates[torch.bfloat16] / 1e9:.1f} GFLOP/s on "
+          f"this CPU ({bench_common.cpu_isa()}), {ratio:.3f}x its float32 rate "
+          f"({size}x{size}, best of 3), so autocast cannot be PyTorch's fastest mode here")
 
 
 def best_of(measure, tries=3):
@@ -247,6 +271,8 @@ def markdown(result):
         f"| {r['vs_torch_best']:.2f}x | {r['flops_per_token'] / 1e6:.1f} M "
         f"| {r['flops_per_s'] / 1e9:.1f} | {100 * r['flops_per_s'] / peaks['xla']:.0f} % "
         f"| {100 * r['flops_per_s'] / peaks['torch']:.0f} % | {r['loss']:.2f} |")
+  lines += [f'| {LABELS[name]}: {reason} |' + ' - |' * 9
+            for name, reason in result['skipped'].items()]
   lines += [
       '',
       'FLOPs/token: 6 x the matmul parameters that run, plus attention (QK^T and AV, forward '
@@ -268,11 +294,14 @@ def measure(args, device):
       run.manager.close()  # no checkpoints here
   batches = [next(runs[ALL].batches) for _ in range(WARMUP_STEPS + args.steps)]
   trainers = {name: ssljax_trainer(run) for name, run in runs.items()}
+  bf16_skipped = torch_bf16_skip_reason(device)
+  skipped = {name: bf16_skipped for name, (bf16, _) in HF_RUNS.items() if bf16 and bf16_skipped}
   for name, (bf16, compiled) in HF_RUNS.items():
-    trainers[name], model = hf_trainer(runs[ALL], device, bf16, compiled)
+    if name not in skipped:
+      trainers[name], model = hf_trainer(runs[ALL], device, bf16, compiled)
   info = {name: {'params': sum(x.size for x in jax.tree.leaves(run.strategy.abstract.params)),
                  'flops_per_token': ssljax.pretrain.loop.flops_per_token(run)} for name, run in runs.items()}
-  for name in HF_RUNS:
+  for name in HF_RUNS.keys() - skipped.keys():
     info[name] = {'params': sum(p.numel() for p in model.parameters()),
                   'flops_per_token': info[ALL]['flops_per_token']}
   peaks = {'xla': best_of(metrics.measure_peak_flops),
@@ -290,7 +319,7 @@ def measure(args, device):
       'peak_matmul': ('2048x2048, TF32 in both' if device.type == 'cuda'
                       else '2048x2048 float32') + ', best of 3',
   }
-  return config, peaks, info, seconds, losses
+  return config, peaks, info, seconds, losses, skipped
 
 
 def main():
@@ -299,11 +328,11 @@ def main():
   device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
   if device.type == 'cuda':
     torch.set_float32_matmul_precision('high')  # TF32, as XLA's default f32 matmul on GPU
-  config, peaks, info, seconds, losses = measure(args, device)
+  config, peaks, info, seconds, losses, skipped = measure(args, device)
   tokens_per_step = args.batch_size * args.seq_len
   chunks = [len(c) for c in np.array_split(np.arange(args.steps), args.rounds)]
   tokens_per_s = {name: tokens_per_step * args.steps / sum(s) for name, s in seconds.items()}
-  torch_best = max(tokens_per_s[name] for name in HF_RUNS)
+  torch_best = max(tokens_per_s[name] for name in HF_RUNS if name not in skipped)
   result = {
       'backend': jax.default_backend(),
       'machine': machine(device),
@@ -320,11 +349,12 @@ def main():
               'flops_per_token': info[name]['flops_per_token'],
               'flops_per_s': tokens_per_s[name] * info[name]['flops_per_token'],
               'loss': losses[name],
-          } for name in LABELS
+          } for name in LABELS if name not in skipped
       },
+      'skipped': skipped,
   }
-  bench_common.write(args.out_dir, f"bench_vs_hf_{result['backend']}", result,
-                     markdown(result))
+  name = '_'.join(['bench_vs_hf', result['backend']] + ([args.tag] if args.tag else []))
+  bench_common.write(args.out_dir, name, result, markdown(result))
 
 
 if __name__ == '__main__':
