@@ -66,10 +66,8 @@ WARMUP_STEPS = 2  # the first compiles (XLA) or allocates (torch); the second ch
 BF16_MIN_RATIO = 0.25  # torch's bf16 matmul rate / its f32 one below which autocast is skipped
 
 
-def parse_args():
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--steps', type=int, default=20, help='timed steps per run')
-  p.add_argument('--rounds', type=int, default=4, help='the timed steps alternate in rounds')
+def add_model_args(p: argparse.ArgumentParser) -> None:
+  """The model, batch and output flags, shared with profile_step.py."""
   p.add_argument('--batch-size', type=int, default=32)
   p.add_argument('--seq-len', type=int, default=128)
   p.add_argument('--layers', type=int, default=4)
@@ -78,6 +76,17 @@ def parse_args():
   p.add_argument('--out-dir', default=str(pathlib.Path(__file__).parent / 'results'))
   p.add_argument('--tag', default='', help='appended to the results name, e.g. avx2 for a '
                  'run on a different CPU than the recorded one')
+
+
+def results_name(prefix: str, args) -> str:
+  return '_'.join([prefix, jax.default_backend()] + ([args.tag] if args.tag else []))
+
+
+def parse_args():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--steps', type=int, default=20, help='timed steps per run')
+  p.add_argument('--rounds', type=int, default=4, help='the timed steps alternate in rounds')
+  add_model_args(p)
   args = p.parse_args()
   if not 1 <= args.rounds <= args.steps:
     p.error(f'--rounds={args.rounds} must lie in [1, --steps={args.steps}]')
@@ -353,8 +362,7 @@ def main():
       },
       'skipped': skipped,
   }
-  name = '_'.join(['bench_vs_hf', result['backend']] + ([args.tag] if args.tag else []))
-  bench_common.write(args.out_dir, name, result, markdown(result))
+  bench_common.write(args.out_dir, results_name('bench_vs_hf', args), result, markdown(result))
 
 
 if __name__ == '__main__':

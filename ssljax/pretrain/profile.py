@@ -1,0 +1,82 @@
+"""Where a compiled step's time goes, from XLA's own trace (`jax.profiler`), summed by op.
+
+`op_seconds(step, steps)` runs `step` (one call = one blocking training step) under
+`jax.profiler.trace` and reads the trace back with `jax.profiler.ProfileData`: each XLA
+op that ran (a fusion, a dot, a library call such as `ynn_fusion`) with its self seconds
+per step (less the ops nested in it, as a `while` body's are), summed over the threads that
+ran it, so on a multi-core CPU the total is CPU time, not wall time. `by_kind` folds
+`fusion.12`, `fusion.3`, ... into one row.
+"""
+
+import collections
+import glob
+import os
+import re
+import tempfile
+
+import jax
+
+# Lines of the host plane that run XLA's compiled ops (CPU: the client's threads and the
+# intra-op pool's) and the device planes' op lines (GPU/TPU, by the profiler's naming; only
+# the CPU lines are tested). Runtime events (`ThunkExecutor::...`, thread-pool waits) carry
+# C++ names; HLO op names never do.
+_OP_LINES = ('tf_XLAPjRtCpuClient', 'tf_XLAEigen', 'XLA Ops')
+
+
+def _is_op(name: str) -> bool:
+  return '::' not in name and not name.startswith('end: ')
+
+
+def op_seconds(step, steps: int = 3) -> dict[str, float]:
+  """{XLA op name: seconds per step}, largest first, over `steps` traced calls of `step`.
+
+  Call `step` once before, so that compiling is not traced.
+  """
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir):
+      for _ in range(steps):
+        step()
+    trace, = glob.glob(os.path.join(trace_dir, '**', '*.xplane.pb'), recursive=True)
+    profile = jax.profiler.ProfileData.from_file(trace)
+  totals = collections.Counter()
+  for plane in profile.planes:
+    for line in plane.lines:
+      if line.name.startswith(_OP_LINES):
+        ops = [(e.name, e.start_ns, e.end_ns) for e in line.events if _is_op(e.name)]
+        for name, self_ns in _self_times(ops):
+          totals[name] += self_ns * 1e-9 / steps
+  return dict(totals.most_common())
+
+
+def _self_times(ops):
+  """(name, duration less that of the ops nested in it) of each (name, start, end): the
+  ops of a `while` or `call` body run inside the loop's own event."""
+  ops = sorted(ops, key=lambda op: (op[1], -op[2]))
+  inner = [0.0] * len(ops)
+  open_ops = []  # indices of the ops that enclose the current one, outermost first
+  for i, (_, start, end) in enumerate(ops):
+    while open_ops and ops[open_ops[-1]][2] <= start:
+      open_ops.pop()
+    if open_ops:
+      inner[open_ops[-1]] += end - start
+    open_ops.append(i)
+  return [(name, end - start - inner[i]) for i, (name, start, end) in enumerate(ops)]
+
+
+def by_kind(seconds: dict[str, float]) -> dict[str, float]:
+  """Sums ops that differ only in XLA's numeric suffix (`fusion.12` -> `fusion`)."""
+  kinds = collections.Counter()
+  for name, s in seconds.items():
+    kinds[re.sub(r'(\.\d+)+$', '', name)] += s
+  return dict(kinds.most_common())
+
+
+def table(seconds: dict[str, float], top: int = 12) -> str:
+  """A Markdown table of the `top` rows with their share of the total."""
+  total = sum(seconds.values())
+  rows = [f'| {name} | {1e3 * s:.1f} | {100 * s / total:.1f} % |'
+          for name, s in list(seconds.items())[:top]]
+  rest = total - sum(list(seconds.values())[:top])
+  return '\n'.join(['| op | ms per step | share |', '|---|---:|---:|', *rows,
+                    f'| (the other {max(0, len(seconds) - top)}) | {1e3 * rest:.1f} | '
+                    f'{100 * rest / total:.1f} % |', f'| total | {1e3 * total:.1f} | 100 % |'])

@@ -1,0 +1,45 @@
+"""ssljax.pretrain.profile: XLA's trace read back as self seconds per op."""
+
+import jax
+import jax.numpy as jnp
+
+from ssljax.pretrain import profile
+
+
+def test_self_times_subtract_nested_ops():
+  # A while loop (0-100) runs two body ops (10-30, 40-70); an op after it (100-105) and one
+  # that starts where the loop ends do not nest.
+  ops = [('while.1', 0, 100), ('fusion.2', 10, 30), ('dot.3', 40, 70), ('copy.4', 100, 105)]
+  assert dict(profile._self_times(ops)) == {'while.1': 50, 'fusion.2': 20, 'dot.3': 30,
+                                            'copy.4': 5}
+
+
+def test_self_times_of_doubly_nested_ops():
+  ops = [('inner.2', 10, 60), ('while.1', 0, 100), ('fusion.3', 20, 30)]
+  assert dict(profile._self_times(ops)) == {'while.1': 50, 'inner.2': 40, 'fusion.3': 10}
+
+
+def test_by_kind_folds_numeric_suffixes():
+  seconds = {'fusion.12': 1.0, 'fusion.3': 2.0, 'ynn_fusion': 0.5, 'ynn_fusion.1.2': 0.25,
+             'dot': 4.0}
+  assert profile.by_kind(seconds) == {'dot': 4.0, 'fusion': 3.0, 'ynn_fusion': 0.75}
+  assert list(profile.by_kind(seconds)) == ['dot', 'fusion', 'ynn_fusion']  # largest first
+
+
+def test_op_seconds_of_a_traced_step_finds_its_ops():
+  x = jnp.ones((256, 256))
+
+  @jax.jit
+  def step(x):
+    y = jnp.tanh(x @ x)
+    return jax.lax.fori_loop(0, 3, lambda i, y: jnp.sin(y) * 0.5, y)
+
+  step(x).block_until_ready()  # compiled before the trace
+  seconds = profile.op_seconds(lambda: step(x).block_until_ready(), steps=2)
+  assert seconds and all(s >= 0 for s in seconds.values())
+  assert not any('::' in name for name in seconds)  # runtime events are not ops
+  assert list(seconds.values()) == sorted(seconds.values(), reverse=True)
+  kinds = profile.by_kind(seconds)
+  assert 'while' in kinds, kinds
+  assert {'dot', 'ynn_fusion', 'xnn_fusion'} & kinds.keys(), kinds  # XLA's or a library's
+  assert 'total' in profile.table(kinds, top=2)
