@@ -26,7 +26,8 @@ def machine(*packages, **extra) -> dict:
               if line.startswith('model name')), platform.processor())
   device = jax.devices()[0]
   return {
-      'cpu': cpu, 'cpu_isa': cpu_isa(), 'cpu_cores': os.cpu_count(), 'load_average_before': os.getloadavg()[0],
+      'cpu': cpu, 'cpu_isa': cpu_isa(), 'cpu_cores': os.cpu_count(),
+      'load_average_before': os.getloadavg()[0],
       # Shared machines of one kind differ several times from day to day: compare runs by it.
       'f32_matmul_gflops': round(metrics.measure_peak_flops() / 1e9, 1),
       'jax_device': f'{device.platform}: {device.device_kind}',

@@ -261,7 +261,8 @@ def markdown(result):
       '',
       f"BERT MLM, {c['layers']} layers, hidden {c['hidden']}, {c['heads']} heads, mlp "
       f"{c['mlp']}, seq {c['seq_len']}, batch {c['batch_size']}, vocab {c['vocab_size']}, "
-      f"dropout {c['dropout']}, AdamW, float32 unless the row says bf16; {c['steps']} timed steps each in "
+      f"dropout {c['dropout']}, AdamW, float32 unless the row says bf16; {c['steps']} timed "
+      "steps each in "
       f"{c['rounds']} alternating rounds after {WARMUP_STEPS} warm-up steps. HF attention: "
       f"{c['hf_attention']}.",
       '',
@@ -309,7 +310,8 @@ def measure(args, device):
     if name not in skipped:
       trainers[name], model = hf_trainer(runs[ALL], device, bf16, compiled)
   info = {name: {'params': sum(x.size for x in jax.tree.leaves(run.strategy.abstract.params)),
-                 'flops_per_token': ssljax.pretrain.loop.flops_per_token(run)} for name, run in runs.items()}
+                 'flops_per_token': ssljax.pretrain.loop.flops_per_token(run)}
+          for name, run in runs.items()}
   for name in HF_RUNS.keys() - skipped.keys():
     info[name] = {'params': sum(p.numel() for p in model.parameters()),
                   'flops_per_token': info[ALL]['flops_per_token']}

@@ -80,6 +80,8 @@ def base() -> ml_collections.ConfigDict:
   tr.progress = True
   tr.time_budget = 0.0  # minutes; > 0 sizes train.steps to the budget once (WORKDIR/budget.json)
   tr.init_from = ''  # a checkpoint or Hugging Face folder whose weights start a fresh run
+  tr.profile_steps = 0  # > 0: trace that many steps with jax.profiler (WORKDIR/profile.md)
+  tr.profile_from = 10  # ... those after this step (past compiling and warm-up)
 
   c.probe = p = ml_collections.ConfigDict()  # a ridge probe while pretraining
   p.task = ''  # '' = off; a task of `ssljax probe`: sst2, cola, ..., pos, table
@@ -235,6 +237,9 @@ def validate(c):
   if c.data.seq_len + c.model.position_offset > c.model.max_len:
     raise UserError(f'data.seq_len={c.data.seq_len} exceeds model.max_len={c.model.max_len} '
                     f'minus model.position_offset={c.model.position_offset}')
+  if c.train.profile_steps < 0 or c.train.profile_from < 1:
+    raise UserError(f'train.profile_steps={c.train.profile_steps} must not be negative and '
+                    f'train.profile_from={c.train.profile_from} must be at least 1')
   if c.train.time_budget < 0:
     raise UserError(f'train.time_budget={c.train.time_budget} minutes must not be negative')
   if not 0 <= c.probe.layer <= c.model.num_layers:

@@ -154,7 +154,9 @@ def _write_inputs(root, corpus_file, tokenizer_file):
 def _everything(root) -> dict:
   """Pretrain (SIGTERM, resume), probe, export, import and encode with every path in root."""
   root = paths.path(root)
-  config = tiny_config(root / 'corpus.txt', **{'tokenizer.path': root / 'tok.model'})
+  config = tiny_config(root / 'corpus.txt', **{'tokenizer.path': root / 'tok.model',
+                                                'train.profile_steps': 1,
+                                                'train.profile_from': 4})  # in the rerun
   workdir = root / 'run'
   train.pretrain(config, workdir, hooks=[_sigterm_once()])
   stopped = checkpoint.manager(workdir, 3).latest_step()
@@ -201,10 +203,12 @@ def test_a_run_on_object_storage_equals_the_local_run(backend, buckets, local_ru
   assert remote['probe'] == local_run['probe']
   np.testing.assert_allclose(remote['init_from'], local_run['init_from'], rtol=1e-6)
   np.testing.assert_allclose(remote['features'], local_run['features'], rtol=1e-5, atol=1e-6)
-  assert {'checkpoints', 'metrics.jsonl', 'tensorboard', 'tokenizer.model'} <= set(
-      remote['files'])
+  assert {'checkpoints', 'metrics.jsonl', 'tensorboard', 'tokenizer.model',
+          'profile.md'} <= set(remote['files'])
   events = list((root / 'run' / 'tensorboard').iterdir())
-  assert events and all(e.read_bytes() for e in events)
+  assert events and all(e.read_bytes() for e in events if e.is_file())
+  trace, = paths.rglob(root / 'run' / 'tensorboard' / 'plugins' / 'profile', '*.xplane.pb')
+  assert trace.read_bytes()  # copied up from the local spool
 
 def test_s3_upload_cut_short_is_removed_and_the_last_uploaded_step_restores(
     buckets, corpus_file, tokenizer_file, tmp_path):

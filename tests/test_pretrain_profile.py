@@ -1,9 +1,14 @@
-"""ssljax.pretrain.profile: XLA's trace read back as self seconds per op."""
+"""ssljax.pretrain.profile: XLA's trace read back as self seconds per op, and the window of
+steps a pretraining run traces (train.profile_steps)."""
 
 import jax
 import jax.numpy as jnp
+import pytest
 
-from ssljax.pretrain import profile
+from conftest import tiny_config
+from ssljax import config as config_lib
+from ssljax.errors import UserError
+from ssljax.pretrain import loop, profile
 
 
 def test_self_times_subtract_nested_ops():
@@ -43,3 +48,21 @@ def test_op_seconds_of_a_traced_step_finds_its_ops():
   assert 'while' in kinds, kinds
   assert {'dot', 'ynn_fusion', 'xnn_fusion'} & kinds.keys(), kinds  # XLA's or a library's
   assert 'total' in profile.table(kinds, top=2)
+
+
+def test_profile_window_in_a_pretraining_run(corpus_file, tokenizer_file, tmp_path, capsys):
+  config = tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'train.steps': 5,
+                                       'train.profile_steps': 2, 'train.profile_from': 2})
+  loop.pretrain(config, tmp_path)
+  traces = list((tmp_path / 'tensorboard' / 'plugins' / 'profile').glob('*/*.xplane.pb'))
+  assert len(traces) == 1  # where TensorBoard's profile tab looks
+  report = (tmp_path / 'profile.md').read_text()
+  assert report.startswith('# XLA ops of steps 3-4, by kind')
+  rows = [line for line in report.splitlines() if line.startswith('| ') and ' ms' not in line]
+  assert len(rows) > 4 and '| total |' in report  # the train step's ops, not an empty table
+  assert 'profiled steps 3-4: ' in capsys.readouterr().out  # printed even without a bar
+
+
+def test_profile_settings_are_checked():
+  with pytest.raises(UserError, match='train.profile_steps=-1'):
+    config_lib.load(None, ['train.profile_steps=-1'])

@@ -51,7 +51,9 @@ def add_commands(sub):
       description='Pretrains a model with the objective of the config. Rerunning on a '
       'workdir that has checkpoints continues from the latest one exactly. Writes '
       'WORKDIR/metrics.jsonl, WORKDIR/tensorboard, WORKDIR/checkpoints and '
-      'WORKDIR/tokenizer.model. SIGTERM/SIGINT save a checkpoint before exiting.')
+      'WORKDIR/tokenizer.model. SIGTERM/SIGINT save a checkpoint before exiting. '
+      '--set train.profile_steps=5 traces five steps after step train.profile_from (10) and '
+      'writes where their time goes, XLA op by op, to WORKDIR/profile.md.')
   config_args(q)
   q.add_argument('--workdir', required=True, help='where checkpoints and metrics go')
   q.add_argument('--print-config', action='store_true', help='print the config and exit')

@@ -29,7 +29,7 @@ from ssljax import config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples
 from ssljax.errors import UserError
 from ssljax.pretrain import (budget, checkpoint, masking, metrics as metrics_lib, optimizer,
-                             parallel, step as step_lib)
+                             parallel, profile, step as step_lib)
 from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,8 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
                   unit='step', dynamic_ncols=True)
   learning_rate = optimizer.schedule(config.optimizer, cfg.steps)
   last, pending, saved_step = {}, collections.deque(), start
+  window = (profile.Window(run.workdir, cfg.profile_from, cfg.profile_steps)
+            if cfg.profile_steps and lead else None)
 
   def record(step, values):
     nonlocal last
@@ -314,6 +316,8 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
         done = step + 1
         pending.append((done, step_metrics))
         bar.update(1)
+        if window and (said := window.at(done, state)):
+          bar.write(said)
         signal_name = preempted(flag, done)
         stop = (signal_name or (stop_after is not None and done >= stop_after) or
                 (due(done, cfg.log_every) and budget.spent(started, cfg.time_budget)))

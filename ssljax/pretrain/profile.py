@@ -5,16 +5,21 @@
 op that ran (a fusion, a dot, a library call such as `ynn_fusion`) with its self seconds
 per step (less the ops nested in it, as a `while` body's are), summed over the threads that
 ran it, so on a multi-core CPU the total is CPU time, not wall time. `by_kind` folds
-`fusion.12`, `fusion.3`, ... into one row.
+`fusion.12`, `fusion.3`, ... into one row. `Window` does this inside a pretraining run
+(`train.profile_steps`).
 """
 
 import collections
 import glob
 import os
+import pathlib
 import re
+import shutil
 import tempfile
 
 import jax
+
+from ssljax import paths
 
 # Lines of the host plane that run XLA's compiled ops (CPU: the client's threads and the
 # intra-op pool's) and the device planes' op lines (GPU/TPU, by the profiler's naming; only
@@ -36,8 +41,14 @@ def op_seconds(step, steps: int = 3) -> dict[str, float]:
     with jax.profiler.trace(trace_dir):
       for _ in range(steps):
         step()
-    trace, = glob.glob(os.path.join(trace_dir, '**', '*.xplane.pb'), recursive=True)
-    profile = jax.profiler.ProfileData.from_file(trace)
+    return read(trace_dir, steps)
+
+
+def read(trace_dir, steps: int) -> dict[str, float]:
+  """`op_seconds` of the newest trace that `jax.profiler` wrote under `trace_dir`."""
+  trace = max(glob.glob(os.path.join(trace_dir, '**', '*.xplane.pb'), recursive=True),
+              key=os.path.getmtime)
+  profile = jax.profiler.ProfileData.from_file(trace)
   totals = collections.Counter()
   for plane in profile.planes:
     for line in plane.lines:
@@ -46,6 +57,47 @@ def op_seconds(step, steps: int = 3) -> dict[str, float]:
         for name, self_ns in _self_times(ops):
           totals[name] += self_ns * 1e-9 / steps
   return dict(totals.most_common())
+
+
+class Window:
+  """`train.profile_steps` steps of a pretraining run traced after step `train.profile_from`.
+
+  The trace goes where TensorBoard's profile tab finds it (WORKDIR/tensorboard/plugins/
+  profile; for a gs:// or s3:// workdir it is written locally and copied up), and the ops
+  by kind go to WORKDIR/profile.md. Steps inside the window log lower tokens/s: tracing
+  and the syncs at its ends cost time; what the steps compute does not change.
+  """
+
+  def __init__(self, workdir, start: int, steps: int):
+    self.workdir, self.start, self.steps = paths.path(workdir), start, steps
+    self._local = (tempfile.mkdtemp(prefix='ssljax-profile-') if paths.is_remote(workdir)
+                   else os.fspath(self.workdir / 'tensorboard'))
+
+  def at(self, step: int, state) -> str | None:
+    """Starts or stops the trace after `step`; at the stop returns a line to print."""
+    if step not in (self.start, self.start + self.steps):
+      return None
+    jax.block_until_ready(state)  # the window holds exactly its steps' work
+    if step == self.start:
+      jax.profiler.start_trace(self._local)
+      return None
+    jax.profiler.stop_trace()
+    seconds = read(self._local, self.steps)
+    kinds = by_kind(seconds)
+    paths.write_whole(self.workdir / 'profile.md', '\n'.join([
+        f'# XLA ops of steps {self.start + 1}-{step}, by kind (self seconds summed over '
+        'threads)', '', table(kinds), '', '## By op', '', table(seconds, top=30), '']))
+    if paths.is_remote(self.workdir):
+      for file in glob.glob(os.path.join(self._local, '**', '*'), recursive=True):
+        if os.path.isfile(file):
+          target = self.workdir / 'tensorboard' / os.path.relpath(file, self._local)
+          target.parent.mkdir(parents=True, exist_ok=True)
+          target.write_bytes(pathlib.Path(file).read_bytes())
+      shutil.rmtree(self._local, ignore_errors=True)
+    top = ', '.join(f'{name} {100 * s / sum(kinds.values()):.0f} %'
+                    for name, s in list(kinds.items())[:3])
+    return (f'profiled steps {self.start + 1}-{step}: {top}; {self.workdir}/profile.md, '
+            'trace in the TensorBoard profile tab')
 
 
 def _self_times(ops):
