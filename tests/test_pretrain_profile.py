@@ -66,3 +66,9 @@ def test_profile_window_in_a_pretraining_run(corpus_file, tokenizer_file, tmp_pa
 def test_profile_settings_are_checked():
   with pytest.raises(UserError, match='train.profile_steps=-1'):
     config_lib.load(None, ['train.profile_steps=-1'])
+
+
+def test_a_run_resumed_inside_the_window_does_not_profile(tmp_path):
+  window = profile.Window(tmp_path, start=2, steps=2)
+  assert window.at(3, jnp.zeros(())) is None and window.at(4, jnp.zeros(())) is None
+  assert not (tmp_path / 'profile.md').exists()

@@ -70,15 +70,16 @@ class Window:
 
   def __init__(self, workdir, start: int, steps: int):
     self.workdir, self.start, self.steps = paths.path(workdir), start, steps
-    self._local = (tempfile.mkdtemp(prefix='ssljax-profile-') if paths.is_remote(workdir)
-                   else os.fspath(self.workdir / 'tensorboard'))
+    self._local = None  # where jax.profiler writes: a local folder
 
   def at(self, step: int, state) -> str | None:
     """Starts or stops the trace after `step`; at the stop returns a line to print."""
-    if step not in (self.start, self.start + self.steps):
-      return None
+    if step != self.start and (step != self.start + self.steps or self._local is None):
+      return None  # outside the window, or a resumed run that began inside it
     jax.block_until_ready(state)  # the window holds exactly its steps' work
     if step == self.start:
+      self._local = (tempfile.mkdtemp(prefix='ssljax-profile-') if paths.is_remote(self.workdir)
+                     else os.fspath(self.workdir / 'tensorboard'))
       jax.profiler.start_trace(self._local)
       return None
     jax.profiler.stop_trace()
