@@ -11,9 +11,9 @@ products, attention (torch's fused SDPA kernel), the optimizer update, and the r
 (elementwise, norms, softmax, reductions, gathers). Writes profile_step_<backend>[_<tag>]
 .{json,md} under --out-dir.
 
-XLA's trace sums each op over the threads that ran it; torch's self times are measured on
-the calling thread while its OpenMP threads work inside the op. So compare each side's
-shares and the wall time per step, not the two columns of milliseconds.
+Both sides time an op on the thread that launched it, its worker threads' work inside that
+span: torch's self times add up to its step's wall time; XLA's exceed it where XLA runs
+independent ops side by side on different threads.
 """
 
 import argparse
@@ -81,8 +81,7 @@ def markdown(result) -> str:
     lines.append(f"| {group} | {' | '.join(cells)} |")
   lines.append(f"| wall time per step | {1e3 * sides['ssljax']['wall_s']:.0f} | | "
                f"{1e3 * sides['torch']['wall_s']:.0f} | |")
-  for side, title in (('ssljax', 'XLA ops (summed over threads)'),
-                      ('torch', 'aten ops (self time, calling thread)')):
+  for side, title in (('ssljax', 'XLA ops (self time)'), ('torch', 'aten ops (self time)')):
     lines += ['', f'## {side}: {title}, by kind', '',
               profile.table(profile.by_kind(sides[side]['ops']))]
   lines += ['', __doc__.split('\n\n')[-1].strip(), '']

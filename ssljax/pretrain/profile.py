@@ -3,8 +3,10 @@
 `op_seconds(step, steps)` runs `step` (one call = one blocking training step) under
 `jax.profiler.trace` and reads the trace back with `jax.profiler.ProfileData`: each XLA
 op that ran (a fusion, a dot, a library call such as `ynn_fusion`) with its self seconds
-per step (less the ops nested in it, as a `while` body's are), summed over the threads that
-ran it, so on a multi-core CPU the total is CPU time, not wall time. `by_kind` folds
+per step (less the ops nested in it, as a `while` body's are). An op's event spans its run
+on the thread that launched it, the pool threads it splits its work over included; ops that
+XLA runs side by side on different threads each count, so the total is the ops' wall time
+when they run one at a time and more when they overlap. `by_kind` folds
 `fusion.12`, `fusion.3`, ... into one row. `Window` does this inside a pretraining run
 (`train.profile_steps`).
 """
@@ -86,8 +88,8 @@ class Window:
     seconds = read(self._local, self.steps)
     kinds = by_kind(seconds)
     paths.write_whole(self.workdir / 'profile.md', '\n'.join([
-        f'# XLA ops of steps {self.start + 1}-{step}, by kind (self seconds summed over '
-        'threads)', '', table(kinds), '', '## By op', '', table(seconds, top=30), '']))
+        f'# XLA ops of steps {self.start + 1}-{step}, by kind (self time; ops that ran side '
+        'by side on different threads each count)', '', table(kinds), '', '## By op', '', table(seconds, top=30), '']))
     if paths.is_remote(self.workdir):
       for file in glob.glob(os.path.join(self._local, '**', '*'), recursive=True):
         if os.path.isfile(file):
