@@ -10,6 +10,7 @@ checkpoint layer (see `pretrain/checkpoint.py`) are written for that.
 import importlib.util
 import io
 import os
+import pathlib
 
 import fsspec
 import numpy as np
@@ -122,6 +123,16 @@ def rglob(folder: epath.Path, pattern: str) -> list[epath.Path]:
   found = fs.glob(f'{root.rstrip("/")}/**/{pattern}', detail=True)  # types in one listing
   prefix = f'{scheme(folder)}://' if is_remote(folder) else ''
   return sorted(epath.Path(prefix + f) for f, info in found.items() if info['type'] == 'file')
+
+
+def upload(local_dir, target: epath.Path):
+  """Copies every file below the local folder `local_dir` to `target`, keeping their
+  relative paths: what a writer that needs a real file system spooled locally goes up."""
+  for file in sorted(pathlib.Path(local_dir).rglob('*')):
+    if file.is_file():
+      dest = target / file.relative_to(local_dir).as_posix()
+      dest.parent.mkdir(parents=True, exist_ok=True)
+      dest.write_bytes(file.read_bytes())
 
 
 def write_whole(file: epath.Path, text: str):

@@ -66,6 +66,8 @@ def test_profile_window_in_a_pretraining_run(corpus_file, tokenizer_file, tmp_pa
 def test_profile_settings_are_checked():
   with pytest.raises(UserError, match='train.profile_steps=-1'):
     config_lib.load(None, ['train.profile_steps=-1'])
+  with pytest.raises(UserError, match='train.profile_from=0 must be at least 1'):
+    config_lib.load(None, ['train.profile_steps=2', 'train.profile_from=0'])
 
 
 def test_a_run_resumed_inside_the_window_does_not_profile(tmp_path):

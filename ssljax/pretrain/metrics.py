@@ -58,9 +58,7 @@ class Writer:
     self._rows, self._flushed = [], time.monotonic()
     if self._spool:
       self._tb.flush()
-      self._events.mkdir(parents=True, exist_ok=True)
-      for name in os.listdir(self._spool):
-        (self._events / name).write_bytes(pathlib.Path(self._spool, name).read_bytes())
+      paths.upload(self._spool, self._events)
 
   def close(self):
     if self._tb is not None:

@@ -14,7 +14,6 @@ when they run one at a time and more when they overlap. `by_kind` folds
 import collections
 import glob
 import os
-import pathlib
 import re
 import shutil
 import tempfile
@@ -89,13 +88,10 @@ class Window:
     kinds = by_kind(seconds)
     paths.write_whole(self.workdir / 'profile.md', '\n'.join([
         f'# XLA ops of steps {self.start + 1}-{step}, by kind (self time; ops that ran side '
-        'by side on different threads each count)', '', table(kinds), '', '## By op', '', table(seconds, top=30), '']))
+        'by side on different threads each count)', '', table(kinds), '',
+        '## By op', '', table(seconds, top=30), '']))
     if paths.is_remote(self.workdir):
-      for file in glob.glob(os.path.join(self._local, '**', '*'), recursive=True):
-        if os.path.isfile(file):
-          target = self.workdir / 'tensorboard' / os.path.relpath(file, self._local)
-          target.parent.mkdir(parents=True, exist_ok=True)
-          target.write_bytes(pathlib.Path(file).read_bytes())
+      paths.upload(self._local, self.workdir / 'tensorboard')
       shutil.rmtree(self._local, ignore_errors=True)
     top = ', '.join(f'{name} {100 * s / sum(kinds.values()):.0f} %'
                     for name, s in list(kinds.items())[:3])
