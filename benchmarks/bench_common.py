@@ -17,9 +17,10 @@ SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
 MATMUL_ISA = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')
 
 
-def machine(*packages, **extra) -> dict:
+def machine(*packages, peak_flops: float | None = None, **extra) -> dict:
   """The CPU, core count, 1-minute load average now (other jobs' share of the machine), the
-  measured f32 matmul rate, JAX's device, the versions of `packages`, the date, and `extra`."""
+  f32 matmul rate (`peak_flops` where the caller measured it already), JAX's device, the
+  versions of `packages`, the date, and `extra`."""
   import jax  # pylint: disable=g-import-not-at-top
   from ssljax.pretrain import metrics  # pylint: disable=g-import-not-at-top
   cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
@@ -29,7 +30,7 @@ def machine(*packages, **extra) -> dict:
       'cpu': cpu, 'cpu_isa': cpu_isa(), 'cpu_cores': os.cpu_count(),
       'load_average_before': os.getloadavg()[0],
       # Shared machines of one kind differ several times from day to day: compare runs by it.
-      'f32_matmul_gflops': round(metrics.measure_peak_flops() / 1e9, 1),
+      'f32_matmul_gflops': round((peak_flops or metrics.measure_peak_flops()) / 1e9, 1),
       'jax_device': f'{device.platform}: {device.device_kind}',
       'python': platform.python_version(),
       **{name: _version(name) for name in ('jax',) + packages},

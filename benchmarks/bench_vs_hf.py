@@ -242,9 +242,9 @@ def time_rounds(trainers, batches, rounds):
   return seconds, losses
 
 
-def machine(torch_device):
+def machine(torch_device, peak_flops=None):
   return bench_common.machine(
-      'torch', 'transformers',
+      'torch', 'transformers', peak_flops=peak_flops,
       torch_device=(torch.cuda.get_device_name(torch_device) if torch_device.type == 'cuda'
                     else 'cpu'),
       torch_threads=torch.get_num_threads())
@@ -346,7 +346,7 @@ def main():
   torch_best = max(tokens_per_s[name] for name in HF_RUNS if name not in skipped)
   result = {
       'backend': jax.default_backend(),
-      'machine': machine(device),
+      'machine': machine(device, peaks['xla']),  # the XLA peak of the MFU columns
       'config': config,
       'peak_flops': peaks,
       'runs': {
