@@ -76,7 +76,8 @@ def base() -> ml_collections.ConfigDict:
   tr.eval_every = 100
   tr.eval_batches = 4
   tr.checkpoint_every = 100
-  tr.keep_checkpoints = 3
+  tr.keep_checkpoints = 3  # at least 1
+  tr.fresh_start = False  # True: start from step 0 when no checkpoint in WORKDIR restores
   tr.progress = True
   tr.time_budget = 0.0  # minutes; > 0 sizes train.steps to the budget once (WORKDIR/budget.json)
   tr.init_from = ''  # a checkpoint or Hugging Face folder whose weights start a fresh run
@@ -251,7 +252,8 @@ def validate(c):
     raise UserError(f'mlm.rate={c.mlm.rate} must lie in (0, 1)')
   if c.mlm.mask_fraction + c.mlm.random_fraction > 1:
     raise UserError('mlm.mask_fraction + mlm.random_fraction must not exceed 1')
-  for key in ('steps', 'batch_size', 'grad_accum', 'log_every', 'checkpoint_every'):
+  for key in ('steps', 'batch_size', 'grad_accum', 'log_every', 'checkpoint_every',
+              'keep_checkpoints'):
     if c.train[key] < 1:
       raise UserError(f'train.{key}={c.train[key]} must be at least 1')
   if c.train.batch_size % c.train.grad_accum:

@@ -1,6 +1,8 @@
 """ssljax.pretrain.checkpoint: state, data position and meta round trip; a corrupt latest
-checkpoint is set aside and the previous one used; parameters alone can be read."""
+checkpoint is set aside and the previous one used; a read failing on I/O is retried and never
+taken for corruption; parameters alone can be read."""
 
+import errno
 import logging
 
 import jax
@@ -31,6 +33,11 @@ def _meta(seed):
   return checkpoint.make_meta(config, b'\x00proto\xff', 'hf')
 
 
+@pytest.fixture(autouse=True)
+def no_waits(monkeypatch):
+  monkeypatch.setattr(checkpoint, 'RETRY_WAITS', (0.0, 0.0, 0.0), raising=False)
+
+
 @pytest.fixture
 def workdir(tmp_path):
   """Checkpoints at steps 2 and 4 of states with parameters x2 and x4."""
@@ -59,7 +66,8 @@ def test_the_latest_restores_whole(workdir):
   assert checkpoint.tokenizer_proto(meta) == b'\x00proto\xff'
   assert checkpoint.tokenizer_kind(meta) == 'hf'
   assert checkpoint.tokenizer_kind({}) == 'sentencepiece'  # written before HF import
-  assert checkpoint.latest_meta(_manager(workdir))['seed'] == 4
+  assert [(s, m['seed']) for s, m in checkpoint.metas(_manager(workdir)).items()] == [
+      (4, 4), (2, 2)]
 
 
 def test_parameters_alone(workdir):
@@ -85,8 +93,61 @@ def test_a_corrupt_latest_is_set_aside_and_the_previous_used(workdir, caplog):
 def test_none_restores(workdir, tmp_path):
   _corrupt(workdir, 4)
   _corrupt(workdir, 2)
-  with pytest.raises(UserError, match=r'none of the checkpoints \[4, 2\]'):
-    checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))
+  mgr = _manager(workdir)
+  assert checkpoint.restore_latest(mgr, _abstract(_state(1))) is None
+  assert checkpoint.held(mgr) == ['unreadable-2', 'unreadable-4']
   empty = checkpoint.manager(tmp_path / 'empty', keep=3)
   assert checkpoint.restore_latest(empty, _abstract(_state(1))) is None
-  assert checkpoint.latest_meta(empty) is None
+  assert checkpoint.metas(empty) == {} and checkpoint.held(empty) == []
+
+
+def _flaky(monkeypatch, failures):
+  """Orbax's restore fails on I/O `failures` times (as a bucket or a locked file does)."""
+  real, calls = checkpoint.ocp.CheckpointManager.restore, []
+
+  def restore(self, *args, **kwargs):
+    calls.append(args[0])
+    if len(calls) <= failures:
+      raise OSError(errno.EIO, 'Input/output error')
+    return real(self, *args, **kwargs)
+
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, 'restore', restore)
+  return calls
+
+
+def test_a_read_that_fails_twice_resumes_from_the_latest(workdir, monkeypatch):
+  calls = _flaky(monkeypatch, failures=2)
+  step, state, _, _ = checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))
+  assert step == 4 and calls == [4, 4, 4]
+  jax.tree.map(np.testing.assert_array_equal, state, _state(4))
+  assert checkpoint.held(_manager(workdir)) == ['2', '4']
+
+
+def test_a_read_that_always_fails_stops_and_keeps_every_step(workdir, monkeypatch):
+  _flaky(monkeypatch, failures=10**6)
+  with pytest.raises(UserError) as raised:
+    checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))
+  message = str(raised.value)
+  assert '\n' not in message and '/checkpoints/4 could not be read after 4 attempts' in message
+  assert 'Input/output error' in message and 'nothing was set aside' in message
+  with pytest.raises(UserError, match='metadata of .*/checkpoints/4 could not be read'):
+    checkpoint.metas(_manager(workdir))
+  monkeypatch.undo()
+  assert checkpoint.held(_manager(workdir)) == ['2', '4']
+  assert checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))[0] == 4
+
+
+def test_another_shape_is_not_corruption(workdir):
+  other = _abstract(TrainState.create({'dense': {'kernel': jnp.zeros((2, 5)),
+                                                 'bias': jnp.ones(5)}}, optax.adam(1e-3)))
+  with pytest.raises(UserError, match=r'/checkpoints/4 holds a state of another shape'):
+    checkpoint.restore_latest(_manager(workdir), other)
+  assert checkpoint.held(_manager(workdir)) == ['2', '4']
+
+
+def test_a_missing_part_is_set_aside(workdir):
+  (workdir / 'checkpoints' / '4' / 'meta' / 'metadata').unlink()
+  mgr = _manager(workdir)
+  assert checkpoint.metas(mgr)[4] is None
+  assert checkpoint.restore_latest(mgr, _abstract(_state(1)))[0] == 2
+  assert checkpoint.held(mgr) == ['2', 'unreadable-4']

@@ -3,14 +3,21 @@
 `WORKDIR/checkpoints/STEP/` holds `state` (a TrainState: params, optimizer state, step), `data` (the grain
 iterator position) and `meta` (config, seed, tokenizer and its kind). Saves are async and atomic (Orbax
 writes to a temporary directory and renames it when complete), so an interrupted save never
-replaces a good checkpoint. A latest checkpoint that fails to restore is reported and the
-previous one is used.
+replaces a good checkpoint.
+
+A read that fails is not taken for corruption: I/O errors (a bucket that does not answer, a
+file the process cannot read for now) are retried with backoff and then stop the run with
+one line, and a state of another shape (another config or version) stops it too. Only a
+step whose own files are proven bad, a missing part or a file that does not decode, is set
+aside as `unreadable-STEP` (renamed, never deleted) and the previous one used.
 """
 
 import base64
+import json
 import logging
 import os
 import tempfile
+import time
 
 import fsspec
 import jax
@@ -24,6 +31,13 @@ log = logging.getLogger(__name__)
 
 ITEMS = ('state', 'data', 'meta')
 UPLOADED = 'ssljax-uploaded'  # written last into an s3:// step directory
+RETRY_WAITS = (1.0, 4.0, 16.0)  # seconds before each retry of a read that failed on I/O
+# Exceptions and status words of a step whose own files are bad: a part that is missing or
+# does not decode. Anything else may pass (I/O) or is not the files' fault (a tree mismatch).
+BAD_FILES = (FileNotFoundError, KeyError, json.JSONDecodeError, UnicodeDecodeError)
+BAD_WORDS = ('DATA_LOSS', 'not found', 'Unexpected end', 'corrupt', 'checksum', 'decod')
+MISMATCH_WORDS = ('tree structures do not match', 'not compatible with the stored shape',
+                  'dtype', 'Topology mismatch')
 
 
 def manager(workdir, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
@@ -119,13 +133,73 @@ def tokenizer_kind(meta) -> str:
   return meta.get('tokenizer_kind', 'sentencepiece')
 
 
+def _first_line(e) -> str:
+  return f'{type(e).__name__}: {(str(e).strip().splitlines() or [""])[0][:300]}'
+
+
+def _kind(e) -> str:
+  """'bad' (the step's own files), 'mismatch' (the code wants another tree) or 'io'."""
+  text = str(e)
+  if any(word in text for word in MISMATCH_WORDS) and not isinstance(e, BAD_FILES):
+    return 'mismatch'
+  if isinstance(e, BAD_FILES) or (not isinstance(e, OSError) and
+                                  any(word in text for word in BAD_WORDS)):
+    return 'bad'
+  return 'io'
+
+
+class Unreadable(Exception):
+  """A read that still failed on I/O after every retry: nothing is set aside."""
+
+
+def read(fn, what: str):
+  """fn(), retried with backoff while it fails on I/O (see `_kind`); other errors pass."""
+  for wait in (*RETRY_WAITS, None):
+    try:
+      return fn()
+    except Exception as e:  # pylint: disable=broad-except
+      if _kind(e) != 'io':
+        raise
+      if wait is None:
+        raise Unreadable(f'{what} could not be read after {len(RETRY_WAITS) + 1} attempts '
+                         f'({_first_line(e)})') from None
+      log.warning('reading %s failed (%s); retrying in %.0f s', what, _first_line(e), wait)
+      time.sleep(wait)
+
+
+def _unreadable(e: Unreadable) -> UserError:
+  return UserError(f'{e}; nothing was set aside or deleted: make the files readable and '
+                   'rerun the same command (or move that step directory away to resume from '
+                   'the one before)')
+
+
 def read_meta(mgr, step: int) -> dict:
   """The metadata of checkpoint `step`; a checkpoint without it is not ssljax's."""
+  where = f'{mgr.directory}/{step}'
   try:
-    return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-  except (KeyError, ValueError, FileNotFoundError) as e:
-    raise UserError(f'{mgr.directory}/{step} has no readable metadata ({e}); it was not '
+    return read(lambda: mgr.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))['meta'], f'the metadata of {where}')
+  except Unreadable as e:
+    raise _unreadable(e) from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f'{where} has no readable metadata ({_first_line(e)}); it was not '
                     'written by `ssljax pretrain`') from None
+
+
+def metas(mgr) -> dict[int, dict | None]:
+  """step -> metadata of every step, newest first; None where its own files are bad (the
+  restore sets that step aside). Read before any array, so that a run with another config
+  is refused by any step's metadata without touching the checkpoints it cannot use."""
+  found = {}
+  for step in sorted(mgr.all_steps(), reverse=True):
+    try:
+      found[step] = read(lambda s=step: mgr.restore(s, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))['meta'], f'the metadata of {mgr.directory}/{step}')
+    except Unreadable as e:
+      raise _unreadable(e) from None
+    except Exception:  # pylint: disable=broad-except
+      found[step] = None
+  return found
 
 
 def restore_params(mgr, step: int, abstract_params) -> dict:
@@ -137,24 +211,17 @@ def restore_params(mgr, step: int, abstract_params) -> dict:
         target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
         partial_restore=True)))['state']['params']
   except Exception as e:  # a corrupt or foreign checkpoint: one line, not Orbax's traceback
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-    raise UserError(f'{mgr.directory}/{step} could not be restored ({type(e).__name__}: '
-                    f'{first}); pass another step directory') from None
+    raise UserError(f'{mgr.directory}/{step} could not be restored ({_first_line(e)}); pass '
+                    'another step directory') from None
 
 
-def latest_meta(mgr) -> dict | None:
-  """The newest checkpoint's metadata alone (config, tokenizer), or None if unreadable.
-
-  Read before any array is restored, so that a run with another config is refused without
-  touching, or setting aside, the checkpoints it cannot use.
-  """
-  step = mgr.latest_step()
-  if step is None:
-    return None
-  try:
-    return read_meta(mgr, step)
-  except Exception:  # an unreadable checkpoint is handled by restore_latest
-    return None
+def held(mgr) -> list[str]:
+  """The names of every step directory in checkpoints/, unreadable ones included."""
+  directory = paths.path(mgr.directory)
+  if not directory.exists():
+    return []
+  return sorted(p.name for p in directory.iterdir()
+                if p.name.isdigit() or p.name.startswith('unreadable-'))
 
 
 def _set_aside(mgr, step) -> paths.Path:
@@ -174,23 +241,27 @@ def restore_latest(mgr, abstract_state):
   """(step, state, data_state, meta) of the newest checkpoint that restores; None if none.
 
   `abstract_state` is a tree of ShapeDtypeStructs with the wanted shardings, so a
-  checkpoint written on 8 devices restores onto 1 and the reverse.
+  checkpoint written on 8 devices restores onto 1 and the reverse. A read that keeps
+  failing on I/O, or a state of another shape, is one UserError and nothing is set aside.
   """
-  steps = sorted(mgr.all_steps(), reverse=True)
-  for step in steps:
+  for step in sorted(mgr.all_steps(), reverse=True):
+    where = f'{mgr.directory}/{step}'
     try:
-      restored = mgr.restore(step, args=ocp.args.Composite(
+      restored = read(lambda s=step: mgr.restore(s, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state),
           data=ocp.args.JsonRestore(),
-          meta=ocp.args.JsonRestore()))
-    except Exception as e:  # a torn or corrupt checkpoint: say so and try the previous one
-      first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+          meta=ocp.args.JsonRestore())), f'checkpoint {where}')
+    except Unreadable as e:
+      raise _unreadable(e) from None
+    except Exception as e:  # pylint: disable=broad-except
+      if _kind(e) == 'mismatch':
+        raise UserError(f'checkpoint {where} holds a state of another shape than this run '
+                        f'builds ({_first_line(e)}); it was written by another config or '
+                        'version of ssljax and is kept as it is: resume with those, or use a '
+                        'new --workdir') from None
       aside = _set_aside(mgr, step)
-      log.warning('checkpoint %s/%d could not be restored (%s: %s); kept as %s, trying the '
-                  'previous one', mgr.directory, step, type(e).__name__, first_line, aside)
+      log.warning('checkpoint %s could not be restored, a part is missing or broken (%s); '
+                  'kept as %s, trying the previous one', where, _first_line(e), aside)
       continue
     return step, restored['state'], restored['data'], restored['meta']
-  if steps:
-    raise UserError(f'none of the checkpoints {steps} in {mgr.directory} could be restored '
-                    '(kept as unreadable-STEP); use a new --workdir to start afresh')
   return None

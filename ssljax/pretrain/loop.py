@@ -140,25 +140,35 @@ def setup(config, workdir) -> Run:
 
 
 def _check_resumable(config, meta, directory):
-  saved = meta.get('config', {})
+  saved = meta.get('config') if isinstance(meta.get('config'), dict) else {}
   current = config.to_dict()
   for key in RESUME_KEYS:
     if saved.get(key) != current[key]:
-      diffs = [f'{key}.{k}: {saved.get(key, {}).get(k)!r} -> {v!r}'
-               for k, v in current[key].items()
-               if isinstance(current[key], dict) and saved.get(key, {}).get(k) != v]
-      detail = ', '.join(diffs) or f'{saved.get(key)!r} -> {current[key]!r}'
+      old = saved.get(key) if isinstance(saved.get(key), dict) else {}
+      diffs = [f'{key}.{k}: {old.get(k)!r} -> {v!r}'
+               for k, v in (current[key].items() if isinstance(current[key], dict) else ())
+               if old.get(k) != v]
+      detail = ', '.join(diffs) or f'{key}: {saved.get(key)!r} -> {current[key]!r}'
       raise UserError(f'{directory} holds a run with another config ({detail}); use a new '
                       '--workdir, or the same config to continue that run')
 
 
 def restore_or_init(run: Run) -> tuple[TrainState, int]:
-  """(state, start step): the latest good checkpoint, or a fresh init."""
-  meta = checkpoint.latest_meta(run.manager)
-  if meta is not None:
-    _check_resumable(run.config, meta, run.workdir)
+  """(state, start step): the latest good checkpoint, or a fresh init.
+
+  Every step's metadata is checked against the config first. A run never starts from step 0
+  while checkpoints/ holds any step, set aside or not, unless train.fresh_start says so.
+  """
+  for step, meta in checkpoint.metas(run.manager).items():
+    if meta is not None:
+      _check_resumable(run.config, meta, f'{run.workdir}/checkpoints/{step}')
   restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
   if restored is None:
+    held = checkpoint.held(run.manager)
+    if held and not run.config.train.fresh_start:
+      raise UserError(f'{run.workdir}/checkpoints holds {", ".join(held)} but no step '
+                      'restores; nothing was deleted. Rerun with --set train.fresh_start=true '
+                      'to start from step 0 beside them, or use a new --workdir')
     return initial_state(run), 0
   step, state, data_state, _ = restored
   if data_state:  # an imported checkpoint has none: its data starts at the beginning

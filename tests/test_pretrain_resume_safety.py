@@ -1,0 +1,68 @@
+"""A resume never loses a run: every step's config is checked before any array is read, a
+config change sets nothing aside, and no run starts from step 0 beside checkpoints that do
+not restore unless train.fresh_start says so."""
+
+import shutil
+
+import pytest
+
+from conftest import tiny_config
+from ssljax import config as config_lib
+from ssljax.errors import UserError
+from ssljax.pretrain import checkpoint, loop as train
+
+
+@pytest.fixture
+def run_copy(pretrained_run, tmp_path):
+  """A copy of the finished tiny run (checkpoints at steps 3 and 6) to break."""
+  shutil.copytree(pretrained_run, tmp_path / 'run')
+  return tmp_path / 'run'
+
+
+def _config(corpus_file, tokenizer_file, **extra):
+  return tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'mesh.data': 8} | extra)
+
+
+def _steps(workdir):
+  return sorted(p.name for p in (workdir / 'checkpoints').iterdir())
+
+
+def test_another_config_is_refused_by_every_steps_metadata(run_copy, corpus_file,
+                                                           tokenizer_file):
+  (run_copy / 'checkpoints' / '6' / 'meta' / 'metadata').unlink()
+  run = train.setup(_config(corpus_file, tokenizer_file, **{'model.mlp_dim': 128}), run_copy)
+  with pytest.raises(UserError, match=r'checkpoints/3 holds a run with another config '
+                     r'\(model.mlp_dim: 64 -> 128\)'):
+    train.restore_or_init(run)
+  run.manager.close()
+  assert _steps(run_copy) == ['3', '6']  # nothing set aside
+
+
+def test_no_fresh_start_beside_checkpoints_that_do_not_restore(run_copy, corpus_file,
+                                                               tokenizer_file):
+  for step in ('3', '6'):
+    for f in (run_copy / 'checkpoints' / step / 'state').rglob('*'):
+      if f.is_file():
+        f.write_bytes(b'garbage')
+  run = train.setup(_config(corpus_file, tokenizer_file), run_copy)
+  with pytest.raises(UserError, match=r'holds unreadable-3, unreadable-6 but no step '
+                     r'restores; nothing was deleted.*train.fresh_start=true'):
+    train.restore_or_init(run)
+  run.manager.close()
+  run = train.setup(_config(corpus_file, tokenizer_file, **{'train.fresh_start': True}),
+                    run_copy)
+  assert train.restore_or_init(run)[1] == 0
+  run.manager.close()
+  assert _steps(run_copy) == ['unreadable-3', 'unreadable-6']
+
+
+def test_another_objective_is_one_line(run_copy, corpus_file, tokenizer_file):
+  run = train.setup(_config(corpus_file, tokenizer_file, objective='mlm'), run_copy)
+  with pytest.raises(UserError, match=r"another config \(objective: 'mlm_nsp' -> 'mlm'\)"):
+    train.restore_or_init(run)
+  run.manager.close()
+
+
+def test_keep_checkpoints_is_at_least_one():
+  with pytest.raises(UserError, match='train.keep_checkpoints=0 must be at least 1'):
+    config_lib.load(None, ['train.keep_checkpoints=0'])
