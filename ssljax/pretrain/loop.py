@@ -28,8 +28,8 @@ from jax.experimental import multihost_utils
 from ssljax import config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples
 from ssljax.errors import UserError
-from ssljax.pretrain import (budget, checkpoint, masking, metrics as metrics_lib, optimizer,
-                             parallel, profile, step as step_lib)
+from ssljax.pretrain import (budget, checkpoint, lock, masking, metrics as metrics_lib,
+                             optimizer, parallel, profile, step as step_lib)
 from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -275,6 +275,11 @@ def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
   """
   started = time.perf_counter()
   parallel.initialize_distributed(config.distributed)
+  with lock.held(workdir):  # one writer per workdir
+    return _pretrain(config, workdir, hooks, stop_after, started)
+
+
+def _pretrain(config, workdir, hooks, stop_after, started) -> dict:
   if config.train.time_budget:
     config = budget.sized_config(config, workdir, setup, started)
   run = setup(config, workdir)

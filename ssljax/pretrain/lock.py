@@ -1,0 +1,136 @@
+"""One writer per workdir: WORKDIR/lock.json names the run that holds it.
+
+Two runs on one workdir would interleave metrics.jsonl and overwrite each other's
+checkpoints, so a run takes the lock before it writes anything and a second run stops with
+one line naming the holder (host, pid, start time). The holder rewrites the lock's heartbeat
+every `BEAT` seconds; a lock whose process is gone (same host) or whose heartbeat is older
+than `STALE` seconds (any host: a preempted VM) is taken over with a warning.
+
+Locally the lock is created with O_EXCL, so of two runs started together exactly one gets
+it. Object stores have no exclusive create: there the lock is written, then read back to
+check the run still holds it. That stops a run started while another one runs; two runs
+started within the same second may both pass (docs/design.md says so).
+"""
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import jax
+
+from ssljax import paths
+from ssljax.errors import UserError
+
+log = logging.getLogger(__name__)
+
+NAME = 'lock.json'
+BEAT = 60.0  # seconds between heartbeats
+STALE = 600.0  # a heartbeat older than this belongs to a run that is gone
+
+
+def _alive(holder: dict) -> bool:
+  if time.time() - holder.get('beat', 0) > STALE:
+    return False
+  if holder.get('host') != socket.gethostname():
+    return True  # another host's process cannot be checked: its heartbeat decides
+  try:
+    os.kill(int(holder['pid']), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, KeyError, ValueError):
+    return True
+  return True
+
+
+def _read(file) -> dict | None:
+  try:
+    holder = json.loads(file.read_text())
+  except FileNotFoundError:
+    return None
+  except ValueError:  # a lock torn by a crash mid-write: no one holds it
+    return {}
+  return holder if isinstance(holder, dict) else {}
+
+
+def _create(file, text: str) -> bool:
+  """Writes the lock if there is none; False if there is one."""
+  if paths.is_remote(file):
+    if file.exists():
+      return False
+    file.write_text(text)
+    return True
+  try:
+    fd = os.open(os.fspath(file), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+  except FileExistsError:
+    return False
+  with os.fdopen(fd, 'w') as f:
+    f.write(text)
+  return True
+
+
+class Lock:
+  """The lock of this process on `workdir`, kept fresh by a heartbeat thread."""
+
+  def __init__(self, workdir):
+    self.file = paths.path(workdir) / NAME
+    self.me = {'host': socket.gethostname(), 'pid': os.getpid(),
+               'started': datetime.datetime.now(datetime.timezone.utc).isoformat(
+                   timespec='seconds'), 'token': uuid.uuid4().hex}
+    self._stop = threading.Event()
+    self._thread = None
+
+  def _text(self) -> str:
+    return json.dumps(self.me | {'beat': time.time()})
+
+  def take(self):
+    if not _create(self.file, self._text()):
+      holder = _read(self.file) or {}
+      mine = (holder.get('host'), holder.get('pid')) == (self.me['host'], self.me['pid'])
+      if holder and not mine and _alive(holder):
+        raise UserError(
+            f'{self.file.parent} is in use by the run of pid {holder.get("pid")} on host '
+            f'{holder.get("host")} (started {holder.get("started")}); wait for it to end or '
+            f'use another --workdir. If that run is gone, delete {self.file}')
+      if holder and not mine:
+        log.warning('taking over %s: its run (pid %s on %s, started %s) is gone', self.file,
+                    holder.get('pid'), holder.get('host'), holder.get('started'))
+      paths.write_whole(self.file, self._text())
+    if (_read(self.file) or {}).get('token') != self.me['token']:
+      raise UserError(f'{self.file.parent} was taken by another run at the same moment; '
+                      'use another --workdir')
+    self._thread = threading.Thread(target=self._beat, daemon=True, name='ssljax-lock')
+    self._thread.start()
+
+  def _beat(self):
+    while not self._stop.wait(BEAT):
+      with contextlib.suppress(OSError):
+        paths.write_whole(self.file, self._text())
+
+  def release(self):
+    self._stop.set()
+    if self._thread:
+      self._thread.join()
+    with contextlib.suppress(OSError):
+      if (_read(self.file) or {}).get('token') == self.me['token']:
+        self.file.unlink()
+
+
+@contextlib.contextmanager
+def held(workdir):
+  """Holds the workdir's lock on process 0 (the other hosts of a pod slice are its run)."""
+  if jax.process_index() != 0:
+    yield
+    return
+  paths.path(workdir).mkdir(parents=True, exist_ok=True)
+  lock = Lock(workdir)
+  lock.take()
+  try:
+    yield
+  finally:
+    lock.release()
