@@ -7,10 +7,13 @@ storage through fsspec: `gcsfs` for gs:// and `s3fs` for s3://, installed by the
 checkpoint layer (see `pretrain/checkpoint.py`) are written for that.
 """
 
+import contextlib
 import importlib.util
 import io
 import os
 import pathlib
+import shutil
+import tempfile
 
 import fsspec
 import numpy as np
@@ -68,9 +71,10 @@ def append_lines(file: epath.Path, lines: list[str]):
 
 
 def save_npz(file: epath.Path, **arrays):
-  """np.savez through a file object, so that `file` may be a URL."""
-  with file.open('wb') as f:
-    np.savez(f, **arrays)
+  """np.savez into memory, then written whole (`write_whole`), so that `file` may be a URL."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  write_whole(file, buffer.getvalue())
 
 
 def load_npz(file: epath.Path) -> dict:
@@ -135,13 +139,45 @@ def upload(local_dir, target: epath.Path):
       dest.write_bytes(file.read_bytes())
 
 
-def write_whole(file: epath.Path, text: str):
-  """Writes `text` so that a reader never sees half of it: locally beside the file and
-  renamed over it; on object storage in one upload, which is atomic already (a rename there
-  is a copy and a delete)."""
+def write_whole(file: epath.Path, text: str | bytes):
+  """Writes `text` (or bytes) so that a reader never sees half of it: locally beside the
+  file and renamed over it; on object storage in one upload, which is atomic already (a
+  rename there is a copy and a delete)."""
+  write = 'write_bytes' if isinstance(text, bytes) else 'write_text'
   if is_remote(file):
-    file.write_text(text)
+    getattr(file, write)(text)
     return
   partial = file.with_name(file.name + '.partial')
-  partial.write_text(text)
+  getattr(partial, write)(text)
   partial.replace(file)
+
+
+# Files that mark a folder as complete (a loader checks for them): moved in last.
+LAST = ('meta.json', 'config.json')
+
+
+@contextlib.contextmanager
+def staged(folder):
+  """A fresh folder to write files for `folder` into; only when the block ends without an
+  error are they moved in, each file whole: locally by a rename on the same file system,
+  on object storage by one upload each, the files of LAST last. A failure (a full disk, a
+  crash) leaves `folder` as it was, so a rerun that fails never destroys the last good
+  result."""
+  folder = path(folder)
+  if is_remote(folder):
+    stage = epath.Path(tempfile.mkdtemp(prefix='ssljax-stage-'))
+  else:
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = epath.Path(tempfile.mkdtemp(prefix=f'.{folder.name}.partial-', dir=folder.parent))
+  try:
+    yield stage
+    for file in sorted((f for f in pathlib.Path(stage).rglob('*') if f.is_file()),
+                       key=lambda f: (f.name in LAST, f.as_posix())):
+      dest = folder / file.relative_to(stage).as_posix()
+      dest.parent.mkdir(parents=True, exist_ok=True)
+      if is_remote(folder):
+        dest.write_bytes(file.read_bytes())
+      else:
+        os.replace(file, dest)
+  finally:
+    shutil.rmtree(stage, ignore_errors=True)

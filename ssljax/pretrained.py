@@ -12,11 +12,15 @@ import dataclasses
 
 import jax
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from ssljax import models, paths, tokenizers
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint
+from ssljax.pretrain import checkpoint, lock
+
+# What a pretraining workdir (or an import-hf folder) holds: no other writer may go there.
+RUN_FILES = ('checkpoints', 'metrics.jsonl', lock.NAME)
 
 
 @dataclasses.dataclass
@@ -26,6 +30,23 @@ class Pretrained:
   model: nnx.Module  # parameters included
   tokenizer: tokenizers.Tokenizer
   step: int
+
+
+def holds_run(folder) -> bool:
+  folder = paths.path(folder)
+  return any((folder / name).exists() for name in RUN_FILES)
+
+
+def check_finite(params, where):
+  """Parameters with NaN or inf give NaN features without a word: one line naming the tensor."""
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+  for key, value in flat:
+    value = np.asarray(value)
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+      raise UserError(f'{where}: parameter {jax.tree_util.keystr(key)} holds '
+                      f'{np.size(value) - np.isfinite(value).sum()} non-finite values (NaN '
+                      'or inf); the file is damaged or the run diverged: use another '
+                      'checkpoint')
 
 
 def _locate(path: paths.Path) -> tuple[paths.Path, int | None]:
@@ -40,15 +61,20 @@ def _locate(path: paths.Path) -> tuple[paths.Path, int | None]:
 
 def load(path) -> Pretrained:
   path = paths.path(path)
-  if (path / 'config.json').is_file():
+  if (path / 'config.json').is_file() and not (path / 'checkpoints').is_dir():
     from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
     return huggingface.load_folder(path)[0]
   workdir, step = _locate(path)
   # Closing also removes the local staging copy of an s3:// checkpoint.
   with contextlib.closing(checkpoint.manager(workdir, keep=1, async_save=False)) as mgr:
     step = mgr.latest_step() if step is None else step
-    if step is None or step not in mgr.all_steps():
-      raise UserError(f'no checkpoint {"" if step is None else step} in {workdir}/checkpoints')
+    if step is None:
+      raise UserError(f'{workdir}/checkpoints holds no finished checkpoint yet (a run saves '
+                      'at train.checkpoint_every and when it ends); pass a workdir whose run '
+                      'has saved one')
+    if step not in mgr.all_steps():
+      raise UserError(f'no checkpoint {step} in {workdir}/checkpoints; it holds steps '
+                      f'{mgr.all_steps()}')
     where = f'{workdir}/checkpoints/{step}'
     meta = checkpoint.read_meta(mgr, step)
     try:
@@ -66,4 +92,5 @@ def load(path) -> Pretrained:
     params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                           nnx.to_pure_dict(abstract))
     params = checkpoint.restore_params(mgr, step, params)
+    check_finite(params, where)
   return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)

@@ -193,7 +193,7 @@ def test_import_command_writes_a_checkpoint(bert_folder, tmp_path, capsys):
   assert loaded.tokenizer.encode(TEXTS)[0].tolist() == direct.tokenizer.encode(TEXTS)[0].tolist()
   batch = _inputs(direct, TEXTS)[0]
   np.testing.assert_array_equal(loaded.model(batch), direct.model(batch))
-  with pytest.raises(UserError, match='already holds checkpoints'):
+  with pytest.raises(UserError, match='already holds a run'):
     hf.import_folder(bert_folder, tmp_path / 'ckpt')
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import time
+import zipfile
 from typing import Callable
 
 import jax
@@ -22,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax import models, paths, tokenizers
+from ssljax import models, paths, pretrained, tokenizers
 from ssljax.adapt import features, heads, probe, progress, rows as rows_lib, tasks
 from ssljax.pretrain import optimizer
 from ssljax.errors import UserError
@@ -345,16 +346,17 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
 
 
 def save(directory, params, model_cfg, spec, cfg, tokenizer) -> paths.Path:
-  """Writes what `load` needs to predict: params.npz, meta.json and the tokenizer."""
+  """Writes what `load` needs to predict: params.npz, meta.json and the tokenizer, staged
+  and moved in whole (`paths.staged`), so a save that fails keeps the previous model."""
   directory = paths.path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  paths.save_npz(directory / 'params.npz',
-                 **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat})
   meta = {'model': model_cfg.__dict__, 'spec': spec.__dict__, 'pooling': cfg.pooling,
           'max_len': cfg.max_len, 'doc_stride': cfg.doc_stride, 'tokenizer': tokenizer.kind}
-  (directory / 'meta.json').write_text(json.dumps(meta, indent=1))
-  (directory / 'tokenizer.bin').write_bytes(tokenizer.model_proto)
+  with paths.staged(directory) as stage:
+    paths.save_npz(stage / 'params.npz',
+                   **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat})
+    (stage / 'meta.json').write_text(json.dumps(meta, indent=1))
+    (stage / 'tokenizer.bin').write_bytes(tokenizer.model_proto)
   return directory
 
 
@@ -364,16 +366,22 @@ def load(directory):
   if not (directory / 'meta.json').is_file():
     raise UserError(f'{directory} holds no fine-tuned model (meta.json); pass the model/ '
                     'folder that `ssljax finetune` writes in its workdir')
-  meta = json.loads((directory / 'meta.json').read_text())
-  spec = tasks.TaskSpec(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in meta['spec'].items()})
-  model_cfg = models.ModelConfig(**meta['model'])
-  graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
-      models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))
-  stored = paths.load_npz(directory / 'params.npz')
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
-  params = jax.tree_util.tree_unflatten(
-      treedef, [stored[jax.tree_util.keystr(path)] for path, _ in leaves])
+  try:
+    meta = json.loads((directory / 'meta.json').read_text())
+    spec = tasks.TaskSpec(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in meta['spec'].items()})
+    model_cfg = models.ModelConfig(**meta['model'])
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
+        models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))
+    stored = paths.load_npz(directory / 'params.npz')
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
+    params = jax.tree_util.tree_unflatten(
+        treedef, [stored[jax.tree_util.keystr(path)] for path, _ in leaves])
+  except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as e:
+    raise UserError(f'{directory} holds a truncated or invalid fine-tuned model '
+                    f'({type(e).__name__}: {str(e)[:200]}); run `ssljax finetune` again to '
+                    'rewrite it') from None
+  pretrained.check_finite(params, directory / 'params.npz')
   tokenizer = tokenizers.from_proto(meta['tokenizer'],
                                        (directory / 'tokenizer.bin').read_bytes(),
                                        origin=str(directory / 'tokenizer.bin'))

@@ -71,6 +71,6 @@ def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> 
 
 def write(predictions, out) -> paths.Path:
   out = paths.path(out)
-  out.write_text(''.join(json.dumps(p, ensure_ascii=False) + '\n' for p in predictions),
-                 encoding='utf-8')
+  paths.write_whole(out, ''.join(json.dumps(p, ensure_ascii=False) + '\n'
+                                 for p in predictions))
   return out

@@ -92,7 +92,7 @@ def _grid_table(results) -> list[str]:
 def write(results, workdir, spec) -> list[paths.Path]:
   """report.md and the plots that fit the method and task; returns the paths written."""
   workdir = paths.path(workdir)
-  (workdir / 'report.md').write_text(markdown(results))
+  paths.write_whole(workdir / 'report.md', markdown(results))
   written = [workdir / 'report.md']
   runs = results['runs']
   if any(r.get('curve') for r in runs):
@@ -205,7 +205,7 @@ def suite_markdown(suite) -> str:
 def write_suite(suite, workdir) -> list[paths.Path]:
   """report.md and methods.png (a bar per task and method/init) for `ssljax evaluate`."""
   workdir = paths.path(workdir)
-  (workdir / 'report.md').write_text(suite_markdown(suite))
+  paths.write_whole(workdir / 'report.md', suite_markdown(suite))
   plt = _pyplot()
   names = list(suite['tasks'])
   columns = list(dict.fromkeys(c for t in suite['tasks'].values() for c in t))

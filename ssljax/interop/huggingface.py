@@ -359,8 +359,9 @@ def load_folder(folder, seed: int = 0) -> tuple[pretrained.Pretrained, Report]:
 def import_folder(folder, out) -> Report:
   """Writes `out/checkpoints/0` (fresh optimizer state) and `out`'s tokenizer."""
   out = paths.path(out)
-  if (out / 'checkpoints').is_dir() and any((out / 'checkpoints').iterdir()):
-    raise UserError(f'{out} already holds checkpoints; choose a new --out')
+  if pretrained.holds_run(out):
+    raise UserError(f'{out} already holds a run (checkpoints, metrics or a lock); choose a '
+                    'new --out')
   pre, report = load_folder(folder)
   params = nnx.to_pure_dict(nnx.state(pre.model))
   state = TrainState.create(params, optimizer.build(pre.config.optimizer, pre.config.train.steps))
@@ -369,7 +370,8 @@ def import_folder(folder, out) -> Report:
   checkpoint.save(mgr, 0, state, {}, meta)
   mgr.wait_until_finished()
   mgr.close()
-  pre.tokenizer.save(out)
+  with paths.staged(out) as stage:
+    pre.tokenizer.save(stage)
   return report
 
 
@@ -438,8 +440,13 @@ def _identity_projection(flat: dict, cfg: models.ModelConfig) -> dict:
 
 
 def export(pre: pretrained.Pretrained, out) -> paths.Path:
-  """Writes config.json, model.safetensors and the tokenizer files into `out`."""
+  """Writes config.json, model.safetensors and the tokenizer files into `out`, each whole
+  (`paths.staged`); a folder that holds a pretraining run is refused, since its config.json
+  would make `pretrained.load` take the export for the run."""
   out = paths.path(out)
+  if pretrained.holds_run(out):
+    raise UserError(f'{out} holds a pretraining run (checkpoints, metrics or a lock); export '
+                    'into a new --out folder')
   cfg = pre.model_cfg
   config = hf_config(cfg, pre.tokenizer)
   model_type = config['model_type']
@@ -449,11 +456,11 @@ def export(pre: pretrained.Pretrained, out) -> paths.Path:
     flat = _identity_projection(flat, cfg)
   weights = {t.hf: t.to_hf([np.asarray(flat[p], np.float32) for p in t.ours])
              for t in tensors(model_type, cfg, prefixed=True)}
-  out.mkdir(parents=True, exist_ok=True)
-  (out / 'model.safetensors').write_bytes(
-      safetensors.numpy.save(weights, metadata={'format': 'pt'}))
-  (out / 'config.json').write_text(json.dumps(config, indent=2))
-  _export_tokenizer(pre.tokenizer, cfg, out)
+  with paths.staged(out) as stage:
+    (stage / 'model.safetensors').write_bytes(
+        safetensors.numpy.save(weights, metadata={'format': 'pt'}))
+    (stage / 'config.json').write_text(json.dumps(config, indent=2))
+    _export_tokenizer(pre.tokenizer, cfg, stage)
   return out
 
 
