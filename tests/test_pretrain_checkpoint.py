@@ -95,10 +95,10 @@ def test_none_restores(workdir, tmp_path):
   _corrupt(workdir, 2)
   mgr = _manager(workdir)
   assert checkpoint.restore_latest(mgr, _abstract(_state(1))) is None
-  assert checkpoint.held(mgr) == ['unreadable-2', 'unreadable-4']
+  assert checkpoint.held(workdir) == ['unreadable-2', 'unreadable-4']
   empty = checkpoint.manager(tmp_path / 'empty', keep=3)
   assert checkpoint.restore_latest(empty, _abstract(_state(1))) is None
-  assert checkpoint.metas(empty) == {} and checkpoint.held(empty) == []
+  assert checkpoint.metas(empty) == {} and checkpoint.held(tmp_path / 'empty') == []
 
 
 def _flaky(monkeypatch, failures):
@@ -120,7 +120,7 @@ def test_a_read_that_fails_twice_resumes_from_the_latest(workdir, monkeypatch):
   step, state, _, _ = checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))
   assert step == 4 and calls == [4, 4, 4]
   jax.tree.map(np.testing.assert_array_equal, state, _state(4))
-  assert checkpoint.held(_manager(workdir)) == ['2', '4']
+  assert checkpoint.held(workdir) == ['2', '4']
 
 
 def test_a_read_that_always_fails_stops_and_keeps_every_step(workdir, monkeypatch):
@@ -133,7 +133,7 @@ def test_a_read_that_always_fails_stops_and_keeps_every_step(workdir, monkeypatc
   with pytest.raises(UserError, match='metadata of .*/checkpoints/4 could not be read'):
     checkpoint.metas(_manager(workdir))
   monkeypatch.undo()
-  assert checkpoint.held(_manager(workdir)) == ['2', '4']
+  assert checkpoint.held(workdir) == ['2', '4']
   assert checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))[0] == 4
 
 
@@ -142,7 +142,7 @@ def test_another_shape_is_not_corruption(workdir):
                                                  'bias': jnp.ones(5)}}, optax.adam(1e-3)))
   with pytest.raises(UserError, match=r'/checkpoints/4 holds a state of another shape'):
     checkpoint.restore_latest(_manager(workdir), other)
-  assert checkpoint.held(_manager(workdir)) == ['2', '4']
+  assert checkpoint.held(workdir) == ['2', '4']
 
 
 def test_a_missing_part_is_set_aside(workdir):
@@ -150,4 +150,4 @@ def test_a_missing_part_is_set_aside(workdir):
   mgr = _manager(workdir)
   assert checkpoint.metas(mgr)[4] is None
   assert checkpoint.restore_latest(mgr, _abstract(_state(1)))[0] == 2
-  assert checkpoint.held(mgr) == ['2', 'unreadable-4']
+  assert checkpoint.held(workdir) == ['2', 'unreadable-4']

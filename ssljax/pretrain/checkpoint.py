@@ -215,9 +215,9 @@ def restore_params(mgr, step: int, abstract_params) -> dict:
                     'another step directory') from None
 
 
-def held(mgr) -> list[str]:
-  """The names of every step directory in checkpoints/, unreadable ones included."""
-  directory = paths.path(mgr.directory)
+def held(workdir) -> list[str]:
+  """The names of every step directory in WORKDIR/checkpoints, unreadable ones included."""
+  directory = paths.local_absolute(workdir) / 'checkpoints'
   if not directory.exists():
     return []
   return sorted(p.name for p in directory.iterdir()

@@ -71,9 +71,22 @@ class Hook:
 def load_tokenizer(config, workdir: paths.Path, documents,
                    source: pretrained.Pretrained | None = None) -> tokenizers.Tokenizer:
   """The run's tokenizer: the one saved in workdir, the init_from source's, tokenizer.path,
-  or one trained now."""
-  if (workdir / 'tokenizer.model').exists() or (workdir / 'tokenizer.json').exists():
+  or one trained now.
+
+  The workdir's tokenizer is the run's only once the run has saved a checkpoint (its
+  metadata holds the same tokenizer); one left by a run that never checkpointed is ignored
+  and replaced, so a fixed corpus or tokenizer.vocab_size takes effect.
+  """
+  saved = [workdir / name for name in ('tokenizer.model', 'tokenizer.json')
+           if (workdir / name).exists()]
+  if saved and checkpoint.held(workdir):
     return tokenizers.load(workdir)
+  if saved:
+    log.warning('ignoring %s: left by a run that saved no checkpoint; using the configured '
+                'tokenizer', ', '.join(map(str, saved)))
+    if jax.process_index() == 0:
+      for leftover in saved:
+        leftover.unlink()
   if source is not None:
     tokenizer = source.tokenizer
   elif config.tokenizer.path:
@@ -83,7 +96,8 @@ def load_tokenizer(config, workdir: paths.Path, documents,
       tokenizer = tokenizers.train(documents, config.tokenizer.vocab_size,
                                    paths.path(tmp) / 'tokenizer', config.tokenizer.model_type)
   if jax.process_index() == 0:
-    tokenizer.save(workdir)
+    with paths.staged(workdir) as stage:  # written whole: a crash leaves no torn tokenizer
+      tokenizer.save(stage)
   return tokenizer
 
 
@@ -164,7 +178,7 @@ def restore_or_init(run: Run) -> tuple[TrainState, int]:
       _check_resumable(run.config, meta, f'{run.workdir}/checkpoints/{step}')
   restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
   if restored is None:
-    held = checkpoint.held(run.manager)
+    held = checkpoint.held(run.workdir)
     if held and not run.config.train.fresh_start:
       raise UserError(f'{run.workdir}/checkpoints holds {", ".join(held)} but no step '
                       'restores; nothing was deleted. Rerun with --set train.fresh_start=true '
