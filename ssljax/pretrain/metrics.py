@@ -6,6 +6,7 @@ estimate lives here too.
 """
 
 import json
+import logging
 import math
 import os
 import pathlib
@@ -18,6 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax import paths
+from ssljax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class Writer:
@@ -36,6 +40,7 @@ class Writer:
     self._remote = paths.is_remote(workdir)
     self._flush_s = remote_flush_s if self._remote else 0.0
     self._rows, self._flushed = [], time.monotonic()
+    self._first = self._cleaned = None  # the first step this writer logs; set by write
     self._tb = self._spool = None
     if enabled:
       from tensorboardX import SummaryWriter  # imported here: slow, and process 0 only
@@ -45,6 +50,8 @@ class Writer:
   def write(self, step: int, values: dict):
     if not (self.enabled and values):
       return
+    if self._first is None:
+      self._first = int(step)
     row = {'step': int(step)} | {k: float(v) for k, v in values.items()}
     self._rows.append(json.dumps(row))
     for k, v in row.items():
@@ -54,6 +61,9 @@ class Writer:
       self.flush()
 
   def flush(self):
+    if self._rows and not self._cleaned:
+      self._cleaned = True
+      _keep_before(self.path, self._first)
     paths.append_lines(self.path, self._rows)
     self._rows, self._flushed = [], time.monotonic()
     if self._spool:
@@ -68,9 +78,46 @@ class Writer:
         shutil.rmtree(self._spool, ignore_errors=True)
 
 
+def _parse(text: str) -> tuple[list[dict], int]:
+  """(rows, lines that are not a row): a crash mid-write leaves a torn last line."""
+  rows, bad = [], 0
+  for line in text.splitlines():
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except ValueError:
+      row = None
+    if isinstance(row, dict) and isinstance(row.get('step'), int):
+      rows.append(row)
+    else:
+      bad += 1
+  return rows, bad
+
+
+def _keep_before(path, first: int):
+  """Before a run appends from step `first`: rows of that step and later (a resumed run logs
+  them again) and torn lines are cut away, so that each step has one row."""
+  if not path.exists():
+    return
+  text = path.read_text()
+  rows, bad = _parse(text)
+  kept = [r for r in rows if r['step'] < first]
+  if bad or len(kept) < len(rows) or (text and not text.endswith('\n')):
+    log.info('%s: kept the %d rows before step %d (%d torn lines cut)', path, len(kept),
+             first, bad)
+    paths.write_whole(path, ''.join(json.dumps(r) + '\n' for r in kept))
+
+
 def read(workdir) -> list[dict]:
+  """Every readable row of WORKDIR/metrics.jsonl; a torn line is skipped with a warning."""
   path = paths.path(workdir) / 'metrics.jsonl'
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  if not path.exists():
+    raise UserError(f'{path} does not exist; pass the --workdir of `ssljax pretrain`')
+  rows, bad = _parse(path.read_text())
+  if bad:
+    log.warning('%s: skipped %d unreadable lines', path, bad)
+  return rows
 
 
 def plot(workdir, out=None) -> paths.Path:

@@ -1,0 +1,32 @@
+"""metrics.jsonl after a crash: a torn last line is cut away before appending, the rows of
+steps a resumed run logs again are not kept twice, and `plot` reads what is readable."""
+
+import json
+
+from ssljax import cli
+from ssljax.pretrain import metrics
+
+
+def _rows(steps):
+  return ''.join(json.dumps({'step': s, 'loss': 10.0 - s}) + '\n' for s in steps)
+
+
+def test_a_resume_after_a_torn_write_keeps_one_row_per_step(tmp_path):
+  # Checkpoint at step 6, rows logged through step 8, killed while writing step 9's row.
+  (tmp_path / 'metrics.jsonl').write_text(_rows(range(1, 9)) + '{"step": 9, "lo')
+  writer = metrics.Writer(tmp_path)
+  for step in (7, 8, 9):  # the resumed run logs from step 7 again
+    writer.write(step, {'loss': 1.0})
+  writer.close()
+  rows = metrics.read(tmp_path)
+  assert [r['step'] for r in rows] == list(range(1, 10))
+  assert [r['loss'] for r in rows] == [10.0 - s for s in range(1, 7)] + [1.0] * 3
+
+
+def test_plot_reads_what_is_readable(tmp_path, capsys):
+  (tmp_path / 'metrics.jsonl').write_text(_rows(range(1, 5)) + '{"step": 5, "lo')
+  assert [r['step'] for r in metrics.read(tmp_path)] == [1, 2, 3, 4]
+  assert cli.main(['plot', str(tmp_path)]) == 0
+  assert (tmp_path / 'loss.png').stat().st_size > 1000
+  assert cli.main(['plot', str(tmp_path / 'none')]) == 2
+  assert capsys.readouterr().err.count('\n') == 1
