@@ -214,9 +214,42 @@ def _choice(name, value, options):
     raise UserError(f'{name}={value!r} is not one of {", ".join(map(str, options))}')
 
 
+# key -> the interval its value must lie in ('[' and ']' include the bound, '(' and ')' not).
+RANGES = {
+    'model.vocab_size': '[0, inf)', 'model.hidden_size': '[1, inf)',
+    'model.num_layers': '[1, inf)', 'model.num_heads': '[1, inf)', 'model.mlp_dim': '[1, inf)',
+    'model.max_len': '[1, inf)', 'model.type_vocab_size': '[0, inf)',
+    'model.embed_size': '[0, inf)', 'model.dropout_rate': '[0, 1)',
+    'model.attention_dropout_rate': '[0, 1)', 'model.layer_norm_eps': '(0, inf)',
+    'model.position_offset': '[0, inf)', 'mlm.mask_fraction': '[0, 1]',
+    'mlm.random_fraction': '[0, 1]', 'data.seq_len': '[2, inf)',
+    'data.eval_fraction': '[0, 1)', 'tokenizer.vocab_size': '[6, inf)',
+    'train.seed': '[0, inf)', 'train.eval_every': '[0, inf)', 'train.eval_batches': '[1, inf)',
+    'probe.every': '[0, inf)', 'probe.max_train_examples': '[1, inf)',
+    'probe.max_eval_examples': '[1, inf)', 'eval.lm_eval_every': '[0, inf)',
+    'eval.lm_eval_limit': '[0, inf)', 'eval.lm_eval_batch_size': '[1, inf)',
+    'optimizer.learning_rate': '(0, inf)', 'optimizer.warmup_steps': '[0, inf)',
+    'optimizer.end_learning_rate': '[0, inf)', 'optimizer.weight_decay': '[0, inf)',
+    'optimizer.b1': '[0, 1)', 'optimizer.b2': '[0, 1)', 'optimizer.eps': '(0, inf)',
+    'optimizer.clip_norm': '[0, inf)',
+}
+
+
+def in_range(name: str, value, interval: str):
+  """One line naming the key, its value and the interval when `value` lies outside it."""
+  low, high = (float(x) for x in interval[1:-1].split(','))
+  above = value >= low if interval[0] == '[' else value > low
+  below = value <= high if interval[-1] == ']' else value < high
+  if not (above and below):  # NaN lies in no interval
+    raise UserError(f'{name}={value} must lie in {interval}')
+
+
 def validate(c):
   """Checks values a run cannot start with; device-dependent checks live in
   `pretrain.parallel`."""
+  for name, interval in RANGES.items():
+    section, key = name.split('.')
+    in_range(name, c[section][key], interval)
   _choice('objective', c.objective, OBJECTIVES)
   _choice('model.arch', c.model.arch, ('bert', 'albert', 'gpt'))
   _choice('data.source', c.data.source, ('embedded', 'text', 'jsonl', 'tfds'))

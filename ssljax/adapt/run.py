@@ -36,6 +36,29 @@ _FILE_PATTERNS = {'pos': ('*-ud-train.conllu', '*-ud-dev.conllu'),
 FILE_TASKS = ('pos', 'ner', 'squad', 'table')
 
 
+# setting -> the interval its value must lie in (see config.in_range)
+RANGES = {
+    'max_train_examples': '[0, inf)', 'max_eval_examples': '[0, inf)', 'seed': '[0, inf)',
+    'data_seed': '[0, inf)', 'max_len': '[8, inf)', 'batch_size': '[1, inf)',
+    'val_fraction': '(0, 1)', 'doc_stride': '[1, inf)', 'finetune.epochs': '[1, inf)',
+    'finetune.warmup': '[0, 1)', 'finetune.weight_decay': '[0, inf)', 'finetune.llrd': '(0, 1]',
+    'probe.lr': '(0, inf)', 'probe.epochs': '[1, inf)', 'probe.weight_decay': '[0, inf)',
+    'probe.layer': '[0, inf)',
+}
+
+
+def parse_shots(text) -> list[int]:
+  """fewshot.shots: demonstrations per prompt, e.g. '0,1,4'."""
+  try:
+    values = [int(k) for k in str(text).split(',') if k.strip()]
+  except ValueError:
+    values = None
+  if not values or min(values) < 0:
+    raise UserError(f'fewshot.shots={text!r} must be whole numbers >= 0 split by commas, '
+                    "e.g. '0,1,4'")
+  return values
+
+
 def settings() -> ml_collections.ConfigDict:
   """Every key the adaptation commands read (`--set key=value`), with defaults."""
   c = ml_collections.ConfigDict()
@@ -77,6 +100,10 @@ def load_settings(overrides=()) -> ml_collections.ConfigDict:
       raise UserError(f'{name}={value!r} is not one of {", ".join(options)}')
   if s.seeds < 1:
     raise UserError(f'seeds={s.seeds}: run at least one seed')
+  for name, interval in RANGES.items():
+    *parents, key = name.split('.')
+    config_lib.in_range(name, (s[parents[0]] if parents else s)[key], interval)
+  parse_shots(s.fewshot.shots)
   finetune.learning_rates(s.finetune.lr)  # auto, or positive numbers split by commas
   finetune.check_search(s.finetune.search)
   return s
@@ -90,16 +117,22 @@ class Task:
   evals: dict[str, list[tasks.Example]]
 
 
+def known_task(name: str) -> str:
+  """The task's key; an unknown name raises, naming the closest known task."""
+  key = name.lower().replace('-', '')
+  if key not in tasks.GLUE and key not in FILE_TASKS:
+    tasks.task_spec(name)
+    raise AssertionError(name)
+  return key
+
+
 def load_task(name: str, s) -> Task:
   """The examples of task `name` as the settings locate them."""
-  key = name.lower().replace('-', '')
+  key = known_task(name)
   if key in tasks.GLUE:
     spec, train, evals = _glue(key, s)
-  elif key in FILE_TASKS:
-    spec, train, evals = _from_files(key, s)
   else:
-    tasks.task_spec(name)  # raises, naming the closest known task
-    raise AssertionError(name)
+    spec, train, evals = _from_files(key, s)
   for split, examples in evals.items():
     if all(e.label is None and e.tags is None and e.answers is None for e in examples):
       raise UserError(f'{spec.name} {split} has no labels (a test split?); score a labelled '
@@ -225,7 +258,7 @@ def _finetune_runs(pre, task, cfg, inits, seeds, workdir):
 
 def _fewshot_runs(pre, task, cfg, inits, seeds, workdir):
   del workdir
-  shots = [int(k) for k in str(cfg.shots).split(',') if k.strip()]
+  shots = parse_shots(cfg.shots)
   verbalizers = tuple(cfg.verbalizers.split('|')) if cfg.verbalizers else tuple(
       ' ' + label for label in task.spec.labels)
   for init in inits:
@@ -257,6 +290,11 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
     raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
   workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  limit = pre.model_cfg.max_len - pre.model_cfg.position_offset
+  if s.max_len > limit:  # recorded as used, not as asked
+    log.warning('max_len=%d exceeds the model\'s %d positions; using max_len=%d', s.max_len,
+                limit, limit)
+    s.max_len = limit
   cfg = method_settings(s, method, pre.model_cfg.arch)
   seeds = list(range(s.seed, s.seed + s.seeds))
   results = {
@@ -365,6 +403,8 @@ def evaluate(pre, task_names, methods, workdir, s, checkpoint: str = '') -> dict
   for method in methods:
     if method not in METHODS:
       raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
+  for name in task_names:  # every name before the first task runs
+    known_task(name)
   workdir = paths.path(workdir)
   suite = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {},
            'warnings': []}

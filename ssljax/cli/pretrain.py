@@ -28,8 +28,9 @@ def _tokenizer_train(args):
   if args.input:
     config.data.source = 'jsonl' if args.input.endswith('.jsonl') else 'text'
     config.data.path = args.input
+  vocab = config.tokenizer.vocab_size if args.vocab_size is None else args.vocab_size
+  config_lib.in_range('--vocab-size', vocab, config_lib.RANGES['tokenizer.vocab_size'])
   documents = corpus.load_documents(config.data)
-  vocab = args.vocab_size or config.tokenizer.vocab_size
   tok = tokenizers.train(documents, vocab, args.out, config.tokenizer.model_type)
   print(f'wrote {args.out}.model: {tok.vocab_size} pieces from {len(documents)} documents')
 
@@ -68,7 +69,7 @@ def add_commands(sub):
       'config (default: the embedded corpus). Use it with --set tokenizer.path=OUT.model.')
   config_args(q)
   q.add_argument('--input', help='text file, folder of .txt files, or .jsonl file')
-  q.add_argument('--vocab-size', type=int, default=0, help='default: tokenizer.vocab_size')
+  q.add_argument('--vocab-size', type=int, help='default: tokenizer.vocab_size')
   q.add_argument('--out', required=True, help='output prefix: writes OUT.model')
   q.set_defaults(run=_tokenizer_train)
 
