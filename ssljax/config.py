@@ -154,12 +154,23 @@ def _from_file(path: str) -> ml_collections.ConfigDict:
   if not file.is_file():
     raise UserError(f'config file {path} does not exist; the configs ship in configs/, '
                     'e.g. --config configs/bert_tiny.py')
+  if file.suffix != '.py':
+    raise UserError(f'config file {path} is not a .py file: configs are Python modules with '
+                    'get_config(), e.g. configs/bert_tiny.py; set single keys with --set')
   spec = importlib.util.spec_from_file_location(f'ssljax_config_{file.stem}', file)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise UserError(f'config file {path}, line {e.lineno}: {e.msg}') from None
+  except Exception as e:  # pylint: disable=broad-except  (a failed import, a NameError, ...)
+    raise UserError(f'config file {path} fails to run: {type(e).__name__}: {e}') from None
   if not hasattr(module, 'get_config'):
     raise UserError(f'config file {path} defines no get_config()')
   config = module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f'get_config() in {path} returned a {type(config).__name__}; return '
+                    'ssljax.config.base() with your changes (an ml_collections.ConfigDict)')
   _check_keys(config, base(), path)
   return config
 

@@ -5,7 +5,10 @@ never as a traceback.
 """
 
 import argparse
+import errno
 import logging
+import os
+import signal
 import sys
 
 from ssljax.cli import adapt, encode, generate, interop, pretrain
@@ -51,23 +54,78 @@ def _compilation_cache():
 
 
 def main(argv=None):
+  previous = signal.signal(signal.SIGINT, _interrupted)
+  try:
+    return _main(argv)
+  finally:
+    signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv):
   args = parser().parse_args(argv)
   _compilation_cache()
   logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                       format='%(levelname)s %(name)s: %(message)s')
   for noisy in ('absl', 'orbax', 'jax._src'):
     logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
+  # Object-store clients log each failed retry with a traceback; the error ends in one line.
+  for quiet in ('gcsfs', 's3fs', 'aiobotocore', 'asyncio'):
+    logging.getLogger(quiet).setLevel(logging.INFO if args.verbose else logging.CRITICAL)
   try:
     args.run(args)
   except UserError as e:
-    print(f'ssljax: error: {e}', file=sys.stderr)
-    return 2
+    return _fail(str(e))
+  except KeyboardInterrupt:  # raised where a handler other than ours was in place
+    print('ssljax: interrupted', file=sys.stderr)
+    return 130
   except FileNotFoundError as e:
-    print(f'ssljax: error: {e.filename or e}: no such file', file=sys.stderr)
-    return 2
+    folder = os.path.dirname(str(e.filename or ''))
+    if folder and '://' not in folder and not os.path.isdir(folder):
+      return _fail(f'{e.filename}: the folder {folder} does not exist; create it or pass '
+                   'another path')
+    return _fail(f'{e.filename or e}: no such file or folder')
   except PermissionError as e:  # a local folder, or a bucket the credentials cannot write
-    print(f'ssljax: error: {e.filename or e}: permission denied; for a gs:// or s3:// path '
-          'the account needs object read, write and delete rights on the bucket (README: '
-          '"On a TPU pod slice")', file=sys.stderr)
-    return 2
+    return _fail(f'{e.filename or e}: permission denied; for a gs:// or s3:// path the '
+                 'account needs object read, write and delete rights on the bucket (README: '
+                 '"On a TPU pod slice")')
+  except OSError as e:  # a full disk, a read-only file system, a file where a folder goes
+    return _fail(_os_error(e))
   return 0
+
+
+# errno -> what to do about it
+FIXES = {
+    errno.ENOSPC: 'no space left on the device; free some or pass a path on another disk '
+                  '(what was saved before is intact)',
+    errno.EROFS: 'the file system is read-only; pass a writable path',
+    errno.EISDIR: 'is a folder; pass a file path',
+    errno.ENOTDIR: 'a part of the path is a file, not a folder; pass a folder path',
+    errno.EEXIST: 'is a file where a folder goes; pass a folder path',
+    errno.EDQUOT: 'the disk quota is exceeded; free some space',
+}
+
+
+def _os_error(e: OSError) -> str:
+  """One line for an OSError: the path and the fix, or (a bucket that cannot be reached) the
+  first line of the message."""
+  where = f'{e.filename}: ' if e.filename else ''
+  if e.errno in FIXES:
+    return where + FIXES[e.errno]
+  text = ((e.strerror if e.filename else str(e)) or type(e).__name__).strip()
+  text = text.splitlines()[0][:300]
+  return f'{where}{text}; check the path, or for gs:// and s3:// the network and the bucket'
+
+
+def _fail(message: str) -> int:
+  print(f'ssljax: error: {message}', file=sys.stderr)
+  return 2
+
+
+def _interrupted(signum=None, frame=None):
+  """Ctrl-C outside the training loop (which saves, then stops: see pretrain.loop): one
+  line and exit 130 at once, even from inside a callback that would swallow the exception.
+  Every write is atomic, so nothing is left half written."""
+  del signum, frame
+  print('ssljax: interrupted', file=sys.stderr)
+  sys.stderr.flush()
+  os._exit(130)  # pylint: disable=protected-access

@@ -1,0 +1,96 @@
+"""The rest of the bad inputs a careful user tries: one line (exit 2) each, and Ctrl-C
+outside the training loop is one line and exit 130 at once."""
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ssljax import cli, paths
+from ssljax.pretrain import metrics
+
+
+def _one_line(capsys, *argv):
+  code = cli.main(list(argv))
+  err = capsys.readouterr().err
+  assert code == 2 and err.count('\n') == 1 and err.startswith('ssljax: error: '), err
+  return err
+
+
+@pytest.mark.parametrize('name, text, message', [
+    ('syntax.py', 'def get_config(:\n', r'syntax.py, line 1: invalid syntax'),
+    ('imports.py', 'import no_such_module\n', "fails to run: ModuleNotFoundError: No module"),
+    ('dict.py', 'def get_config():\n  return {"train": {}}\n', 'returned a dict'),
+    ('config.yaml', 'train:\n  steps: 3\n', 'is not a .py file'),
+])
+def test_config_files(tmp_path, capsys, name, text, message):
+  (tmp_path / name).write_text(text)
+  err = _one_line(capsys, 'pretrain', '--config', str(tmp_path / name), '--workdir',
+                  str(tmp_path / 'run'))
+  assert message in err.replace('\\', '')
+
+
+def test_a_workdir_that_is_a_file(tmp_path, capsys):
+  (tmp_path / 'run').write_text('')
+  err = _one_line(capsys, 'pretrain', '--workdir', str(tmp_path / 'run'))
+  assert 'is a file where a folder goes' in err
+
+
+def _rows(workdir):
+  (workdir / 'metrics.jsonl').write_text('{"step": 1, "loss": 2.0}\n')
+
+
+def test_an_output_that_is_a_folder_or_in_a_missing_folder(tmp_path, capsys):
+  _rows(tmp_path)
+  (tmp_path / 'out.png').mkdir()
+  assert 'is a folder; pass a file path' in _one_line(
+      capsys, 'plot', str(tmp_path), '--out', str(tmp_path / 'out.png'))
+  assert f'the folder {tmp_path}/no does not exist' in _one_line(
+      capsys, 'plot', str(tmp_path), '--out', str(tmp_path / 'no' / 'loss.png'))
+
+
+@pytest.mark.parametrize('code, message', [
+    (errno.ENOSPC, 'no space left on the device'),
+    (errno.EROFS, 'the file system is read-only'),
+])
+def test_a_full_disk_and_a_read_only_file_system(tmp_path, capsys, monkeypatch, code, message):
+  _rows(tmp_path)
+
+  def fail(fig, out, dpi=100):
+    raise OSError(code, os.strerror(code), str(out))
+
+  monkeypatch.setattr(paths, 'save_figure', fail)
+  assert message in _one_line(capsys, 'plot', str(tmp_path))
+  assert metrics.read(tmp_path) == [{'step': 1, 'loss': 2.0}]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_setup_exits_130_even_inside_a_gc_callback(tmp_path):
+  """JAX runs Python from garbage-collection callbacks, where a KeyboardInterrupt is printed
+  and dropped: the run used to go on training."""
+  script = textwrap.dedent('''
+      import gc, os, signal, sys, time
+      from ssljax.cli.main import main
+      from ssljax.pretrain import loop
+
+      def setup(config, workdir):
+        def callback(phase, info):
+          if phase == 'start' and callback in gc.callbacks:
+            gc.callbacks.remove(callback)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        gc.callbacks.append(callback)
+        gc.collect()
+        time.sleep(2)
+        raise SystemExit('the interrupt was swallowed')
+
+      loop.setup = setup
+      sys.exit(main(['pretrain', '--workdir', sys.argv[1]]))
+  ''')
+  done = subprocess.run([sys.executable, '-c', script, str(tmp_path / 'run')],
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 130, done.stderr
+  assert done.stderr.strip().splitlines()[-1] == 'ssljax: interrupted'
