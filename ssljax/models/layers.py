@@ -17,8 +17,24 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 from ssljax.models.config import DTYPES
+
+ROW_AXES = ('data', 'fsdp')  # the mesh axes that split the batch
+
+
+def constrain_rows(x, axis=0):
+  """Under a (data, fsdp, ...) mesh, keeps `x` split by rows (dim `axis`) over data x fsdp.
+
+  Without it GSPMD may follow the fsdp-sharded weights instead and all-reduce whole-batch
+  activations in every layer; with it weights are all-gathered per layer and gradients
+  reduce-scattered (FSDP). A no-op with no such mesh (one device, pmap).
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or not set(ROW_AXES) <= set(mesh.axis_names):
+    return x
+  return jax.lax.with_sharding_constraint(x, P(*(None,) * axis, ROW_AXES))
 
 def _init(stddev, names):
   return nnx.with_partitioning(nnx.initializers.normal(stddev), names)
@@ -204,7 +220,8 @@ class Stack(nnx.Module):
     cfg = self.cfg
     keys = (jax.random.split(key, cfg.num_layers) if key is not None
             else [None] * cfg.num_layers)
-    apply = lambda block, x, k: block(x, mask_Bx1xLxL, positions_BxL, k)
+    apply = lambda block, x, k: constrain_rows(
+        block(constrain_rows(x), mask_Bx1xLxL, positions_BxL, k))
     if cfg.remat:
       apply = nnx.remat(apply)
     if cfg.scan_layers and not cfg.share_layers:

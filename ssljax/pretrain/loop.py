@@ -138,12 +138,7 @@ def setup(config, workdir) -> Run:
                   if eval_examples else [])
   graphdef, abstract_params = models.abstract(model_cfg)
   tx = optimizer.build(config.optimizer, config.train.steps)
-  spec = step_lib.StepSpec(
-      graphdef=graphdef, tx=tx, objective=config.objective, mlm=config.mlm,
-      vocab={'special_ids': tokenizer.special_ids, 'normal_ids': tokenizer.normal_ids,
-             'mask_id': tokenizer.mask_id},
-      num_predictions=masking.num_predictions(config.data.seq_len, config.mlm.rate),
-      seed=seed, grad_accum=config.train.grad_accum)
+  spec = step_lib.build_spec(config, graphdef, tx, step_lib.vocab_ids(tokenizer))
   strategy = parallel.STRATEGIES[config.parallel.strategy](
       spec, parallel.init_fn(model_cfg, tx), abstract_params, config)
   manager = checkpoint.manager(workdir, config.train.keep_checkpoints)

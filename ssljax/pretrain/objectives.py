@@ -5,8 +5,11 @@ divides by the *global* count, so a sharded, pmapped or accumulated step gives t
 and gradient as one device computing the whole batch.
 """
 
+import jax
 import jax.numpy as jnp
 import optax
+
+CLM_CHUNK = 128  # positions whose float32 logits exist at once in the causal LM loss
 
 HEADS = {
     'mlm': ('mlm',),
@@ -49,10 +52,34 @@ def sentence_sums(model, hidden_BxLxH, labels_B):
   return _sums(logits_Bx2[:, None], labels_B[:, None], ones_Bx1)
 
 
+def _chunk(length):
+  return max(c for c in range(1, min(CLM_CHUNK, length) + 1) if length % c == 0)
+
+
 def clm_sums(model, hidden_BxLxH, batch):
-  """Next-token prediction that never predicts across a document boundary or into padding."""
-  logits_BxL1xV = model.lm_logits(hidden_BxLxH[:, :-1])
-  return _sums(logits_BxL1xV, batch['input_ids'][:, 1:], clm_weights(batch['doc_ids']))
+  """Next-token prediction that never predicts across a document boundary or into padding.
+
+  The logits are made CLM_CHUNK positions at a time under a rematerialised scan, so the
+  float32 B x L x V logits of the whole batch never exist (at GPT-2's vocabulary they would
+  outgrow a chip's memory); the last position predicts nothing (weight 0).
+  """
+  b, length, h = hidden_BxLxH.shape
+  ids_BxL = batch['input_ids']
+  targets_BxL = jnp.concatenate([ids_BxL[:, 1:], jnp.zeros_like(ids_BxL[:, :1])], 1)
+  weights_BxL = jnp.pad(clm_weights(batch['doc_ids']), ((0, 0), (0, 1)))
+  c = _chunk(length)
+  chunks = lambda x: jnp.moveaxis(x.reshape((b, length // c, c) + x.shape[2:]), 1, 0)
+
+  @jax.checkpoint
+  def body(total, xs):
+    hidden_BxCxH, targets_BxC, weights_BxC = xs
+    sums = _sums(model.lm_logits(hidden_BxCxH), targets_BxC, weights_BxC)
+    return jax.tree.map(jnp.add, total, sums), None
+
+  zero = {k: jnp.zeros((), jnp.float32) for k in ('loss', 'correct', 'count')}
+  sums, _ = jax.lax.scan(body, zero, (chunks(hidden_BxLxH), chunks(targets_BxL),
+                                      chunks(weights_BxL)))
+  return sums
 
 
 def head_sums(model, hidden_BxLxH, batch, masks, objective, positions_only):

@@ -83,9 +83,12 @@ def mesh_shape(cfg, num_devices):
   return tuple(sizes[a] for a in AXES)
 
 
-def make_mesh(cfg) -> jax.sharding.Mesh:
-  shape = mesh_shape(cfg, jax.device_count())
-  devices = np.asarray(jax.devices()[:int(np.prod(shape))])
+def make_mesh(cfg, devices=None) -> jax.sharding.Mesh:
+  """The (data, fsdp, tensor) mesh over `devices` (default: all of them; `ssljax compile`
+  passes a TPU topology's compile-only devices)."""
+  devices = jax.devices() if devices is None else list(devices)
+  shape = mesh_shape(cfg, len(devices))
+  devices = np.asarray(devices[:int(np.prod(shape))])
   auto = (jax.sharding.AxisType.Auto,) * len(AXES)
   return jax.sharding.Mesh(devices.reshape(shape), AXES, axis_types=auto)
 
@@ -125,6 +128,16 @@ def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def abstract_batch(config, sharding) -> dict:
+  """The global batch as ShapeDtypeStructs: what `ssljax compile` lowers the step on."""
+  rows, length = config.train.batch_size, config.data.seq_len
+  field = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+  batch = {k: field((rows, length), jnp.int32)
+           for k in ('input_ids', 'segment_ids', 'positions', 'doc_ids')}
+  return batch | {'word_start': field((rows, length), jnp.bool_),
+                  'sentence_label': field((rows,), jnp.int32)}
+
+
 def global_batch(local_batch: dict, mesh) -> dict:
   """Each process's rows -> one global array per field (multi-host safe)."""
   sharding = batch_sharding(mesh)
@@ -145,8 +158,9 @@ def init_fn(model_cfg, tx):
 class Jit:
   """jit over a mesh with explicit in/out shardings and donated state."""
 
-  def __init__(self, spec: step_lib.StepSpec, init, abstract_params_state, config):
-    self.mesh = make_mesh(config.mesh)
+  def __init__(self, spec: step_lib.StepSpec, init, abstract_params_state, config,
+               devices=None):
+    self.mesh = make_mesh(config.mesh, devices)
     check_divisible(config, self.mesh)
     self.spec = spec
     params_sh = param_shardings(abstract_params_state, self.mesh)
@@ -176,11 +190,19 @@ class Jit:
   def put_batch(self, local_batch):
     return global_batch(local_batch, self.mesh)
 
+  # Under the mesh, models.layers.constrain_rows keeps activations split by rows.
   def step(self, state, batch):
-    return self._step(state, batch)
+    with jax.set_mesh(self.mesh):
+      return self._step(state, batch)
+
+  def lower_step(self, config):
+    """The train step lowered on abstract state and batch (nothing is allocated)."""
+    with jax.set_mesh(self.mesh):
+      return self._step.lower(self.abstract, abstract_batch(config, batch_sharding(self.mesh)))
 
   def evaluate(self, state, batch, index):
-    return self._eval(state.params, batch, jnp.asarray(index, jnp.int32))
+    with jax.set_mesh(self.mesh):
+      return self._eval(state.params, batch, jnp.asarray(index, jnp.int32))
 
   def from_saved(self, state):
     return state

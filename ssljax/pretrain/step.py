@@ -11,8 +11,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from ssljax.models import layers
 from ssljax.pretrain import masking, objectives
 from ssljax.pretrain.state import TrainState
 
@@ -29,6 +31,26 @@ class StepSpec:
   seed: int
   grad_accum: int = 1
   axis_name: str | None = None
+
+
+def vocab_ids(tokenizer) -> dict:
+  return {'special_ids': tokenizer.special_ids, 'normal_ids': tokenizer.normal_ids,
+          'mask_id': tokenizer.mask_id}
+
+
+def fixed_vocab_ids(vocab_size: int) -> dict:
+  """The ids of an ssljax sentencepiece tokenizer of `vocab_size` pieces ([PAD] [UNK] [CLS]
+  [SEP] [MASK] at 0-4): enough to compile a step without training one."""
+  return {'special_ids': np.arange(5, dtype=np.int32),
+          'normal_ids': np.arange(5, vocab_size, dtype=np.int32), 'mask_id': 4}
+
+
+def build_spec(config, graphdef, tx, vocab: dict) -> StepSpec:
+  """The StepSpec of a config: one builder for `pretrain` and `ssljax compile`."""
+  return StepSpec(
+      graphdef=graphdef, tx=tx, objective=config.objective, mlm=config.mlm, vocab=vocab,
+      num_predictions=masking.num_predictions(config.data.seq_len, config.mlm.rate),
+      seed=config.train.seed, grad_accum=config.train.grad_accum)
 
 
 def _row_indices(batch_size, axis_name):
@@ -65,7 +87,10 @@ def _loss(spec, params, batch, inputs, masks, counts, dropout_key):
 
 
 def _split_micro(tree, n):
-  return jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), tree)
+  """n micro-batches; micro-batch i holds rows i, i + n, ...: rows of every device's shard,
+  so each micro-batch runs on all devices and accumulation saves memory."""
+  split = lambda x: x.reshape((x.shape[0] // n, n) + x.shape[1:]).swapaxes(0, 1)
+  return jax.tree.map(lambda x: layers.constrain_rows(split(x), axis=1), tree)
 
 
 def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, dict]:
