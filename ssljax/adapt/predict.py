@@ -3,8 +3,8 @@
 Inputs, one per line: plain text (a sentence pair split by a tab) or JSONL with `text`
 and `text_b` for classification and regression; words split by spaces for token tasks;
 JSONL with `question` and `context` for extractive QA. Outputs are JSONL, one object per
-input: the label and each label's probability, the score, the tag of each word, or the
-answer span.
+input line, with its `line` number and `input` text: the label and each label's
+probability, the score, the tag of each word, or the answer span (a blank line: `skipped`).
 """
 
 import functools
@@ -19,15 +19,17 @@ from ssljax.adapt import finetune, heads, rows as rows_lib, tasks
 from ssljax.errors import UserError
 
 
-def read_inputs(path, spec) -> list[tasks.Example]:
+def read_inputs(path, spec) -> list[tuple[int, str, tasks.Example | None]]:
+  """(line number, line, example) for every line; a blank line has no example, so that the
+  outputs still line up with the inputs."""
   path = paths.path(path)
   if not path.is_file():
     raise UserError(f'--input {path} does not exist')
-  lines = [(n, line) for n, line in enumerate(
-      paths.read_utf8(path).splitlines(), start=1) if line.strip()]
-  if not lines:
+  lines = list(enumerate(paths.read_utf8(path).splitlines(), start=1))
+  if not any(line.strip() for _, line in lines):
     raise UserError(f'--input {path} has no inputs')
-  return [_example(line, spec, f'{path}:{n}', path.suffix == '.jsonl') for n, line in lines]
+  return [(n, line, _example(line, spec, f'{path}:{n}', path.suffix == '.jsonl')
+           if line.strip() else None) for n, line in lines]
 
 
 def _example(line, spec, where, is_json) -> tasks.Example:
@@ -51,10 +53,19 @@ def _example(line, spec, where, is_json) -> tasks.Example:
 
 
 def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> list[dict]:
-  """One dict per example (or per line of `input_path`) from the model in `model_dir`."""
+  """One dict per example, or per line of `input_path` with its line number and text (a
+  blank line is marked skipped), from the model in `model_dir`."""
   model, spec, meta, tokenizer = finetune.load(model_dir)
-  if examples is None:
-    examples = read_inputs(input_path, spec)
+  if examples is not None:
+    return _predictions(model, spec, meta, tokenizer, examples, batch_size)
+  lines = read_inputs(input_path, spec)
+  found = iter(_predictions(model, spec, meta, tokenizer,
+                            [e for _, _, e in lines if e is not None], batch_size))
+  return [{'line': n, 'input': text} | (next(found) if e is not None else
+                                        {'skipped': 'blank line'}) for n, text, e in lines]
+
+
+def _predictions(model, spec, meta, tokenizer, examples, batch_size) -> list[dict]:
   rows = rows_lib.build(tokenizer, spec, examples,
                         rows_lib.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
   graphdef, state = nnx.split(model)
