@@ -20,6 +20,7 @@ import numpy as np
 
 from ssljax.config import OBJECTIVES
 from ssljax.errors import UserError
+from ssljax.data.store import Chunks, Store
 from ssljax.tokenizers import Tokenizer
 
 MIN_SEQ_LEN = 8
@@ -50,13 +51,30 @@ class Examples:
 def build_examples(token_docs: list[np.ndarray], tokenizer: Tokenizer, objective: str,
                    seq_len: int, seed: int) -> Examples:
   """One epoch of `objective` examples of length `seq_len` from token documents."""
-  builders = {'mlm': _mlm, 'mlm_nsp': _nsp, 'mlm_sop': _sop, 'clm': _clm}
-  if objective not in builders:
+  return from_store(Store.from_docs(token_docs), tokenizer, objective, seq_len, seed)
+
+
+def chunking(objective: str, seq_len: int) -> tuple[int, int] | None:
+  """(chunk size, shortest chunk) that `objective`'s examples cut documents into, or None
+  for clm, which packs documents instead."""
+  return {'mlm': (seq_len - 2, 1), 'mlm_nsp': (seq_len - 3, 2),
+          'mlm_sop': (seq_len - 3, 2)}.get(objective)
+
+
+def from_store(store: Store, tokenizer: Tokenizer, objective: str, seq_len: int, seed: int,
+               chunk_counts_P=None) -> Examples:
+  """One epoch of `objective` examples from a store (see `data/store.py`); `chunk_counts_P`
+  (the chunks of each part, when known) spares opening every part to count them."""
+  builders = {'mlm': _mlm, 'mlm_nsp': _nsp, 'mlm_sop': _sop}
+  if objective not in builders and objective != 'clm':
     raise UserError(f'objective={objective!r} is not one of {", ".join(OBJECTIVES)}')
   if seq_len < MIN_SEQ_LEN:
     raise UserError(f'data.seq_len={seq_len} is too short; use at least {MIN_SEQ_LEN}')
-  docs = [np.asarray(d, np.int32).reshape(-1) for d in token_docs]
-  examples = builders[objective](docs, tokenizer, seq_len, seed % 2**32)
+  if objective == 'clm':
+    examples = _clm(store, tokenizer, seq_len)
+  else:
+    chunks = Chunks(store, *chunking(objective, seq_len), chunk_counts_P)
+    examples = builders[objective](store, chunks, tokenizer, seq_len, seed % 2**32)
   if not len(examples):
     raise UserError(f'the corpus gives no {objective} examples: its documents are '
                     'empty after tokenization; add text')
@@ -81,40 +99,17 @@ def _below(seed, index_N, draw, high_N) -> np.ndarray:
   return np.minimum((uniform(seed, index_N, draw) * high_N).astype(np.int64), high_N - 1)
 
 
-def _chunks(docs: list[np.ndarray], size: int, min_len: int) -> np.ndarray:
-  """[N, 3] (doc, start, end) of consecutive `size`-token chunks, each in one doc."""
-  lengths = np.array([len(d) for d in docs], np.int64)
-  counts = -(-lengths // size)
-  doc = np.repeat(np.arange(len(docs)), counts)
-  first = np.repeat(np.cumsum(counts) - counts, counts)
-  start = (np.arange(len(doc)) - first) * size
-  end = np.minimum(start + size, lengths[doc])
-  table = np.stack([doc, start, end], axis=1)
-  return table[end - start >= min_len]
-
-
-class _Flat:
-  """All documents back to back, so a span of any document is a slice of one array."""
-
-  def __init__(self, docs):
-    self.tokens = np.concatenate([np.zeros(1, np.int32)] + docs)  # a spare 0 for clipping
-    self.lengths = np.array([len(d) for d in docs], np.int64)
-    self.offsets = np.cumsum(self.lengths) - self.lengths + 1
-
-  def gather(self, start_N, length_N, at_NxL):
-    """Token `at` of each span [start, start + length), 0 outside it."""
-    inside = (at_NxL >= 0) & (at_NxL < length_N[:, None])
-    return np.where(inside, self.tokens[np.where(inside, start_N[:, None] + at_NxL, 0)], 0)
-
-
-def _bert_rows(tokenizer, seq_len, flat, a_start, a_len, b_start=None, b_len=None,
+def _bert_rows(tokenizer, seq_len, store, a_start, a_len, b_start=None, b_len=None,
                label_N=None):
   """`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` per row, padded to `seq_len`; spans are
-  (start in flat.tokens, length)."""
+  (global start token, length) in `store`."""
   n = len(a_start)
   j_1xL = np.arange(seq_len)[None, :]
   a_len_1 = a_len[:, None]
-  ids = np.where((j_1xL >= 1) & (j_1xL <= a_len_1), flat.gather(a_start, a_len, j_1xL - 1), 0)
+  a_NxL = store.read(a_start, a_len, seq_len)
+  ids = np.where((j_1xL >= 1) & (j_1xL <= a_len_1),
+                 np.take_along_axis(a_NxL, np.clip(j_1xL - 1, 0, seq_len - 1).repeat(n, 0), 1),
+                 0)
   ids = np.where(j_1xL == 0, tokenizer.cls_id, ids)
   ids = np.where(j_1xL == a_len_1 + 1, tokenizer.sep_id, ids)
   total_N = a_len + 2
@@ -122,7 +117,9 @@ def _bert_rows(tokenizer, seq_len, flat, a_start, a_len, b_start=None, b_len=Non
   if b_start is not None:
     b_first_1 = a_len_1 + 2
     in_b = (j_1xL >= b_first_1) & (j_1xL < b_first_1 + b_len[:, None])
-    ids = np.where(in_b, flat.gather(b_start, b_len, j_1xL - b_first_1), ids)
+    b_NxL = store.read(b_start, b_len, seq_len)
+    ids = np.where(in_b, np.take_along_axis(b_NxL, np.clip(j_1xL - b_first_1, 0, seq_len - 1),
+                                            1), ids)
     ids = np.where(j_1xL == b_first_1 + b_len[:, None], tokenizer.sep_id, ids)
     segments = ((j_1xL >= b_first_1) & (j_1xL <= b_first_1 + b_len[:, None])).astype(np.int32)
     total_N = total_N + b_len + 1
@@ -138,16 +135,16 @@ def _bert_rows(tokenizer, seq_len, flat, a_start, a_len, b_start=None, b_len=Non
   }
 
 
-def _mlm(docs, tokenizer, seq_len, seed):
+def _mlm(store, chunks, tokenizer, seq_len, seed):
   """`[CLS] chunk [SEP]` over consecutive chunks of each document."""
   del seed  # chunking is deterministic; masking happens later
-  table, flat = _chunks(docs, seq_len - 2, min_len=1), _Flat(docs)
 
   def build(index_N):
-    d, start, end = table[index_N].T
-    return _bert_rows(tokenizer, seq_len, flat, flat.offsets[d] + start, end - start)
+    d, start, end = chunks.lookup(index_N)
+    doc_start, _ = store.docs(d)
+    return _bert_rows(tokenizer, seq_len, store, doc_start + start, end - start)
 
-  return Examples(len(table), build)
+  return Examples(len(chunks), build)
 
 
 def _split(seed, index_N, start, end):
@@ -155,82 +152,116 @@ def _split(seed, index_N, start, end):
   return start + 1 + _below(seed, index_N, 0, end - start - 1)
 
 
-def _nsp(docs, tokenizer, seq_len, seed):
+def _nsp(store, chunks, tokenizer, seq_len, seed):
   """BERT: A and B split one chunk; half the time B comes from another document."""
-  nonempty = np.flatnonzero([len(d) > 0 for d in docs])
-  if len(nonempty) < 2:
-    raise UserError(f'NSP needs at least two documents, got {len(nonempty)} non-empty; '
+  if store.num_docs < 2:
+    raise UserError(f'NSP needs at least two documents, got {store.num_docs} non-empty; '
                     'add documents (blank lines separate them in .txt files) or use '
                     'objective=mlm_sop')
-  table, flat = _chunks(docs, seq_len - 3, min_len=2), _Flat(docs)
 
   def build(index_N):
-    d, start, end = table[index_N].T
+    d, start, end = chunks.lookup(index_N)
     split = _split(seed, index_N, start, end)
     not_next = uniform(seed, index_N, 1) >= 0.5
-    pick = _below(seed, index_N, 2, np.full(len(index_N), len(nonempty) - 1))
-    other = nonempty[pick + (pick >= np.searchsorted(nonempty, d))]  # never d itself
+    pick = _below(seed, index_N, 2, np.full(len(index_N), store.num_docs - 1))
+    other = pick + (pick >= d)  # never d itself
+    doc_start, _ = store.docs(d)
+    other_start, other_len = store.docs(other)
     size = end - split
-    room = np.maximum(flat.lengths[other] - size, 0) + 1
+    room = np.maximum(other_len - size, 0) + 1
     offset = _below(seed, index_N, 3, room)
-    b_start = np.where(not_next, flat.offsets[other] + offset, flat.offsets[d] + split)
-    b_len = np.where(not_next, np.minimum(size, flat.lengths[other] - offset), size)
-    return _bert_rows(tokenizer, seq_len, flat, flat.offsets[d] + start, split - start,
+    b_start = np.where(not_next, other_start + offset, doc_start + split)
+    b_len = np.where(not_next, np.minimum(size, other_len - offset), size)
+    return _bert_rows(tokenizer, seq_len, store, doc_start + start, split - start,
                       b_start, b_len, not_next)
 
-  return Examples(len(table), build)
+  return Examples(len(chunks), build)
 
 
-def _sop(docs, tokenizer, seq_len, seed):
+def _sop(store, chunks, tokenizer, seq_len, seed):
   """ALBERT: A and B are consecutive spans of one chunk, swapped half the time."""
-  table, flat = _chunks(docs, seq_len - 3, min_len=2), _Flat(docs)
 
   def build(index_N):
-    d, start, end = table[index_N].T
+    d, start, end = chunks.lookup(index_N)
     split = _split(seed, index_N, start, end)
     swap = uniform(seed, index_N, 1) >= 0.5
-    first, second = flat.offsets[d] + start, flat.offsets[d] + split
-    return _bert_rows(tokenizer, seq_len, flat, np.where(swap, second, first),
+    doc_start, _ = store.docs(d)
+    first, second = doc_start + start, doc_start + split
+    return _bert_rows(tokenizer, seq_len, store, np.where(swap, second, first),
                       np.where(swap, end - split, split - start),
                       np.where(swap, first, second), np.where(swap, split - start, end - split),
                       swap)
 
-  return Examples(len(table), build)
+  return Examples(len(chunks), build)
 
 
-def _clm(docs, tokenizer, seq_len, seed):
-  """GPT: documents, each ended by [SEP], packed back to back into rows.
+def _clm(store, tokenizer, seq_len):
+  """GPT: the documents of each part, each ended by [SEP], packed back to back into rows.
 
   A row holds consecutive pieces of documents; each piece is its own attention group
-  with positions from 0, also when it continues a document from the row before.
+  with positions from 0, also when it continues a document from the row before. Rows do
+  not cross parts: a part's last row is padded.
   """
-  del seed  # packing is deterministic
-  sep = np.array([tokenizer.sep_id], np.int32)
-  pieces = [np.concatenate([d, sep]) for d in docs if len(d)]
-  stream = np.concatenate([np.zeros(0, np.int32)] + pieces)
-  rows = -(-len(stream) // seq_len)
-  lengths = np.array([len(p) for p in pieces], np.int64)
-  starts = np.zeros(rows * seq_len, bool)
-  starts[np.cumsum(lengths) - lengths] = True
-  tokens_RxL = np.full(rows * seq_len, tokenizer.pad_id, np.int32)
-  tokens_RxL[:len(stream)] = stream
-  tokens_RxL, starts = tokens_RxL.reshape(rows, seq_len), starts.reshape(rows, seq_len)
-  real_RxL = (np.arange(rows * seq_len) < len(stream)).reshape(rows, seq_len)
+  rows_P = -(-(store.tokens_P + store.docs_P) // seq_len)
+  row_base = np.concatenate([[0], np.cumsum(rows_P)])
 
   def build(index_N):
-    first = starts[index_N]
-    first[:, 0] = True
-    real = real_RxL[index_N]
-    j = np.arange(seq_len)
-    positions = j - np.maximum.accumulate(np.where(first, j, 0), axis=1)
-    input_ids = tokens_RxL[index_N]
-    return {
-        'input_ids': input_ids,
-        'segment_ids': np.zeros_like(input_ids),
-        'positions': np.where(real, positions, 0).astype(np.int32),
-        'doc_ids': np.where(real, np.cumsum(first, axis=1), 0).astype(np.int32),
-        'word_start': tokenizer.word_start[input_ids],
-        'sentence_label': np.zeros(len(index_N), np.int32),
-    }
+    index_N = np.asarray(index_N, np.int64)
+    out = {k: np.zeros((len(index_N), seq_len), np.int32)
+           for k in ('input_ids', 'positions', 'doc_ids')}
+    part_N, parts = Store.by_part(row_base, index_N)
+    for p in parts:
+      rows = part_N == p
+      values = _clm_rows(store, int(p), index_N[rows] - row_base[p], tokenizer, seq_len)
+      for k, v in values.items():
+        out[k][rows] = v
+    return out | {'segment_ids': np.zeros_like(out['input_ids']),
+                  'word_start': tokenizer.word_start[out['input_ids']],
+                  'sentence_label': np.zeros(len(index_N), np.int32)}
 
-  return Examples(rows, build)
+  return Examples(int(row_base[-1]), build)
+
+
+def _clm_rows(store, p, row_N, tokenizer, seq_len):
+  """Rows `row_N` of part `p`'s packed stream, where document d's tokens start at stream
+  position offsets[d] + d (one [SEP] after each document before it)."""
+  part = store.part(p)
+  offsets, docs = part.offsets, part.num_docs
+  s_N = row_N * seq_len
+  d0 = _last_start_at_or_before(offsets, docs, s_N)  # the document each row starts in
+  k_1xK = np.arange(seq_len + 1)[None, :]
+  later = np.minimum(d0[:, None] + k_1xK, docs)  # the next documents' stream starts
+  rel_NxK = np.asarray(offsets[later], np.int64) + later - s_N[:, None]
+  begins = (k_1xK >= 1) & (later < docs) & (rel_NxK < seq_len)
+  marks = np.zeros((len(row_N), seq_len + 1), np.int64)
+  np.put_along_axis(marks, np.where(begins, rel_NxK, seq_len), 1, axis=1)
+  marks[:, seq_len] = 0
+  j_1xL = np.arange(seq_len)[None, :]
+  doc_NxL = d0[:, None] + np.cumsum(marks[:, :seq_len], axis=1)
+  doc_NxL = np.minimum(doc_NxL, docs - 1)
+  first_tok = np.asarray(offsets[doc_NxL], np.int64)
+  length = np.asarray(offsets[doc_NxL + 1], np.int64) - first_tok
+  within = s_N[:, None] + j_1xL - first_tok - doc_NxL
+  real = s_N[:, None] + j_1xL < part.num_tokens + docs
+  flat_NxL = first_tok + np.minimum(within, length - 1)  # the token, or the doc's last
+  f0 = flat_NxL[:, 0]
+  span = part.read(f0, np.minimum(seq_len, part.num_tokens - f0), seq_len)
+  tokens = np.take_along_axis(span, np.clip(flat_NxL - f0[:, None], 0, seq_len - 1), 1)
+  ids = np.where(within < length, tokens, tokenizer.sep_id)
+  ids = np.where(real, ids, tokenizer.pad_id)
+  first = (within == 0) | (j_1xL == 0)
+  positions = j_1xL - np.maximum.accumulate(np.where(first, j_1xL, 0), axis=1)
+  return {'input_ids': ids.astype(np.int32),
+          'positions': np.where(real, positions, 0).astype(np.int32),
+          'doc_ids': np.where(real, np.cumsum(first, axis=1), 0).astype(np.int32)}
+
+
+def _last_start_at_or_before(offsets, docs: int, s_N) -> np.ndarray:
+  """Per stream position, the last document d with offsets[d] + d <= it: a vectorised
+  bisection, so that a memory-mapped part's offsets are read at a few places only."""
+  lo, hi = np.zeros(len(s_N), np.int64), np.full(len(s_N), max(docs - 1, 0), np.int64)
+  while np.any(lo < hi):
+    mid = (lo + hi + 1) // 2
+    ok = np.asarray(offsets[mid], np.int64) + mid <= s_N
+    lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid - 1)
+  return lo
