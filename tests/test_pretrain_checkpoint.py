@@ -151,3 +151,18 @@ def test_a_missing_part_is_set_aside(workdir):
   assert checkpoint.metas(mgr)[4] is None
   assert checkpoint.restore_latest(mgr, _abstract(_state(1)))[0] == 2
   assert checkpoint.held(workdir) == ['2', 'unreadable-4']
+
+
+@pytest.mark.parametrize('error, kind', [
+    (OSError(errno.EIO, 'Input/output error'), 'io'),
+    (PermissionError(errno.EACCES, 'Permission denied'), 'io'),
+    (ValueError('UNAVAILABLE: the bucket did not answer'), 'io'),
+    (ValueError('something new and unknown'), 'io'),  # not proven bad: never set aside
+    (FileNotFoundError('meta/metadata not found'), 'bad'),
+    (KeyError('Item "state" was not found in the checkpoint'), 'bad'),
+    (ValueError('DATA_LOSS: Error decoding chunk'), 'bad'),
+    (ValueError('Requested shape: (2, 4) is not compatible with the stored shape: (2, 3)'),
+     'mismatch'),
+])
+def test_what_counts_as_broken(error, kind):
+  assert checkpoint._kind(error) == kind

@@ -35,7 +35,8 @@ RETRY_WAITS = (1.0, 4.0, 16.0)  # seconds before each retry of a read that faile
 # Exceptions and status words of a step whose own files are bad: a part that is missing or
 # does not decode. Anything else may pass (I/O) or is not the files' fault (a tree mismatch).
 BAD_FILES = (FileNotFoundError, KeyError, json.JSONDecodeError, UnicodeDecodeError)
-BAD_WORDS = ('DATA_LOSS', 'not found', 'Unexpected end', 'corrupt', 'checksum', 'decod')
+BAD_WORDS = ('DATA_LOSS', 'NOT_FOUND', 'not found', 'Unexpected end', 'corrupt', 'checksum',
+             'decod')
 MISMATCH_WORDS = ('tree structures do not match', 'not compatible with the stored shape',
                   'dtype', 'Topology mismatch')
 
