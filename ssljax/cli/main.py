@@ -11,13 +11,15 @@ import os
 import signal
 import sys
 
-from ssljax.cli import adapt, encode, generate, interop, pretrain
+from ssljax.cli import (adapt, compile as compile_cmd, encode, generate, interop, prepare,
+                        pretrain)
 from ssljax.errors import UserError
 
 EPILOG = '''examples:
   ssljax pretrain --config configs/bert_tiny.py --workdir runs/bert_tiny
   ssljax pretrain --config configs/gpt_tiny.py --workdir runs/gpt --set train.steps=50
   ssljax tokenizer train --input corpus.txt --vocab-size 8000 --out tok
+  ssljax prepare --config configs/bert_base.py --set data.source=text --set data.path=DIR --out prep
   ssljax plot runs/bert_tiny
   ssljax finetune --checkpoint runs/bert_tiny --task sst2 --data-dir GLUE --workdir out/sst2
   ssljax evaluate --checkpoint runs/bert_tiny --tasks sst2,cola,rte,stsb --data-dir GLUE \\
@@ -38,10 +40,12 @@ def parser() -> argparse.ArgumentParser:
   sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
   pretrain.add_commands(sub)
+  prepare.add_commands(sub)
   adapt.add_commands(sub, argparse.RawDescriptionHelpFormatter)
   interop.add_commands(sub)
   encode.add_commands(sub)
   generate.add_commands(sub)
+  compile_cmd.add_commands(sub)
   return p
 
 

@@ -1,0 +1,76 @@
+"""Published per-chip figures, and topology names: what `ssljax compile` judges a program
+against and what MFU divides by on TPU and GPU.
+
+Sources (bf16 dense peak, HBM capacity and bandwidth, ICI bandwidth per chip):
+- TPU v4, v5e, v5p, v6e: cloud.google.com/tpu/docs/{v4,v5e,v5p,v6e} ("System
+  architecture" tables); ICI as in "How to Scale Your Model" (jax-ml.github.io/scaling-book,
+  "How to think about TPUs": one-way bandwidth per link x links per chip).
+- A100 SXM4 80GB, H100 SXM5, H200 SXM: NVIDIA data sheets (dense bf16, no sparsity;
+  NVLink bandwidth per GPU).
+"""
+
+import dataclasses
+import re
+
+from ssljax.errors import UserError
+
+GiB = 2 ** 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  name: str
+  kind: str  # substring of jax's device_kind
+  peak_flops: float  # bf16 FLOP/s, dense
+  hbm_bytes: int
+  hbm_bandwidth: float  # bytes/s
+  ici_bandwidth: float  # bytes/s per chip, all links
+  cores_per_chip: int = 1  # TensorCores MaxText's slice names count (v4-8 = 4 chips)
+  dims: int = 2  # torus dimensions of a slice
+
+
+CHIPS = {c.name: c for c in (
+    Chip('v4', 'TPU v4', 275e12, 32 * GiB, 1228e9, 6 * 45e9, cores_per_chip=2, dims=3),
+    Chip('v5e', 'TPU v5 lite', 197e12, 16 * GiB, 819e9, 4 * 45e9),
+    Chip('v5p', 'TPU v5', 459e12, 95 * GiB, 2765e9, 6 * 90e9, cores_per_chip=2, dims=3),
+    Chip('v6e', 'TPU v6 lite', 918e12, 32 * GiB, 1640e9, 4 * 90e9),
+    Chip('a100', 'A100', 312e12, 80 * GiB, 2039e9, 600e9),
+    Chip('h100', 'H100', 989e12, 80 * GiB, 3350e9, 900e9),
+    Chip('h200', 'H200', 989e12, 141 * 10 ** 9, 4800e9, 900e9),
+)}
+
+
+def for_device(device) -> Chip | None:
+  """The chip of a jax device, or None (CPU, or a kind not in the table)."""
+  kind = device.device_kind
+  # 'TPU v5 lite' must not be read as v5p: longest matching kind wins.
+  found = [c for c in CHIPS.values() if c.kind.lower() in kind.lower()]
+  return max(found, key=lambda c: len(c.kind)) if found else None
+
+
+def _grid(chips: int, dims: int) -> tuple[int, ...] | None:
+  """The most cubic grid of `chips` chips with power-of-two sides."""
+  if chips < 1 or chips & (chips - 1):
+    return None
+  sides = [1] * dims
+  for i in range(chips.bit_length() - 1):
+    sides[i % dims] *= 2
+  return tuple(sorted(sides, reverse=dims == 3))  # JAX's names: v5e:2x4, v4:2x2x1
+
+
+def topology(name: str) -> tuple[Chip, str]:
+  """(chip, JAX topology name) from 'v5p:4x4x4' (JAX) or 'v5p-128' (MaxText: TensorCores)."""
+  usage = ("use e.g. v5e:2x2, v5p:4x4x4 (JAX's names) or v5e-16, v5p-128 (a slice's "
+           f"name); chips: {', '.join(c for c in CHIPS if c.startswith('v'))}")
+  m = re.fullmatch(r'(v\w+?)(?::(\d+(?:x\d+)+)|-(\d+))', name.strip())
+  chip = CHIPS.get(m.group(1)) if m else None
+  if chip is None or not chip.name.startswith('v'):
+    raise UserError(f'--topology {name!r} is not a TPU topology; {usage}')
+  if m.group(2):
+    shape = tuple(int(s) for s in m.group(2).split('x'))
+  else:
+    cores = int(m.group(3))
+    shape = _grid(cores // chip.cores_per_chip, chip.dims) if cores % chip.cores_per_chip == 0 else None
+  if shape is None or len(shape) != chip.dims or min(shape) < 1:
+    raise UserError(f'--topology {name!r}: not a {chip.name} slice shape; {usage}')
+  return chip, f"{chip.name}:{'x'.join(map(str, shape))}"

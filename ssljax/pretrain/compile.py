@@ -1,0 +1,141 @@
+"""`ssljax compile`: the train step `pretrain` runs, compiled for a TPU topology's
+compile-only devices (libtpu on any machine), and what the compiler says of it.
+
+Nothing is allocated and no corpus or tokenizer is read: the state and the batch are
+ShapeDtypeStructs with their shardings, the vocabulary size comes from the config
+(model.vocab_size, else tokenizer.vocab_size) and the special ids are ssljax's fixed 0-4.
+Memory per chip comes from `memory_analysis()`; collective bytes and FLOPs from the
+optimized HLO that XLA dumps (loop bodies counted as often as they run, see `hlo`).
+"""
+
+import glob
+import os
+import re
+import tempfile
+import time
+
+import jax
+import numpy as np
+import optax
+
+from ssljax import models
+from ssljax.errors import UserError
+from ssljax.pretrain import chips, hlo, metrics, optimizer, parallel, step as step_lib
+
+SETTINGS = ('train.batch_size', 'train.grad_accum', 'mesh.fsdp', 'model.remat')
+
+
+def topology_devices(name: str):
+  """(chip, compile-only devices) of a topology name (see `chips.topology`)."""
+  chip, jax_name = chips.topology(name)
+  from jax.experimental import topologies
+  # Compile-only: no chip is opened, so another process using libtpu is no conflict.
+  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
+  try:
+    topo = topologies.get_topology_desc(topology_name=jax_name, platform='tpu')
+  except (RuntimeError, ValueError) as e:  # no libtpu, or a shape libtpu does not know
+    detail = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+    raise UserError(f'--topology {name}: libtpu cannot build {jax_name} ({detail}); '
+                    "install it with pip install 'ssljax[tpu]'") from None
+  return chip, topo.devices
+
+
+def _shard_bytes(tree) -> int:
+  return int(sum(np.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+                 for x in jax.tree.leaves(tree)))
+
+
+def attention_kernel(config) -> str:
+  return 'xla'  # plain XLA einsums and softmax: the only path so far
+
+
+def _oom_line(error, dump, config, name) -> str:
+  text = str(error)
+  used = re.search(r'[Uu]sed ([\d.]+[KMGT]?) of ([\d.]+[KMGT]?) hbm', text)
+  need = f'needs {used.group(1)} of {used.group(2)} HBM per chip' if used else 'does not fit'
+  report = sorted(glob.glob(os.path.join(dump, '*memory-usage-report*')))
+  biggest = []
+  if report:
+    for line in open(report[-1]).read().splitlines():
+      m = re.match(r'\s*\d+:\s*size\s*[=:]\s*([\d.]+\w*).*?(?:name|instruction)\s*[=:]\s*'
+                   r'([\w.\-]+)', line)
+      m = m or re.match(r'\s*([\d.]+[KMG]i?B?)\s*\|?\s*.*?(%[\w.\-]+|[\w.\-]+\[[\d,]*\])', line)
+      if m:
+        biggest.append(f'{m.group(2)} {m.group(1)}')
+      if len(biggest) == 3:
+        break
+  largest = f'; largest buffers: {", ".join(biggest)}' if biggest else ''
+  return (f'{name} {need}{largest}; raise train.grad_accum, lower train.batch_size, shard '
+          'over more chips (mesh.fsdp=-1) or set model.remat=true')
+
+
+def compile_step(config, topology: str) -> dict:
+  """Compiles the train step of `config` for `topology`; returns the figures `ssljax
+  compile` prints (fits False with `error` on OOM)."""
+  chip, devices = topology_devices(topology)
+  vocab_size = config.model.vocab_size or config.tokenizer.vocab_size
+  model_cfg = models.ModelConfig.from_config(config.model, vocab_size=vocab_size)
+  graphdef, abstract_params = models.abstract(model_cfg)
+  tx = optimizer.build(config.optimizer, config.train.steps)
+  spec = step_lib.build_spec(config, graphdef, tx, step_lib.fixed_vocab_ids(vocab_size))
+  strategy = parallel.Jit(spec, parallel.init_fn(model_cfg, tx), abstract_params, config,
+                          devices=devices)
+  started = time.perf_counter()
+  lowered = strategy.lower_step(config)
+  name = f'{config.model.arch} on {topology}'
+  mesh = dict(strategy.mesh.shape)
+  out = {'topology': topology, 'chip': chip.name, 'chips': len(devices), 'mesh': mesh,
+         'hbm_bytes': chip.hbm_bytes, 'attention': attention_kernel(config)}
+  with tempfile.TemporaryDirectory(prefix='ssljax-compile-') as dump:
+    try:
+      compiled = lowered.compile({'xla_dump_to': dump, 'xla_dump_hlo_as_text': True,
+                                  'xla_dump_hlo_pass_re': '^$'})
+    except jax.errors.JaxRuntimeError as e:
+      if 'RESOURCE_EXHAUSTED' not in str(e):
+        raise
+      return out | {'fits': False, 'error': _oom_line(e, dump, config, name),
+                    'compile_seconds': time.perf_counter() - started}
+    texts = sorted(glob.glob(os.path.join(dump, '*after_optimizations.txt')),
+                   key=os.path.getsize)
+    program = hlo.parse(open(texts[-1]).read()) if texts else None
+  seconds = time.perf_counter() - started
+  mem = compiled.memory_analysis()
+  per_chip = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+              + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
+  cost = compiled.cost_analysis() or {}
+  cost = cost[0] if isinstance(cost, list) else cost
+  state = strategy.abstract
+  opt_bytes = _shard_bytes(state.opt_state)
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  tokens = config.train.batch_size * config.data.seq_len
+  fraction = (step_lib.masking.num_predictions(config.data.seq_len, config.mlm.rate)
+              / config.data.seq_len if config.mlm.masked_positions_only else 1.0)
+  model_flops = tokens * metrics.flops_per_token(state.params, model_cfg, config.objective,
+                                                 config.data.seq_len, fraction)
+  # One chip's FLOPs, loops unrolled; cost_analysis counts each body once.
+  flops = max(program['flops'] if program else 0.0, float(cost.get('flops', 0.0)))
+  n = len(devices)
+  collective = program['collectives'] if program else {}
+  raw_flops = float(cost.get('flops', 0.0)) or 1.0
+  hbm_traffic = float(cost.get('bytes accessed', 0.0)) * max(1.0, flops / raw_flops)
+  t_compute = flops / chip.peak_flops
+  t_hbm = hbm_traffic / chip.hbm_bandwidth  # per chip: the cost analysis is per device
+  t_ici = sum(collective.values()) / chip.ici_bandwidth
+  t_step = max(t_compute, t_hbm, t_ici)
+  return out | {
+      'fits': per_chip <= chip.hbm_bytes,
+      'bytes_per_chip': int(per_chip),
+      'memory': {'parameters': _shard_bytes(state.params), 'optimizer': opt_bytes,
+                 'arguments': int(mem.argument_size_in_bytes),
+                 'temporaries': int(mem.temp_size_in_bytes)},
+      'parameters': n_params,
+      'flops_per_step': flops * n,  # all chips
+      'model_flops_per_step': model_flops,
+      'collective_bytes': {k: int(v) for k, v in collective.items()},
+      'largest_collective': (program or {}).get('largest', {}),
+      'hbm_traffic_bytes': hbm_traffic,  # per chip, scaled for loops as the FLOPs
+      'roofline_seconds': {'compute': t_compute, 'hbm': t_hbm, 'ici': t_ici},
+      'roofline_step_seconds': t_step,
+      'roofline_mfu': model_flops / (chip.peak_flops * n) / t_step if t_step else 0.0,
+      'compile_seconds': seconds,
+  }
