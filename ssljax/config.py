@@ -53,8 +53,8 @@ def base() -> ml_collections.ConfigDict:
   c.mlm.masked_positions_only = True  # run the MLM head on chosen positions only
 
   c.data = d = ml_collections.ConfigDict()
-  d.source = 'embedded'  # embedded | text | jsonl | tfds
-  d.path = ''  # text/jsonl: a file or a directory of files
+  d.source = 'embedded'  # embedded | text | jsonl | parquet | tfds | prepared (ssljax prepare)
+  d.path = ''  # text/jsonl/parquet: a file, a folder or a glob; prepared: the folder
   d.text_field = 'text'  # jsonl key
   d.tfds_name = ''
   d.tfds_split = 'train'
@@ -66,6 +66,7 @@ def base() -> ml_collections.ConfigDict:
   t.path = ''  # an existing sentencepiece .model; '' trains one on the corpus
   t.vocab_size = 8000
   t.model_type = 'unigram'
+  t.sample_chars = 20_000_000  # ssljax prepare trains the tokenizer on a sample this large
 
   c.train = tr = ml_collections.ConfigDict()
   tr.steps = 200
@@ -263,7 +264,8 @@ def validate(c):
     in_range(name, c[section][key], interval)
   _choice('objective', c.objective, OBJECTIVES)
   _choice('model.arch', c.model.arch, ('bert', 'albert', 'gpt'))
-  _choice('data.source', c.data.source, ('embedded', 'text', 'jsonl', 'tfds'))
+  _choice('data.source', c.data.source, ('embedded', 'text', 'jsonl', 'parquet', 'tfds',
+                                        'prepared'))
   _choice('optimizer.name', c.optimizer.name, ('adamw', 'lamb'))
   _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
   _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))

@@ -12,6 +12,7 @@ import os
 import re
 import sysconfig
 
+import fsspec
 import numpy as np
 
 from ssljax import paths
@@ -29,7 +30,10 @@ _TFDS_READ = 1024  # examples fetched per random-access call
 def load_documents(data_cfg) -> list[str]:
   """Returns the non-empty documents of the corpus that `data_cfg` describes."""
   loaders = {'embedded': lambda _: list(embedded_documents()), 'text': _text,
-             'jsonl': _jsonl, 'tfds': _tfds}
+             'jsonl': _jsonl, 'parquet': _parquet, 'tfds': _tfds}
+  if data_cfg.source == 'prepared':
+    raise UserError('data.source=prepared is read by pretraining only; give the raw corpus '
+                    '(text, jsonl, parquet, tfds) here')
   if data_cfg.source not in loaders:
     raise UserError(f'data.source={data_cfg.source!r} is not one of '
                     f'{", ".join(loaders)}')
@@ -128,11 +132,11 @@ def _jsonl(data_cfg) -> list[str]:
   for file in _files(data_cfg, '.jsonl'):
     for number, line in enumerate(paths.read_utf8(file).split('\n'), start=1):
       if line.strip():
-        documents.append(_json_text(line, field, f'{file}:{number}'))
+        documents.append(json_text(line, field, f'{file}:{number}'))
   return documents
 
 
-def _json_text(line: str, field: str, where: str) -> str:
+def json_text(line: str, field: str, where: str) -> str:
   try:
     record = json.loads(line)
   except json.JSONDecodeError as e:
@@ -146,6 +150,38 @@ def _json_text(line: str, field: str, where: str) -> str:
     raise UserError(f'{where}: field {field!r} is a {type(record[field]).__name__}, '
                     'not a string')
   return record[field]
+
+
+def _parquet(data_cfg) -> list[str]:
+  """Parquet files: the column `data.text_field` of every row."""
+  return [t for file in _files(data_cfg, '.parquet')
+          for t in parquet_texts(os.fspath(file), data_cfg.text_field)]
+
+
+def parquet_texts(file: str, field: str, row_group: int | None = None) -> list[str]:
+  """Column `field` of a Parquet file (or of one row group), as strings; None is ''."""
+  try:
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  (the prepare extra)
+  except ImportError:
+    raise UserError("Parquet corpora need pyarrow; pip install 'ssljax[prepare]'") from None
+  with fsspec.open(file, 'rb') as f:
+    try:
+      table = pq.ParquetFile(f)
+      names = table.schema_arrow.names
+      if field not in names:
+        raise UserError(f'{file} has no column {field!r} (columns: {", ".join(names)}); '
+                        'set data.text_field')
+      columns = (table.read(columns=[field]) if row_group is None
+                 else table.read_row_group(row_group, columns=[field]))
+    except UserError:
+      raise
+    except Exception as e:  # pyarrow's ArrowInvalid and kin: not a readable Parquet file
+      raise UserError(f'{file} is not a readable Parquet file ({e})') from None
+  values = columns.column(field).to_pylist()
+  for value in values:
+    if value is not None and not isinstance(value, str):
+      raise UserError(f'{file}: column {field!r} holds {type(value).__name__}, not text')
+  return [v or '' for v in values]
 
 
 def tfds_records(name: str, split: str, data_dir: str | None, fix: str):
@@ -180,11 +216,11 @@ def _tfds(data_cfg) -> list[str]:
     if field not in record:
       raise UserError(f'tfds dataset {name} has no feature {field!r} (features: '
                       f'{", ".join(record)}); set data.text_field')
-    documents.append(_tfds_text(record[field], name, i))
+    documents.append(tfds_text(record[field], name, i))
   return documents
 
 
-def _tfds_text(value, name: str, index: int) -> str:
+def tfds_text(value, name: str, index: int) -> str:
   if isinstance(value, str):
     return value
   try:

@@ -26,7 +26,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ssljax import config as config_lib, models, paths, pretrained, tokenizers
-from ssljax.data import batches as batches_lib, corpus, examples
+from ssljax.data import batches as batches_lib, corpus, examples, prepared
 from ssljax.errors import UserError
 from ssljax.pretrain import (budget, checkpoint, lock, masking, metrics as metrics_lib,
                              optimizer, parallel, profile, step as step_lib)
@@ -69,9 +69,11 @@ class Hook:
 
 
 def load_tokenizer(config, workdir: paths.Path, documents,
-                   source: pretrained.Pretrained | None = None) -> tokenizers.Tokenizer:
+                   source: pretrained.Pretrained | None = None,
+                   prepared_with: tokenizers.Tokenizer | None = None) -> tokenizers.Tokenizer:
   """The run's tokenizer: the one saved in workdir, the init_from source's, tokenizer.path,
-  or one trained now.
+  the one a prepared corpus was encoded with (`prepared_with`), or one trained now on
+  `documents`.
 
   The workdir's tokenizer is the run's only once the run has saved a checkpoint (its
   metadata holds the same tokenizer); one left by a run that never checkpointed is ignored
@@ -91,6 +93,8 @@ def load_tokenizer(config, workdir: paths.Path, documents,
     tokenizer = source.tokenizer
   elif config.tokenizer.path:
     tokenizer = tokenizers.load(config.tokenizer.path)
+  elif prepared_with is not None:
+    tokenizer = prepared_with
   else:
     with tempfile.TemporaryDirectory() as tmp:
       tokenizer = tokenizers.train(documents, config.tokenizer.vocab_size,
@@ -115,24 +119,40 @@ def init_source(config) -> tuple[ml_collections.ConfigDict, pretrained.Pretraine
   return config, source
 
 
+def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained | None):
+  """(tokenizer, training examples, held-out examples or None) of the corpus `data.*`
+  names: a folder `ssljax prepare` wrote, read lazily, or documents read into memory."""
+  data, seed = config.data, config.train.seed
+  if data.source == 'prepared':
+    folder = prepared.open_folder(data.path)
+    tokenizer = load_tokenizer(config, workdir, None, source, prepared_with=folder.tokenizer)
+    origin = (f'train.init_from {config.train.init_from}' if source is not None else
+              f'tokenizer.path {config.tokenizer.path}' if config.tokenizer.path else
+              f'the tokenizer of the run in {workdir}')
+    prepared.check_tokenizer(folder, tokenizer, origin)
+    return (tokenizer, folder.examples('train', config.objective, data.seq_len, seed),
+            folder.examples('eval', config.objective, data.seq_len, seed + 1))
+  documents = corpus.load_documents(data)
+  train_docs, eval_docs = corpus.split_documents(documents, data.eval_fraction, seed)
+  tokenizer = load_tokenizer(config, workdir, train_docs, source)
+  build = lambda docs, s: examples.build_examples(tokenizer.encode(docs), tokenizer,
+                                                  config.objective, data.seq_len, s)
+  return tokenizer, build(train_docs, seed), build(eval_docs, seed + 1) if eval_docs else None
+
+
 def setup(config, workdir) -> Run:
   workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   config, source = init_source(config)
   seed = config.train.seed
-  documents = corpus.load_documents(config.data)
-  train_docs, eval_docs = corpus.split_documents(documents, config.data.eval_fraction, seed)
-  tokenizer = load_tokenizer(config, workdir, train_docs, source)
+  tokenizer, train_examples, eval_examples = corpus_examples(config, workdir, source)
   model_cfg = models.ModelConfig.from_config(
       config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
   if model_cfg.vocab_size < tokenizer.vocab_size:
     raise UserError(f'model.vocab_size={model_cfg.vocab_size} is smaller than the '
                     f'tokenizer vocabulary ({tokenizer.vocab_size}); set model.vocab_size=0')
-  build = lambda docs, s: examples.build_examples(tokenizer.encode(docs), tokenizer,
-                                                  config.objective, config.data.seq_len, s)
-  batches = batches_lib.Batches(build(train_docs, seed), config.train.batch_size, seed,
+  batches = batches_lib.Batches(train_examples, config.train.batch_size, seed,
                                 jax.process_index(), jax.process_count())
-  eval_examples = build(eval_docs, seed + 1) if eval_docs else None
   eval_batches = (batches_lib.eval_batches(
       eval_examples, config.train.batch_size // jax.process_count(), config.train.eval_batches)
                   if eval_examples else [])

@@ -1,0 +1,321 @@
+"""`ssljax prepare`: a corpus -> tokenizer + token shards + manifest, on Apache Beam.
+
+Two pipelines over the planned splits (`sources.py`): one samples documents for the
+tokenizer (skipped with tokenizer.path), one tokenizes every split into a train and an
+eval shard. Each split is one unit of work that writes its own files, whole or not at
+all, then a small record of them (`shards/split-NNNNN.json`); a rerun after a crash skips
+the splits that have a record, so no document is lost or written twice. The manifest is
+written last, from the records. With no pipeline options the DirectRunner runs one worker
+process per core; `--runner=DataflowRunner ...` (or Flink, Spark) runs the same pipeline
+on a cluster.
+"""
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+
+import apache_beam as beam
+import ml_collections
+import numpy as np
+import tqdm
+
+from apache_beam.options import pipeline_options as po
+
+from ssljax import paths, tokenizers
+from ssljax.data import examples as examples_lib, prepared, shards
+from ssljax.errors import UserError
+from ssljax.prepare import sources
+
+log = logging.getLogger(__name__)
+
+STATE = '.prepare.json'
+_ENCODE_BATCH = 256  # documents tokenized per call
+_USER_ERROR = re.compile(r'UserError: (.+)')
+
+
+def pipeline_options(beam_args, workers: int | None = None):
+  """Beam's options from command-line style `beam_args`; without a runner, the local
+  DirectRunner with one worker process per core (or `workers`)."""
+  options = po.PipelineOptions(list(beam_args))
+  options.view_as(po.WorkerOptions).default_sdk_harness_log_level = (
+      options.view_as(po.WorkerOptions).default_sdk_harness_log_level or 'WARNING')
+  standard = options.view_as(po.StandardOptions)
+  if standard.runner is None:
+    standard.runner = 'DirectRunner'
+    direct = options.view_as(po.DirectOptions)
+    direct.direct_num_workers = workers or os.cpu_count() or 1
+    direct.direct_running_mode = 'multi_processing' if direct.direct_num_workers > 1 else 'in_memory'
+  return options
+
+
+def fingerprint(config, plan: sources.Plan) -> str:
+  """What the prepared folder depends on: the source, the tokenizer settings, the split."""
+  tok = config.tokenizer
+  tokenizer = (shards.sha256(paths.path(tok.path).read_bytes()) if tok.path else
+               [tok.vocab_size, tok.model_type, tok.sample_chars])
+  return sources.hash_of(prepared.FORMAT, plan.fingerprint, tokenizer, config.train.seed,
+                         config.data.eval_fraction)
+
+
+def prepare(config, out, beam_args=(), workers: int | None = None,
+            split_bytes: int = 64 << 20, progress: bool = True) -> dict:
+  """Prepares the corpus `config.data` names into `out`; returns the manifest."""
+  out = paths.path(out)
+  plan = sources.plan(config.data, split_bytes)
+  print_ = tqdm.tqdm.write
+  key = fingerprint(config, plan)
+  _claim(out, key)
+  manifest_file = out / prepared.MANIFEST
+  if manifest_file.exists():
+    print_(f'{out} is already prepared from this source and config')
+    return json.loads(manifest_file.read_text())
+  options = pipeline_options(beam_args, workers)
+  tokenizer = _tokenizer(config, out, plan, options)
+  folder = out / 'shards'
+  folder.mkdir(parents=True, exist_ok=True)
+  _remove_partials(folder)
+  todo = [s for s in plan.splits if not (folder / _record_name(s)).exists()]
+  started = time.perf_counter()
+  if todo:
+    encode = _Encode(config.to_dict(), os.fspath(folder), tokenizer.kind,
+                     tokenizer.model_proto, key)
+    with _Progress(folder, len(plan.splits), len(plan.splits) - len(todo), progress):
+      _run(options, 'encode', todo, encode)
+  manifest = _manifest(config, out, plan, tokenizer, key)
+  seconds = time.perf_counter() - started
+  shards.write_atomic(manifest_file, json.dumps(manifest, indent=1).encode())
+  if (out / '.work').exists():  # the tokenizer's sample
+    (out / '.work').rmtree()
+  train = manifest['splits']['train']
+  print_(f'prepared {out}: {train["documents"]} training documents, {train["tokens"]} tokens '
+         f'in {len(train["shards"])} shards, {manifest["splits"]["eval"]["documents"]} held '
+         f'out ({seconds:.0f} s)')
+  return manifest
+
+
+def _claim(out: paths.Path, key: str):
+  """`out` holds nothing, or an earlier prepare of the same source and config."""
+  state = out / STATE
+  if state.exists():
+    if json.loads(state.read_text()).get('fingerprint') != key:
+      raise UserError(f'{out} holds a corpus prepared from another source or config; use a '
+                      'new --out, or delete that folder to prepare it again')
+    return
+  if out.exists() and any(out.iterdir()):
+    raise UserError(f'--out {out} is a folder with other files; give a new or empty folder')
+  out.mkdir(parents=True, exist_ok=True)
+  shards.write_atomic(state, json.dumps({'fingerprint': key}).encode())
+
+
+def _remove_partials(folder: paths.Path):
+  """Files a killed worker left half written (local folders only: uploads are whole)."""
+  if not paths.is_remote(folder):
+    for partial in folder.glob('*.partial-*'):
+      partial.unlink()
+
+
+def _run(options, name: str, splits, fn):
+  """Runs `fn` over the splits; a worker's UserError comes back as one."""
+  try:
+    with beam.Pipeline(options=options) as p:
+      _ = (p | f'{name}: splits' >> beam.Create(list(splits))
+           | f'{name}: spread' >> beam.Reshuffle()
+           | f'{name}: work' >> beam.ParDo(fn))
+  except UserError:
+    raise
+  except Exception as e:  # a runner wraps what its workers raised; the UserError line is in it
+    text = str(e)
+    for cause in (e.__cause__, e.__context__):
+      text += f'\n{cause}' if cause else ''
+    found = _USER_ERROR.search(text)
+    if found:
+      raise UserError(found.group(1).strip()) from None
+    raise
+
+
+def _tokenizer(config, out: paths.Path, plan: sources.Plan, options) -> tokenizers.Tokenizer:
+  """tokenizer.path's, or one trained on a bounded, seeded sample of the documents."""
+  file = out / 'tokenizer.model'
+  if config.tokenizer.path:
+    tokenizer = tokenizers.load(config.tokenizer.path)
+    if tokenizer.kind != 'sentencepiece':
+      raise UserError(f'tokenizer.path {config.tokenizer.path} is a {tokenizer.kind} '
+                      'tokenizer; prepare takes sentencepiece .model files')
+  elif file.exists():
+    return tokenizers.load(file)
+  else:
+    tokenizer = _train_tokenizer(config, out, plan, options)
+  shards.write_atomic(file, tokenizer.model_proto)
+  return tokenizer
+
+
+def _train_tokenizer(config, out, plan, options):
+  chars = config.tokenizer.sample_chars
+  rate = min(1.0, 2 * chars / max(plan.num_bytes, 1))
+  work = out / '.work'
+  work.mkdir(parents=True, exist_ok=True)
+  todo = [s for s in plan.splits if not (work / f'sample-{s.index:05d}.json').exists()]
+  if todo:
+    tqdm.tqdm.write(f'sampling documents for the tokenizer from {len(plan.splits)} splits')
+    _run(options, 'sample', todo, _Sample(config.to_dict(), os.fspath(work), rate))
+  sample = []
+  for s in plan.splits:
+    sample += json.loads((work / f'sample-{s.index:05d}.json').read_text())
+  sample.sort()
+  kept, total = [], 0
+  for _, text in sample:
+    if total >= chars:
+      break
+    kept.append(text)
+    total += len(text)
+  if not kept:
+    raise UserError(f'the {config.data.source} corpus {config.data.path or ""} has no '
+                    'non-blank document; point data.* at a corpus with text')
+  tqdm.tqdm.write(f'training a {config.tokenizer.model_type} tokenizer on {len(kept)} '
+                  f'sampled documents ({total} characters)')
+  state = out / STATE
+  sampled = json.loads(state.read_text()) | {'sample': {'documents': len(kept),
+                                                       'characters': total}}
+  shards.write_atomic(state, json.dumps(sampled).encode())
+  with tempfile.TemporaryDirectory() as tmp:
+    tokenizer = tokenizers.train(kept, config.tokenizer.vocab_size,
+                                 paths.path(tmp) / 'tokenizer', config.tokenizer.model_type)
+  return tokenizer
+
+
+def _doc_keys(split: sources.Split, count: int) -> np.ndarray:
+  """A number per document of a split, for the seeded draws (sample, held-out split)."""
+  return np.uint64(split.index) * np.uint64(2**32) + np.arange(count, dtype=np.uint64)
+
+
+class _Sample(beam.DoFn):
+  """Beam DoFn: a split's documents drawn with probability `rate`, with their draws."""
+
+  def __init__(self, config: dict, work: str, rate: float):
+    self.config, self.work, self.rate = config, work, rate
+
+  def process(self, split):
+    cfg = ml_collections.ConfigDict(self.config)
+    docs = list(sources.documents(split, cfg.data))
+    draws = examples_lib.uniform(cfg.train.seed, _doc_keys(split, len(docs)), 7)
+    kept = [(float(u), d) for u, d in zip(draws, docs) if u < self.rate]
+    shards.write_atomic(paths.path(self.work) / f'sample-{split.index:05d}.json',
+                        json.dumps(kept).encode())
+    yield split.index
+
+
+def _record_name(split: sources.Split) -> str:
+  return f'split-{split.index:05d}.json'
+
+
+class _Encode(beam.DoFn):
+  """Beam DoFn: one split tokenized into its train and eval shards (and their chunk index
+  for the config's objective and length), then the record that says they are whole."""
+
+  def __init__(self, config: dict, folder: str, kind: str, proto: bytes, key: str):
+    self.config, self.folder, self.kind, self.proto, self.key = config, folder, kind, proto, key
+    self._tokenizer = None
+
+  def process(self, split):
+    cfg = ml_collections.ConfigDict(self.config)
+    if self._tokenizer is None:
+      self._tokenizer = tokenizers.from_proto(self.kind, self.proto)
+    tokenizer, folder = self._tokenizer, paths.path(self.folder)
+    token_docs = []
+    batch = []
+    for doc in sources.documents(split, cfg.data):
+      batch.append(doc)
+      if len(batch) == _ENCODE_BATCH:
+        token_docs += tokenizer.encode(batch)
+        batch = []
+    token_docs += tokenizer.encode(batch) if batch else []
+    token_docs = [t for t in token_docs if len(t)]
+    held = (examples_lib.uniform(cfg.train.seed, _doc_keys(split, len(token_docs)), 8)
+            < cfg.data.eval_fraction)
+    chunking = examples_lib.chunking(cfg.objective, cfg.data.seq_len)
+    dtype = shards.token_dtype(tokenizer.vocab_size)
+    record = {'fingerprint': self.key, 'split': split.index}
+    for name, keep in (('train', ~held), ('eval', held)):
+      docs = [t for t, k in zip(token_docs, keep) if k]
+      record[name] = None
+      if docs:
+        shard = f'{name}-{split.index:05d}'
+        data = shards.encode(docs, dtype)
+        if chunking:
+          index = shards.chunk_index_bytes(docs, *chunking)
+          shards.write_atomic(folder / f'{shard}.chunks-{chunking[0]}-{chunking[1]}', index)
+        shards.write_atomic(folder / shard, data)
+        record[name] = {'name': shard, 'documents': len(docs),
+                        'tokens': int(sum(len(d) for d in docs)), 'bytes': len(data),
+                        'sha256': shards.sha256(data),
+                        'chunks': ({prepared.chunk_key(*chunking): int(
+                            np.frombuffer(index, '<i8')[-1])} if chunking else {})}
+    shards.write_atomic(folder / _record_name(split), json.dumps(record).encode())
+    yield split.index
+
+
+def _manifest(config, out, plan, tokenizer, key) -> dict:
+  records = [json.loads((out / 'shards' / _record_name(s)).read_text()) for s in plan.splits]
+  splits, chunks = {}, {}
+  for name in prepared.SPLITS:
+    entries = [r[name] for r in records if r[name]]
+    splits[name] = {'documents': sum(e['documents'] for e in entries),
+                    'tokens': sum(e['tokens'] for e in entries),
+                    'shards': [{k: e[k] for k in ('name', 'documents', 'tokens', 'bytes',
+                                                  'sha256')} for e in entries]}
+    for e in entries:
+      for chunk, count in e['chunks'].items():
+        chunks.setdefault(chunk, {}).setdefault(name, []).append(count)
+  data = {k: config.data[k] for k in ('source', 'path', 'text_field', 'tfds_name',
+                                      'tfds_split', 'tfds_data_dir', 'eval_fraction')}
+  return {
+      'format': prepared.FORMAT,
+      'fingerprint': key,
+      'source': {'fingerprint': plan.fingerprint, 'data': data, 'splits': len(plan.splits),
+                 'bytes': plan.num_bytes},
+      'tokenizer': {'file': 'tokenizer.model', 'kind': tokenizer.kind,
+                    'vocab_size': tokenizer.vocab_size,
+                    'sha256': shards.sha256(tokenizer.model_proto),
+                    'path': config.tokenizer.path,
+                    'sample': json.loads((out / STATE).read_text()).get('sample')},
+      'seed': config.train.seed,
+      'splits': splits,
+      'chunks': chunks,
+  }
+
+
+class _Progress:
+  """A bar over the splits done, with tokens/s, read from the records workers write."""
+
+  def __init__(self, folder, total: int, done: int, enabled: bool):
+    self.folder, self.done, self.enabled = folder, done, enabled
+    self.bar = tqdm.tqdm(total=total, initial=done, unit='split', disable=not enabled,
+                         dynamic_ncols=True)
+    self.stop = threading.Event()
+    self.thread = threading.Thread(target=self._watch, daemon=True)
+
+  def _watch(self):
+    started, seen, tokens = time.perf_counter(), set(), 0
+    while not self.stop.wait(2.0):
+      for record in self.folder.glob('split-*.json'):
+        if record.name not in seen:
+          seen.add(record.name)
+          entry = json.loads(record.read_text())
+          tokens += sum(entry[k]['tokens'] for k in prepared.SPLITS if entry.get(k))
+      self.bar.n = min(self.bar.total, len(seen))
+      self.bar.set_postfix(tokens_per_s=f'{tokens / (time.perf_counter() - started):.3g}')
+
+  def __enter__(self):
+    if self.enabled:
+      self.thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self.stop.set()
+    if self.enabled:
+      self.thread.join()
+    self.bar.close()

@@ -1,0 +1,267 @@
+"""`ssljax prepare` + `data.source=prepared` against the in-memory path they replace at scale.
+
+Splits read every document exactly once however a file is cut; a prepared folder gives the
+examples the in-memory path gives (CLM rows do not cross shards: the one stated
+difference); a run on it resumes exactly; bad folders and sources are one line.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from ssljax import cli, config as config_lib, tokenizers
+from ssljax.data import corpus, examples, prepared, shards
+from ssljax.errors import UserError
+from ssljax.pretrain import loop as train, metrics
+from ssljax.prepare import pipeline, sources
+
+pytest.importorskip('apache_beam')
+
+TRICKY = ('\ufeffFirst doc line one\nline two  \n\n\n  \t\nSecond doc\r\n  indented\n'
+          '\n   \nThird\n\nFourth ünïcode line\nmore\n\n\n')
+
+
+def _doc(part, d: int) -> np.ndarray:
+  start, end = int(part.offsets[d]), int(part.offsets[d + 1])
+  return part.read(np.array([start]), np.array([end - start]), end - start)[0]
+
+
+def _prepare(config, out, **kw):
+  return pipeline.prepare(config, out, workers=1, progress=False, **kw)
+
+
+def _config(corpus_file, tokenizer_file=None, **extra):
+  extra = {'data.eval_fraction': 0.0} | extra
+  if tokenizer_file:
+    extra['tokenizer.path'] = tokenizer_file
+  return tiny_config(corpus_file, **extra)
+
+
+@pytest.fixture(scope='module')
+def prepared_dir(corpus_file, tokenizer_file, tmp_path_factory):
+  """The test corpus in ~8 shards, with the test tokenizer and nothing held out."""
+  out = tmp_path_factory.mktemp('prepared') / 'prep'
+  _prepare(_config(corpus_file, tokenizer_file), out, split_bytes=40_000)
+  return out
+
+
+@pytest.mark.parametrize('cut', [1, 2, 3, 5, 7, 11, 16, 40, 1000])
+def test_text_splits_read_every_document_once(tmp_path, cut):
+  file = tmp_path / 'c.txt'
+  file.write_bytes(TRICKY.encode())
+  cfg = config_lib.load(None, ['data.source=text', f'data.path={file}'])
+  plan = sources.plan(cfg.data, cut)
+  read = [d for s in plan.splits for d in sources.documents(s, cfg.data)]
+  assert read == corpus.load_documents(cfg.data)
+  assert len(read) == 4 and read[1] == 'Second doc\n  indented'
+
+
+def test_jsonl_and_parquet_splits(tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  texts = [f'document {i} ' + 'word ' * (i % 5) for i in range(40)]
+  (tmp_path / 'a.jsonl').write_text(''.join(json.dumps({'text': t}) + '\n' for t in texts))
+  pq.write_table(pa.table({'text': texts}), tmp_path / 'b.parquet', row_group_size=7)
+  for source, name in (('jsonl', 'a.jsonl'), ('parquet', 'b.parquet')):
+    cfg = config_lib.load(None, [f'data.source={source}', f'data.path={tmp_path / name}'])
+    plan = sources.plan(cfg.data, 50)
+    assert len(plan.splits) > 5
+    assert [d for s in plan.splits for d in sources.documents(s, cfg.data)] == texts
+    assert corpus.load_documents(cfg.data) == texts
+
+
+def test_a_glob_names_many_files(tmp_path):
+  for i in range(3):
+    (tmp_path / f'part-{i}.txt').write_text(f'doc {i} a\n\ndoc {i} b\n')
+  cfg = config_lib.load(None, ['data.source=text', f'data.path={tmp_path}/part-*.txt'])
+  plan = sources.plan(cfg.data, 1 << 20)
+  assert [d for s in plan.splits for d in sources.documents(s, cfg.data)] == [
+      f'doc {i} {x}' for i in range(3) for x in 'ab']
+
+
+@pytest.mark.parametrize('objective', ['mlm', 'mlm_nsp', 'mlm_sop'])
+def test_prepared_examples_equal_the_in_memory_ones(prepared_dir, corpus_file, tokenizer_file,
+                                                     objective):
+  folder = prepared.open_folder(prepared_dir)
+  assert len(folder.manifest['splits']['train']['shards']) >= 5
+  tokenizer = tokenizers.load(tokenizer_file)
+  docs = corpus.load_documents(_config(corpus_file).data)
+  expected = examples.build_examples(tokenizer.encode(docs), tokenizer, objective, 32, 5)
+  got = folder.examples('train', objective, 32, 5)
+  assert len(got) == len(expected)
+  index = np.random.default_rng(0).permutation(len(got))[:300]
+  a, b = got.batch(index), expected.batch(index)
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_clm_rows_are_packed_within_each_shard(prepared_dir, corpus_file, tokenizer_file):
+  """The one difference from the in-memory path: a shard's last row is padded rather than
+  continued by the next shard's documents. Each shard's rows equal the in-memory rows of
+  that shard's documents alone."""
+  folder = prepared.open_folder(prepared_dir)
+  tokenizer = tokenizers.load(tokenizer_file)
+  store = folder.store('train')
+  got = folder.examples('train', 'clm', 32, 0)
+  row = 0
+  for p in range(store.num_parts):
+    part = store.part(p)
+    docs = [np.asarray(_doc(part, d)) for d in range(part.num_docs)]
+    alone = examples.build_examples(docs, tokenizer, 'clm', 32, 0)
+    a = got.batch(np.arange(row, row + len(alone)))
+    b = alone.batch(np.arange(len(alone)))
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=f'shard {p} {key}')
+    row += len(alone)
+  assert row == len(got)
+
+
+def test_held_out_documents_are_fixed_in_the_manifest(corpus_file, tokenizer_file, tmp_path):
+  config = _config(corpus_file, tokenizer_file, **{'data.eval_fraction': 0.2})
+  first = _prepare(config, tmp_path / 'a', split_bytes=60_000)
+  again = _prepare(config, tmp_path / 'b', split_bytes=60_000)
+  assert first['splits'] == again['splits']  # same shards, same checksums
+  total = len(corpus.load_documents(config.data))
+  train_docs, eval_docs = (first['splits'][s]['documents'] for s in ('train', 'eval'))
+  assert train_docs + eval_docs == total and 0.1 * total < eval_docs < 0.3 * total
+  folder = prepared.open_folder(tmp_path / 'a')
+  seen = {}
+  for split in prepared.SPLITS:
+    store = folder.store(split)
+    for p in range(store.num_parts):
+      part = store.part(p)
+      for d in range(part.num_docs):
+        seen.setdefault(_doc(part, d).tobytes(), set()).add(split)
+  assert all(len(s) == 1 for s in seen.values())  # no document on both sides
+
+
+def test_the_tokenizer_is_trained_on_a_bounded_seeded_sample(corpus_file, tmp_path):
+  config = _config(corpus_file, **{'tokenizer.sample_chars': 30_000})
+  first = _prepare(config, tmp_path / 'a')
+  _prepare(config, tmp_path / 'b')
+  sample = first['tokenizer']['sample']
+  assert 30_000 <= sample['characters'] < 30_000 + max(map(len, corpus.load_documents(
+      config.data)))
+  assert sample['documents'] < len(corpus.load_documents(config.data)) / 2
+  assert ((tmp_path / 'a' / 'tokenizer.model').read_bytes() ==
+          (tmp_path / 'b' / 'tokenizer.model').read_bytes())
+  assert not (tmp_path / 'a' / '.work').exists()
+
+
+def test_pretraining_on_prepared_data_resumes_exactly(prepared_dir, corpus_file, tmp_path):
+  config = tiny_config(corpus_file, **{'data.source': 'prepared',
+                                       'data.path': str(prepared_dir), 'train.steps': 6})
+  train.pretrain(config, tmp_path / 'cut', stop_after=3)
+  train.pretrain(config, tmp_path / 'cut')
+  train.pretrain(config, tmp_path / 'whole')
+  loss = lambda w: [r['loss'] for r in metrics.read(w) if 'loss' in r]
+  assert len(loss(tmp_path / 'cut')) == 6
+  np.testing.assert_allclose(loss(tmp_path / 'cut'), loss(tmp_path / 'whole'), rtol=1e-6)
+  assert ((tmp_path / 'whole' / 'tokenizer.model').read_bytes() ==
+          (prepared_dir / 'tokenizer.model').read_bytes())
+
+
+def test_a_rerun_of_a_finished_prepare_changes_nothing(prepared_dir, corpus_file,
+                                                       tokenizer_file, capsys):
+  before = (prepared_dir / prepared.MANIFEST).read_bytes()
+  _prepare(_config(corpus_file, tokenizer_file), prepared_dir, split_bytes=40_000)
+  assert 'already prepared' in capsys.readouterr().out
+  assert (prepared_dir / prepared.MANIFEST).read_bytes() == before
+
+
+def _copy(src, dst):
+  import shutil
+  shutil.copytree(src, dst)
+  return dst
+
+
+def _break(folder, how: str):
+  manifest = json.loads((folder / prepared.MANIFEST).read_text())
+  shard = folder / 'shards' / manifest['splits']['train']['shards'][0]['name']
+  if how == 'no manifest':
+    (folder / prepared.MANIFEST).unlink()
+  elif how == 'no shards':
+    manifest['splits']['train']['shards'] = []
+    (folder / prepared.MANIFEST).write_text(json.dumps(manifest))
+  elif how == 'missing shard':
+    shard.unlink()
+  elif how == 'truncated shard':
+    shard.write_bytes(shard.read_bytes()[:-10])
+  elif how == 'bad header':
+    data = bytearray(shard.read_bytes())
+    data[:8] = b'garbage!'
+    shard.write_bytes(bytes(data))
+  elif how == 'bad tokens':
+    data = bytearray(shard.read_bytes())
+    data[-200:] = b'\xff' * 200
+    shard.write_bytes(bytes(data))
+  return shard
+
+
+@pytest.mark.parametrize('how, says', [
+    ('no manifest', 'rerun the same ssljax prepare command'),
+    ('no shards', 'lists no training shard'),
+    ('missing shard', 'is missing; rerun ssljax prepare'),
+    ('truncated shard', 'bytes where the manifest says'),
+    ('bad header', 'is corrupt (its header'),
+    ('bad tokens', 'is corrupt (token id'),
+])
+def test_a_broken_folder_is_one_line_naming_the_shard(prepared_dir, corpus_file, tmp_path,
+                                                      capsys, how, says):
+  folder = _copy(prepared_dir, tmp_path / 'prep')
+  shard = _break(folder, how)
+  config = tiny_config(corpus_file, **{'data.source': 'prepared', 'data.path': str(folder),
+                                       'train.steps': 40})
+  with pytest.raises(UserError, match=None) as e:
+    train.pretrain(config, tmp_path / 'run')
+  assert says in str(e.value) and '\n' not in str(e.value)
+  if how not in ('no manifest', 'no shards'):
+    assert str(shard) in str(e.value)
+
+
+def test_a_tokenizer_other_than_the_prepared_one_is_one_line(prepared_dir, corpus_file,
+                                                             tmp_path):
+  other = tokenizers.train(['some other words entirely', 'and more of them'] * 20, 60,
+                           tmp_path / 'other')
+  del other
+  config = tiny_config(corpus_file, **{'data.source': 'prepared', 'data.path': str(prepared_dir),
+                                       'tokenizer.path': str(tmp_path / 'other.model')})
+  with pytest.raises(UserError, match='is not the tokenizer .* was prepared with'):
+    train.pretrain(config, tmp_path / 'run')
+
+
+def test_bad_sources_and_folders_are_one_line(corpus_file, tokenizer_file, tmp_path):
+  (tmp_path / 'blank.txt').write_text('\n\n   \n')
+  with pytest.raises(UserError, match='no non-blank document'):
+    _prepare(_config(tmp_path / 'blank.txt'), tmp_path / 'out1')
+  with pytest.raises(UserError, match='does not exist'):
+    _prepare(_config(tmp_path / 'nope.txt'), tmp_path / 'out2')
+  (tmp_path / 'out3').mkdir()
+  (tmp_path / 'out3' / 'x').write_text('mine')
+  with pytest.raises(UserError, match='a folder with other files'):
+    _prepare(_config(corpus_file, tokenizer_file), tmp_path / 'out3')
+  _prepare(_config(corpus_file, tokenizer_file), tmp_path / 'out4')
+  with pytest.raises(UserError, match='prepared from another source or config'):
+    _prepare(_config(corpus_file, tokenizer_file, **{'data.eval_fraction': 0.5}),
+             tmp_path / 'out4')
+
+
+def test_the_command_line_and_beam_options(corpus_file, tmp_path, capsys):
+  options = pipeline.pipeline_options(
+      ['--runner=DataflowRunner', '--project=my-project', '--region=us-central1',
+       '--temp_location=gs://bucket/tmp', '--num_workers=64'])
+  from apache_beam.options import pipeline_options as po
+  assert options.view_as(po.StandardOptions).runner == 'DataflowRunner'
+  assert options.view_as(po.GoogleCloudOptions).project == 'my-project'
+  assert options.view_as(po.WorkerOptions).num_workers == 64
+  local = pipeline.pipeline_options([], workers=3).view_as(po.DirectOptions)
+  assert (local.direct_num_workers, local.direct_running_mode) == (3, 'multi_processing')
+  args = cli.parser().parse_args(
+      ['prepare', '--set', 'data.source=text', '--out', 'x', '--', '--runner=DataflowRunner'])
+  assert args.beam_args[-1] == '--runner=DataflowRunner'
+  assert cli.main(['prepare', '--set', 'data.source=prepared', '--out',
+                        str(tmp_path / 'o')]) == 2
+  assert 'already prepared' in capsys.readouterr().err
