@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
+from test_object_storage import buckets  # noqa: F401  (the gs:// and s3:// emulators)
 from ssljax import cli, config as config_lib, tokenizers
 from ssljax.data import corpus, examples, prepared, shards
 from ssljax.errors import UserError
@@ -265,3 +266,78 @@ def test_the_command_line_and_beam_options(corpus_file, tmp_path, capsys):
   assert cli.main(['prepare', '--set', 'data.source=prepared', '--out',
                         str(tmp_path / 'o')]) == 2
   assert 'already prepared' in capsys.readouterr().err
+
+
+def test_each_process_reads_its_slice_of_every_global_batch(prepared_dir):
+  from ssljax.data import batches as batches_lib
+  train_examples = prepared.open_folder(prepared_dir).examples('train', 'mlm_nsp', 32, 0)
+  one = batches_lib.Batches(train_examples, 16, 0)
+  two = [batches_lib.Batches(train_examples, 16, 0, p, 2) for p in range(2)]
+  for _ in range(3):
+    whole, halves = next(one), [next(b) for b in two]
+    for key in whole:
+      np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
+
+
+@pytest.mark.slow
+def test_kill_9_during_prepare_then_a_rerun_gives_the_clean_folder(corpus_file, tokenizer_file,
+                                                                  tmp_path):
+  import signal
+  import subprocess
+  import sys
+  import time
+  out = tmp_path / 'killed'
+  sets = ['data.source=text', f'data.path={corpus_file}', f'tokenizer.path={tokenizer_file}',
+          'data.eval_fraction=0.1', 'data.seq_len=32', 'model.max_len=32']
+  command = [sys.executable, '-m', 'ssljax.cli', 'prepare', '--out', str(out),
+             '--split-mb', '0.01', '--workers', '2']
+  command += [a for s in sets for a in ('--set', s)]
+  proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+  deadline = time.monotonic() + 240
+  while time.monotonic() < deadline and len(list(out.glob('shards/split-*.json'))) < 5:
+    time.sleep(0.05)
+  os.killpg(proc.pid, signal.SIGKILL)  # the command and its Beam workers
+  proc.wait()
+  done = len(list(out.glob('shards/split-*.json')))
+  assert 5 <= done and not (out / prepared.MANIFEST).exists()
+  (out / 'shards' / 'train-00003.partial-deadbeef').write_bytes(b'half a shard')
+  config = config_lib.load(None, sets)
+  resumed = _prepare(config, out, split_bytes=int(0.01 * (1 << 20)))
+  clean = _prepare(config, tmp_path / 'clean', split_bytes=int(0.01 * (1 << 20)))
+  assert resumed['splits'] == clean['splits']
+  assert len(resumed['splits']['train']['shards']) > done
+  assert not list(out.glob('shards/*.partial-*'))
+
+
+@pytest.mark.slow
+def test_buckets_serve_as_input_and_output(buckets, prepared_dir, corpus_file, tokenizer_file,
+                                           tmp_path):
+  from ssljax import paths
+  for backend in ('gs', 's3'):
+    root = paths.path(f'{buckets[backend]}/prepare-{tmp_path.name}')
+    (root / 'corpus' / 'docs.txt').write_bytes(corpus_file.read_bytes())
+    config = _config(root / 'corpus', tokenizer_file)
+    manifest = _prepare(config, root / 'prep', split_bytes=40_000)
+    local = json.loads((prepared_dir / prepared.MANIFEST).read_text())
+    assert manifest['splits'] == local['splits']  # the same shards, byte for byte
+    run = lambda path, workdir: train.pretrain(tiny_config(
+        corpus_file, **{'data.source': 'prepared', 'data.path': str(path),
+                        'train.steps': 3}), workdir)
+    run(root / 'prep', tmp_path / f'{backend}-run')
+    run(prepared_dir, tmp_path / f'{backend}-local')
+    loss = lambda w: [r['loss'] for r in metrics.read(w) if 'loss' in r]
+    np.testing.assert_allclose(loss(tmp_path / f'{backend}-run'),
+                               loss(tmp_path / f'{backend}-local'), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_on_prepared_data_follow_one(prepared_dir, corpus_file, tmp_path):
+  import process_helpers as ph
+  extra = {'data.source': 'prepared', 'data.path': str(prepared_dir), 'train.steps': 4,
+           'mesh.data': -1}
+  ph.finish(ph.start(tmp_path / 'multi', corpus_file, extra, processes=2))
+  train.pretrain(tiny_config(corpus_file, **extra | {'mesh.data': 1}), tmp_path / 'single')
+  loss = lambda w: [r['loss'] for r in metrics.read(w) if 'loss' in r]
+  assert len(loss(tmp_path / 'multi')) == 4
+  np.testing.assert_allclose(loss(tmp_path / 'multi'), loss(tmp_path / 'single'), rtol=2e-5)

@@ -153,7 +153,8 @@ def documents(split: Split, data_cfg):
 def _lines(split: Split):
   """(byte position, line) of the lines that start in [start, end), then on to EOF (the
   caller stops); the first one is preceded by a flag: was the line before it blank?"""
-  with fsspec.open(split.file, 'rb', block_size=1 << 22) as f:
+  fs, name = fsspec.core.url_to_fs(split.file)
+  with fs.open(name, 'rb', block_size=1 << 22) as f:
     position = split.start
     before_blank = True
     if position > 0:
