@@ -112,12 +112,13 @@ def compile_step(config, topology: str) -> dict:
               / config.data.seq_len if config.mlm.masked_positions_only else 1.0)
   model_flops = tokens * metrics.flops_per_token(state.params, model_cfg, config.objective,
                                                  config.data.seq_len, fraction)
-  # One chip's FLOPs, loops unrolled; cost_analysis counts each body once.
-  flops = max(program['flops'] if program else 0.0, float(cost.get('flops', 0.0)))
-  n = len(devices)
+  # One chip's FLOPs and HBM traffic with loops unrolled: cost_analysis counts each loop
+  # body once, the HLO's matmuls say how much more often they run.
+  factor = program['loop_factor'] if program else 1.0
+  flops = float(cost.get('flops', 0.0)) * factor
   collective = program['collectives'] if program else {}
-  raw_flops = float(cost.get('flops', 0.0)) or 1.0
-  hbm_traffic = float(cost.get('bytes accessed', 0.0)) * max(1.0, flops / raw_flops)
+  hbm_traffic = float(cost.get('bytes accessed', 0.0)) * factor
+  n = len(devices)
   t_compute = flops / chip.peak_flops
   t_hbm = hbm_traffic / chip.hbm_bandwidth  # per chip: the cost analysis is per device
   t_ici = sum(collective.values()) / chip.ici_bandwidth
@@ -131,8 +132,10 @@ def compile_step(config, topology: str) -> dict:
       'parameters': n_params,
       'flops_per_step': flops * n,  # all chips
       'model_flops_per_step': model_flops,
+      'cost_analysis_flops_per_step': float(cost.get('flops', 0.0)) * n,  # loops once
       'collective_bytes': {k: int(v) for k, v in collective.items()},
       'largest_collective': (program or {}).get('largest', {}),
+      'all_reduced_shapes': (program or {}).get('all_reduced', []),
       'hbm_traffic_bytes': hbm_traffic,  # per chip, scaled for loops as the FLOPs
       'roofline_seconds': {'compute': t_compute, 'hbm': t_hbm, 'ici': t_ici},
       'roofline_step_seconds': t_step,

@@ -17,18 +17,17 @@ _BYTES = {'pred': 1, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2, 'f16': 2, 'bf16': 2, 
           'u32': 4, 'f32': 4, 's64': 8, 'u64': 8, 'f64': 8, 'f8e4m3fn': 1, 'f8e5m2': 1}
 _SHAPE = re.compile(r'\b(' + '|'.join(_BYTES) + r')\[([\d,]*)\]')
 _COMP = re.compile(r'^(ENTRY\s+)?%?([\w.\-]+)\s*(\(.*\))?\s*->.*\{\s*$')
-_INSTR = re.compile(r'^\s*(ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s([\w\-]+)\((.*)$')
+_INSTR = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*?)\s([\w\-]+)\((.*)$')
 _CALLS = re.compile(r'\b(body|condition|calls|to_apply|branch_computations|true_computation|'
-                    r'false_computation)=\{?([%\w.\-, ]+)\}?')
+                    r'false_computation)=(\{[^}]*\}|%?[\w.\-]+)')
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_BOUND = re.compile(r's32\[\]\{?[^ ]*\s+constant\((\d+)\)')
 
 
-def _shapes(text):
-  return [(_BYTES[t], [int(d) for d in dims.split(',') if d]) for t, dims in _SHAPE.findall(text)]
-
-
-def _largest(text) -> int:
-  return max((b * int(np.prod(d)) for b, d in _shapes(text)), default=0)
+def _arrays(text):
+  """[(bytes, dims)] of the array shapes in a result type (one, or a tuple's)."""
+  return [(_BYTES[t] * int(np.prod([int(d) for d in dims.split(',') if d])),
+           [int(d) for d in dims.split(',') if d]) for t, dims in _SHAPE.findall(text)]
 
 
 def _dims(attr, line):
@@ -36,18 +35,17 @@ def _dims(attr, line):
   return [int(d) for d in m.group(1).split(',') if d] if m else []
 
 
-def _flops(op, result, operands, line) -> float:
+def _operands(rest):
+  return re.findall(r'%([\w.\-]+)', rest.split(')')[0])
+
+
+def _flops(op, out, lhs, rhs, line) -> float:
   """2 x output elements x contraction size, for dot and convolution."""
-  shapes = _shapes(operands)
-  out = _shapes(result)
-  if not out or len(shapes) < 2:
-    return 0.0
-  out_elems = float(np.prod(out[0][1]))
-  lhs, rhs = shapes[0][1], shapes[1][1]
+  out_elems = float(np.prod(out))
   if op == 'dot':
     return 2 * out_elems * float(np.prod([lhs[d] for d in _dims('lhs_contracting_dims', line)]))
   labels = re.search(r'dim_labels=\w+_(\w+)->', line)
-  if not labels or 'o' not in labels.group(1):
+  if not labels or 'o' not in labels.group(1) or len(labels.group(1)) != len(rhs):
     return 0.0
   groups = re.search(r'feature_group_count=(\d+)', line)
   o_size = rhs[labels.group(1).index('o')]
@@ -55,9 +53,12 @@ def _flops(op, result, operands, line) -> float:
 
 
 def parse(text: str) -> dict:
-  """{'collectives': {kind: bytes}, 'largest': {kind: bytes}, 'flops': float} per step."""
-  comps, calls, entry = {}, collections.defaultdict(list), None
-  current = None
+  """{'collectives': {kind: bytes}, 'largest': {kind: bytes}, 'loop_factor': matmul FLOPs
+  with loops unrolled / with each body once (what cost_analysis counts)} of one chip per
+  step. A collective's bytes are its result's (all of a combined all-reduce's tuple),
+  a reduce-scatter's its operand's; a loop runs as often as its condition's s32 bound says
+  (or XLA's known_trip_count)."""
+  comps, calls, shapes, entry, current = {}, collections.defaultdict(list), {}, None, None
   for line in text.splitlines():
     m = _COMP.match(line)
     if m and not line.startswith(' '):
@@ -68,31 +69,52 @@ def parse(text: str) -> dict:
     m = _INSTR.match(line) if current else None
     if not m:
       continue
-    result, op, rest = m.group(2), m.group(3), m.group(4)
-    comps[current].append((op, result, rest, line))
+    name, result, op, rest = m.groups()
+    shapes[name] = _arrays(result)
+    comps[current].append((op, name, rest, line))
     trip = _TRIP.search(line)
     for attr, names in _CALLS.findall(line):
-      times = int(trip.group(1)) if trip and attr == 'body' else 1
-      for name in names.replace('%', '').split(','):
-        if name.strip():
-          calls[current].append((name.strip(), times))
-  times = collections.Counter()
+      for callee in names.strip('{}').replace('%', '').split(','):
+        if callee.strip():
+          calls[current].append((callee.strip(), attr, int(trip.group(1)) if trip else None))
+  times, once = collections.Counter(), collections.Counter()
 
-  def visit(name, n):
+  def trips(condition):
+    bounds = [int(b) for _, _, _, line in comps.get(condition, ()) for b in _BOUND.findall(line)]
+    return bounds[0] if len(bounds) == 1 else 1
+
+  def visit(name, n, k):
     times[name] += n
-    for callee, k in calls.get(name, ()):
-      visit(callee, n * k)
+    once[name] += k
+    edges = calls.get(name, ())
+    for callee, attr, known in edges:
+      if attr == 'body':
+        cond = [c for c, a, _ in edges if a == 'condition']
+        visit(callee, n * (known or (trips(cond[0]) if cond else 1)), k)
+      else:
+        visit(callee, n, k)
 
-  visit(entry, 1)
-  total, largest, flops = collections.Counter(), collections.Counter(), 0.0
-  for name, n in times.items():
-    for op, result, rest, line in comps.get(name, ()):
+  visit(entry, 1, 1)
+  total, largest, flops, flops_once = collections.Counter(), collections.Counter(), 0.0, 0.0
+  reduced = set()  # the shapes that are all-reduced
+  for comp, n in times.items():
+    for op, name, rest, line in comps.get(comp, ()):
       kind = op.removesuffix('-start')
       if kind in COLLECTIVES:
-        size = max(_largest(result), _largest(rest.split('),')[0]))
+        arrays = shapes[name]
+        if kind == 'reduce-scatter':
+          arrays = [a for o in _operands(rest) for a in shapes.get(o, [])]
+        sizes = [b for b, _ in arrays]
+        size = max(sizes, default=0) if op.endswith('-start') else sum(sizes)
         total[kind] += n * size
-        largest[kind] = max(largest[kind], size)
+        if kind == 'all-reduce':
+          reduced.update(tuple(d) for _, d in arrays)
+        largest[kind] = max(largest[kind], max(sizes, default=0))
       elif op in ('dot', 'convolution'):
-        operands = rest.split('),')[0] if op == 'dot' else rest
-        flops += n * _flops(op, result, operands, line)
-  return {'collectives': dict(total), 'largest': dict(largest), 'flops': flops}
+        ops = [shapes.get(o, [(0, [])])[0][1] for o in _operands(rest)[:2]]
+        if len(ops) == 2 and shapes[name]:
+          f = _flops(op, shapes[name][0][1], ops[0], ops[1], line)
+          flops, flops_once = flops + n * f, flops_once + once[comp] * f
+  # Windowed (dilated) convolutions make the matmul count approximate; their ratio is not.
+  return {'collectives': dict(total), 'largest': dict(largest), 'all_reduced': sorted(reduced),
+          'loop_factor': flops / flops_once if flops_once else 1.0}

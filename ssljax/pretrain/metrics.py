@@ -204,8 +204,13 @@ def cache_dir() -> pathlib.Path:
 
 def peak_flops() -> float:
   """`measure_peak_flops` of this machine's device kind, measured once and then read from
-  the cache (the measurement runs ~170 GFLOP: seconds on a CPU, at every run otherwise)."""
+  the cache (the measurement runs ~170 GFLOP: seconds on a CPU, at every run otherwise).
+  TPUs and GPUs in `chips.CHIPS` use their published bf16 peak instead."""
+  from ssljax.pretrain import chips  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
+  chip = chips.for_device(device) if device.platform != 'cpu' else None
+  if chip is not None:
+    return chip.peak_flops
   key = f'{device.platform}:{device.device_kind}:{os.cpu_count()}:jax{jax.__version__}'
   path = cache_dir() / 'peak_flops.json'
   try:
