@@ -17,24 +17,28 @@ def _compile(args):
     print(json.dumps(r, default=float))
   if not r['fits'] and 'error' in r:
     raise UserError(r['error'])
-  if args.json:
-    return
+  if not args.json:
+    print('\n'.join(report_lines(r)))
+
+
+def report_lines(r) -> list[str]:
   m = r['memory']
   mesh = ' '.join(f'{k}={v}' for k, v in r['mesh'].items())
-  print(f"{args.topology}: {r['chips']} x {r['chip']} chips, mesh {mesh}, compiled in "
-        f"{r['compile_seconds']:.0f} s")
-  print(f"memory per chip: {_gib(r['bytes_per_chip'])} of {_gib(r['hbm_bytes'])} HBM "
-        f"({'fits' if r['fits'] else 'DOES NOT FIT'}): parameters {_gib(m['parameters'])}, "
-        f"optimizer {_gib(m['optimizer'])}, temporaries {_gib(m['temporaries'])}")
-  print(f"FLOPs per step: {r['flops_per_step']:.3g} compiled, "
-        f"{r['model_flops_per_step']:.3g} model")
   shown = ', '.join(f'{k} {_gib(v)}' for k, v in sorted(r['collective_bytes'].items()))
-  print(f"collectives per step and chip: {shown or 'none'}")
-  print(f"attention: {r['attention']}")
   t = r['roofline_seconds']
-  print(f"roofline: step >= {r['roofline_step_seconds'] * 1e3:.1f} ms (compute "
+  return [
+      f"{r['topology']}: {r['chips']} x {r['chip']} chips, mesh {mesh}, compiled in "
+        f"{r['compile_seconds']:.0f} s",
+      f"memory per chip: {_gib(r['bytes_per_chip'])} of {_gib(r['hbm_bytes'])} HBM "
+        f"({'fits' if r['fits'] else 'DOES NOT FIT'}): parameters {_gib(m['parameters'])}, "
+        f"optimizer {_gib(m['optimizer'])}, temporaries {_gib(m['temporaries'])}",
+      f"FLOPs per step: {r['flops_per_step']:.3g} compiled, "
+        f"{r['model_flops_per_step']:.3g} model",
+      f"collectives per step and chip: {shown or 'none'}",
+      f"attention: {r['attention']}",
+      f"roofline: step >= {r['roofline_step_seconds'] * 1e3:.1f} ms (compute "
         f"{t['compute'] * 1e3:.1f}, HBM {t['hbm'] * 1e3:.1f}, ICI {t['ici'] * 1e3:.1f} ms): "
-        f"MFU <= {r['roofline_mfu']:.0%}")
+        f"MFU <= {r['roofline_mfu']:.0%}"]
 
 
 def add_commands(sub):
