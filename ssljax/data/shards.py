@@ -14,6 +14,7 @@ MLM/NSP/SOP run finds chunk i's document without a pass over the shard's documen
 
 import functools
 import hashlib
+import mmap
 import os
 import uuid
 
@@ -106,11 +107,15 @@ class Shard:
     """[docs + 1] int64: memory-mapped locally, read once on object storage."""
     if paths.is_remote(self.file):
       return np.frombuffer(self._bytes(self._index_at, 8 * (self.docs + 1)), '<i8')
-    return np.memmap(self.name, '<i8', 'r', self._index_at, (self.docs + 1,))
+    return np.frombuffer(self._mapped, '<i8', self.docs + 1, self._index_at)
+
+  @functools.cached_property
+  def _mapped(self) -> mmap.mmap:
+    return map_random(self.name)
 
   @functools.cached_property
   def _local_tokens(self) -> np.ndarray:
-    return np.memmap(self.name, self.dtype, 'r', self._tokens_at, (max(self.tokens, 1),))
+    return np.frombuffer(self._mapped, self.dtype, self.tokens, self._tokens_at)
 
   def read(self, start_N, length_N, width: int) -> np.ndarray:
     """[N, width]: tokens [start, start + length) of the shard per row, 0 after."""
@@ -139,8 +144,17 @@ class Shard:
     computed from the offsets (in memory: 8 bytes a document)."""
     index = paths.path(f'{self.name}.chunks-{size}-{min_len}')
     if not paths.is_remote(index) and index.exists():
-      return np.memmap(os.fspath(index), '<i8', 'r', 0, (self.docs + 1,))
+      return np.frombuffer(map_random(os.fspath(index)), '<i8', self.docs + 1)
     return store_lib.chunk_counts(np.diff(self.offsets), size, min_len)
+
+
+def map_random(name: str) -> mmap.mmap:
+  """A read-only map of a local file, advised random: a page fault reads that page, not
+  the read-ahead window around it, so memory follows what batches touch."""
+  with open(name, 'rb') as f:
+    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+  mapped.madvise(mmap.MADV_RANDOM)
+  return mapped
 
 
 def chunk_index_bytes(token_docs, size: int, min_len: int) -> bytes:
