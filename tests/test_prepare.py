@@ -341,3 +341,12 @@ def test_two_processes_on_prepared_data_follow_one(prepared_dir, corpus_file, tm
   loss = lambda w: [r['loss'] for r in metrics.read(w) if 'loss' in r]
   assert len(loss(tmp_path / 'multi')) == 4
   np.testing.assert_allclose(loss(tmp_path / 'multi'), loss(tmp_path / 'single'), rtol=2e-5)
+
+
+def test_nsp_with_one_held_out_document_names_eval_fraction(tmp_path):
+  file = tmp_path / 'c.txt'
+  file.write_text('\n\n'.join(f'document {i} has a few words in it' for i in range(40)))
+  config = config_lib.load(None, ['data.source=text', f'data.path={file}',
+                                  'data.eval_fraction=0.02', 'tokenizer.vocab_size=60'])
+  with pytest.raises(UserError, match='data.eval_fraction=0.02 holds out 1 of the 40'):
+    train.setup(config, tmp_path / 'run')

@@ -134,6 +134,10 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
             folder.examples('eval', config.objective, data.seq_len, seed + 1))
   documents = corpus.load_documents(data)
   train_docs, eval_docs = corpus.split_documents(documents, data.eval_fraction, seed)
+  if config.objective == 'mlm_nsp' and len(eval_docs) == 1 and len(documents) > 1:
+    raise UserError(f'data.eval_fraction={data.eval_fraction} holds out 1 of the '
+                    f'{len(documents)} documents, and NSP pairs need two; raise '
+                    'data.eval_fraction, add documents, or set data.eval_fraction=0')
   tokenizer = load_tokenizer(config, workdir, train_docs, source)
   build = lambda docs, s: examples.build_examples(tokenizer.encode(docs), tokenizer,
                                                   config.objective, data.seq_len, s)
