@@ -238,3 +238,28 @@ def test_s3_checkpoints_with_several_processes_are_refused(monkeypatch):
   with pytest.raises(UserError, match=r's3://bucket/run/checkpoints: s3:// checkpoints are '
                      r'written by one process; on several hosts use a gs:// workdir'):
     checkpoint.manager('s3://bucket/run', 3)
+
+
+def test_prepare_reads_and_writes_buckets(buckets, corpus_file, tokenizer_file,
+                                           tmp_path):
+  pytest.importorskip('apache_beam')
+  from ssljax.data import prepared
+  from ssljax.prepare import pipeline
+  _prepare = lambda c, out, **kw: pipeline.prepare(c, out, workers=1, progress=False, **kw)
+  _config = lambda path, tok: tiny_config(path, **{'data.eval_fraction': 0.0, 'tokenizer.path': tok})
+  for backend in ('gs', 's3'):
+    root = paths.path(f'{buckets[backend]}/prepare-{tmp_path.name}')
+    (root / 'corpus' / 'docs.txt').write_bytes(corpus_file.read_bytes())
+    config = _config(root / 'corpus', tokenizer_file)
+    manifest = _prepare(config, root / 'prep', split_bytes=40_000)
+    prepared_dir = tmp_path / f'{backend}-local-prep'
+    local = _prepare(_config(corpus_file, tokenizer_file), prepared_dir, split_bytes=40_000)
+    assert manifest['splits'] == local['splits']  # the same shards, byte for byte
+    run = lambda path, workdir: train.pretrain(tiny_config(
+        corpus_file, **{'data.source': 'prepared', 'data.path': str(path),
+                        'train.steps': 3}), workdir)
+    run(root / 'prep', tmp_path / f'{backend}-run')
+    run(prepared_dir, tmp_path / f'{backend}-local')
+    loss = lambda w: [r['loss'] for r in metrics.read(w) if 'loss' in r]
+    np.testing.assert_allclose(loss(tmp_path / f'{backend}-run'),
+                               loss(tmp_path / f'{backend}-local'), rtol=1e-6)
