@@ -140,8 +140,7 @@ def _mlm(store, chunks, tokenizer, seq_len, seed):
   del seed  # chunking is deterministic; masking happens later
 
   def build(index_N):
-    d, start, end = chunks.lookup(index_N)
-    doc_start, _ = store.docs(d)
+    d, doc_start, start, end = chunks.lookup(index_N)
     return _bert_rows(tokenizer, seq_len, store, doc_start + start, end - start)
 
   return Examples(len(chunks), build)
@@ -160,12 +159,11 @@ def _nsp(store, chunks, tokenizer, seq_len, seed):
                     'objective=mlm_sop')
 
   def build(index_N):
-    d, start, end = chunks.lookup(index_N)
+    d, doc_start, start, end = chunks.lookup(index_N)
     split = _split(seed, index_N, start, end)
     not_next = uniform(seed, index_N, 1) >= 0.5
     pick = _below(seed, index_N, 2, np.full(len(index_N), store.num_docs - 1))
     other = pick + (pick >= d)  # never d itself
-    doc_start, _ = store.docs(d)
     other_start, other_len = store.docs(other)
     size = end - split
     room = np.maximum(other_len - size, 0) + 1
@@ -182,10 +180,9 @@ def _sop(store, chunks, tokenizer, seq_len, seed):
   """ALBERT: A and B are consecutive spans of one chunk, swapped half the time."""
 
   def build(index_N):
-    d, start, end = chunks.lookup(index_N)
+    d, doc_start, start, end = chunks.lookup(index_N)
     split = _split(seed, index_N, start, end)
     swap = uniform(seed, index_N, 1) >= 0.5
-    doc_start, _ = store.docs(d)
     first, second = doc_start + start, doc_start + split
     return _bert_rows(tokenizer, seq_len, store, np.where(swap, second, first),
                       np.where(swap, end - split, split - start),

@@ -114,9 +114,9 @@ class Store:
 
 class Chunks:
   """The consecutive `size`-token chunks of every document (each at least `min_len`
-  tokens), numbered in document order: `len`, and `lookup(index)` -> (doc, start, end)
-  with start and end inside the document. Each part's cumulative counts come from
-  `part.chunk_ends`, read when the part is first touched; `counts_P` (the chunks of each
+  tokens), numbered in document order: `len`, and `lookup(index)` -> (doc, the doc's
+  global start token, start, end) with start and end inside the document. Each part's
+  cumulative counts come from `part.chunk_ends`, read when the part is first touched; `counts_P` (the chunks of each
   part) can be given so that nothing is opened to know the total."""
 
   def __init__(self, store: Store, size: int, min_len: int, counts_P=None):
@@ -143,5 +143,5 @@ class Chunks:
       d = np.searchsorted(ends, local, side='right') - 1
       doc[rows] = self.store.doc_base[p] + d
       start[rows] = (local - np.asarray(ends[d], np.int64)) * self.size
-    _, length = self.store.docs(doc)
-    return doc, start, np.minimum(start + self.size, length)
+    doc_start, length = self.store.docs(doc)
+    return doc, doc_start, start, np.minimum(start + self.size, length)
