@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from ssljax import cli, paths, pretrained
+from ssljax import cli, paths
 from ssljax.errors import UserError
 from ssljax.pretrain import checkpoint, loop as train, metrics
+from ssljax.inference import loading
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +88,19 @@ def _with_generations(server_module):
       handlers[method] = wrapped.get(handler, handler)
 
 
-@pytest.fixture(scope='module')
-def buckets():
-  """Both emulators, running for this module, with the environment that points at them."""
+def _clear_filesystem_caches():
+  import gcsfs, s3fs  # pylint: disable=g-import-not-at-top
+  gcsfs.GCSFileSystem.clear_instance_cache()
+  s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope='session')
+def _emulators():
+  """Both emulators, started once per test process, and the environment that reaches them.
+
+  Once per process: under xdist a worker may run this module's tests with other modules'
+  in between, and restarting the servers would move them to new ports while tensorstore's
+  cached GCS client still points at the old ones."""
   pytest.importorskip('gcsfs')
   pytest.importorskip('s3fs')
   gcs_server = pytest.importorskip('gcp_storage_emulator.server')
@@ -98,25 +109,37 @@ def buckets():
   gcs_port, s3_port = _free_port(), _free_port()
   gcs = gcs_server.create_server('127.0.0.1', gcs_port, in_memory=True, default_bucket=BUCKET)
   gcs.start()
-  s3 = moto_server.ThreadedMotoServer(ip_address='127.0.0.1', port=s3_port)
+  s3 = moto_server.ThreadedMotoServer(ip_address='127.0.0.1', port=s3_port, verbose=False)
   s3.start()
-  env = {'STORAGE_EMULATOR_HOST': f'http://127.0.0.1:{gcs_port}',
-         'TENSORSTORE_GCS_HTTP_URL': f'http://127.0.0.1:{gcs_port}',
-         'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
-         'AWS_ENDPOINT_URL': f'http://127.0.0.1:{s3_port}', 'AWS_ACCESS_KEY_ID': 'test',
-         'AWS_SECRET_ACCESS_KEY': 'test', 'AWS_REGION': 'us-east-1',
-         'AWS_DEFAULT_REGION': 'us-east-1'}
-  saved = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
+  try:
+    yield {'STORAGE_EMULATOR_HOST': f'http://127.0.0.1:{gcs_port}',
+           'TENSORSTORE_GCS_HTTP_URL': f'http://127.0.0.1:{gcs_port}',
+           'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
+           'AWS_ENDPOINT_URL': f'http://127.0.0.1:{s3_port}', 'AWS_ACCESS_KEY_ID': 'test',
+           'AWS_SECRET_ACCESS_KEY': 'test', 'AWS_REGION': 'us-east-1',
+           'AWS_DEFAULT_REGION': 'us-east-1'}
+  finally:
+    gcs.stop()
+    s3.stop()
+
+
+@pytest.fixture(scope='module')
+def buckets(_emulators):  # pylint: disable=redefined-outer-name
+  """The two buckets, with the emulators' environment set for this module only. fsspec's
+  cached filesystems are dropped on the way in and out, so none outlives its environment."""
+  saved = {k: os.environ.get(k) for k in _emulators}
+  os.environ.update(_emulators)
+  _clear_filesystem_caches()
   import fsspec  # pylint: disable=g-import-not-at-top
-  fsspec.filesystem('s3').mkdir(BUCKET)
+  s3 = fsspec.filesystem('s3')
+  if not s3.exists(BUCKET):
+    s3.mkdir(BUCKET)
   try:
     yield {'gs': f'gs://{BUCKET}', 's3': f's3://{BUCKET}'}
   finally:
     for k, v in saved.items():
       os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    gcs.stop()
-    s3.stop()
+    _clear_filesystem_caches()
 
 
 def _sigterm_once():
@@ -135,7 +158,7 @@ def _sigterm_once():
 def _params(path):
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  return jax.tree.leaves(jax.device_get(nnx.to_pure_dict(nnx.state(pretrained.load(path).model))))
+  return jax.tree.leaves(jax.device_get(nnx.to_pure_dict(nnx.state(loading.load(path).model))))
 
 
 def _write_inputs(root, corpus_file, tokenizer_file):
@@ -220,7 +243,7 @@ def test_s3_upload_cut_short_is_removed_and_the_last_uploaded_step_restores(
   (step_dir / checkpoint.UPLOADED).unlink()
   assert checkpoint.manager(root / 'run', 3).all_steps() == [3]
   assert not step_dir.exists()
-  assert pretrained.load(root / 'run').step == 3
+  assert loading.load(root / 'run').step == 3
 
 
 def test_a_url_without_its_backend_names_the_extra(monkeypatch):
