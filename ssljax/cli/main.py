@@ -79,8 +79,8 @@ def _main(argv):
     args.run(args)
   except UserError as e:
     return _fail(str(e))
-  except KeyboardInterrupt:  # raised where a handler other than ours was in place
-    print('ssljax: interrupted', file=sys.stderr)
+  except KeyboardInterrupt as e:  # pretraining's, after its save; or another handler's
+    print(f'ssljax: {e or "interrupted"}', file=sys.stderr)
     return 130
   except FileNotFoundError as e:
     folder = os.path.dirname(str(e.filename or ''))
@@ -126,7 +126,7 @@ def _fail(message: str) -> int:
 
 
 def _interrupted(signum=None, frame=None):
-  """Ctrl-C outside the training loop (which saves, then stops: see pretrain.loop): one
+  """Ctrl-C outside the training loop (which saves, then raises errors.Interrupted): one
   line and exit 130 at once, even from inside a callback that would swallow the exception.
   Every write is atomic, so nothing is left half written."""
   del signum, frame

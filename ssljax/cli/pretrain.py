@@ -52,7 +52,8 @@ def add_commands(sub):
       description='Pretrains a model with the objective of the config. Rerunning on a '
       'workdir that has checkpoints continues from the latest one exactly. Writes '
       'WORKDIR/metrics.jsonl, WORKDIR/tensorboard, WORKDIR/checkpoints and '
-      'WORKDIR/tokenizer.model. SIGTERM/SIGINT save a checkpoint before exiting. '
+      'WORKDIR/tokenizer.model. SIGTERM (a preemption) saves a checkpoint and exits 0; '
+      'Ctrl-C (SIGINT) saves one and exits 130. '
       '--set train.profile_steps=5 traces five steps after step train.profile_from (10) and '
       'writes where their time goes, XLA op by op, to WORKDIR/profile.md.')
   config_args(q)

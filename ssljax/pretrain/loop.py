@@ -27,7 +27,7 @@ from jax.experimental import multihost_utils
 
 from ssljax import config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples, prepared
-from ssljax.errors import UserError
+from ssljax.errors import Interrupted, UserError
 from ssljax.pretrain import (budget, checkpoint, lock, masking, metrics as metrics_lib,
                              optimizer, parallel, profile, step as step_lib)
 from ssljax.pretrain.state import TrainState
@@ -327,6 +327,7 @@ def _pretrain(config, workdir, hooks, stop_after, started) -> dict:
                   unit='step', dynamic_ncols=True)
   learning_rate = optimizer.schedule(config.optimizer, cfg.steps)
   last, pending, saved_step = {}, collections.deque(), start
+  interrupted = None  # what a Ctrl-C that stopped the loop says
   window = (profile.Window(run.workdir, cfg.profile_from, cfg.profile_steps)
             if cfg.profile_steps and lead else None)
 
@@ -356,8 +357,10 @@ def _pretrain(config, workdir, hooks, stop_after, started) -> dict:
         bar.set_postfix({k: f'{values[k]:.4g}' for k in ('loss', 'tokens_per_s', 'mfu')
                          if k in values})
 
-  try:
-    with preemption_flag() as flag:
+  # The signal handlers stay until the last save is written: a second Ctrl-C during it is
+  # ignored instead of cutting it short.
+  with preemption_flag() as flag:
+    try:
       for step in range(start, cfg.steps):
         batch = run.strategy.put_batch(next(run.batches))
         state, step_metrics = run.strategy.step(state, batch)
@@ -384,12 +387,17 @@ def _pretrain(config, workdir, hooks, stop_after, started) -> dict:
         if stop:
           if done < cfg.steps and stop_after is None:
             why = signal_name or f'time budget of {cfg.time_budget} min spent'
-            bar.write(f'{why} at step {done}: checkpoint saved; rerun the same command to '
-                      'continue')
+            said = f'at step {done}: checkpoint saved; rerun the same command to continue'
+            if why == 'SIGINT':
+              interrupted = f'interrupted {said}'
+            else:
+              bar.write(f'{why} {said}')
           break
-  finally:
-    bar.close()
-    run.manager.wait_until_finished()
-    run.manager.close()
-    writer.close()
+    finally:
+      bar.close()
+      run.manager.wait_until_finished()
+      run.manager.close()
+      writer.close()
+  if interrupted:  # Ctrl-C: the caller stops as from a KeyboardInterrupt (the CLI: exit 130)
+    raise Interrupted(interrupted)
   return last
