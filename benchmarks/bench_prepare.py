@@ -14,8 +14,9 @@ document numbered so no two are equal, written as blank-line separated .txt file
    corpus is made by listing the shards of the 200 MB one ten times in a manifest (2 GB of
    text's worth of shards, hard links); the in-memory path is not run at that size (~20
    bytes of memory per byte of text: it would need ~45 GB on a 24 GB machine).
-3. Input pipeline: BERT-base examples (MLM + NSP, seq 128, batch 256) read from prepared
-   shards through `data.batches` against what one H100 at 50 % MFU consumes.
+3. Input pipeline: BERT-base examples (MLM + NSP, seq 128, batch 256) through
+   `data.batches`, from the in-memory path (the 20 MB corpus's documents) and from prepared
+   shards (20 MB, and the 2 GB listing), against what one H100 at 50 % MFU consumes.
 Writes `prepare_cpu.{json,md}` under --out-dir.
 """
 
@@ -34,14 +35,13 @@ from flax import nnx
 import bench_common
 import ssljax.config
 from ssljax import models
-from ssljax.data import batches as batches_lib, corpus, prepared
+from ssljax.data import batches as batches_lib, corpus, examples as examples_lib, prepared
 from ssljax.pretrain import masking, metrics
 from ssljax.prepare import pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs' / 'bert_tiny.py')
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, NVIDIA's H100 SXM datasheet
-# VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's RSS at fork.
 # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's RSS at fork. RssAnon
 # at exit is the memory that is not (reclaimable) pages of mapped files.
 _RSS = ('import sys; from ssljax.cli import main; code = main(sys.argv[1:]); '
@@ -137,24 +137,40 @@ def replicate(folder: pathlib.Path, out: pathlib.Path, times: int) -> dict:
   return manifest
 
 
-def input_rate(folder: pathlib.Path, num_batches: int) -> dict:
-  """BERT-base batches/s from prepared shards, against one H100 at 50 % MFU."""
-  cfg = ssljax.config.load(str(ROOT / 'configs' / 'bert_base.py'), [])
-  data = prepared.open_folder(folder)
-  train = data.examples('train', cfg.objective, cfg.data.seq_len, 0)
-  stream = batches_lib.Batches(train, cfg.train.batch_size, 0)
+def _rate(examples, cfg, num_batches: int) -> float:
+  """Examples/s through `data.batches` (grain's reader threads), as a run reads them."""
+  stream = batches_lib.Batches(examples, cfg.train.batch_size, 0)
   next(stream)
   start = time.perf_counter()
   for _ in range(num_batches):
     next(stream)
-  have = num_batches * cfg.train.batch_size / (time.perf_counter() - start)
+  return num_batches * cfg.train.batch_size / (time.perf_counter() - start)
+
+
+def input_rate(small: pathlib.Path, big: pathlib.Path, num_batches: int) -> dict:
+  """BERT-base examples/s: the in-memory path and prepared shards side by side, against
+  one H100 at 50 % MFU."""
+  cfg = ssljax.config.load(str(ROOT / 'configs' / 'bert_base.py'), [])
+  small_data = prepared.open_folder(small)
+  store = small_data.store('train')
+  docs = [store.read(*store.docs([d]), int(store.docs([d])[1][0]))[0]
+          for d in range(store.num_docs)]
+  rates = {'in memory (20 MB corpus)': examples_lib.build_examples(
+               docs, small_data.tokenizer, cfg.objective, cfg.data.seq_len, 0)}
+  for name, folder in (('prepared, 20 MB', small), ('prepared, 2 GB', big)):
+    rates[f'{name} ({len(prepared.open_folder(folder).manifest["splits"]["train"]["shards"])}'
+          ' shards)'] = prepared.open_folder(folder).examples(
+              'train', cfg.objective, cfg.data.seq_len, 0)
+  rates = {k: _rate(v, cfg, num_batches) for k, v in rates.items()}
   model_cfg = models.ModelConfig.from_config(cfg.model, vocab_size=cfg.model.vocab_size or 30522)
   _, params = models.abstract(model_cfg)
   fraction = masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
-  flops = metrics.flops_per_token(nnx.to_pure_dict(params), model_cfg, cfg.objective, cfg.data.seq_len, fraction)
+  flops = metrics.flops_per_token(nnx.to_pure_dict(params), model_cfg, cfg.objective,
+                                  cfg.data.seq_len, fraction)
   need = 0.5 * H100_BF16_PEAK / flops / cfg.data.seq_len
-  return {'examples_per_s': have, 'h100_needs_examples_per_s': need, 'headroom': have / need,
-          'batch_size': cfg.train.batch_size, 'seq_len': cfg.data.seq_len}
+  return {'examples_per_s': rates, 'h100_needs_examples_per_s': need,
+          'batch_size': cfg.train.batch_size, 'seq_len': cfg.data.seq_len,
+          'load_average': os.getloadavg()[0]}
 
 
 def markdown(r) -> str:
@@ -176,10 +192,15 @@ def markdown(r) -> str:
                  f"{row['peak_rss_bytes'] / 2**20:,.0f} MiB | "
                  f"{row['anon_rss_at_exit_bytes'] / 2**20:,.0f} MiB |")
   i = r['input']
-  lines += ['', '## Input pipeline from prepared shards (BERT-base, MLM + NSP)', '',
-            f"{i['examples_per_s']:,.0f} examples/s (batch {i['batch_size']} x {i['seq_len']}) "
-            f"against {i['h100_needs_examples_per_s']:,.0f} examples/s for one H100 at 50 % "
-            f"MFU: **{i['headroom']:.1f}x** headroom on this host.", '']
+  need = i['h100_needs_examples_per_s']
+  lines += ['', '## Input pipeline (BERT-base, MLM + NSP)', '',
+            f"Batch {i['batch_size']} x {i['seq_len']} through `data.batches`; one H100 at "
+            f"50 % MFU consumes {need:,.0f} examples/s. Load average "
+            f"{i['load_average']:.1f} while it ran.", '',
+            '| examples from | examples/s | x one H100 at 50 % MFU |', '|---|---:|---:|']
+  for name, rate in i['examples_per_s'].items():
+    lines.append(f'| {name} | {rate:,.0f} | {rate / need:.1f}x |')
+  lines.append('')
   return '\n'.join(lines)
 
 
@@ -225,7 +246,7 @@ def main():
         'corpus': f'{largest * args.replicas:g} MB ({manifest["splits"]["train"]["tokens"]:,} '
                   'tokens, shards listed 10x)', 'path': 'prepared', **row})
     print(result['startup'][-1])
-    result['input'] = input_rate(big, args.batches)
+    result['input'] = input_rate(work / f'prep-{sizes[0]:g}', big, args.batches)
     print(result['input'])
   result['startup_shards'] = len(manifest['splits']['train']['shards'])
   bench_common.write(args.out_dir, 'prepare_cpu', result, markdown(result))

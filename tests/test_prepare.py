@@ -24,9 +24,10 @@ TRICKY = ('\ufeffFirst doc line one\nline two  \n\n\n  \t\nSecond doc\r\n  inden
           '\n   \nThird\n\nFourth ünïcode line\nmore\n\n\n')
 
 
-def _doc(part, d: int) -> np.ndarray:
-  start, end = int(part.offsets[d]), int(part.offsets[d + 1])
-  return part.read(np.array([start]), np.array([end - start]), end - start)[0]
+def _doc(store, d: int) -> np.ndarray:
+  """Global document `d` of a store."""
+  start, length = store.docs([d])
+  return store.read(start, length, int(length[0]))[0]
 
 
 def _prepare(config, out, **kw):
@@ -108,8 +109,7 @@ def test_clm_rows_are_packed_within_each_shard(prepared_dir, corpus_file, tokeni
   got = folder.examples('train', 'clm', 32, 0)
   row = 0
   for p in range(store.num_parts):
-    part = store.part(p)
-    docs = [np.asarray(_doc(part, d)) for d in range(part.num_docs)]
+    docs = [_doc(store, d) for d in range(store.doc_base[p], store.doc_base[p + 1])]
     alone = examples.build_examples(docs, tokenizer, 'clm', 32, 0)
     a = got.batch(np.arange(row, row + len(alone)))
     b = alone.batch(np.arange(len(alone)))
@@ -131,10 +131,8 @@ def test_held_out_documents_are_fixed_in_the_manifest(corpus_file, tokenizer_fil
   seen = {}
   for split in prepared.SPLITS:
     store = folder.store(split)
-    for p in range(store.num_parts):
-      part = store.part(p)
-      for d in range(part.num_docs):
-        seen.setdefault(_doc(part, d).tobytes(), set()).add(split)
+    for d in range(store.num_docs):
+      seen.setdefault(_doc(store, d).tobytes(), set()).add(split)
   assert all(len(s) == 1 for s in seen.values())  # no document on both sides
 
 
@@ -198,6 +196,14 @@ def _break(folder, how: str):
     data = bytearray(shard.read_bytes())
     data[-200:] = b'\xff' * 200
     shard.write_bytes(bytes(data))
+  elif how == 'bad offsets':  # every document's start far past the shard's end
+    data = bytearray(shard.read_bytes())
+    docs = int(np.frombuffer(bytes(data[16:24]), '<u8')[0])
+    data[40:32 + 8 * (docs + 1)] = np.full(docs, 2**40, '<i8').tobytes()
+    shard.write_bytes(bytes(data))
+  elif how == 'truncated chunk index':
+    (index,) = shard.parent.glob(f'{shard.name}.chunks-*')
+    index.write_bytes(index.read_bytes()[:-8])
   return shard
 
 
@@ -208,6 +214,8 @@ def _break(folder, how: str):
     ('truncated shard', 'bytes where the manifest says'),
     ('bad header', 'is corrupt (its header'),
     ('bad tokens', 'is corrupt (token id'),
+    ('bad offsets', 'is corrupt (a document offset outside'),
+    ('truncated chunk index', 'is shorter than the'),
 ])
 def test_a_broken_folder_is_one_line_naming_the_shard(prepared_dir, corpus_file, tmp_path,
                                                       capsys, how, says):

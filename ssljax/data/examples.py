@@ -20,7 +20,7 @@ import numpy as np
 
 from ssljax.config import OBJECTIVES
 from ssljax.errors import UserError
-from ssljax.data.store import Chunks, Store
+from ssljax.data.store import Chunks, Store, last_at_or_before
 from ssljax.tokenizers import Tokenizer
 
 MIN_SEQ_LEN = 8
@@ -204,14 +204,8 @@ def _clm(store, tokenizer, seq_len):
 
   def build(index_N):
     index_N = np.asarray(index_N, np.int64)
-    out = {k: np.zeros((len(index_N), seq_len), np.int32)
-           for k in ('input_ids', 'positions', 'doc_ids')}
-    part_N, parts = Store.by_part(row_base, index_N)
-    for p in parts:
-      rows = part_N == p
-      values = _clm_rows(store, int(p), index_N[rows] - row_base[p], tokenizer, seq_len)
-      for k, v in values.items():
-        out[k][rows] = v
+    part_N = Store.part_of(row_base, index_N)
+    out = _clm_rows(store, part_N, index_N - row_base[part_N], tokenizer, seq_len)
     return out | {'segment_ids': np.zeros_like(out['input_ids']),
                   'word_start': tokenizer.word_start[out['input_ids']],
                   'sentence_label': np.zeros(len(index_N), np.int32)}
@@ -219,30 +213,30 @@ def _clm(store, tokenizer, seq_len):
   return Examples(int(row_base[-1]), build)
 
 
-def _clm_rows(store, p, row_N, tokenizer, seq_len):
-  """Rows `row_N` of part `p`'s packed stream, where document d's tokens start at stream
+def _clm_rows(store, part_N, row_N, tokenizer, seq_len):
+  """Rows `row_N` of each part's packed stream, where document d's tokens start at stream
   position offsets[d] + d (one [SEP] after each document before it)."""
-  part = store.part(p)
-  offsets, docs = part.offsets, part.num_docs
-  s_N = row_N * seq_len
-  d0 = _last_start_at_or_before(offsets, docs, s_N)  # the document each row starts in
+  docs_Nx1, part_Nx1 = store.docs_P[part_N][:, None], part_N[:, None]
+  s_Nx1 = (row_N * seq_len)[:, None]
+  d0_N = last_at_or_before(lambda d: store.offsets(part_N, d) + d,  # each row's first doc
+                           np.maximum(docs_Nx1[:, 0] - 1, 0), s_Nx1[:, 0])
   k_1xK = np.arange(seq_len + 1)[None, :]
-  later = np.minimum(d0[:, None] + k_1xK, docs)  # the next documents' stream starts
-  rel_NxK = np.asarray(offsets[later], np.int64) + later - s_N[:, None]
-  begins = (k_1xK >= 1) & (later < docs) & (rel_NxK < seq_len)
+  later = np.minimum(d0_N[:, None] + k_1xK, docs_Nx1)  # the next documents' stream starts
+  rel_NxK = store.offsets(part_Nx1, later) + later - s_Nx1
+  begins = (k_1xK >= 1) & (later < docs_Nx1) & (rel_NxK < seq_len)
   marks = np.zeros((len(row_N), seq_len + 1), np.int64)
   np.put_along_axis(marks, np.where(begins, rel_NxK, seq_len), 1, axis=1)
   marks[:, seq_len] = 0
   j_1xL = np.arange(seq_len)[None, :]
-  doc_NxL = d0[:, None] + np.cumsum(marks[:, :seq_len], axis=1)
-  doc_NxL = np.minimum(doc_NxL, docs - 1)
-  first_tok = np.asarray(offsets[doc_NxL], np.int64)
-  length = np.asarray(offsets[doc_NxL + 1], np.int64) - first_tok
-  within = s_N[:, None] + j_1xL - first_tok - doc_NxL
-  real = s_N[:, None] + j_1xL < part.num_tokens + docs
+  doc_NxL = np.minimum(d0_N[:, None] + np.cumsum(marks[:, :seq_len], axis=1), docs_Nx1 - 1)
+  first_tok = store.offsets(part_Nx1, doc_NxL)
+  length = store.offsets(part_Nx1, doc_NxL + 1) - first_tok
+  within = s_Nx1 + j_1xL - first_tok - doc_NxL
+  real = s_Nx1 + j_1xL < store.tokens_P[part_Nx1] + docs_Nx1
   flat_NxL = first_tok + np.minimum(within, length - 1)  # the token, or the doc's last
   f0 = flat_NxL[:, 0]
-  span = part.read(f0, np.minimum(seq_len, part.num_tokens - f0), seq_len)
+  span = store.parts.tokens(part_N, f0, np.minimum(seq_len, store.tokens_P[part_N] - f0),
+                            seq_len)
   tokens = np.take_along_axis(span, np.clip(flat_NxL - f0[:, None], 0, seq_len - 1), 1)
   ids = np.where(within < length, tokens, tokenizer.sep_id)
   ids = np.where(real, ids, tokenizer.pad_id)
@@ -251,14 +245,3 @@ def _clm_rows(store, p, row_N, tokenizer, seq_len):
   return {'input_ids': ids.astype(np.int32),
           'positions': np.where(real, positions, 0).astype(np.int32),
           'doc_ids': np.where(real, np.cumsum(first, axis=1), 0).astype(np.int32)}
-
-
-def _last_start_at_or_before(offsets, docs: int, s_N) -> np.ndarray:
-  """Per stream position, the last document d with offsets[d] + d <= it: a vectorised
-  bisection, so that a memory-mapped part's offsets are read at a few places only."""
-  lo, hi = np.zeros(len(s_N), np.int64), np.full(len(s_N), max(docs - 1, 0), np.int64)
-  while np.any(lo < hi):
-    mid = (lo + hi + 1) // 2
-    ok = np.asarray(offsets[mid], np.int64) + mid <= s_N
-    lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid - 1)
-  return lo

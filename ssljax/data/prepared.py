@@ -7,8 +7,8 @@
     DIR/shards/*.chunks-S-M   chunk indexes for the config prepare was given
 
 Opening reads the manifest and one listing of `shards/` (sizes checked); a shard's own
-bytes are read when a batch first needs them. Start-up time and memory therefore grow
-with the number of shards, not with the corpus.
+bytes are read when a batch first needs them (its header checked then). Start-up time and
+memory therefore grow with the number of shards, not with the corpus.
 """
 
 import dataclasses
@@ -29,10 +29,6 @@ FORMAT = 'ssljax-prepared-1'
 SPLITS = ('train', 'eval')
 
 
-def chunk_key(size: int, min_len: int) -> str:
-  return f'{size}-{min_len}'
-
-
 @dataclasses.dataclass
 class Prepared:
   """The manifest of a prepared folder, its tokenizer and its two document stores."""
@@ -41,12 +37,15 @@ class Prepared:
   tokenizer: tokenizers.Tokenizer
 
   def store(self, split: str) -> store_lib.Store:
+    """`split`'s shards, mapped locally and read by byte range on object storage, with the
+    chunk indexes prepare wrote for them."""
     entries = self.manifest['splits'][split]['shards']
     folder = self.path / 'shards'
-    vocab = self.tokenizer.vocab_size
-    return store_lib.Store(
-        [e['documents'] for e in entries], [e['tokens'] for e in entries],
-        lambda i: shards.Shard(folder / entries[i]['name'], vocab, entries[i]['bytes']))
+    keys = [k for k, by_split in self.manifest.get('chunks', {}).items() if split in by_split]
+    parts = (shards.RemoteParts if paths.is_remote(folder) else shards.local_parts)(
+        folder, entries, self.tokenizer.vocab_size, keys)
+    return store_lib.Store([e['documents'] for e in entries], [e['tokens'] for e in entries],
+                           parts, [os.fspath(folder / e['name']) for e in entries])
 
   def examples(self, split: str, objective: str, seq_len: int, seed: int):
     """One epoch of `split`'s examples, or None when the split has no document."""
@@ -58,7 +57,8 @@ class Prepared:
       return None
     counts = None
     if (chunking := examples_lib.chunking(objective, seq_len)) is not None:
-      counts = self.manifest.get('chunks', {}).get(chunk_key(*chunking), {}).get(split)
+      key = store_lib.chunk_key(*chunking)
+      counts = self.manifest.get('chunks', {}).get(key, {}).get(split)
       if counts is None:
         log.warning('%s has no chunk index for data.seq_len=%d (%s): reading every '
                     "shard's document index to count chunks; run ssljax prepare with "

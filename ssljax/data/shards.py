@@ -3,9 +3,10 @@
 Layout (little-endian): a 32-byte header (magic `SSLJAXT1`, the token width in bytes,
 the document and token counts), the document offsets (int64, [docs + 1] from 0), then
 the tokens. One file per shard makes a shard appear whole or not at all (one rename, or
-one object upload), and lets a local shard be memory-mapped: opening one costs a header
-read however large it is, and a batch touches only the pages of its spans. On gs:// or
-s3:// the index is read once per shard and token spans are fetched by byte range.
+one object upload). Local shards are memory-mapped side by side (`local_parts`): opening
+them reads nothing, and a batch touches only the pages of its spans. On gs:// or s3://
+(`RemoteParts`) the index is read once per shard and token spans are fetched by byte
+range.
 
 A chunk index (`NAME.chunks-SIZE-MIN`, int64 [docs + 1]) beside a shard holds the
 cumulative chunk counts (`store.chunk_counts`) of one (chunk size, shortest chunk), so an
@@ -14,7 +15,6 @@ MLM/NSP/SOP run finds chunk i's document without a pass over the shard's documen
 
 import functools
 import hashlib
-import mmap
 import os
 import uuid
 
@@ -22,7 +22,7 @@ import fsspec
 import numpy as np
 
 from ssljax import paths
-from ssljax.data import store as store_lib
+from ssljax.data import region, store as store_lib
 from ssljax.errors import UserError
 
 MAGIC = b'SSLJAXT1'
@@ -64,97 +64,130 @@ def sha256(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
-class Shard:
-  """A store part backed by one shard file (see the module docstring), opened on first
-  use. `vocab_size` bounds the ids: an id past it means a corrupt file, named in one
-  line."""
+def _corrupt(name: str, what: str) -> UserError:
+  return UserError(f'shard {name} is corrupt ({what}); run ssljax prepare again with the '
+                   'same --out to rewrite missing or bad shards')
 
-  def __init__(self, file: paths.Path, vocab_size: int, size: int | None = None):
-    self.file, self.name, self.vocab_size = file, os.fspath(file), vocab_size
-    header = self._bytes(0, HEADER)
-    if len(header) < HEADER or header[:8] != MAGIC:
-      raise self._corrupt('its header is not an ssljax token shard')
-    width, _ = np.frombuffer(header[8:16], '<u4')
-    docs, tokens = (int(v) for v in np.frombuffer(header[16:32], '<u8'))
-    if width not in _WIDTHS:
-      raise self._corrupt(f'token width {width}')
-    self.dtype, self.docs, self.tokens = _WIDTHS[int(width)], docs, tokens
-    self._index_at = HEADER
-    self._tokens_at = HEADER + 8 * (docs + 1)
-    expected = self._tokens_at + tokens * self.dtype.itemsize
-    if size is not None and size != expected:
-      raise self._corrupt(f'{size} bytes where its header promises {expected}')
 
-  def _corrupt(self, what: str) -> UserError:
-    return UserError(f'shard {self.name} is corrupt ({what}); run ssljax prepare again '
-                     'with the same --out to rewrite missing or bad shards')
+def check_header(name: str, header: bytes, docs: int, tokens: int, dtype: np.dtype):
+  """The header must be a shard's and agree with the manifest's counts."""
+  if len(header) < HEADER or header[:8] != MAGIC:
+    raise _corrupt(name, 'its header is not an ssljax token shard')
+  width, _ = np.frombuffer(header[8:16], '<u4')
+  counts = tuple(int(v) for v in np.frombuffer(header[16:32], '<u8'))
+  if width != dtype.itemsize or counts != (docs, tokens):
+    raise _corrupt(name, f'its header says {counts[0]} documents, {counts[1]} tokens of '
+                   f'{width} bytes where the manifest says {docs}, {tokens} of '
+                   f'{dtype.itemsize}')
 
-  def _bytes(self, start: int, length: int) -> bytes:
-    with self.file.open('rb') as f:
-      f.seek(start)
-      return f.read(length)
 
-  @property
-  def num_docs(self) -> int:
-    return self.docs
+def size_of(docs: int, tokens: int, dtype: np.dtype) -> int:
+  return HEADER + 8 * (docs + 1) + tokens * dtype.itemsize
 
-  @property
-  def num_tokens(self) -> int:
-    return self.tokens
 
-  @functools.cached_property
-  def offsets(self) -> np.ndarray:
-    """[docs + 1] int64: memory-mapped locally, read once on object storage."""
-    if paths.is_remote(self.file):
-      return np.frombuffer(self._bytes(self._index_at, 8 * (self.docs + 1)), '<i8')
-    return np.frombuffer(self._mapped, '<i8', self.docs + 1, self._index_at)
+class _Checks:
+  """What a batch read must pass: each shard's header on its first read, and ids inside
+  the vocabulary (an id past it means a corrupt file), named in one line."""
 
-  @functools.cached_property
-  def _mapped(self) -> mmap.mmap:
-    return map_random(self.name)
+  def __init__(self, names, docs_P, tokens_P, dtype, vocab_size: int, header):
+    self.names, self.docs_P, self.tokens_P = names, docs_P, tokens_P
+    self.dtype, self.vocab_size, self._header = dtype, vocab_size, header
+    self.checked_P = np.zeros(len(names), bool)
 
-  @functools.cached_property
-  def _local_tokens(self) -> np.ndarray:
-    return np.frombuffer(self._mapped, self.dtype, self.tokens, self._tokens_at)
+  def __call__(self, part_N, tokens_NxW):
+    if not self.checked_P[part_N].all():
+      for p in np.unique(part_N[~self.checked_P[part_N]]):
+        check_header(self.names[p], self._header(p), int(self.docs_P[p]),
+                     int(self.tokens_P[p]), self.dtype)
+        self.checked_P[p] = True
+    if tokens_NxW.size and tokens_NxW.max() >= self.vocab_size:
+      row = int(np.argmax(tokens_NxW.max(axis=1) >= self.vocab_size))
+      raise _corrupt(self.names[part_N[row]], f'token id {tokens_NxW[row].max()} in a '
+                     f'vocabulary of {self.vocab_size}')
 
-  def read(self, start_N, length_N, width: int) -> np.ndarray:
-    """[N, width]: tokens [start, start + length) of the shard per row, 0 after."""
-    if paths.is_remote(self.file):
-      out = self._remote_read(start_N, length_N, width)
-    else:
-      out = store_lib.ArrayPart(self._local_tokens, self.offsets).read(start_N, length_N, width)
-    if out.size and out.max() >= self.vocab_size:
-      raise self._corrupt(f'token id {out.max()} in a vocabulary of {self.vocab_size}')
+
+def local_parts(folder: paths.Path, entries: list[dict], vocab_size: int,
+                chunk_keys=()) -> store_lib.FlatParts:
+  """Local shards (and their chunk indexes for `chunk_keys`) mapped side by side
+  (`data/region.py`): every read of a batch is one gather, whatever shards it touches."""
+  dtype = token_dtype(vocab_size)
+  names = [os.fspath(folder / e['name']) for e in entries]
+  docs_P = np.array([e['documents'] for e in entries], np.int64)
+  tokens_P = np.array([e['tokens'] for e in entries], np.int64)
+  files = [(n, size_of(int(d), int(t), dtype)) for n, d, t in zip(names, docs_P, tokens_P)]
+  for key in chunk_keys:
+    files += [(f'{n}.chunks-{key}', 8 * (int(d) + 1)) for n, d in zip(names, docs_P)]
+  mapped = region.Region(files)
+  starts = mapped.start[:len(files)].reshape(1 + len(chunk_keys), len(entries))
+  as_bytes = mapped.view(np.uint8)
+  offsets = store_lib.Table(mapped.view('<i8'), (starts[0] + HEADER) // 8)
+  ends = {key: store_lib.Table(mapped.view('<i8'), at // 8)
+          for key, at in zip(chunk_keys, starts[1:])}
+  token_at = (starts[0] + HEADER + 8 * (docs_P + 1)) // dtype.itemsize
+  header = lambda p: as_bytes[starts[0][p]:starts[0][p] + HEADER].tobytes()
+  return store_lib.FlatParts(mapped.view(dtype), token_at, offsets, ends,
+                             _Checks(names, docs_P, tokens_P, dtype, vocab_size, header))
+
+
+class _RemoteTable:
+  """A per-part int64 vector on object storage, each part's read whole on first use."""
+
+  def __init__(self, read):
+    self._read = functools.lru_cache(maxsize=None)(read)
+
+  def take(self, part_N, i_N) -> np.ndarray:
+    part_N, i_N = np.broadcast_arrays(part_N, i_N)
+    out = np.zeros(i_N.shape, np.int64)
+    for p in np.unique(part_N):
+      rows = part_N == p
+      out[rows] = self._read(int(p))[i_N[rows]]
     return out
 
-  def _remote_read(self, start_N, length_N, width):
+
+class RemoteParts:
+  """Shards on gs:// or s3://: document indexes read once per shard, token spans fetched
+  by byte range, the requests of a batch grouped by shard and sent concurrently."""
+
+  def __init__(self, folder: paths.Path, entries: list[dict], vocab_size: int,
+               chunk_keys=()):
+    self.dtype = token_dtype(vocab_size)
+    self.names = [os.fspath(folder / e['name']) for e in entries]
+    self._fs, root = fsspec.core.url_to_fs(os.fspath(folder))
+    self._files = [f'{root}/{e["name"]}' for e in entries]
+    self.docs_P = np.array([e['documents'] for e in entries], np.int64)
+    tokens_P = np.array([e['tokens'] for e in entries], np.int64)
+    self.offsets = _RemoteTable(lambda p: np.frombuffer(
+        self._bytes(self.names[p], HEADER, 8 * (self.docs_P[p] + 1)), '<i8'))
+    self._ends = {key: _RemoteTable(lambda p, key=key: np.frombuffer(
+        self._bytes(f'{self.names[p]}.chunks-{key}', 0, 8 * (self.docs_P[p] + 1)), '<i8'))
+        for key in chunk_keys}
+    self._check = _Checks(self.names, self.docs_P, tokens_P, self.dtype, vocab_size,
+                          lambda p: self._bytes(self.names[p], 0, HEADER))
+
+  @staticmethod
+  def _bytes(name: str, start: int, length: int) -> bytes:
+    with paths.path(name).open('rb') as f:
+      f.seek(start)
+      return f.read(int(length))
+
+  def ends(self, size: int, min_len: int):
+    return self._ends.get(store_lib.chunk_key(size, min_len))
+
+  def tokens(self, part_N, start_N, length_N, width: int) -> np.ndarray:
     """One byte-range request per row, sent concurrently (fsspec's cat_ranges)."""
-    fs, path = fsspec.core.url_to_fs(self.name)
+    out = np.zeros((len(start_N), width), np.int32)
+    if not len(start_N):
+      return out
     size = self.dtype.itemsize
-    begin = [self._tokens_at + int(s) * size for s in start_N]
-    end = [b + int(n) * size for b, n in zip(begin, np.minimum(length_N, width))]
-    out = np.zeros((len(begin), width), np.int32)
-    for row, data in enumerate(fs.cat_ranges([path] * len(begin), begin, end)):
+    tokens_at = HEADER + 8 * (self.docs_P[part_N] + 1)
+    begin = tokens_at + start_N * size
+    end = begin + np.clip(np.minimum(length_N, width), 0, None) * size
+    files = [self._files[p] for p in part_N]
+    for row, data in enumerate(self._fs.cat_ranges(files, begin.tolist(), end.tolist())):
       values = np.frombuffer(data, self.dtype)
       out[row, :len(values)] = values
+    self._check(part_N, out)
     return out
-
-  def chunk_ends(self, size: int, min_len: int) -> np.ndarray:
-    """The chunk index beside the shard when prepare wrote one for (size, min_len), else
-    computed from the offsets (in memory: 8 bytes a document)."""
-    index = paths.path(f'{self.name}.chunks-{size}-{min_len}')
-    if not paths.is_remote(index) and index.exists():
-      return np.frombuffer(map_random(os.fspath(index)), '<i8', self.docs + 1)
-    return store_lib.chunk_counts(np.diff(self.offsets), size, min_len)
-
-
-def map_random(name: str) -> mmap.mmap:
-  """A read-only map of a local file, advised random: a page fault reads that page, not
-  the read-ahead window around it, so memory follows what batches touch."""
-  with open(name, 'rb') as f:
-    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-  mapped.madvise(mmap.MADV_RANDOM)
-  return mapped
 
 
 def chunk_index_bytes(token_docs, size: int, min_len: int) -> bytes:

@@ -26,7 +26,7 @@ import tqdm
 from apache_beam.options import pipeline_options as po
 
 from ssljax import paths, tokenizers
-from ssljax.data import examples as examples_lib, prepared, shards
+from ssljax.data import examples as examples_lib, prepared, shards, store as store_lib
 from ssljax.errors import UserError
 from ssljax.prepare import sources
 
@@ -252,7 +252,7 @@ class _Encode(beam.DoFn):
         record[name] = {'name': shard, 'documents': len(docs),
                         'tokens': int(sum(len(d) for d in docs)), 'bytes': len(data),
                         'sha256': shards.sha256(data),
-                        'chunks': ({prepared.chunk_key(*chunking): int(
+                        'chunks': ({store_lib.chunk_key(*chunking): int(
                             np.frombuffer(index, '<i8')[-1])} if chunking else {})}
     shards.write_atomic(folder / _record_name(split), json.dumps(record).encode())
     yield split.index
