@@ -39,6 +39,7 @@ def base() -> ml_collections.ConfigDict:
   m.use_bias = True  # False: no biases in dense layers, norms and the MLM output (Cramming)
   m.dropout_rate = 0.1
   m.attention_dropout_rate = 0.1
+  m.attention = 'auto'  # auto (TPU/GPU's fused kernel where it applies) | xla | splash | cudnn
   m.layer_norm_eps = 1e-12
   m.position_offset = 0  # position p reads table row p + offset (RoBERTa: 2)
   m.scan_layers = False
@@ -236,6 +237,7 @@ RANGES = {
     'model.position_offset': '[0, inf)', 'mlm.mask_fraction': '[0, 1]',
     'mlm.random_fraction': '[0, 1]', 'data.seq_len': '[2, inf)',
     'data.eval_fraction': '[0, 1)', 'tokenizer.vocab_size': '[6, inf)',
+    'tokenizer.sample_chars': '[1, inf)',
     'train.seed': '[0, inf)', 'train.eval_every': '[0, inf)', 'train.eval_batches': '[1, inf)',
     'probe.every': '[0, inf)', 'probe.max_train_examples': '[1, inf)',
     'probe.max_eval_examples': '[1, inf)', 'eval.lm_eval_every': '[0, inf)',

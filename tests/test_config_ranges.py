@@ -17,6 +17,7 @@ from ssljax.errors import UserError
     ('train.keep_checkpoints=-1', 'train.keep_checkpoints=-1 must be at least 1'),
     ('optimizer.b2=1.0', r'optimizer.b2=1.0 must lie in \[0, 1\)'),
     ('tokenizer.vocab_size=0', r'tokenizer.vocab_size=0 must lie in \[6, inf\)'),
+    ('tokenizer.sample_chars=0', r'tokenizer.sample_chars=0 must lie in \[1, inf\)'),
 ])
 def test_pretraining_ranges(item, message):
   with pytest.raises(UserError, match=message):

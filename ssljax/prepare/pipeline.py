@@ -298,14 +298,19 @@ class _Progress:
     self.stop = threading.Event()
     self.thread = threading.Thread(target=self._watch, daemon=True)
 
+  def _records(self) -> set:
+    return {r.name for r in self.folder.glob('split-*.json')}
+
   def _watch(self):
-    started, seen, tokens = time.perf_counter(), set(), 0
+    """Splits done so far; tokens/s counts only what this run tokenized (a rerun's
+    earlier records count as done, not as speed)."""
+    started, earlier, tokens = time.perf_counter(), self._records(), 0
+    seen = set(earlier)
     while not self.stop.wait(2.0):
-      for record in self.folder.glob('split-*.json'):
-        if record.name not in seen:
-          seen.add(record.name)
-          entry = json.loads(record.read_text())
-          tokens += sum(entry[k]['tokens'] for k in prepared.SPLITS if entry.get(k))
+      for name in self._records() - seen:
+        seen.add(name)
+        entry = json.loads((self.folder / name).read_text())
+        tokens += sum(entry[k]['tokens'] for k in prepared.SPLITS if entry.get(k))
       self.bar.n = min(self.bar.total, len(seen))
       self.bar.set_postfix(tokens_per_s=f'{tokens / (time.perf_counter() - started):.3g}')
 
