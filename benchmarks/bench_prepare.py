@@ -56,6 +56,9 @@ def parse_args():
   p.add_argument('--replicas', type=int, default=10,
                  help='the largest corpus listed this many times for the largest prepared one')
   p.add_argument('--batches', type=int, default=30, help='BERT-base batches read')
+  p.add_argument('--split-mb', type=float, default=2.0,
+                 help='prepare splits (one shard each): small, so that the largest listing '
+                      'has as many shards as a batch has rows, as a 1 TB corpus would')
   p.add_argument('--out-dir', default=str(bench_common.RESULTS))
   return p.parse_args()
 
@@ -228,7 +231,7 @@ def main():
       folder = work / f'prep-{size:g}'
       started = time.perf_counter()
       pipeline.prepare(config(text, [f'tokenizer.path={tokenizer}']), folder, workers=2,
-                       progress=False)
+                       progress=False, split_bytes=int(args.split_mb * 2**20))
       prepare_s = time.perf_counter() - started
       row = run_cli(['pretrain', '--config', TINY, '--workdir',
                      str(work / f'run-{size:g}'), '--set', 'data.source=prepared', '--set',
@@ -244,7 +247,8 @@ def main():
                    f'data.path={big}', *common])
     result['startup'].append({
         'corpus': f'{largest * args.replicas:g} MB ({manifest["splits"]["train"]["tokens"]:,} '
-                  'tokens, shards listed 10x)', 'path': 'prepared', **row})
+                  f'tokens, {len(manifest["splits"]["train"]["shards"])} shards: the '
+                  f'{largest:g} MB ones listed {args.replicas}x)', 'path': 'prepared', **row})
     print(result['startup'][-1])
     result['input'] = input_rate(work / f'prep-{sizes[0]:g}', big, args.batches)
     print(result['input'])
