@@ -3,12 +3,14 @@ outside the training loop is one line and exit 130 at once."""
 
 import errno
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from conftest import tiny_overrides
 from ssljax import cli, paths
 from ssljax.pretrain import metrics
 
@@ -94,3 +96,22 @@ def test_ctrl_c_in_setup_exits_130_even_inside_a_gc_callback(tmp_path):
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 130, done.stderr
   assert done.stderr.strip().splitlines()[-1] == 'ssljax: interrupted'
+
+
+def test_a_run_whose_steps_are_cut_short_ends_in_one_line(pretrained_run, corpus_file,
+                                                         tokenizer_file, tmp_path):
+  """Every step misses its array data: each is set aside with a warning and the run stops
+  with one line. No traceback or "Event loop is closed" from Orbax's stranded reads follows."""
+  shutil.copytree(pretrained_run, tmp_path / 'run')
+  for chunk in (tmp_path / 'run' / 'checkpoints').glob('*/state/**/d/*'):
+    chunk.unlink()
+  command = [sys.executable, '-m', 'ssljax.cli', 'pretrain', '--workdir', str(tmp_path / 'run')]
+  command += [a for o in tiny_overrides(corpus_file, **{'tokenizer.path': tokenizer_file,
+                                                        'mesh.data': 8, 'train.steps': 9})
+              for a in ('--set', o)]
+  done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  lines = done.stderr.splitlines()
+  assert done.returncode == 2 and len(lines) == 3, done.stderr
+  assert all(line.startswith('WARNING ssljax.pretrain.checkpoint: checkpoint ') and
+             'kept as' in line for line in lines[:2]), done.stderr
+  assert lines[2].startswith('ssljax: error: ') and 'holds unreadable-3, unreadable-6' in lines[2]

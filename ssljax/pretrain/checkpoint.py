@@ -21,6 +21,7 @@ import time
 
 import fsspec
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from ssljax import paths
@@ -36,7 +37,8 @@ RETRY_WAITS = (1.0, 4.0, 16.0)  # seconds before each retry of a read that faile
 # does not decode. Anything else may pass (I/O) or is not the files' fault (a tree mismatch).
 BAD_FILES = (FileNotFoundError, KeyError, json.JSONDecodeError, UnicodeDecodeError)
 BAD_WORDS = ('DATA_LOSS', 'NOT_FOUND', 'not found', 'Unexpected end', 'corrupt', 'checksum',
-             'decod')
+             'decod', 'Truncated')
+ORBAX_WRAPPED = 'Encountered error while reading'
 MISMATCH_WORDS = ('tree structures do not match', 'not compatible with the stored shape',
                   'dtype', 'Topology mismatch')
 
@@ -139,7 +141,13 @@ def _first_line(e) -> str:
 
 
 def _kind(e) -> str:
-  """'bad' (the step's own files), 'mismatch' (the code wants another tree) or 'io'."""
+  """'bad' (the step's own files), 'mismatch' (the code wants another tree) or 'io'.
+
+  Orbax wraps a failed array read in an Exception whose text dumps the TensorStore spec
+  (which names a dtype); the error it wraps is the one that says what happened.
+  """
+  while str(e).startswith(ORBAX_WRAPPED) and e.__cause__ is not None:
+    e = e.__cause__
   text = str(e)
   if any(word in text for word in MISMATCH_WORDS) and not isinstance(e, BAD_FILES):
     return 'mismatch'
@@ -238,6 +246,45 @@ def _set_aside(mgr, step) -> paths.Path:
   return aside
 
 
+def _shapes(tree) -> dict[str, tuple]:
+  """'params.layer.kernel' -> (shape, dtype) of every array in a state or its metadata."""
+  name = lambda k: str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
+  return {'.'.join(map(name, path)): (tuple(leaf.shape), np.dtype(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _check_shapes(directory, abstract_state):
+  """Raises a mismatch error naming the first array the run and the checkpoint disagree on.
+  Read from the array metadata before any array: an array read that fails strands the
+  others in Orbax's closed event loop, which print "Event loop is closed" when collected."""
+  handler = ocp.StandardCheckpointHandler()
+  try:
+    stored = _shapes(getattr(handler.metadata(directory), 'tree', None) or {})
+  finally:
+    handler.close()
+  wanted = _shapes(abstract_state)
+  params_first = lambda key: (not key.startswith('params.'), key)  # before optimizer state
+  for key in sorted(stored.keys() | wanted.keys(), key=params_first):
+    if stored.get(key) != wanted.get(key):
+      raise ValueError(f'{key}: this run builds {_described(wanted.get(key))}, not '
+                       f'compatible with the stored shape {_described(stored.get(key))}')
+
+
+def _described(shape_dtype) -> str:
+  return 'nothing' if shape_dtype is None else f'{shape_dtype[1]}{list(shape_dtype[0])}'
+
+
+def _restore_items(mgr, step, abstract_state) -> dict:
+  """The step's items one at a time, the small JSON ones first, and the arrays once their
+  shapes are known to fit: one that fails leaves no other read in flight."""
+  items = {'meta': ocp.args.JsonRestore(), 'data': ocp.args.JsonRestore()}
+  restored = {name: mgr.restore(step, args=ocp.args.Composite(**{name: args}))[name]
+              for name, args in items.items()}
+  _check_shapes(paths.path(mgr.directory) / str(step) / 'state', abstract_state)
+  return restored | {'state': mgr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state)))['state']}
+
+
 def restore_latest(mgr, abstract_state):
   """(step, state, data_state, meta) of the newest checkpoint that restores; None if none.
 
@@ -248,10 +295,8 @@ def restore_latest(mgr, abstract_state):
   for step in sorted(mgr.all_steps(), reverse=True):
     where = f'{mgr.directory}/{step}'
     try:
-      restored = read(lambda s=step: mgr.restore(s, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state),
-          data=ocp.args.JsonRestore(),
-          meta=ocp.args.JsonRestore())), f'checkpoint {where}')
+      restored = read(lambda s=step: _restore_items(mgr, s, abstract_state),
+                      f'checkpoint {where}')
     except Unreadable as e:
       raise _unreadable(e) from None
     except Exception as e:  # pylint: disable=broad-except
