@@ -4,9 +4,11 @@ outside the training loop is one line and exit 130 at once."""
 import errno
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -115,3 +117,23 @@ def test_a_run_whose_steps_are_cut_short_ends_in_one_line(pretrained_run, corpus
   assert all(line.startswith('WARNING ssljax.pretrain.checkpoint: checkpoint ') and
              'kept as' in line for line in lines[:2]), done.stderr
   assert lines[2].startswith('ssljax: error: ') and 'holds unreadable-3, unreadable-6' in lines[2]
+
+
+def test_a_bucket_that_cannot_be_reached(capsys, monkeypatch):
+  """Offline: the storage endpoint is a closed port; gcsfs retries without its waits."""
+  retry = pytest.importorskip('gcsfs.retry')
+
+  async def no_wait(seconds):
+    del seconds
+
+  with socket.socket() as s:  # a port nothing listens on
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  monkeypatch.setenv('STORAGE_EMULATOR_HOST', f'http://127.0.0.1:{port}')
+  monkeypatch.setenv('NO_GCE_CHECK', 'true')
+  monkeypatch.setattr(retry, 'asyncio', types.SimpleNamespace(sleep=no_wait))
+  err = _one_line(capsys, 'pretrain', '--config', 'configs/bert_tiny.py', '--workdir',
+                  'gs://no-such-bucket/run')
+  assert err.startswith('ssljax: error: gs://no-such-bucket/run cannot be reached (Cannot '
+                        f'connect to host 127.0.0.1:{port}'), err
+  assert 'check the network, the bucket name and the credentials' in err

@@ -127,7 +127,14 @@ def held(workdir):
   if jax.process_index() != 0:
     yield
     return
-  paths.path(workdir).mkdir(parents=True, exist_ok=True)
+  try:
+    paths.path(workdir).mkdir(parents=True, exist_ok=True)
+  except OSError as e:  # a bucket's client gives up after its retries with no path named
+    if not paths.is_remote(workdir) or e.filename or isinstance(e, PermissionError):
+      raise
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    raise UserError(f'{workdir} cannot be reached ({first}); check the network, the bucket '
+                    'name and the credentials') from None
   lock = Lock(workdir)
   lock.take()
   try:
