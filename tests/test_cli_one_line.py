@@ -137,3 +137,19 @@ def test_a_bucket_that_cannot_be_reached(capsys, monkeypatch):
   assert err.startswith('ssljax: error: gs://no-such-bucket/run cannot be reached (Cannot '
                         f'connect to host 127.0.0.1:{port}'), err
   assert 'check the network, the bucket name and the credentials' in err
+
+
+@pytest.mark.slow  # torch, transformers and an import: ~20 s on 2 loaded cores
+def test_pretraining_in_an_import_hf_folder(tmp_path, capsys, corpus_file):
+  pytest.importorskip('torch')
+  from test_generate import tiny_gpt2  # pylint: disable=g-import-not-at-top
+  tiny_gpt2(tmp_path / 'gpt2')
+  assert cli.main(['import-hf', str(tmp_path / 'gpt2'), '--out', str(tmp_path / 'imported')]) == 0
+  before = sorted(p.name for p in (tmp_path / 'imported').rglob('*'))
+  capsys.readouterr()
+  overrides = tiny_overrides(corpus_file, **{'objective': 'clm', 'model.arch': 'gpt'})
+  err = _one_line(capsys, 'pretrain', '--workdir', str(tmp_path / 'imported'),
+                  *[a for o in overrides for a in ('--set', o)])
+  assert f'{tmp_path}/imported/checkpoints/0 is a model import-hf wrote, of another config' in err
+  assert f'--set train.init_from={tmp_path}/imported' in err
+  assert sorted(p.name for p in (tmp_path / 'imported').rglob('*')) == before

@@ -172,7 +172,8 @@ def setup(config, workdir) -> Run:
              manager, init_params)
 
 
-def _check_resumable(config, meta, directory):
+def _check_resumable(config, meta, workdir, step):
+  directory = f'{workdir}/checkpoints/{step}'
   saved = meta.get('config') if isinstance(meta.get('config'), dict) else {}
   current = config.to_dict()
   for key in RESUME_KEYS:
@@ -182,6 +183,10 @@ def _check_resumable(config, meta, directory):
                for k, v in (current[key].items() if isinstance(current[key], dict) else ())
                if old.get(k) != v]
       detail = ', '.join(diffs) or f'{key}: {saved.get(key)!r} -> {current[key]!r}'
+      if step == 0:  # only import-hf writes step 0
+        raise UserError(f'{directory} is a model import-hf wrote, of another config '
+                        f'({detail}); pretrain from it with --set train.init_from={workdir} '
+                        '(which takes its architecture) and a new --workdir')
       raise UserError(f'{directory} holds a run with another config ({detail}); use a new '
                       '--workdir, or the same config to continue that run')
 
@@ -194,7 +199,7 @@ def restore_or_init(run: Run) -> tuple[TrainState, int]:
   """
   for step, meta in checkpoint.metas(run.manager).items():
     if meta is not None:
-      _check_resumable(run.config, meta, f'{run.workdir}/checkpoints/{step}')
+      _check_resumable(run.config, meta, run.workdir, step)
   restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
   if restored is None:
     held = checkpoint.held(run.workdir)
