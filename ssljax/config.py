@@ -34,8 +34,12 @@ def base() -> ml_collections.ConfigDict:
   m.embed_size = 0  # ALBERT factorised embedding E; 0 means E = hidden_size
   m.share_layers = False  # ALBERT cross-layer sharing
   m.pre_ln = False  # BERT is post-LN; GPT is always pre-LN
-  m.activation = 'gelu'  # gelu (exact, BERT) | gelu_tanh (GPT-2, ALBERT) | geglu (gated)
+  m.activation = 'gelu'  # gelu (BERT) | gelu_tanh (GPT-2, ALBERT) | geglu | swiglu (Llama): gated
   m.positions = 'learned'  # learned (BERT, GPT-2) | rope (rotary: relative, learns local attention fast)
+  m.rope_base = 10000.0  # rotary frequency base (Llama 3: 500000, ModernBERT: 160000)
+  m.norm = 'layer'  # layer (LayerNorm) | rms (RMSNorm, no bias: Llama)
+  m.first_attention_norm = True  # False: block 0 reads the embedding norm's output (ModernBERT)
+  m.tie_embeddings = True  # False: logits read an output table of their own (most Llamas)
   m.use_bias = True  # False: no biases in dense layers, norms and the MLM output (Cramming)
   m.dropout_rate = 0.1
   m.attention_dropout_rate = 0.1
@@ -234,7 +238,8 @@ RANGES = {
     'model.max_len': '[1, inf)', 'model.type_vocab_size': '[0, inf)',
     'model.embed_size': '[0, inf)', 'model.dropout_rate': '[0, 1)',
     'model.attention_dropout_rate': '[0, 1)', 'model.layer_norm_eps': '(0, inf)',
-    'model.position_offset': '[0, inf)', 'mlm.mask_fraction': '[0, 1]',
+    'model.position_offset': '[0, inf)', 'model.rope_base': '(0, inf)',
+    'mlm.mask_fraction': '[0, 1]',
     'mlm.random_fraction': '[0, 1]', 'data.seq_len': '[2, inf)',
     'data.eval_fraction': '[0, 1)', 'tokenizer.vocab_size': '[6, inf)',
     'tokenizer.sample_chars': '[1, inf)',
@@ -272,7 +277,8 @@ def validate(c):
   _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
   _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
   _choice('model.dtype', c.model.dtype, ('float32', 'bfloat16'))
-  _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu'))
+  _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu', 'swiglu'))
+  _choice('model.norm', c.model.norm, ('layer', 'rms'))
   _choice('model.positions', c.model.positions, ('learned', 'rope'))
   if (c.model.arch == 'gpt') != (c.objective == 'clm'):
     raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
@@ -280,6 +286,13 @@ def validate(c):
   if c.eval.lm_eval_tasks and c.model.arch != 'gpt':
     raise UserError(f'eval.lm_eval_tasks scores text with a causal LM; model.arch='
                     f'{c.model.arch} is an encoder: use probe.task, or model.arch=gpt')
+  if c.objective in ('mlm_nsp', 'mlm_sop') and c.model.type_vocab_size < 2:
+    raise UserError(f'objective={c.objective} reads sentence pairs as two segments; '
+                    f'model.type_vocab_size={c.model.type_vocab_size} must be at least 2')
+  if not c.model.first_attention_norm and (c.model.arch == 'gpt' or not c.model.pre_ln):
+    raise UserError('model.first_attention_norm=False skips block 0\'s pre-norm after the '
+                    'embedding norm, which only pre-LN encoders have: set model.pre_ln=True '
+                    'with model.arch=bert or albert')
   if c.model.hidden_size % c.model.num_heads:
     raise UserError(f'model.hidden_size={c.model.hidden_size} is not divisible by '
                     f'model.num_heads={c.model.num_heads}')

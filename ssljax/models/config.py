@@ -24,6 +24,10 @@ class ModelConfig:
   activation: str = 'gelu'
   use_bias: bool = True
   positions: str = 'learned'
+  norm: str = 'layer'  # layer (LayerNorm) | rms (RMSNorm, Llama)
+  rope_base: float = 10000.0
+  first_attention_norm: bool = True  # False: block 0 reads the embedding norm's output (ModernBERT)
+  tie_embeddings: bool = True  # False: the output projection is its own V x E table
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.1
   layer_norm_eps: float = 1e-12

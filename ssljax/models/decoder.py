@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssljax.models.layers import Embeddings, LayerNorm, Stack, attention_mask
+from ssljax.models.layers import Embeddings, Norm, Stack, attention_mask, output_table
 
 class Decoder(nnx.Module):
-  """GPT: causal pre-LN blocks, final LayerNorm, logits tied to the input embedding.
+  """GPT: causal pre-LN blocks, a final norm, logits tied to the input embedding (or, with
+  model.tie_embeddings=False, through an output table of their own).
 
   `__call__` reads whole rows (training, scoring); `init_cache` and `decode` read a few new
   tokens at a time against the keys and values of the earlier ones (generation).
@@ -17,7 +18,8 @@ class Decoder(nnx.Module):
     self.cfg = cfg
     self.embeddings = Embeddings(cfg, rngs=rngs, segments=False, norm=False)
     self.stack = Stack(cfg, rngs=rngs)
-    self.final_norm = LayerNorm(cfg.hidden_size, cfg, rngs=rngs)
+    self.final_norm = Norm(cfg.hidden_size, cfg, rngs=rngs)
+    self.output = None if cfg.tie_embeddings else output_table(cfg, rngs)
 
   def __call__(self, batch, key=None):
     keys = jax.random.split(key) if key is not None else (None, None)
@@ -42,6 +44,7 @@ class Decoder(nnx.Module):
     return self.final_norm(x_BxLxH), cache
 
   def lm_logits(self, x_BxLxH):
-    embedding_VxH = self.embeddings.word.embedding[...]
+    table = self.embeddings.word if self.output is None else self.output
+    embedding_VxH = table.embedding[...]
     return jnp.einsum('blh,vh->blv', x_BxLxH, embedding_VxH.astype(x_BxLxH.dtype)).astype(
         jnp.float32)

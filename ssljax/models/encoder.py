@@ -5,19 +5,20 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ssljax.models.heads import MLMHead
-from ssljax.models.layers import Dense, Embeddings, LayerNorm, Stack, attention_mask
+from ssljax.models.layers import Dense, Embeddings, Norm, Stack, attention_mask, output_table
 
 class Encoder(nnx.Module):
   """BERT / ALBERT: embeddings, block stack, [CLS] pooler, MLM and sentence-pair heads."""
 
   def __init__(self, cfg, *, rngs):
     self.cfg = cfg
-    self.embeddings = Embeddings(cfg, rngs=rngs)
+    self.embeddings = Embeddings(cfg, rngs=rngs, segments=cfg.type_vocab_size > 0)
     self.stack = Stack(cfg, rngs=rngs)
-    self.final_norm = LayerNorm(cfg.hidden_size, cfg, rngs=rngs) if cfg.pre_ln else None
+    self.final_norm = Norm(cfg.hidden_size, cfg, rngs=rngs) if cfg.pre_ln else None
     self.pooler = Dense(cfg.hidden_size, cfg.hidden_size, ('embed', None), cfg, rngs=rngs)
     self.mlm_head = MLMHead(cfg, rngs=rngs)
     self.sentence_head = Dense(cfg.hidden_size, 2, ('embed', None), cfg, rngs=rngs)
+    self.output = None if cfg.tie_embeddings else output_table(cfg, rngs)
 
   def __call__(self, batch, key=None):
     """Returns the last hidden states B x L x H."""
@@ -32,7 +33,8 @@ class Encoder(nnx.Module):
     return jnp.tanh(self.pooler(x_BxLxH[:, 0]))
 
   def mlm_logits(self, x_BxKxH):
-    return self.mlm_head(x_BxKxH, self.embeddings.word.embedding[...])
+    table = self.embeddings.word if self.output is None else self.output
+    return self.mlm_head(x_BxKxH, table.embedding[...])
 
   def sentence_logits(self, x_BxLxH):
     return self.sentence_head(self.pool(x_BxLxH)).astype(jnp.float32)

@@ -3,16 +3,17 @@
 import jax.numpy as jnp
 from flax import nnx
 
-from ssljax.models.layers import Dense, LayerNorm, activation
+from ssljax.models.layers import Dense, Norm, activation
 
 class MLMHead(nnx.Module):
-  """Dense + GELU + LayerNorm, then logits through the tied word embedding plus a bias."""
+  """Dense + GELU + norm, then logits through the word embedding (or the output table)
+  plus a bias."""
 
   def __init__(self, cfg, *, rngs):
     e = cfg.embed_size or cfg.hidden_size
     self.cfg = cfg
     self.transform = Dense(cfg.hidden_size, e, ('embed', None), cfg, rngs=rngs)
-    self.norm = LayerNorm(e, cfg, rngs=rngs)
+    self.norm = Norm(e, cfg, rngs=rngs)
     self.bias = (nnx.Param(jnp.zeros((cfg.vocab_size,)), out_sharding=('vocab',))
                  if cfg.use_bias else None)
 

@@ -64,21 +64,46 @@ class LayerNorm(nnx.LayerNorm):
                      bias_init=_zeros(('embed',)), rngs=rngs)
 
 
+class RMSNorm(nnx.RMSNorm):
+  """x / rms(x) times a scale, no mean and no bias (Llama); statistics in float32."""
+
+  def __init__(self, dim, cfg, *, rngs):
+    super().__init__(dim, epsilon=cfg.layer_norm_eps, dtype=DTYPES[cfg.dtype],
+                     scale_init=_ones(('embed',)), rngs=rngs)
+
+
+NORMS = {'layer': LayerNorm, 'rms': RMSNorm}
+
+
+def Norm(dim, cfg, *, rngs):  # pylint: disable=invalid-name  (used like a class)
+  """The normalisation `model.norm` names."""
+  return NORMS[cfg.norm](dim, cfg, rngs=rngs)
+
+
+# The elementwise nonlinearity of each `model.activation`: a gated one applies it to the
+# gate half of the MLP's input layer (GEGLU: Shazeer 2020, Cramming; SwiGLU: Llama).
+_NONLINEARITY = {
+    'gelu': functools.partial(jax.nn.gelu, approximate=False),
+    'gelu_tanh': functools.partial(jax.nn.gelu, approximate=True),
+    'geglu': functools.partial(jax.nn.gelu, approximate=False),
+    'swiglu': jax.nn.silu,
+}
+GATED = ('geglu', 'swiglu')  # activations whose MLP input layer is twice as wide: gate | value
+
+
 def activation(cfg):
-  return functools.partial(jax.nn.gelu, approximate=cfg.activation == 'gelu_tanh')
-
-
-GATED = ('geglu',)  # activations whose MLP input layer is twice as wide: gate and value
+  """The elementwise nonlinearity of `cfg.activation` (the MLM head's, and the MLP's gate)."""
+  return _NONLINEARITY[cfg.activation]
 
 
 def mlp_activation(cfg):
-  """The MLP's nonlinearity: GELU, or GEGLU (GELU of one half times the other half, as
-  Shazeer 2020 and Cramming use) for the gated activations."""
+  """The MLP's nonlinearity: for the gated activations, the nonlinearity of the first half
+  of the input layer's output times its second half."""
   if cfg.activation in GATED:
-    def geglu(x):
+    def gated(x):
       gate, value = jnp.split(x, 2, axis=-1)
-      return jax.nn.gelu(gate, approximate=False) * value
-    return geglu
+      return activation(cfg)(gate) * value
+    return gated
   return activation(cfg)
 
 
@@ -141,11 +166,11 @@ class Block(nnx.Module):
     self.key = Dense(h, h, ('embed', 'heads'), cfg, rngs=rngs)
     self.value = Dense(h, h, ('embed', 'heads'), cfg, rngs=rngs)
     self.attention_out = Dense(h, h, ('heads', 'embed'), cfg, rngs=rngs)
-    self.attention_norm = LayerNorm(h, cfg, rngs=rngs)
+    self.attention_norm = Norm(h, cfg, rngs=rngs)
     self.mlp_in = Dense(h, 2 * f if cfg.activation in GATED else f, ('embed', 'mlp'), cfg,
                         rngs=rngs)
     self.mlp_out = Dense(f, h, ('mlp', 'embed'), cfg, rngs=rngs)
-    self.mlp_norm = LayerNorm(h, cfg, rngs=rngs)
+    self.mlp_norm = Norm(h, cfg, rngs=rngs)
 
   def qkv(self, x_BxLxH, positions_BxL):
     """Queries, keys and values B x L x N x D; rotated by position for rope."""
@@ -155,7 +180,9 @@ class Block(nnx.Module):
     k_BxLxNxD = split(self.key(x_BxLxH))
     v_BxLxNxD = split(self.value(x_BxLxH))
     if self.cfg.positions == 'rope':
-      q_BxLxNxD, k_BxLxNxD = rope(q_BxLxNxD, positions_BxL), rope(k_BxLxNxD, positions_BxL)
+      base = self.cfg.rope_base
+      q_BxLxNxD = rope(q_BxLxNxD, positions_BxL, base)
+      k_BxLxNxD = rope(k_BxLxNxD, positions_BxL, base)
     return q_BxLxNxD, k_BxLxNxD, v_BxLxNxD
 
   def attention(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key):
@@ -176,12 +203,20 @@ class Block(nnx.Module):
   def mlp(self, x_BxLxH):
     return self.mlp_out(mlp_activation(self.cfg)(self.mlp_in(x_BxLxH)))
 
-  def __call__(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key=None):
+  def _attention_input(self, x_BxLxH, first):
+    """Pre-LN: the normed input, except in block 0 (`first`) under
+    model.first_attention_norm=False, which reads the embedding norm's output as it is."""
+    if self.cfg.first_attention_norm:
+      return self.attention_norm(x_BxLxH)
+    return jnp.where(first, x_BxLxH, self.attention_norm(x_BxLxH))
+
+  def __call__(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key=None, first=False):
     keys = jax.random.split(key, 3) if key is not None else (None,) * 3
     rate = self.cfg.dropout_rate
     attend = lambda y: self.attention(y, mask_Bx1xLxL, positions_BxL, keys[0])
     if self.pre_ln:
-      x_BxLxH = x_BxLxH + _dropout(attend(self.attention_norm(x_BxLxH)), rate, keys[1])
+      x_BxLxH = x_BxLxH + _dropout(attend(self._attention_input(x_BxLxH, first)), rate,
+                                   keys[1])
       return x_BxLxH + _dropout(self.mlp(self.mlp_norm(x_BxLxH)), rate, keys[2])
     x_BxLxH = self.attention_norm(x_BxLxH + _dropout(attend(x_BxLxH), rate, keys[1]))
     return self.mlp_norm(x_BxLxH + _dropout(self.mlp(x_BxLxH), rate, keys[2]))
@@ -220,19 +255,20 @@ class Stack(nnx.Module):
     cfg = self.cfg
     keys = (jax.random.split(key, cfg.num_layers) if key is not None
             else [None] * cfg.num_layers)
-    apply = lambda block, x, k: constrain_rows(
-        block(constrain_rows(x), mask_Bx1xLxL, positions_BxL, k))
+    apply = lambda block, x, k, first: constrain_rows(
+        block(constrain_rows(x), mask_Bx1xLxL, positions_BxL, k, first))
     if cfg.remat:
       apply = nnx.remat(apply)
+    firsts = jnp.arange(cfg.num_layers) == 0  # block 0 may skip its attention norm
     if cfg.scan_layers and not cfg.share_layers:
-      @nnx.scan(in_axes=(0, nnx.Carry, 0 if key is not None else None), out_axes=nnx.Carry,
-                transform_metadata={nnx.PARTITION_NAME: 'layers'})
-      def body(block, x, k):
-        return apply(block, x, k)
-      return body(self.scanned, x_BxLxH, keys if key is not None else None)
+      @nnx.scan(in_axes=(0, nnx.Carry, 0 if key is not None else None, 0),
+                out_axes=nnx.Carry, transform_metadata={nnx.PARTITION_NAME: 'layers'})
+      def body(block, x, k, first):
+        return apply(block, x, k, first)
+      return body(self.scanned, x_BxLxH, keys if key is not None else None, firsts)
     for i in range(cfg.num_layers):
       block = self.shared if cfg.share_layers else self.layers[i]
-      x_BxLxH = apply(block, x_BxLxH, keys[i])
+      x_BxLxH = apply(block, x_BxLxH, keys[i], firsts[i])
     return x_BxLxH
 
   def init_cache(self, batch: int, slots: int):
@@ -262,6 +298,13 @@ class Stack(nnx.Module):
     return x_BxLxH, tuple(written)
 
 
+def output_table(cfg, rngs) -> nnx.Embed:
+  """The V x E table that logits read when model.tie_embeddings=False (the input embedding's
+  shape and sharding, parameters of its own)."""
+  return nnx.Embed(cfg.vocab_size, cfg.embed_size or cfg.hidden_size, dtype=DTYPES[cfg.dtype],
+                   embedding_init=_init(0.02, ('vocab', 'embed')), rngs=rngs)
+
+
 class Embeddings(nnx.Module):
   """Token + position (+ segment) embeddings, with ALBERT's E -> H projection when E < H.
 
@@ -281,7 +324,7 @@ class Embeddings(nnx.Module):
     self.segment = (nnx.Embed(cfg.type_vocab_size, e, dtype=dtype,
                               embedding_init=_init(0.02, (None, 'embed')), rngs=rngs)
                     if segments else None)
-    self.norm = LayerNorm(e, cfg, rngs=rngs) if norm else None
+    self.norm = Norm(e, cfg, rngs=rngs) if norm else None
     self.project = (Dense(e, cfg.hidden_size, (None, 'embed'), cfg, rngs=rngs)
                     if e != cfg.hidden_size else None)
 

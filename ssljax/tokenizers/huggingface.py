@@ -36,6 +36,8 @@ DEFAULT_SPECIAL_TOKENS = {
     'gpt2': {'unk_token': '<|endoftext|>', 'bos_token': '<|endoftext|>',
              'eos_token': '<|endoftext|>'},
 }
+DEFAULT_SPECIAL_TOKENS['modernbert'] = DEFAULT_SPECIAL_TOKENS['bert']
+CAUSAL = ('gpt2', 'llama', 'gpt_neox')  # model types whose tokenizers add no [CLS]/[SEP]
 _WORD_PREFIXES = ('\u0120', '\u2581')  # 'Ġ' (byte-level BPE), '▁' (sentencepiece)
 
 
@@ -162,7 +164,7 @@ def from_hf_folder(folder: paths.Path, model_type: str) -> HFTokenizer:
     raise UserError(f'{folder} has no tokenizer: expected tokenizer.json, vocab.txt, '
                     'vocab.json + merges.txt, or spiece.model')
   _mark_special(tok, specials.values())
-  if tok.post_processor is None and model_type != 'gpt2':
+  if tok.post_processor is None and model_type not in CAUSAL:
     tok.post_processor = _add_cls_sep(tok, specials, roberta=model_type == 'roberta')
   return HFTokenizer(tok.to_str(), specials, origin=f'the tokenizer in {folder}')
 

@@ -1,0 +1,217 @@
+"""ModernBERT, Llama and GPT-NeoX interop, checked against transformers itself.
+
+A tiny random model of each family made by transformers imports with the same logits on a
+padded batch; a random ssljax model with the matching options exports to a folder that
+AutoModelForMaskedLM / AutoModelForCausalLM and AutoTokenizer load with the same logits;
+a model with no exact twin is one line naming the settings to change.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
+import tokenizers  # noqa: E402  (transformers needs it)
+
+from conftest import tiny_config  # noqa: E402
+from test_interop_huggingface import TEXTS, _documents, _inputs  # noqa: E402
+from ssljax import models, pretrained, tokenizers as tokenizer_lib  # noqa: E402
+from ssljax.errors import UserError  # noqa: E402
+from ssljax.inference import encoding, loading  # noqa: E402
+from ssljax.interop import huggingface as hf  # noqa: E402
+
+TOL = 1e-4
+SIZES = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=24,
+             max_position_embeddings=64)
+
+
+def _save_tokenizer(folder, tok, **specials):
+  transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **specials).save_pretrained(folder)
+
+
+def _wordpiece(folder) -> int:
+  wordpiece = tokenizers.BertWordPieceTokenizer(lowercase=True)
+  wordpiece.train_from_iterator(_documents(), vocab_size=200, min_frequency=1)
+  wordpiece.post_processor = tokenizers.processors.BertProcessing(
+      ('[SEP]', wordpiece.token_to_id('[SEP]')), ('[CLS]', wordpiece.token_to_id('[CLS]')))
+  _save_tokenizer(folder, wordpiece._tokenizer, unk_token='[UNK]', cls_token='[CLS]',
+                  sep_token='[SEP]', pad_token='[PAD]', mask_token='[MASK]')
+  return wordpiece.get_vocab_size()
+
+
+def _bpe(folder) -> int:
+  bpe = tokenizers.ByteLevelBPETokenizer()
+  bpe.train_from_iterator(_documents(), vocab_size=300, special_tokens=['<|endoftext|>'])
+  _save_tokenizer(folder, bpe._tokenizer, bos_token='<|endoftext|>', eos_token='<|endoftext|>')
+  return bpe.get_vocab_size()
+
+
+def _modernbert(folder, bias=False):
+  vocab = _wordpiece(folder)
+  config = transformers.ModernBertConfig(
+      vocab_size=vocab, **SIZES, global_attn_every_n_layers=1, pad_token_id=0,
+      cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3, norm_bias=bias,
+      attention_bias=bias, mlp_bias=bias, classifier_bias=bias, decoder_bias=bias,
+      global_rope_theta=1000.0, initializer_range=0.2)
+  return transformers.ModernBertForMaskedLM(config)
+
+
+def _llama(folder, tied=False):
+  vocab = _bpe(folder)
+  config = transformers.LlamaConfig(
+      vocab_size=vocab, **SIZES, num_key_value_heads=2, rope_theta=500.0, bos_token_id=0,
+      eos_token_id=0, tie_word_embeddings=tied, initializer_range=0.2, rms_norm_eps=1e-5)
+  return transformers.LlamaForCausalLM(config)
+
+
+def _gpt_neox(folder):
+  vocab = _bpe(folder)
+  config = transformers.GPTNeoXConfig(
+      vocab_size=vocab, **SIZES, use_parallel_residual=False, rotary_pct=1.0,
+      hidden_act='gelu', bos_token_id=0, eos_token_id=0, initializer_range=0.2)
+  return transformers.GPTNeoXForCausalLM(config)
+
+
+MAKERS = {'modernbert': _modernbert, 'modernbert_biases': lambda f: _modernbert(f, bias=True),
+          'llama': _llama, 'llama_tied': lambda f: _llama(f, tied=True),
+          'gpt_neox': _gpt_neox}
+
+
+@pytest.fixture(scope='module', params=list(MAKERS))
+def made(request, tmp_path_factory):
+  """(folder, transformers model, transformers tokenizer) of a tiny random model."""
+  folder = tmp_path_factory.mktemp(request.param)
+  torch.manual_seed(0)
+  model = MAKERS[request.param](folder).eval()
+  model.save_pretrained(folder)
+  return folder, model, transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def _logits(pre, batch):
+  hidden = pre.model(batch)
+  if pre.model_cfg.arch == 'gpt':
+    return np.asarray(pre.model.lm_logits(hidden))
+  return np.asarray(pre.model.mlm_logits(hidden))
+
+
+def _diff(ours, theirs, real):
+  """Max abs difference over the real (not padding) positions."""
+  return float((np.abs(ours - theirs.detach().numpy()) * real.numpy()[..., None]).max())
+
+
+def test_import_matches_transformers(made):
+  folder, model, hf_tok = made
+  pre, report = hf.load_folder(folder)
+  assert report.missing == [] and report.unexpected == []
+  ours = [list(r) for r in encoding.token_rows(pre, TEXTS)]
+  assert ours == hf_tok(TEXTS)['input_ids']
+  batch, ids, real = _inputs(pre, TEXTS)
+  assert not real.all()  # padded
+  with torch.no_grad():
+    theirs = model(ids, attention_mask=real).logits
+  diff = _diff(_logits(pre, batch), theirs, real)
+  print(folder.name, 'import max abs logit diff', diff)
+  assert diff < TOL
+
+
+def test_import_then_export_gives_the_same_tensors(made, tmp_path):
+  folder, model, _ = made
+  hf.export(loading.load(folder), tmp_path)
+  reloaded = type(model).from_pretrained(tmp_path).eval()
+  ids = torch.tensor([[5, 9, 17, 30, 2, 8]])
+  with torch.no_grad():
+    assert _diff(reloaded(ids).logits.numpy(), model(ids).logits,
+                 torch.ones_like(ids)) < TOL
+
+
+# (options for tiny_config, the family the export must be)
+OURS = {
+    'modernbert': ({'model.pre_ln': True, 'model.positions': 'rope',
+                    'model.activation': 'geglu', 'model.first_attention_norm': False,
+                    'model.use_bias': False, 'model.rope_base': 500.0, 'objective': 'mlm'},
+                   'ModernBertForMaskedLM'),
+    'modernbert_nsp': ({'model.pre_ln': True, 'model.positions': 'rope',
+                        'model.activation': 'geglu', 'model.first_attention_norm': False},
+                       'ModernBertForMaskedLM'),
+    'llama': ({'model.arch': 'gpt', 'objective': 'clm', 'model.positions': 'rope',
+               'model.norm': 'rms', 'model.activation': 'swiglu', 'model.use_bias': False,
+               'model.layer_norm_eps': 1e-6, 'model.tie_embeddings': False},
+              'LlamaForCausalLM'),
+    'gpt_neox': ({'model.arch': 'gpt', 'objective': 'clm', 'model.positions': 'rope',
+                  'model.activation': 'gelu_tanh', 'model.layer_norm_eps': 1e-5},
+                 'GPTNeoXForCausalLM'),
+}
+
+
+def _random_pre(corpus_file, tokenizer_file, options, seed=3, **extra):
+  config = tiny_config(corpus_file, **options, **extra)
+  tok = tokenizer_lib.load(tokenizer_file)
+  model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
+  module = models.build(model_cfg, nnx.Rngs(seed))
+  # lift norms off 1 and 0 so that a misplaced norm shows in the logits
+  state = nnx.state(module)
+  bumped = jax_tree_map_norms(nnx.to_pure_dict(state), seed)
+  nnx.update(module, bumped)
+  return pretrained.Pretrained(config, model_cfg, module, tok, 0)
+
+
+def jax_tree_map_norms(params, seed):
+  rng = np.random.default_rng(seed)
+
+  def bump(path, value):
+    names = '.'.join(map(str, path))
+    if names.endswith(('scale', 'bias')) or 'segment' in names:
+      return np.asarray(value) + rng.normal(0, 0.3, np.shape(value)).astype(np.float32)
+    return value
+
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.tree_util.tree_map_with_path(
+      lambda p, v: bump([getattr(k, 'key', k) for k in p], v), params)
+
+
+def check_export(pre, out, architecture=None):
+  """Exports `pre`; transformers' Auto classes and tokenizer reproduce ours on a padded
+  batch. Returns the max abs logit difference."""
+  hf.export(pre, out)
+  config = json.loads((out / 'config.json').read_text())
+  if architecture:
+    assert config['architectures'] == [architecture]
+  auto = (transformers.AutoModelForCausalLM if pre.model_cfg.arch == 'gpt'
+          else transformers.AutoModelForMaskedLM)
+  reloaded = auto.from_pretrained(out).eval()
+  their_tok = transformers.AutoTokenizer.from_pretrained(out)
+  texts = TEXTS + [' '.join(d.split()[:20]) for d in _documents()[:3]]
+  assert their_tok(texts, truncation=True)['input_ids'] == [
+      r.tolist() for r in encoding.token_rows(pre, texts)]
+  batch, ids, real = _inputs(pre, texts)
+  with torch.no_grad():
+    theirs = reloaded(ids, attention_mask=real).logits
+  return _diff(_logits(pre, batch), theirs, real)
+
+
+@pytest.mark.parametrize('name', list(OURS))
+def test_ssljax_models_export(name, corpus_file, tokenizer_file, tmp_path):
+  options, architecture = OURS[name]
+  diff = check_export(_random_pre(corpus_file, tokenizer_file, options), tmp_path, architecture)
+  print(name, 'export max abs logit diff', diff)
+  assert diff < TOL
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'model.pre_ln': True, 'model.positions': 'rope'},
+     r'this bert model \(model.activation=gelu, model.first_attention_norm=True\) has no '
+     r'exact Hugging Face twin: ModernBERT needs model.activation=geglu, '
+     r'model.first_attention_norm=False$'),
+    ({'model.arch': 'gpt', 'objective': 'clm', 'model.positions': 'rope', 'model.norm': 'rms'},
+     r'\(model.activation=gelu\) .*Llama needs model.activation=swiglu$'),
+    ({'model.arch': 'gpt', 'objective': 'clm', 'model.positions': 'rope',
+      'model.use_bias': False},
+     r'\(model.use_bias=False\) .*GPT-NeoX needs model.use_bias=True$'),
+    ({'model.use_bias': False}, r'BERT needs model.use_bias=True$'),
+])
+def test_no_twin_is_one_line(options, message, corpus_file, tokenizer_file, tmp_path):
+  with pytest.raises(UserError, match=message):
+    hf.export(_random_pre(corpus_file, tokenizer_file, options), tmp_path)
