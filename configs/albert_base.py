@@ -27,6 +27,7 @@ def get_config():
   c.data.seq_len = 512
   c.tokenizer.vocab_size = 30000
   c.train.batch_size = 4096
+  c.train.grad_accum = 8  # 8 micro-batches of 512 rows: fits 4 v5e chips (ssljax compile)
   c.train.steps = 125_000
   c.train.log_every = 100
   c.train.eval_every = 5_000

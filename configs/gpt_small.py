@@ -33,4 +33,5 @@ def get_config():
   o = c.optimizer
   o.learning_rate, o.end_learning_rate, o.warmup_steps = 6e-4, 6e-5, 2000
   o.decay, o.weight_decay, o.b2 = 'cosine', 0.1, 0.95
+  c.mesh.data, c.mesh.fsdp = 1, -1  # FSDP over every chip
   return c

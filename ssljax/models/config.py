@@ -30,6 +30,7 @@ class ModelConfig:
   tie_embeddings: bool = True  # False: the output projection is its own V x E table
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.1
+  attention: str = 'auto'  # the attention kernel (models.attention.KERNELS)
   layer_norm_eps: float = 1e-12
   position_offset: int = 0
   scan_layers: bool = False

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
+from ssljax.models import attention
 from ssljax.models.config import DTYPES
 
 ROW_AXES = ('data', 'fsdp')  # the mesh axes that split the batch
@@ -127,13 +128,9 @@ def rope(x_BxLxNxD, positions_BxL, base: float = 10000.0):
 
 
 def attention_mask(doc_ids_BxL, causal):
-  """Tokens attend to tokens of the same document (doc id > 0); causal adds j <= i."""
-  same_BxLxL = doc_ids_BxL[:, :, None] == doc_ids_BxL[:, None, :]
-  mask_BxLxL = same_BxLxL & (doc_ids_BxL[:, None, :] > 0)
-  if causal:
-    length = doc_ids_BxL.shape[1]
-    mask_BxLxL &= jnp.tril(jnp.ones((length, length), bool))
-  return mask_BxLxL[:, None]  # B x 1 x L x L, broadcast over heads
+  """Tokens attend to tokens of the same document (doc id > 0); causal adds j <= i. Kept
+  as document ids (`attention.DocMask`): fused kernels read them as segment ids."""
+  return attention.DocMask(doc_ids_BxL, causal)
 
 
 class KVCache(NamedTuple):
@@ -189,12 +186,12 @@ class Block(nnx.Module):
     b, l, h = x_BxLxH.shape
     q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(x_BxLxH, positions_BxL)
     if key is None or self.cfg.attention_dropout_rate == 0.0:
-      out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
-                                                 mask=mask_Bx1xLxL)
-    else:  # dot_product_attention has no dropout: spell the softmax out
+      out_BxLxNxD = attention.attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_Bx1xLxL,
+                                     self.cfg.attention, rows=ROW_AXES)
+    else:  # the kernels have no dropout: spell the softmax out
       scale = (h // self.num_heads) ** -0.5
       logits_BxNxLxL = jnp.einsum('blnd,bmnd->bnlm', q_BxLxNxD, k_BxLxNxD) * scale
-      probs_BxNxLxL = _masked_softmax(logits_BxNxLxL, mask_Bx1xLxL)
+      probs_BxNxLxL = _masked_softmax(logits_BxNxLxL, attention.dense(mask_Bx1xLxL))
       probs_BxNxLxL = _dropout(probs_BxNxLxL, self.cfg.attention_dropout_rate, key)
       out_BxLxNxD = jnp.einsum('bnlm,bmnd->blnd', probs_BxNxLxL.astype(v_BxLxNxD.dtype),
                                v_BxLxNxD)

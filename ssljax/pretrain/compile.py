@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from ssljax import models
+from ssljax.models import attention
 from ssljax.errors import UserError
 from ssljax.pretrain import chips, hlo, metrics, optimizer, parallel, step as step_lib
 
@@ -43,10 +44,6 @@ def topology_devices(name: str):
 def _shard_bytes(tree) -> int:
   return int(sum(np.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
                  for x in jax.tree.leaves(tree)))
-
-
-def attention_kernel(config) -> str:
-  return 'xla'  # plain XLA einsums and softmax: the only path so far
 
 
 def _oom_line(error, dump, config, name) -> str:
@@ -74,7 +71,11 @@ def compile_step(config, topology: str) -> dict:
   compile` prints (fits False with `error` on OOM)."""
   chip, devices = topology_devices(topology)
   vocab_size = config.model.vocab_size or config.tokenizer.vocab_size
-  model_cfg = models.ModelConfig.from_config(config.model, vocab_size=vocab_size)
+  m = config.model
+  # Tracing runs on this machine's CPU: the kernel is chosen for the TPU here.
+  kernel = attention.resolve(m.attention, 'tpu', dropout=m.attention_dropout_rate > 0,
+                             length=config.data.seq_len)
+  model_cfg = models.ModelConfig.from_config(m, vocab_size=vocab_size, attention=kernel)
   graphdef, abstract_params = models.abstract(model_cfg)
   tx = optimizer.build(config.optimizer, config.train.steps)
   spec = step_lib.build_spec(config, graphdef, tx, step_lib.fixed_vocab_ids(vocab_size))
@@ -85,7 +86,7 @@ def compile_step(config, topology: str) -> dict:
   name = f'{config.model.arch} on {topology}'
   mesh = dict(strategy.mesh.shape)
   out = {'topology': topology, 'chip': chip.name, 'chips': len(devices), 'mesh': mesh,
-         'hbm_bytes': chip.hbm_bytes, 'attention': attention_kernel(config)}
+         'hbm_bytes': chip.hbm_bytes, 'attention': kernel}
   with tempfile.TemporaryDirectory(prefix='ssljax-compile-') as dump:
     try:
       compiled = lowered.compile({'xla_dump_to': dump, 'xla_dump_hlo_as_text': True,
@@ -140,5 +141,6 @@ def compile_step(config, topology: str) -> dict:
       'roofline_seconds': {'compute': t_compute, 'hbm': t_hbm, 'ici': t_ici},
       'roofline_step_seconds': t_step,
       'roofline_mfu': model_flops / (chip.peak_flops * n) / t_step if t_step else 0.0,
+      'attention_kernels': (program or {}).get('kernels', []),  # as found in the program
       'compile_seconds': seconds,
   }

@@ -21,6 +21,11 @@ _INSTR = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*?)\s([\w\-]+)\((.*)$
 _CALLS = re.compile(r'\b(body|condition|calls|to_apply|branch_computations|true_computation|'
                     r'false_computation)=(\{[^}]*\}|%?[\w.\-]+)')
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+# TPU splits an async collective into a chain of fusions (start, continuations, done), each
+# holding the whole collective's instruction under one channel and chain id.
+_CHAIN = re.compile(r'channel_id=(\d+).*?chain_id="(\d+)"')
+# Fused attention as it appears in a program: Pallas splash kernels by name, cuDNN's by target.
+_KERNEL = re.compile(r'\bsplash_m[hq]a_\w+|__cudnn\$fmha\w*')
 _BOUND = re.compile(r's32\[\]\{?[^ ]*\s+constant\((\d+)\)')
 
 
@@ -56,7 +61,7 @@ def parse(text: str) -> dict:
   """{'collectives': {kind: bytes}, 'largest': {kind: bytes}, 'loop_factor': matmul FLOPs
   with loops unrolled / with each body once (what cost_analysis counts)} of one chip per
   step. A collective's bytes are its result's (all of a combined all-reduce's tuple),
-  a reduce-scatter's its operand's; a loop runs as often as its condition's s32 bound says
+  a reduce-scatter's its operand's, a chain of fusions that runs one collective once; a loop runs as often as its condition's s32 bound says
   (or XLA's known_trip_count)."""
   comps, calls, shapes, entry, current = {}, collections.defaultdict(list), {}, None, None
   for line in text.splitlines():
@@ -96,17 +101,25 @@ def parse(text: str) -> dict:
 
   visit(entry, 1, 1)
   total, largest, flops, flops_once = collections.Counter(), collections.Counter(), 0.0, 0.0
+  chained = {}  # (kind, channel, chain) -> (kind, bytes): one collective split over fusions
   reduced = set()  # the shapes that are all-reduced
   for comp, n in times.items():
     for op, name, rest, line in comps.get(comp, ()):
       kind = op.removesuffix('-start')
       if kind in COLLECTIVES:
+        if kind == 'all-reduce' and comp.startswith('all-reduce-scatter'):
+          kind = 'reduce-scatter'  # TPU's reduce-scatter: an all-reduce fused with its slice
         arrays = shapes[name]
         if kind == 'reduce-scatter':
           arrays = [a for o in _operands(rest) for a in shapes.get(o, [])]
         sizes = [b for b, _ in arrays]
         size = max(sizes, default=0) if op.endswith('-start') else sum(sizes)
-        total[kind] += n * size
+        chain = _CHAIN.search(line)
+        if chain:
+          key = (kind, chain.group(1), chain.group(2))
+          chained[key] = max(chained.get(key, 0), n * size)
+        else:
+          total[kind] += n * size
         if kind == 'all-reduce':
           reduced.update(tuple(d) for _, d in arrays)
         largest[kind] = max(largest[kind], max(sizes, default=0))
@@ -115,6 +128,9 @@ def parse(text: str) -> dict:
         if len(ops) == 2 and shapes[name]:
           f = _flops(op, shapes[name][0][1], ops[0], ops[1], line)
           flops, flops_once = flops + n * f, flops_once + once[comp] * f
+  for (kind, _, _), size in chained.items():
+    total[kind] += size
   # Windowed (dilated) convolutions make the matmul count approximate; their ratio is not.
   return {'collectives': dict(total), 'largest': dict(largest), 'all_reduced': sorted(reduced),
-          'loop_factor': flops / flops_once if flops_once else 1.0}
+          'loop_factor': flops / flops_once if flops_once else 1.0,
+          'kernels': sorted(set(_KERNEL.findall(text)))}

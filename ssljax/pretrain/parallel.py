@@ -3,7 +3,8 @@ that run a step over devices behind one small interface.
 
 Parameters name their axes logically ('embed', 'heads', 'mlp', 'vocab', 'layers'); RULES
 map those names to mesh axes. The batch is split over data and fsdp; fsdp also shards
-parameters and optimizer state along 'embed'; tensor shards attention heads and MLP units.
+parameters and optimizer state along 'embed'; tensor shards attention heads, MLP units and
+the vocabulary (so the causal LM's logits are split over it).
 
 `Jit`: one program over the mesh; parameters and optimizer state are sharded by their
 logical axes, the batch over data x fsdp. Multi-host safe.
@@ -13,6 +14,7 @@ across devices. Both take the same per-process batch and return the same metrics
 
 import dataclasses
 import functools
+import logging
 import os
 
 import jax
@@ -24,8 +26,11 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from ssljax import models
 from ssljax.errors import UserError
+from ssljax.models import attention
 from ssljax.pretrain import step as step_lib
 from ssljax.pretrain.state import TrainState
+
+log = logging.getLogger(__name__)
 
 AXES = ('data', 'fsdp', 'tensor')
 BATCH_AXES = ('data', 'fsdp')
@@ -33,7 +38,7 @@ RULES = (
     ('embed', 'fsdp'),
     ('heads', 'tensor'),
     ('mlp', 'tensor'),
-    ('vocab', None),
+    ('vocab', 'tensor'),  # the embedding and the logits over vocab are split too
     ('layers', None),
 )
 
@@ -145,6 +150,16 @@ def global_batch(local_batch: dict, mesh) -> dict:
           for k, v in local_batch.items()}
 
 
+def log_attention(config, platform) -> str:
+  """Names the attention kernel the step runs on `platform` in the run's log (and checks
+  model.attention: one line if it cannot run there)."""
+  m = config.model
+  kernel = attention.resolve(m.attention, platform, dropout=m.attention_dropout_rate > 0,
+                             length=config.data.seq_len)
+  log.info('attention: %s on %s (model.attention=%s)', kernel, platform, m.attention)
+  return kernel
+
+
 def init_fn(model_cfg, tx):
   """A fresh TrainState from a seed, as a pure function to jit."""
 
@@ -162,6 +177,7 @@ class Jit:
                devices=None):
     self.mesh = make_mesh(config.mesh, devices)
     check_divisible(config, self.mesh)
+    self.attention = log_attention(config, self.mesh.devices.flat[0].platform)
     self.spec = spec
     params_sh = param_shardings(abstract_params_state, self.mesh)
     shapes = jax.eval_shape(init, 0)
@@ -220,6 +236,7 @@ class Pmap:
     del abstract_params_state
     self.spec = spec = dataclasses.replace(spec, axis_name=self.AXIS)
     self.devices = jax.local_devices()
+    self.attention = log_attention(config, self.devices[0].platform)
     per_process = config.train.batch_size // jax.process_count()
     if per_process % (len(self.devices) * config.train.grad_accum):
       raise UserError(f'train.batch_size={config.train.batch_size} gives {per_process} rows '

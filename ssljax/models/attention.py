@@ -1,0 +1,132 @@
+"""Attention kernels behind one call, chosen by `model.attention`.
+
+- `xla`: einsums and a float32 softmax over a B x N x L x L matrix; any backend (CPU's).
+- `splash`: TPU's Pallas splash attention: fused, the L x L scores live in on-chip tiles
+  only. Documents come in as segment ids (doc_ids), causal or full, and it runs inside
+  `jax.shard_map` over the mesh's row and head axes (Mosaic kernels cannot be
+  partitioned automatically).
+- `cudnn`: cuDNN's fused attention on GPU through `jax.nn.dot_product_attention`. It has
+  no segment ids: the same-document mask goes in as a boolean mask (cuDNN adds it as a
+  bias), causality as `is_causal`.
+
+`auto` picks the backend's fused kernel where it computes what XLA's path does: no
+attention dropout (neither kernel has it) and, for splash, a length in 128-token tiles.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+
+from ssljax.errors import UserError
+
+KERNELS = ('auto', 'xla', 'splash', 'cudnn')
+FUSED = {'tpu': 'splash', 'gpu': 'cudnn'}  # the fused kernel of each backend
+SPLASH_TILE = 128  # splash's tiles are multiples of this
+SPLASH_BLOCK = 512  # the largest tile used
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=['doc_ids_BxL'],
+                   meta_fields=['causal'])
+@dataclasses.dataclass(frozen=True)
+class DocMask:
+  """Who attends to whom, as document ids: a token attends to tokens of its own document
+  (id > 0), and with `causal` only to earlier ones. Kept as ids so that kernels with
+  segment ids never build the B x L x L mask; `dense` builds it for the others."""
+  doc_ids_BxL: jax.Array
+  causal: bool
+
+  def dense(self):
+    """B x 1 x L x L booleans, broadcast over heads."""
+    doc_ids_BxL = self.doc_ids_BxL
+    same_BxLxL = doc_ids_BxL[:, :, None] == doc_ids_BxL[:, None, :]
+    mask_BxLxL = same_BxLxL & (doc_ids_BxL[:, None, :] > 0)
+    if self.causal:
+      length = doc_ids_BxL.shape[1]
+      mask_BxLxL &= jnp.tril(jnp.ones((length, length), bool))
+    return mask_BxLxL[:, None]
+
+
+def dense(mask):
+  """The B x 1 x L x S boolean mask of a DocMask, or the mask itself."""
+  return mask.dense() if isinstance(mask, DocMask) else mask
+
+
+def resolve(setting: str, platform: str, *, dropout: bool, length: int | None = None) -> str:
+  """The kernel `setting` means on `platform` ('cpu', 'tpu', 'gpu'), for a run with or
+  without attention dropout and rows of `length` tokens (None: not known yet)."""
+  if setting not in KERNELS:
+    raise UserError(f"model.attention={setting!r}: choose one of {', '.join(KERNELS)}")
+  if setting == 'xla':
+    return 'xla'
+  fused = FUSED.get(platform)
+  tiles = length is None or length % SPLASH_TILE == 0
+  if setting == 'auto':
+    return fused if fused and not dropout and (fused != 'splash' or tiles) else 'xla'
+  if fused != setting:
+    raise UserError(f'model.attention={setting} runs on '
+                    f"{'TPU' if setting == 'splash' else 'GPU'}, not on {platform}: use auto")
+  if dropout:
+    raise UserError(f'model.attention={setting} has no attention dropout: set '
+                    'model.attention_dropout_rate=0 or model.attention=xla')
+  if setting == 'splash' and not tiles:
+    raise UserError(f'model.attention=splash needs rows of a multiple of {SPLASH_TILE} '
+                    f'tokens, not {length}: change data.seq_len or use model.attention=xla')
+  return setting
+
+
+def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=('data', 'fsdp'),
+           interpret: bool = False):
+  """softmax(q k^T / sqrt(D)) v over the keys `mask` allows, B x L x N x D, by `kernel`:
+  `auto` is the fused kernel of the backend in use, a named one is taken as given (`resolve`
+  checks it where a run starts). `rows`: the mesh axes that split the batch; `interpret`
+  runs a Pallas kernel in interpret mode (tests on CPU)."""
+  if kernel == 'auto':
+    kernel = resolve('auto', jax.default_backend(), dropout=False, length=q_BxLxNxD.shape[1])
+  if kernel == 'splash':
+    return _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, rows, interpret)
+  if kernel == 'cudnn':
+    within = dense(DocMask(mask.doc_ids_BxL, causal=False))
+    return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=within,
+                                        is_causal=mask.causal, implementation='cudnn')
+  return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=dense(mask))
+
+
+def _splash_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal, interpret):
+  """Splash attention over the rows and heads on one device."""
+  from jax.experimental.pallas.ops.tpu.splash_attention import (
+      splash_attention_kernel as splash, splash_attention_mask as masks)
+  _, length, heads, depth = q_BxLxNxD.shape
+  block = max(b for b in range(SPLASH_TILE, min(SPLASH_BLOCK, length) + 1, SPLASH_TILE)
+              if length % b == 0)
+  shape = (length, length)
+  head_mask = masks.CausalMask(shape) if causal else masks.FullMask(shape)
+  kernel = splash.make_splash_mha(
+      masks.MultiHeadMask([head_mask] * heads), head_shards=1, q_seq_shards=1,
+      block_sizes=splash.BlockSizes(
+          block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
+          block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block),
+      interpret=interpret)
+  heads_first = lambda t: t.transpose(0, 2, 1, 3)  # B x N x L x D, as splash reads them
+  q_BxNxLxD = heads_first(q_BxLxNxD * jnp.asarray(depth ** -0.5, q_BxLxNxD.dtype))
+  segments = splash.SegmentIds(q=doc_ids_BxL, kv=doc_ids_BxL)
+  out_BxNxLxD = jax.vmap(kernel)(q_BxNxLxD, heads_first(k_BxLxNxD), heads_first(v_BxLxNxD),
+                                 segments)
+  return heads_first(out_BxNxLxD)
+
+
+def _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask: DocMask, rows, interpret):
+  """Splash over a mesh: each device runs the kernel on its rows and heads. Padding (doc
+  id 0) is a segment of its own, which real tokens never see."""
+  local = functools.partial(_splash_rows, causal=mask.causal, interpret=interpret)
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
+  batch = tuple(a for a in rows if a in mesh.axis_names) or None
+  heads = 'tensor' if 'tensor' in mesh.axis_names else None
+  qkv = P(batch, None, heads, None)
+  return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)),
+                       out_specs=qkv, check_vma=False)(
+                           q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
