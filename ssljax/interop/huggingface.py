@@ -626,6 +626,15 @@ def check_twin(cfg: models.ModelConfig) -> str:
   return model_type
 
 
+def _bos_id(tokenizer, model_type: str) -> int:
+  """The token a text starts with: [CLS] for encoders; for a causal LM with an ssljax
+  tokenizer [SEP], which it read between documents (as GPT-2 reads <|endoftext|>), so that
+  transformers' generate and lm-eval start an empty context where ssljax does."""
+  if model_type in CAUSAL and isinstance(tokenizer, tokenizers.SentencePieceTokenizer):
+    return tokenizer.sep_id
+  return tokenizer.cls_id
+
+
 def hf_config(cfg: models.ModelConfig, tokenizer) -> dict:
   """config.json for `cfg`; refuses what transformers' class of that name cannot hold."""
   model_type = check_twin(cfg)
@@ -634,7 +643,7 @@ def hf_config(cfg: models.ModelConfig, tokenizer) -> dict:
   out[_ACTIVATION_KEY[model_type]] = names[cfg.activation]
   out |= {'model_type': model_type, 'architectures': [_HEADS_CLASS[model_type]],
           'tie_word_embeddings': cfg.tie_embeddings, 'initializer_range': 0.02,
-          'pad_token_id': tokenizer.pad_id, 'bos_token_id': tokenizer.cls_id,
+          'pad_token_id': tokenizer.pad_id, 'bos_token_id': _bos_id(tokenizer, model_type),
           'eos_token_id': tokenizer.sep_id}
   if model_type == 'gpt2':
     out |= {'n_inner': cfg.mlp_dim, 'embd_pdrop': cfg.dropout_rate}

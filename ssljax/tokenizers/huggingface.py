@@ -180,8 +180,8 @@ def from_sentencepiece(tokenizer, add_cls_sep: bool = True) -> HFTokenizer:
   _mark_special(tok, specials.values())
   if add_cls_sep:
     tok.post_processor = _add_cls_sep(tok, specials)
-  else:  # a causal model ends a text with [SEP]: tools that stop or score at eos need it
-    specials |= {'bos_token': specials['cls_token'], 'eos_token': specials['sep_token']}
+  else:  # a causal model reads [SEP] between texts: tools start, stop and score at it
+    specials |= {'bos_token': specials['sep_token'], 'eos_token': specials['sep_token']}
   return HFTokenizer(tok.to_str(), specials, origin='the ssljax sentencepiece tokenizer')
 
 
