@@ -232,3 +232,21 @@ def test_ssljax_models_export(name, corpus_file, tokenizer_file, tmp_path):
 def test_no_twin_is_one_line(options, message, corpus_file, tokenizer_file, tmp_path):
   with pytest.raises(UserError, match=message):
     hf.export(_random_pre(corpus_file, tokenizer_file, options), tmp_path)
+
+
+@pytest.mark.parametrize('maker, change, message', [
+    (_modernbert, {'global_attn_every_n_layers': 3, 'layer_types': None},
+     r'layers \[1, 2\] attend to a local window \(local_attention=128\); ssljax attends '
+     'globally in every layer: import a model with global_attn_every_n_layers=1'),
+    (_modernbert, {'decoder_bias': True}, 'differ between layers; ssljax has all of them or none'),
+    (_gpt_neox, {'use_parallel_residual': True}, 'use_parallel_residual=True is not supported'),
+    (_llama, {'rope_parameters': {'rope_type': 'linear', 'factor': 2.0, 'rope_theta': 1e4}},
+     "rope_type 'linear' is not supported"),
+])
+def test_what_import_cannot_reproduce_is_one_line(maker, change, message, tmp_path):
+  torch.manual_seed(0)
+  maker(tmp_path).save_pretrained(tmp_path)
+  config = json.loads((tmp_path / 'config.json').read_text())
+  (tmp_path / 'config.json').write_text(json.dumps(config | change))
+  with pytest.raises(UserError, match=message):
+    loading.load(tmp_path)
