@@ -21,6 +21,11 @@ MLM accuracy 0.10 at step 500, 0.16 at 1,000, 0.20 at 2,500 and 0.231 at the end
 5.14); NSP 0.82; a ridge probe on POS rises 0.60 -> 0.70 -> 0.78. The 4 x 256 model of the
 same recipe at lr 1e-3 saw a quarter of the tokens and ended at 0.17 / 0.71 / 0.70. Short
 of 0.30 MLM accuracy: see benchmarks/results/pretrain_gain_cpu.md.
+
+Hugging Face: with `--set model.first_attention_norm=False` (block 0 reads the embedding
+norm's output, as ModernBERT; the figures above were measured without it) `ssljax export-hf`
+writes a ModernBertForMaskedLM folder (docs/interop.md); as it stands export says so in one
+line.
 """
 
 from ssljax import config as config_lib

@@ -9,9 +9,9 @@ next-token prediction on packed text.
 Expected on 2 CPU cores (~10 k tokens/s: the vocabulary projection runs on every position):
 on Tiny Shakespeare (8k unigram vocabulary, batch 32 x 128) eval perplexity 204 at step
 100, 148 at 200, 134 at 300, then flat at ~135 to step 600 as the 1 MB corpus repeats
-(eval next-token accuracy 0.22); `ssljax plot` draws the curve. Rotary positions
-have no GPT-2 twin: `--set model.positions=learned` exports to Hugging Face (perplexity 226
-at step 200 in the same run).
+(eval next-token accuracy 0.22); `ssljax plot` draws the curve. `ssljax export-hf RUN --out
+hf` writes it as a GPTNeoXForCausalLM folder (pre-LayerNorm with biases, rotary, GELU,
+sequential residuals, tied embeddings: the same logits; docs/interop.md).
 """
 
 from ssljax import config as config_lib

@@ -1,4 +1,5 @@
-"""Hugging Face checkpoints in and out: BERT, RoBERTa, ALBERT and GPT-2.
+"""Hugging Face checkpoints in and out: BERT, RoBERTa, ALBERT, GPT-2, ModernBERT, Llama
+and GPT-NeoX.
 
 A Hugging Face model folder (`config.json`, `model.safetensors` or `pytorch_model.bin`, and
 a tokenizer) becomes an ssljax model, or a step-0 checkpoint that `ssljax pretrain` can
@@ -8,7 +9,11 @@ folder transformers loads with `AutoModel` and with the pretraining-head class.
 Each architecture is a table of (Hugging Face module, ssljax module, kind) rows; import and
 export both read it, so every weight maps both ways or the table is wrong. RoBERTa is the
 ssljax `bert` architecture with `position_offset` 2 (its positions start after the padding
-id); export writes RoBERTa for a `bert` model with a nonzero offset.
+id); export writes RoBERTa for a `bert` model with a nonzero offset. A pre-LN `bert` is
+ModernBERT, a rotary `gpt` Llama (RMSNorm, SwiGLU) or GPT-NeoX; where a family lays
+tensors out otherwise (Llama's separate gate and up projections and grouped key/value
+heads, GPT-NeoX's per-head q|k|v rows), `to_table_layout` and `from_table_layout`
+rearrange them around the tables. docs/interop.md has the user's view.
 """
 
 import dataclasses
