@@ -25,6 +25,7 @@ def report_lines(r) -> list[str]:
   m = r['memory']
   mesh = ' '.join(f'{k}={v}' for k, v in r['mesh'].items())
   shown = ', '.join(f'{k} {_gib(v)}' for k, v in sorted(r['collective_bytes'].items()))
+  ratio = sum(r['collective_bytes'].values()) / (2 * r['parameters'])
   t = r['roofline_seconds']
   return [
       f"{r['topology']}: {r['chips']} x {r['chip']} chips, mesh {mesh}, compiled in "
@@ -34,8 +35,11 @@ def report_lines(r) -> list[str]:
         f"optimizer {_gib(m['optimizer'])}, temporaries {_gib(m['temporaries'])}",
       f"FLOPs per step: {r['flops_per_step']:.3g} compiled, "
         f"{r['model_flops_per_step']:.3g} model",
-      f"collectives per step and chip: {shown or 'none'}",
-      f"attention: {r['attention']}",
+      f"collectives per step and chip: {shown or 'none'} ({ratio:.1f}x the parameters' "
+        "bf16 bytes)",
+      f"attention: {r['attention']} (kernels in the program: "
+        f"{', '.join(r['attention_kernels']) or 'none, XLA fusions'}); random bits: "
+        f"{r['random_bit_ops']:.3g} uint32 ops",
       f"roofline: step >= {r['roofline_step_seconds'] * 1e3:.1f} ms (compute "
         f"{t['compute'] * 1e3:.1f}, HBM {t['hbm'] * 1e3:.1f}, ICI {t['ici'] * 1e3:.1f} ms): "
         f"MFU <= {r['roofline_mfu']:.0%}"]

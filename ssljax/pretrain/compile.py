@@ -142,5 +142,7 @@ def compile_step(config, topology: str) -> dict:
       'roofline_step_seconds': t_step,
       'roofline_mfu': model_flops / (chip.peak_flops * n) / t_step if t_step else 0.0,
       'attention_kernels': (program or {}).get('kernels', []),  # as found in the program
+      # Dropout and masking bits: uint32 element-ops per chip and step (0: no RNG work).
+      'random_bit_ops': (program or {}).get('random_bit_ops', 0.0),
       'compile_seconds': seconds,
   }

@@ -26,6 +26,8 @@ _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 _CHAIN = re.compile(r'channel_id=(\d+).*?chain_id="(\d+)"')
 # Fused attention as it appears in a program: Pallas splash kernels by name, cuDNN's by target.
 _KERNEL = re.compile(r'\bsplash_m[hq]a_\w+|__cudnn\$fmha\w*')
+# Threefry's rounds are xors and shifts on uint32; XLA's own generator is one instruction.
+_RANDOM_BITS = ('xor', 'shift-left', 'shift-right-logical', 'rng-bit-generator')
 _BOUND = re.compile(r's32\[\]\{?[^ ]*\s+constant\((\d+)\)')
 
 
@@ -101,6 +103,7 @@ def parse(text: str) -> dict:
 
   visit(entry, 1, 1)
   total, largest, flops, flops_once = collections.Counter(), collections.Counter(), 0.0, 0.0
+  random_bits = 0.0  # element-ops of random-bit generation (threefry's integer rounds)
   chained = {}  # (kind, channel, chain) -> (kind, bytes): one collective split over fusions
   reduced = set()  # the shapes that are all-reduced
   for comp, n in times.items():
@@ -123,6 +126,8 @@ def parse(text: str) -> dict:
         if kind == 'all-reduce':
           reduced.update(tuple(d) for _, d in arrays)
         largest[kind] = max(largest[kind], max(sizes, default=0))
+      elif op in _RANDOM_BITS and shapes[name] and ' u32[' in f" {line.split('=', 1)[1]}"[:8]:
+        random_bits += n * float(np.prod(shapes[name][0][1]))
       elif op in ('dot', 'convolution'):
         ops = [shapes.get(o, [(0, [])])[0][1] for o in _operands(rest)[:2]]
         if len(ops) == 2 and shapes[name]:
@@ -133,4 +138,5 @@ def parse(text: str) -> dict:
   # Windowed (dilated) convolutions make the matmul count approximate; their ratio is not.
   return {'collectives': dict(total), 'largest': dict(largest), 'all_reduced': sorted(reduced),
           'loop_factor': flops / flops_once if flops_once else 1.0,
-          'kernels': sorted(set(_KERNEL.findall(text)))}
+          'kernels': sorted(set(_KERNEL.findall(text))),
+          'random_bit_ops': random_bits}
