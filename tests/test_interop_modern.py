@@ -8,6 +8,7 @@ a model with no exact twin is one line naming the settings to change.
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -133,15 +134,21 @@ def test_imported_llama_generates_like_transformers(tmp_path):
   torch.manual_seed(1)
   model = _llama(tmp_path).eval()
   model.save_pretrained(tmp_path)
-  pre = loading.load(tmp_path)
-  rows = generation.prompt_rows(pre, ['The quick brown', 'def f(x):', 'a'])
-  ours = generation.generate_ids(pre, rows, max_new_tokens=10, batch_size=2)
+  ours = check_greedy(loading.load(tmp_path), model, ['The quick brown', 'def f(x):', 'a'])
+  assert len(set(ours[0].tolist())) > 1  # not one token over and over
+
+
+def check_greedy(pre, model, prompts, steps=10):
+  """ssljax's greedy tokens after each prompt equal transformers' `generate` (with the
+  eos id the folder declares); returns ours."""
+  rows = generation.prompt_rows(pre, prompts)
+  ours = generation.generate_ids(pre, rows, max_new_tokens=steps, batch_size=2)
   for row, new in zip(rows, ours):
     with torch.no_grad():
       out = model.generate(torch.tensor(row[None].astype(np.int64)), do_sample=False,
-                           max_new_tokens=10)
+                           max_new_tokens=steps)
     assert out[0, len(row):].tolist() == new.tolist()
-  assert len(set(ours[0].tolist())) > 1  # not one token over and over
+  return ours
 
 
 # (options for tiny_config, the family the export must be)
@@ -168,14 +175,13 @@ def _random_pre(corpus_file, tokenizer_file, options, seed=3, **extra):
   tok = tokenizer_lib.load(tokenizer_file)
   model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
   module = models.build(model_cfg, nnx.Rngs(seed))
-  # lift norms off 1 and 0 so that a misplaced norm shows in the logits
-  state = nnx.state(module)
-  bumped = jax_tree_map_norms(nnx.to_pure_dict(state), seed)
-  nnx.update(module, bumped)
+  nnx.update(module, _bumped(nnx.to_pure_dict(nnx.state(module)), seed))
   return pretrained.Pretrained(config, model_cfg, module, tok, 0)
 
 
-def jax_tree_map_norms(params, seed):
+def _bumped(params, seed):
+  """Norms and biases lifted off 1 and 0 (and segments off 0.02) by noise, so that a
+  misplaced norm or bias shows in the logits."""
   rng = np.random.default_rng(seed)
 
   def bump(path, value):
@@ -184,7 +190,6 @@ def jax_tree_map_norms(params, seed):
       return np.asarray(value) + rng.normal(0, 0.3, np.shape(value)).astype(np.float32)
     return value
 
-  import jax  # pylint: disable=g-import-not-at-top
   return jax.tree_util.tree_map_with_path(
       lambda p, v: bump([getattr(k, 'key', k) for k in p], v), params)
 

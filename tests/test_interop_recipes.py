@@ -15,9 +15,9 @@ pytest.importorskip('accelerate')  # lm-eval's hf model needs it
 
 from conftest import tiny_config  # noqa: E402
 from test_inference_harness import _lm_eval, _numbers, local_tasks_only, tasks  # noqa: E402,F401
-from test_interop_modern import TOL, check_export  # noqa: E402
+from test_interop_modern import TOL, check_export, check_greedy  # noqa: E402
 from ssljax import cli  # noqa: E402
-from ssljax.inference import encoding, generation, loading  # noqa: E402
+from ssljax.inference import encoding, loading  # noqa: E402
 from ssljax.pretrain import loop  # noqa: E402
 
 pytestmark = pytest.mark.slow  # two pretraining runs, lm-eval twice
@@ -71,13 +71,7 @@ def test_greedy_generation_equals_transformers(gpt_tiny):
   declared = json.loads((exported / 'generation_config.json').read_text())
   assert declared['eos_token_id'] == pre.tokenizer.sep_id  # generation stops at end-of-text
   assert declared['bos_token_id'] == pre.tokenizer.sep_id  # as ssljax read it between texts
-  rows = generation.prompt_rows(pre, PROMPTS)
-  ours = generation.generate_ids(pre, rows, max_new_tokens=12, batch_size=2)
-  for row, new in zip(rows, ours):
-    with torch.no_grad():
-      out = model.generate(torch.tensor(row[None].astype(np.int64)), do_sample=False,
-                           max_new_tokens=12)
-    assert out[0, len(row):].tolist() == new.tolist()
+  check_greedy(pre, model, PROMPTS, steps=12)
 
 
 def test_lm_eval_hf_on_the_export_gives_ssljax_numbers(gpt_tiny, tasks, tmp_path):  # noqa: F811
