@@ -34,7 +34,9 @@ import transformers
 
 import bench_common
 import ssljax
-from ssljax.adapt import features, finetune, probe, run, tasks
+from ssljax.adapt import finetune, probe, run
+from ssljax.inference import encoding
+from ssljax.tasks import readers
 
 BATCH, LR, EPOCHS, ENCODE_BATCH = 32, 5e-5, 2, 64
 
@@ -74,9 +76,9 @@ def pos_sentences(data, n):
   """(examples, source): the first `n` UD-EWT train sentences, or rule-tagged lines."""
   ud = pathlib.Path(data) / 'ud_english_ewt' / 'en_ewt-ud-train.conllu'
   if ud.is_file():
-    return tasks.read_conllu(str(ud))[:n], 'UD English-EWT train'
-  ids = {tag: i for i, tag in enumerate(tasks.UPOS)}
-  examples = [tasks.Example(words=s.split(), tags=[ids[_rule_tag(w)] for w in s.split()])
+    return readers.read_conllu(str(ud))[:n], 'UD English-EWT train'
+  ids = {tag: i for i, tag in enumerate(readers.UPOS)}
+  examples = [readers.Example(words=s.split(), tags=[ids[_rule_tag(w)] for w in s.split()])
               for s in _embedded_sentences(n)]
   return examples, 'embedded corpus lines, tags by a spelling rule'
 
@@ -84,7 +86,7 @@ def pos_sentences(data, n):
 def encode_sentences(data, n):
   sst2 = pathlib.Path(data) / 'glue' / 'SST-2'
   if sst2.is_dir():
-    return [e.text for e in tasks.read_glue('sst2', sst2.parent, 'train')[:n]], 'SST-2 train'
+    return [e.text for e in readers.read_glue('sst2', sst2.parent, 'train')[:n]], 'SST-2 train'
   return _embedded_sentences(n), 'embedded corpus lines'
 
 
@@ -93,7 +95,7 @@ def ssljax_finetune(pre, examples, bucket):
   s = run.load_settings([f'finetune.lr={LR}', f'finetune.epochs={EPOCHS}', 'progress=False',
                          f'batch_size={BATCH}', f'finetune.bucket_by_length={bucket}'])
   cfg = run.method_settings(s, 'finetune', pre.model_cfg.arch)
-  result = finetune.finetune(pre.model, pre.tokenizer, tasks.POS, examples, {}, cfg, seed=0)
+  result = finetune.finetune(pre.model, pre.tokenizer, readers.POS, examples, {}, cfg, seed=0)
   return [(p['seconds'], p['examples_per_s']) for p in result['curve'][1:]]
 
 
@@ -102,7 +104,7 @@ def torch_finetune(folder, examples, sampler, bf16):
   tok = transformers.AutoTokenizer.from_pretrained(folder)
   torch.manual_seed(0)
   model = transformers.AutoModelForTokenClassification.from_pretrained(
-      folder, num_labels=len(tasks.UPOS)).train()
+      folder, num_labels=len(readers.UPOS)).train()
   rows = []
   for e in examples:
     enc = tok(e.words, is_split_into_words=True, truncation=True, max_length=128)
@@ -165,7 +167,7 @@ def encode_runs(folder, texts):
   """{name: (first pass s, second pass s, min cosine to ssljax)}."""
   pre = ssljax.from_pretrained(folder)
   runs = {'ssljax encode (sentence_features, mean)':
-              lambda: features.sentence_features(pre, texts, 'mean', ENCODE_BATCH),
+              lambda: encoding.sentence_features(pre, texts, 'mean', ENCODE_BATCH),
           'transformers, sorted by length, padded per batch': lambda: torch_encode(folder, texts)}
   try:
     import sentence_transformers  # pylint: disable=g-import-not-at-top

@@ -8,7 +8,7 @@ One process holds one randomly initialised GPT-2 twice: as transformers' GPT2LMH
 and, with the same weights, as an ssljax model (`interop.huggingface.load_params`). Both
 continue the same batch of prompts of different lengths (left padding), greedily, for
 exactly --new-tokens tokens (no end-of-text stop), each with its KV cache:
-`ssljax.adapt.generate.generate_ids` and `model.generate(do_sample=False, use_cache=True)`,
+`ssljax.inference.generation.generate_ids` and `model.generate(do_sample=False, use_cache=True)`,
 the latter with all cores' threads and with one (the faster is the reference). Calls
 alternate between the runs in rounds, so load from other jobs hits all alike; the first
 call of each is a warm-up (XLA compiles). tokens/s counts new tokens, batch x
@@ -28,7 +28,7 @@ from flax import nnx
 
 import bench_common
 from ssljax import models, pretrained
-from ssljax.adapt import generate
+from ssljax.inference import generation
 from ssljax.data import corpus
 from ssljax.interop import huggingface as hf_interop
 from ssljax.tokenizers import huggingface as hf_tokenizer
@@ -104,7 +104,7 @@ def runners(theirs, ours, rows, new_tokens):
     return call
 
   def ssljax():
-    new = generate.generate_ids(ours, rows, max_new_tokens=new_tokens, batch_size=len(rows),
+    new = generation.generate_ids(ours, rows, max_new_tokens=new_tokens, batch_size=len(rows),
                                 stop_ids=())
     return np.stack(new)
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import bench_common  # noqa: E402
 import ssljax  # noqa: E402
 from ssljax.adapt import run  # noqa: E402
+from ssljax.tasks import catalog
 
 # name: (task, method, train examples, settings beyond the defaults)
 ROWS = {
@@ -47,7 +48,7 @@ def measure(pre, folder, name, workdir, data) -> dict:
   task_name, method, examples, extra = ROWS[name]
   s = run.load_settings([f'data_dir={data}', 'seeds=1', f'max_train_examples={examples}',
                          *extra])
-  task = run.load_task(task_name, s)
+  task = catalog.load_task(task_name, s)
   start = time.perf_counter()
   results = run.run(pre, task, method, pathlib.Path(workdir) / name, s, str(folder))
   seconds = time.perf_counter() - start

@@ -31,9 +31,11 @@ sys.path.insert(0, str(ROOT / 'benchmarks'))
 
 import bench_common  # noqa: E402
 import build_corpus  # noqa: E402
-from ssljax import config as config_lib, pretrained  # noqa: E402
+from ssljax import config as config_lib  # noqa: E402
 from ssljax.adapt import hooks, run  # noqa: E402
 from ssljax.pretrain import loop, metrics  # noqa: E402
+from ssljax.adapt import suite
+from ssljax.inference import loading
 
 # Training examples per task (the issue's budget: few labels is where pretraining pays).
 MAX_TRAIN = {'sst2': 1000, 'pos': 1000, 'stsb': 1000, 'rte': 1000}
@@ -125,7 +127,7 @@ def main():
     write_pretraining(args, workdir, out, pretrain_seconds, curve, final, probe)
     return
   plot = metrics.plot(workdir / 'pretrain')
-  pre = pretrained.load(workdir / 'pretrain')
+  pre = loading.load(workdir / 'pretrain')
   names = [t for t in args.tasks.split(',') if t]
   start = time.perf_counter()
   suites = {}
@@ -133,7 +135,7 @@ def main():
     s = run.load_settings([f'data_dir={data}', 'init=both', f'seeds={args.seeds}',
                            f'max_train_examples={args.max_train.get(task, 0)}',
                            'probe.kind=ridge', f'finetune.lr={args.lr}', 'progress=False'])
-    suites[task] = run.evaluate(pre, [task], ('probe', 'finetune'), workdir / 'eval' / task, s,
+    suites[task] = suite.run_suite(pre, [task], ('probe', 'finetune'), workdir / 'eval' / task, s,
                                 str(workdir / 'pretrain'))
   adapt_seconds = time.perf_counter() - start
   budget = read_budget(workdir)

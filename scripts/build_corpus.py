@@ -19,7 +19,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssljax.adapt import tasks  # noqa: E402  (the GLUE readers)
+from ssljax.tasks import readers  # noqa: E402  (the GLUE readers)
 
 
 def wikitext(data: pathlib.Path) -> list[str]:
@@ -34,7 +34,7 @@ def wikitext(data: pathlib.Path) -> list[str]:
 
 
 def glue_train(data: pathlib.Path, task: str) -> list[str]:
-  examples = tasks.read_glue(task, data / 'glue', 'train')
+  examples = readers.read_glue(task, data / 'glue', 'train')
   return [e.text if e.text_b is None else f'{e.text}\n{e.text_b}' for e in examples]
 
 

@@ -12,18 +12,21 @@ from flax import nnx
 
 from conftest import tiny_config
 from ssljax import models as model, tokenizers as tokenizer_lib
-from ssljax.adapt import heads, probe, rows as encode, tasks
-from ssljax.adapt.tasks import Example
+from ssljax.adapt import probe
+from ssljax.tasks import kinds
+from ssljax.tasks import task_rows
+from ssljax.tasks import readers
+from ssljax.tasks.readers import Example
 
 # Words the test tokenizer keeps whole; 'python' splits into several pieces.
 WORDS = ('the a of to is in and for that it be with as by this an object function value '
          'module name file return list').split()
-SST2, MRPC, SQUAD = tasks.GLUE['sst2'], tasks.GLUE['mrpc'], tasks.SQUAD
-SPECS = {'classification': tasks.TaskSpec('three', 'classification', ('x', 'y', 'z'), False,
+SST2, MRPC, SQUAD = readers.GLUE['sst2'], readers.GLUE['mrpc'], readers.SQUAD
+SPECS = {'classification': readers.TaskSpec('three', 'classification', ('x', 'y', 'z'), False,
                                           ('accuracy',)),
-         'regression': tasks.TaskSpec('score', 'regression', ('',), False,
+         'regression': readers.TaskSpec('score', 'regression', ('',), False,
                                       ('pearson', 'spearman')),
-         'tokens': tasks.TaskSpec('tags', 'tokens', ('other', 'python'), False,
+         'tokens': readers.TaskSpec('tags', 'tokens', ('other', 'python'), False,
                                   ('token_accuracy',))}
 
 
@@ -88,14 +91,14 @@ def _features(kind, n, seed):
     y = rng.integers(0, 3, n).astype(np.int32)
     x = 3 * fixed.normal(size=(3, 12))[y] + rng.normal(size=(n, 12))
   examples = [Example(label=v.item()) for v in y]
-  return probe.Features(x.astype(np.float32), encode.Rows({'labels': y}, np.arange(n)),
+  return probe.Features(x.astype(np.float32), task_rows.Rows({'labels': y}, np.arange(n)),
                         examples)
 
 
 def _script_pearson(monkeypatch, script):
-  """Makes `heads.score` report script[i] as the pearson of its i-th call; returns the list
+  """Makes `kinds.score` report script[i] as the pearson of its i-th call; returns the list
   that collects the predictions of every call."""
-  seen, real = [], heads.score
+  seen, real = [], kinds.score
 
   def score(spec, examples, predictions):  # the script's pearson for each validation
     result = real(spec, examples, predictions)
@@ -104,5 +107,5 @@ def _script_pearson(monkeypatch, script):
     seen.append(predictions)
     return result
 
-  monkeypatch.setattr(heads, 'score', score)
+  monkeypatch.setattr(kinds, 'score', score)
   return seen

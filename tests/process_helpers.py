@@ -77,6 +77,6 @@ def params(workdir) -> list:
   """The latest checkpoint's parameters, as host arrays in tree order."""
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
-  model = pretrained.load(workdir).model
+  from ssljax.inference import loading  # pylint: disable=g-import-not-at-top
+  model = loading.load(workdir).model
   return jax.tree.leaves(jax.device_get(nnx.to_pure_dict(nnx.state(model))))

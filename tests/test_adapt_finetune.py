@@ -12,7 +12,8 @@ from flax import nnx
 
 import adapt_helpers
 from adapt_helpers import SPECS, SQUAD, SST2, _build, _script_pearson, _settings, _task
-from ssljax.adapt import finetune, probe, rows as encode
+from ssljax.adapt import finetune, probe
+from ssljax.tasks import task_rows
 from ssljax.errors import UserError
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
@@ -64,8 +65,8 @@ def test_finetune_kinds_run_and_round_trip(corpus_file, tok, tmp_path, kind, spe
   finetune.save(tmp_path, result['params'], base.cfg, spec, cfg, tok)
   loaded, loaded_spec, meta, loaded_tok = finetune.load(tmp_path)
   assert loaded_spec == spec and meta['pooling'] == pooling
-  rows = encode.build(loaded_tok, spec, _task(kind, 8, 1), 32, 8)
-  batch = next(encode.batches(rows, 8))
+  rows = task_rows.build(loaded_tok, spec, _task(kind, 8, 1), 32, 8)
+  batch = next(task_rows.batches(rows, 8))
   graphdef = nnx.split(finetune.Tuned(base, spec, pooling, rngs=nnx.Rngs(0)))[0]
   np.testing.assert_array_equal(loaded(batch), nnx.merge(graphdef, result['params'])(batch))
 
@@ -126,7 +127,7 @@ def test_fine_tuning_fits_a_separable_task_of_every_kind(bert, tok, kind, spec, 
   on its 0-100 scale."""
   cfg = _settings(lr=1e-3, epochs=4, batch_size=16, max_len=24, progress=False)
   if kind == 'span':  # the contexts do not fit one window
-    rows = encode.build(tok, spec, make(64, 1), 24, 8)
+    rows = task_rows.build(tok, spec, make(64, 1), 24, 8)
     assert len(rows) > 64
   result = finetune.finetune(bert, tok, spec, make(600, 0), {'test': make(64, 1)}, cfg, 0)
   main = spec.metrics[0]

@@ -7,9 +7,9 @@ from flax import nnx
 
 import adapt_helpers
 from adapt_helpers import SST2, _settings
-from ssljax import pretrained
 from ssljax.adapt import finetune, predict
 from ssljax.errors import UserError
+from ssljax.inference import loading
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 
@@ -28,4 +28,4 @@ def test_every_line_has_its_output(bert, tok, tmp_path):
 def test_an_empty_checkpoints_folder_says_so(tmp_path):
   (tmp_path / 'checkpoints').mkdir()
   with pytest.raises(UserError, match='checkpoints holds no finished checkpoint yet'):
-    pretrained.load(tmp_path)
+    loading.load(tmp_path)

@@ -8,8 +8,9 @@ from sklearn import linear_model
 import adapt_helpers
 from adapt_helpers import (SPECS, SQUAD, SST2, _features, _script_pearson, _settings, _task,
                            _text)
-from ssljax.adapt import probe, rows as encode
-from ssljax.adapt.tasks import Example
+from ssljax.adapt import probe
+from ssljax.tasks import task_rows
+from ssljax.tasks.readers import Example
 from ssljax.errors import UserError
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
@@ -50,7 +51,7 @@ def test_the_best_validation_epoch_is_kept(monkeypatch):
 
 
 def _reference_pool(bert, rows, pooling):
-  hidden = np.asarray(bert({k: rows.arrays[k] for k in encode.INPUTS}))
+  hidden = np.asarray(bert({k: rows.arrays[k] for k in task_rows.INPUTS}))
   real = rows.arrays['doc_ids'] > 0
   if pooling == 'mean':
     return (hidden * real[..., None]).sum(1) / real.sum(1, keepdims=True)
@@ -80,7 +81,7 @@ def test_extract_reads_its_cache(bert, tok, tmp_path, monkeypatch):
   def forward(*args):
     raise AssertionError('the cached features were recomputed')
 
-  monkeypatch.setattr(probe.features, 'features_of', forward)
+  monkeypatch.setattr(probe.encoding, 'features_of', forward)
   again = probe.extract(bert, tok, SST2, examples, _settings(cache_key='k'), tmp_path)
   np.testing.assert_array_equal(again.x, first.x)
   with pytest.raises(AssertionError, match='recomputed'):  # another key misses the cache
@@ -92,7 +93,7 @@ def test_extract_tokens_gives_one_row_per_word(bert, tok):
   examples = [Example(words=w, tags=[int(x == 'python') for x in w]) for w in sentences]
   features = probe.extract(bert, tok, SPECS['tokens'], examples, _settings(batch_size=1))
   assert features.x.shape == (7, 32)
-  hidden = np.asarray(bert({k: features.rows.arrays[k] for k in encode.INPUTS}))
+  hidden = np.asarray(bert({k: features.rows.arrays[k] for k in task_rows.INPUTS}))
   np.testing.assert_allclose(features.x, hidden[features.rows.words[:, 0],
                                                 features.rows.words[:, 1]], atol=1e-5)
   np.testing.assert_array_equal(features.targets(), [0, 1, 0, 0, 0, 0, 0])

@@ -12,7 +12,11 @@ import adapt_helpers
 from adapt_helpers import SST2, _features, _settings, _task
 from conftest import tiny_config
 from ssljax import models, pretrained
-from ssljax.adapt import finetune, probe, progress, prompting, run as run_lib
+from ssljax.adapt import finetune, probe, run as run_lib
+from ssljax import progress
+from ssljax.adapt import fewshot
+from ssljax.tasks import catalog
+from ssljax.adapt import suite as suite_lib
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 EPOCH_LINE = re.compile(r'seed (\d) epoch (\d)/(\d) lr (\S+): val accuracy \d\.\d{4}, '
@@ -58,7 +62,7 @@ def test_probe_and_prompting_show_bars(bert, tok, corpus_file, capsys):
   config = tiny_config(corpus_file, **{'model.arch': 'gpt', 'objective': 'clm'})
   model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
   gpt = pretrained.Pretrained(config, model_cfg, models.build(model_cfg, nnx.Rngs(0)), tok, 0)
-  prompting.evaluate(gpt, SST2, _task('classification', 4, 0), _task('classification', 3, 1),
+  fewshot.classify(gpt, SST2, _task('classification', 4, 0), _task('classification', 3, 1),
                      template='{text} is', verbalizers=(' bad', ' good'), shots=[0, 1], seed=5,
                      batch_size=4, show_progress=True)
   err = capsys.readouterr().err
@@ -72,7 +76,7 @@ def _pre(bert, tok):
 
 @pytest.mark.slow
 def test_run_prints_a_line_per_seed_and_records_the_baseline(bert, tok, tmp_path, capsys):
-  task = run_lib.Task(SST2, _task('classification', 24, 0), {'dev': _task('classification', 8, 1)})
+  task = catalog.Task(SST2, _task('classification', 24, 0), {'dev': _task('classification', 8, 1)})
   s = run_lib.load_settings(['seeds=2', 'finetune.lr=1e-3', 'finetune.epochs=1', 'max_len=32',
                              'batch_size=8'])
   results = run_lib.run(_pre(bert, tok), task, 'finetune', tmp_path, s)
@@ -96,7 +100,7 @@ def test_evaluate_names_the_split_after_its_file_and_adds_the_baseline(bert, tok
   s = run_lib.load_settings([f'train_file={tmp_path / "reviews.csv"}', 'seeds=1',
                              f'eval_file={tmp_path / "reviews-heldout.csv"}', 'max_len=32',
                              'probe.kind=ridge'])
-  suite = run_lib.evaluate(_pre(bert, tok), ['table'], ['probe'], tmp_path / 'out', s)
+  suite = suite_lib.run_suite(_pre(bert, tok), ['table'], ['probe'], tmp_path / 'out', s)
   columns = suite['tasks']['reviews']
   assert list(columns) == ['probe_ridge pretrained', 'baseline']
   assert list(columns['baseline']) == ['reviews-heldout']
@@ -110,4 +114,4 @@ def test_evaluate_names_the_split_after_its_file_and_adds_the_baseline(bert, tok
                                         ('squad/dev-v1.1.json', 'dev-v1.1'),
                                         ('other/train.csv', 'eval-train')])
 def test_split_names(path, name):
-  assert run_lib.split_name(path) == name
+  assert catalog.split_name(path) == name

@@ -11,10 +11,15 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from ssljax import cli, pretrained
+from ssljax import cli
 from ssljax.pretrain import loop as train
-from ssljax.adapt import features, hooks, run as run_lib, scores, tasks
+from ssljax.adapt import hooks, run as run_lib
+from ssljax.inference import encoding
+from ssljax.tasks import scores
+from ssljax.tasks import readers
 from ssljax.errors import UserError
+from ssljax.tasks import catalog
+from ssljax.inference import loading
 
 _GOOD = ['a charming and often affecting journey', 'an excellent film with fine acting',
          'warm , funny and wise', 'the best story of the year']
@@ -88,12 +93,12 @@ def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_w
 
   # The saved model is the best-validation pretrained seed: predict reproduces its dev score.
   best = max(results['runs'][:2], key=lambda r: r['val']['accuracy'])
-  dev = tasks.read_glue('sst2', glue_dir, 'dev')
+  dev = readers.read_glue('sst2', glue_dir, 'dev')
   (tmp_path / 'dev.txt').write_text(''.join(e.text + '\n' for e in dev))
   _cli('predict', '--model', out / 'model', '--input', tmp_path / 'dev.txt', '--output',
        tmp_path / 'pred.jsonl')
   predicted = [json.loads(line) for line in (tmp_path / 'pred.jsonl').read_text().splitlines()]
-  labels = [tasks.GLUE['sst2'].labels.index(p['label']) for p in predicted]
+  labels = [readers.GLUE['sst2'].labels.index(p['label']) for p in predicted]
   assert scores.accuracy([e.label for e in dev], labels) == pytest.approx(
       best['evals']['dev']['metrics']['accuracy'])
   assert all(abs(sum(p['probabilities'].values()) - 1) < 1e-4 for p in predicted)
@@ -103,8 +108,8 @@ def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_w
 def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path):
   s = run_lib.load_settings([f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2',
                              'max_len=32'])
-  pre = pretrained.load(checkpoint)
-  task = run_lib.load_task('STS-B', s)
+  pre = loading.load(checkpoint)
+  task = catalog.load_task('STS-B', s)
   results = run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))
   assert results['method'] == 'probe_ridge'
   assert set(results['metrics']['pretrained']['dev']) == {'pearson', 'spearman'}
@@ -120,7 +125,7 @@ def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path
       [f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2', 'max_len=32', 'probe.layer=1']),
                       str(checkpoint))
   assert len(list((tmp_path / 'features').glob('*.npz'))) == 4
-  cut = dataclasses.replace(pre, model=features.truncate(pre.model, 1))
+  cut = dataclasses.replace(pre, model=encoding.truncate(pre.model, 1))
   assert lower['metrics'] == run_lib.run(cut, task, 'probe', tmp_path / 'cut', s,
                                          str(checkpoint))['metrics'] != results['metrics']
   assert 'features of block 1;' in (tmp_path / 'report.md').read_text()
@@ -154,7 +159,7 @@ def test_evaluate_suite_table_and_partial_glue_average(checkpoint, glue_dir, tmp
 def test_task_errors(overrides, task, fragments, glue_dir):
   s = run_lib.load_settings([o.format(glue=glue_dir) for o in overrides])
   with pytest.raises(UserError) as e:
-    run_lib.load_task(task, s)
+    catalog.load_task(task, s)
   for fragment in fragments:
     assert fragment in str(e.value)
 
@@ -185,10 +190,10 @@ def test_cli_errors_are_one_line(checkpoint, glue_dir, tmp_path, capsys):
 
 
 def test_subsets_are_fixed_by_data_seed(glue_dir):
-  pick = lambda seed: [e.text for e in run_lib.load_task('sst2', run_lib.load_settings(
+  pick = lambda seed: [e.text for e in catalog.load_task('sst2', run_lib.load_settings(
       [f'data_dir={glue_dir}', 'max_train_examples=10', f'data_seed={seed}'])).train]
   assert pick(0) == pick(0) and pick(0) != pick(1) and len(pick(0)) == 10
-  full = [e.text for e in tasks.read_glue('sst2', glue_dir, 'train')]
+  full = [e.text for e in readers.read_glue('sst2', glue_dir, 'train')]
   assert [full.index(t) for t in pick(0)] == sorted(full.index(t) for t in pick(0))
 
 
@@ -198,7 +203,7 @@ def test_pos_is_found_under_the_data_dir(tmp_path):
   sentence = '1\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_\n2\t!\t!\tPUNCT\t_\t_\t1\tpunct\t_\t_\n\n'
   for split in ('train', 'dev'):
     (ud / f'en_x-ud-{split}.conllu').write_text(sentence)
-  task = run_lib.load_task('pos', run_lib.load_settings([f'data_dir={tmp_path}']))
+  task = catalog.load_task('pos', run_lib.load_settings([f'data_dir={tmp_path}']))
   assert task.spec.name == 'pos' and list(task.evals) == ['en_x-ud-dev']  # the file's name
   assert task.train[0].words == ['Hello', '!']
 
@@ -214,9 +219,9 @@ def test_ridge_probe_during_pretraining(corpus_file, tokenizer_file, glue_dir, t
             if 'probe_sst2_dev_accuracy' in r}
   assert sorted(probed) == [2, 4]
   # The same probe run afresh on the final checkpoint gives the logged figure.
-  pre = pretrained.load(tmp_path)
-  task = run_lib.load_task('sst2', run_lib.load_settings([f'data_dir={glue_dir}']))
-  again = run_lib.probe.ridge_probe_eval(features.truncate(pre.model, 1), pre.tokenizer,
+  pre = loading.load(tmp_path)
+  task = catalog.load_task('sst2', run_lib.load_settings([f'data_dir={glue_dir}']))
+  again = run_lib.probe.ridge_probe_eval(encoding.truncate(pre.model, 1), pre.tokenizer,
                                          task.train, task.evals['dev'], task.spec, max_len=32)
   assert probed[4] == pytest.approx(again['accuracy']) == final['probe_sst2_dev_accuracy']
 
@@ -248,7 +253,7 @@ def test_token_and_span_tasks_fine_tune_and_predict(kind, checkpoint, tmp_path):
     inputs = json.dumps({'question': 'What does the fox jump over?', 'context': context}) + '\n'
   s = run_lib.load_settings(overrides + ['seeds=1', 'finetune.epochs=1', 'finetune.lr=1e-3',
                                          'batch_size=4', 'max_len=24'])
-  results = run_lib.run(pretrained.load(checkpoint), run_lib.load_task(kind, s), 'finetune',
+  results = run_lib.run(loading.load(checkpoint), catalog.load_task(kind, s), 'finetune',
                         tmp_path / 'out', s)
   split = {'pos': 'x-ud-dev', 'squad': 'dev'}[kind]  # named after the eval file
   metrics = results['metrics']['pretrained'][split]
@@ -260,6 +265,6 @@ def test_token_and_span_tasks_fine_tune_and_predict(kind, checkpoint, tmp_path):
        '--output', tmp_path / 'pred.jsonl')
   prediction = json.loads((tmp_path / 'pred.jsonl').read_text())
   if kind == 'pos':
-    assert len(prediction['tags']) == 4 and set(prediction['tags']) <= set(tasks.UPOS)
+    assert len(prediction['tags']) == 4 and set(prediction['tags']) <= set(readers.UPOS)
   else:  # one epoch learns nothing here: test_adapt_finetune checks that QA learns
     assert set(prediction) >= {'answer'}

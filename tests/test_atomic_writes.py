@@ -12,10 +12,11 @@ from flax import nnx
 
 import adapt_helpers
 from adapt_helpers import SST2, _settings
-from ssljax import cli, paths, pretrained
+from ssljax import cli, paths
 from ssljax.adapt import finetune
 from ssljax.errors import UserError
 from ssljax.interop import huggingface as hf
+from ssljax.inference import loading
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 
@@ -81,7 +82,7 @@ def test_non_finite_pretrained_parameters_are_one_line(pretrained_run, monkeypat
   monkeypatch.setattr(checkpoint, 'restore_params', noisy)
   with pytest.raises(UserError, match=r"checkpoints/6: parameter \['pooler'\]\['kernel'\] "
                      r'holds 1 non-finite values'):
-    pretrained.load(pretrained_run)
+    loading.load(pretrained_run)
 
 
 def test_export_and_import_refuse_a_run(pretrained_run, tmp_path, capsys):
@@ -95,13 +96,13 @@ def test_export_and_import_refuse_a_run(pretrained_run, tmp_path, capsys):
     hf.import_folder(tmp_path / 'hf', tmp_path / 'run')
   # An export made before this check: the run, not the export's config.json, is what loads.
   (tmp_path / 'run' / 'config.json').write_text('{"model_type": "bert"}')
-  assert pretrained.load(tmp_path / 'run').step == 6
+  assert loading.load(tmp_path / 'run').step == 6
 
 
 def test_a_failed_export_keeps_the_previous_one(pretrained_run, tmp_path, monkeypatch):
   monkeypatch.setattr(hf, '_export_tokenizer',  # the tokenizer's conversion is tested elsewhere
                       lambda tokenizer, cfg, out: tokenizer.save(out))
-  hf.export(pretrained.load(pretrained_run), tmp_path / 'hf')
+  hf.export(loading.load(pretrained_run), tmp_path / 'hf')
   before = {p.name: p.read_bytes() for p in (tmp_path / 'hf').iterdir()}
 
   def full(tokenizer, cfg, out):  # the weights and config are written, then the disk is full
@@ -109,7 +110,7 @@ def test_a_failed_export_keeps_the_previous_one(pretrained_run, tmp_path, monkey
 
   monkeypatch.setattr(hf, '_export_tokenizer', full)
   with pytest.raises(OSError):
-    hf.export(pretrained.load(pretrained_run / 'checkpoints' / '3'), tmp_path / 'hf')
+    hf.export(loading.load(pretrained_run / 'checkpoints' / '3'), tmp_path / 'hf')
   assert {p.name: p.read_bytes() for p in (tmp_path / 'hf').iterdir()} == before
   assert [p.name for p in tmp_path.iterdir()] == ['hf']
 

@@ -21,12 +21,13 @@ import tokenizers  # noqa: E402  (transformers needs it)
 
 from conftest import tiny_config  # noqa: E402
 from ssljax import models as model, pretrained, tokenizers as tokenizer_lib  # noqa: E402
-from ssljax.adapt import features as encode  # noqa: E402
+from ssljax.inference import encoding  # noqa: E402
 from ssljax.cli import interop as hf_cli  # noqa: E402
 from ssljax.data import corpus  # noqa: E402
 from ssljax.interop import huggingface as hf  # noqa: E402
 from ssljax.pretrain import loop as train  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
+from ssljax.inference import loading
 
 TOL = 1e-5
 TEXTS = ['The quick brown fox jumps over the lazy dog.',
@@ -100,8 +101,8 @@ def made(request, tmp_path_factory):
 
 def _inputs(pre, texts):
   """Our token rows, padded: the batch for ssljax and (ids, mask) for transformers."""
-  rows = encode.token_rows(pre, texts)
-  batch = encode._batch(rows, len(rows), max(map(len, rows)), pre.tokenizer.pad_id)
+  rows = encoding.token_rows(pre, texts)
+  batch = encoding._batch(rows, len(rows), max(map(len, rows)), pre.tokenizer.pad_id)
   return batch, torch.tensor(batch['input_ids']), torch.tensor(batch['doc_ids'])
 
 
@@ -125,8 +126,8 @@ def _max_diff(ours, theirs, real_BxL=None):
 
 def test_token_ids_match_transformers(made):
   model_type, folder, _, hf_tok = made
-  pre = pretrained.load(folder)
-  ours = [list(r) for r in encode.token_rows(pre, TEXTS)]
+  pre = loading.load(folder)
+  ours = [list(r) for r in encoding.token_rows(pre, TEXTS)]
   assert ours == hf_tok(TEXTS)['input_ids']
   assert pre.tokenizer.kind == 'hf'
 
@@ -151,7 +152,7 @@ def test_import_matches_transformers(made):
 
 def test_export_reloads_in_transformers(made, tmp_path):
   model_type, folder, model, hf_tok = made
-  hf.export(pretrained.load(folder), tmp_path)
+  hf.export(loading.load(folder), tmp_path)
   reloaded = type(model).from_pretrained(tmp_path).eval()
   base = transformers.AutoModel.from_pretrained(tmp_path).eval()
   ids = torch.tensor(hf_tok(TEXTS[:1])['input_ids'])
@@ -187,8 +188,8 @@ def bert_folder(tmp_path_factory):
 def test_import_command_writes_a_checkpoint(bert_folder, tmp_path, capsys):
   _run('import-hf', str(bert_folder), '--out', str(tmp_path / 'ckpt'))
   assert 'checkpoints/0' in capsys.readouterr().out
-  loaded = pretrained.load(tmp_path / 'ckpt')
-  direct = pretrained.load(bert_folder)
+  loaded = loading.load(tmp_path / 'ckpt')
+  direct = loading.load(bert_folder)
   assert loaded.step == 0 and loaded.config.objective == 'mlm_nsp'
   assert loaded.tokenizer.encode(TEXTS)[0].tolist() == direct.tokenizer.encode(TEXTS)[0].tolist()
   batch = _inputs(direct, TEXTS)[0]
@@ -210,7 +211,7 @@ def test_missing_and_unexpected_tensors_are_listed(bert_folder, tmp_path):
 
 def test_bad_folders_say_what_is_wrong(bert_folder, tmp_path):
   with pytest.raises(UserError, match='nor a Hugging Face folder'):
-    pretrained.load(tmp_path)
+    loading.load(tmp_path)
   (tmp_path / 'config.json').write_text(json.dumps({'model_type': 't5'}))
   with pytest.raises(UserError, match="model_type 't5'.*not supported"):
     hf.import_folder(tmp_path, tmp_path / 'out')
@@ -218,13 +219,13 @@ def test_bad_folders_say_what_is_wrong(bert_folder, tmp_path):
   weights = tmp_path / 'model.safetensors'
   weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
   with pytest.raises(UserError, match='model.safetensors is not a readable safetensors file'):
-    pretrained.load(tmp_path)
+    loading.load(tmp_path)
   shutil.copy(bert_folder / 'model.safetensors', weights)
   config = json.loads((tmp_path / 'config.json').read_text())
   (tmp_path / 'config.json').write_text(json.dumps(config | {'intermediate_size': 38}))
   with pytest.raises(UserError, match=r'intermediate.dense.weight has shape \(37, 32\) but '
                      r'its config.json gives \(38, 32\)'):
-    pretrained.load(tmp_path)
+    loading.load(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,7 +248,7 @@ def _check_export(pre, out):
   architecture = json.loads((out / 'config.json').read_text())['architectures'][0]
   reloaded = getattr(transformers, architecture).from_pretrained(out).eval()
   texts = [' '.join(d.split()[:20]) for d in corpus.embedded_documents()[:4]] + TEXTS
-  ours = [r.tolist() for r in encode.token_rows(pre, texts)]
+  ours = [r.tolist() for r in encoding.token_rows(pre, texts)]
   their_tok = transformers.AutoTokenizer.from_pretrained(out)
   theirs_ids = their_tok(texts, truncation=True)
   assert theirs_ids['input_ids'] == ours  # both cut to the model's positions
@@ -281,7 +282,7 @@ def test_bert_pretrained_by_ssljax_exports(corpus_file, tokenizer_file, tmp_path
                                              'train.steps': 2}), tmp_path / 'run')
   _run('export-hf', str(tmp_path / 'run'), '--out', str(tmp_path / 'hf'))
   assert (tmp_path / 'hf' / 'spiece.model').is_file()
-  _check_export(pretrained.load(tmp_path / 'run'), tmp_path / 'hf')
+  _check_export(loading.load(tmp_path / 'run'), tmp_path / 'hf')
 
 
 @pytest.mark.slow
@@ -291,14 +292,14 @@ def test_pretraining_continues_from_an_import(bert_folder, corpus_file, tmp_path
                                        'train.steps': 2, 'optimizer.learning_rate': 1e-4})
   run = train.setup(config, tmp_path / 'run')
   assert run.model_cfg.hidden_size == 32 and run.model_cfg.mlp_dim == 37
-  source = pretrained.load(tmp_path / 'imported')
+  source = loading.load(tmp_path / 'imported')
   start = jax.device_get(train.initial_state(run).params)
   jax.tree.map(np.testing.assert_array_equal, start, jax.device_get(
       nnx.to_pure_dict(nnx.state(source.model))))
   run.manager.close()
   final = train.pretrain(config, tmp_path / 'run')
   assert np.isfinite(final['loss'])
-  trained = pretrained.load(tmp_path / 'run')
+  trained = loading.load(tmp_path / 'run')
   assert trained.step == 2 and trained.tokenizer.kind == 'hf'
   moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
                        jax.device_get(nnx.to_pure_dict(nnx.state(trained.model))), start)

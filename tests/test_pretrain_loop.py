@@ -15,9 +15,9 @@ import pytest
 from flax import nnx
 
 from conftest import tiny_config, tiny_overrides
-from ssljax import pretrained
 from ssljax.pretrain import checkpoint, metrics, loop as train
 from ssljax.errors import UserError
+from ssljax.inference import loading
 
 
 def losses(workdir):
@@ -182,6 +182,6 @@ def test_hooks_run_at_their_cadence_and_at_the_last_step(corpus_file, tokenizer_
   first, final = seen['every_2'][0], seen['every_2'][-1]
   assert not np.allclose(first['stack']['layers'][0]['query']['kernel'],
                          final['stack']['layers'][0]['query']['kernel'])
-  saved = nnx.to_pure_dict(nnx.state(pretrained.load(tmp_path).model))
+  saved = nnx.to_pure_dict(nnx.state(loading.load(tmp_path).model))
   assert_same_params(final, saved)
   assert_same_params(seen['last_only'][0], saved)

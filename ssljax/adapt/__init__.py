@@ -1,1 +1,2 @@
-"""Adaptation and evaluation: task data, metrics, probes and fine-tuning of pretrained runs."""
+"""Adaptation: probes, fine-tuning and few-shot prompting of a pretrained model on tasks,
+run over seeds and inits, with reports and predictions."""

@@ -23,29 +23,31 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax import models, paths, pretrained, tokenizers
-from ssljax.adapt import features, heads, probe, progress, rows as rows_lib, tasks
-from ssljax.pretrain import optimizer
+from ssljax import models, paths, progress, tokenizers
+from ssljax.adapt import probe
 from ssljax.errors import UserError
+from ssljax.inference import encoding, loading
+from ssljax.pretrain import optimizer
+from ssljax.tasks import kinds, readers, task_rows
 
 
 class Tuned(nnx.Module):
   """An encoder (or decoder) with a task head on its pooled output or on every position."""
 
   def __init__(self, model, spec, pooling, *, rngs):
-    kind = heads.KINDS[spec.kind]
+    kind = kinds.KINDS[spec.kind]
     if not kind.per_position:
-      features.check_pooling(model, pooling)
+      encoding.check_pooling(model, pooling)
     self.model = model
-    self.head = heads.linear(model.cfg.hidden_size, kind.outputs(spec), rngs)
+    self.head = kinds.linear(model.cfg.hidden_size, kind.outputs(spec), rngs)
     self.pooling = pooling
     self.per_position = kind.per_position
 
   def __call__(self, batch, key=None):
-    inputs = {k: batch[k] for k in rows_lib.INPUTS}
+    inputs = {k: batch[k] for k in task_rows.INPUTS}
     hidden_BxLxH = self.model(inputs, key=key)
     if not self.per_position:
-      hidden_BxLxH = features.pool(self.model, hidden_BxLxH, inputs['doc_ids'], self.pooling)
+      hidden_BxLxH = encoding.pool(self.model, hidden_BxLxH, inputs['doc_ids'], self.pooling)
     return self.head(hidden_BxLxH).astype(jnp.float32)
 
 
@@ -138,12 +140,12 @@ def outputs(graphdef, params, batch):
 @dataclasses.dataclass
 class _Seed:
   """What every learning rate of one seed shares: rows, initial weights, compiled steps."""
-  spec: tasks.TaskSpec
+  spec: readers.TaskSpec
   cfg: object
   seed: int
   rows_of: Callable  # examples -> Rows
-  fit_rows: rows_lib.Rows
-  val_rows: rows_lib.Rows
+  fit_rows: task_rows.Rows
+  val_rows: task_rows.Rows
   val_examples: list
   init: dict  # the weights every rate starts from
   order: np.ndarray  # steps x batch rows of fit_rows
@@ -156,24 +158,24 @@ class _Seed:
     return len(self.order) // self.cfg.epochs
 
   def outputs(self, params, rows):
-    return heads.collect(lambda batch: self.forward(params, batch), rows, self.cfg.batch_size,
+    return kinds.collect(lambda batch: self.forward(params, batch), rows, self.cfg.batch_size,
                          self.spec)
 
   def score(self, params, rows, examples, out=None) -> dict:
     out = self.outputs(params, rows) if out is None else out
-    kind = heads.KINDS[self.spec.kind]
-    return heads.score(self.spec, examples, kind.decode(self.spec, rows, out, examples))
+    kind = kinds.KINDS[self.spec.kind]
+    return kinds.score(self.spec, examples, kind.decode(self.spec, rows, out, examples))
 
   def validate(self, params) -> tuple[dict, float]:
-    """heads.score and the mean loss on the validation split carved from train."""
+    """kinds.score and the mean loss on the validation split carved from train."""
     out = self.outputs(params, self.val_rows)
-    total, count = heads.KINDS[self.spec.kind].loss(jnp.asarray(out), _targets(self.val_rows))
+    total, count = kinds.KINDS[self.spec.kind].loss(jnp.asarray(out), _targets(self.val_rows))
     return (self.score(params, self.val_rows, self.val_examples, out),
             float(total / max(int(count), 1)))
 
 
 def _targets(rows):
-  """The loss targets lined up with heads.collect's outputs (token tasks: one per word)."""
+  """The loss targets lined up with kinds.collect's outputs (token tasks: one per word)."""
   if rows.words is None:
     return rows.arrays
   return {'labels': rows.arrays['labels'][rows.words[:, 0], rows.words[:, 1]]}
@@ -181,17 +183,17 @@ def _targets(rows):
 
 def _prepare(model, tokenizer, spec, train_examples, cfg, seed) -> _Seed:
   fit_index, val_index = probe.carve(len(train_examples), cfg.val_fraction, seed)
-  rows_of = functools.partial(rows_lib.build, tokenizer, spec,
-                              max_len=rows_lib.max_length(model.cfg, cfg.max_len),
+  rows_of = functools.partial(task_rows.build, tokenizer, spec,
+                              max_len=task_rows.max_length(model.cfg, cfg.max_len),
                               doc_stride=cfg.doc_stride)
   fit_rows = rows_of([train_examples[i] for i in fit_index])
   val_examples = [train_examples[i] for i in val_index]
   graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=nnx.Rngs(seed)))
   init = nnx.to_pure_dict(state)
-  order = rows_lib.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
+  order = task_rows.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
                                seed, fit_rows.lengths() if cfg.bucket_by_length else None)
   tx = make_optimizer(cfg, len(order), init, model.cfg.num_layers, lr=1.0)
-  step = jax.jit(functools.partial(_train_step, graphdef, tx, heads.KINDS[spec.kind].loss),
+  step = jax.jit(functools.partial(_train_step, graphdef, tx, kinds.KINDS[spec.kind].loss),
                  donate_argnums=(0, 1))
   return _Seed(spec, cfg, seed, rows_of, fit_rows, rows_of(val_examples), val_examples, init,
                order, tx, step, jax.jit(functools.partial(outputs, graphdef)))
@@ -254,7 +256,7 @@ def _epoch(run: _Seed, trial: _Trial, epoch: int, start, bar) -> bool:
   key, clock = jax.random.key(run.seed), time.perf_counter()
   first = (epoch - 1) * steps_per_epoch
   for number, index in enumerate(run.order[first:first + steps_per_epoch], start=first + 1):
-    batch = rows_lib.gather(run.fit_rows, index)
+    batch = task_rows.gather(run.fit_rows, index)
     params, opt_state, loss = run.step(params, opt_state, batch,
                                        jax.random.fold_in(key, number), np.float32(trial.lr))
     trial.losses.append(loss)
@@ -368,7 +370,7 @@ def load(directory):
                     'folder that `ssljax finetune` writes in its workdir')
   try:
     meta = json.loads((directory / 'meta.json').read_text())
-    spec = tasks.TaskSpec(**{k: tuple(v) if isinstance(v, list) else v
+    spec = readers.TaskSpec(**{k: tuple(v) if isinstance(v, list) else v
                              for k, v in meta['spec'].items()})
     model_cfg = models.ModelConfig(**meta['model'])
     graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
@@ -381,7 +383,7 @@ def load(directory):
     raise UserError(f'{directory} holds a truncated or invalid fine-tuned model '
                     f'({type(e).__name__}: {str(e)[:200]}); run `ssljax finetune` again to '
                     'rewrite it') from None
-  pretrained.check_finite(params, directory / 'params.npz')
+  loading.check_finite(params, directory / 'params.npz')
   tokenizer = tokenizers.from_proto(meta['tokenizer'],
                                        (directory / 'tokenizer.bin').read_bytes(),
                                        origin=str(directory / 'tokenizer.bin'))

@@ -14,9 +14,12 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ssljax import pretrained
-from ssljax.adapt import features, probe, run as adapt_run
+from ssljax.adapt import probe, run as adapt_run
+from ssljax.inference import encoding
 from ssljax.pretrain.loop import Hook
+from ssljax.tasks import catalog
 
+# The probe.* keys that locate the task, as the adaptation settings name them.
 _SETTINGS = ('data_dir', 'train_file', 'eval_file', 'max_train_examples',
              'max_eval_examples')
 
@@ -38,12 +41,14 @@ def _model(run, params) -> nnx.Module:
 def ridge_probe(config) -> Hook:
   """Loads the task once; the hook returns the probe's metrics at the current params."""
   cfg = config.probe
-  settings = adapt_run.load_settings([f'{k}={cfg[k]}' for k in _SETTINGS])
-  task = adapt_run.load_task(cfg.task, settings)
+  settings = adapt_run.settings()
+  settings.update({k: cfg[k] for k in _SETTINGS})
+  adapt_run.check_settings(settings)
+  task = catalog.load_task(cfg.task, settings)
   split, examples = next(iter(task.evals.items()))
 
   def fn(run, params) -> dict:
-    model = features.truncate(_model(run, params), cfg.layer)
+    model = encoding.truncate(_model(run, params), cfg.layer)
     values = probe.ridge_probe_eval(model, run.tokenizer, task.train, examples, task.spec,
                                     pooling=cfg.pooling, max_len=config.data.seq_len)
     return {f'probe_{task.spec.name}_{split}_{k}': float(v) for k, v in values.items()}
@@ -53,14 +58,14 @@ def ridge_probe(config) -> Hook:
 
 def lm_eval(config) -> Hook:
   """Finds the tasks once; the hook returns their lm-eval metrics at the current params."""
-  from ssljax import harness  # pylint: disable=g-import-not-at-top  (lm-eval is an extra)
+  from ssljax.inference import harness  # lm-eval is the eval extra: only when asked for
   cfg = config.eval
   tasks = harness.resolve_tasks(cfg.lm_eval_tasks)
 
   def fn(run, params) -> dict:
     pre = pretrained.Pretrained(run.config, run.model_cfg, _model(run, params), run.tokenizer,
                                 step=0)
-    results = harness.evaluate(pre, tasks, limit=cfg.lm_eval_limit or None,
+    results = harness.run_tasks(pre, tasks, limit=cfg.lm_eval_limit or None,
                                batch_size=cfg.lm_eval_batch_size)
     return harness.metrics(results)
 

@@ -15,11 +15,12 @@ import numpy as np
 from flax import nnx
 
 from ssljax import paths
-from ssljax.adapt import finetune, heads, rows as rows_lib, tasks
+from ssljax.adapt import finetune
 from ssljax.errors import UserError
+from ssljax.tasks import kinds, readers, task_rows
 
 
-def read_inputs(path, spec) -> list[tuple[int, str, tasks.Example | None]]:
+def read_inputs(path, spec) -> list[tuple[int, str, readers.Example | None]]:
   """(line number, line, example) for every line; a blank line has no example, so that the
   outputs still line up with the inputs."""
   path = paths.path(path)
@@ -32,16 +33,16 @@ def read_inputs(path, spec) -> list[tuple[int, str, tasks.Example | None]]:
            if line.strip() else None) for n, line in lines]
 
 
-def _example(line, spec, where, is_json) -> tasks.Example:
+def _example(line, spec, where, is_json) -> readers.Example:
   if spec.kind == 'tokens':
-    return tasks.Example(words=line.split(), where=where)
+    return readers.Example(words=line.split(), where=where)
   if spec.kind == 'span' or is_json:
     try:
       record = json.loads(line)
       if spec.kind == 'span':
-        return tasks.Example(question=record['question'], context=record['context'],
+        return readers.Example(question=record['question'], context=record['context'],
                              where=where)
-      return tasks.Example(text=record['text'], text_b=record.get('text_b'), where=where)
+      return readers.Example(text=record['text'], text_b=record.get('text_b'), where=where)
     except (json.JSONDecodeError, KeyError, TypeError) as e:
       wanted = '"question" and "context"' if spec.kind == 'span' else '"text" (and "text_b")'
       raise UserError(f'{where} is not a JSON object with {wanted} ({e}); fix that '
@@ -49,7 +50,7 @@ def _example(line, spec, where, is_json) -> tasks.Example:
   text, _, text_b = line.partition('\t')
   if spec.pair and not text_b:
     raise UserError(f'{where}: {spec.name} compares two texts; separate them with a tab')
-  return tasks.Example(text=text, text_b=text_b or None, where=where)
+  return readers.Example(text=text, text_b=text_b or None, where=where)
 
 
 def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> list[dict]:
@@ -66,12 +67,12 @@ def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> 
 
 
 def _predictions(model, spec, meta, tokenizer, examples, batch_size) -> list[dict]:
-  rows = rows_lib.build(tokenizer, spec, examples,
-                        rows_lib.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
+  rows = task_rows.build(tokenizer, spec, examples,
+                        task_rows.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
   graphdef, state = nnx.split(model)
   forward = jax.jit(functools.partial(finetune.outputs, graphdef))
-  outputs = heads.collect(lambda batch: forward(state, batch), rows, batch_size, spec)
-  decoded = heads.KINDS[spec.kind].decode(spec, rows, outputs, examples)
+  outputs = kinds.collect(lambda batch: forward(state, batch), rows, batch_size, spec)
+  decoded = kinds.KINDS[spec.kind].decode(spec, rows, outputs, examples)
   if spec.kind == 'classification':
     probs = np.asarray(jax.nn.softmax(outputs, axis=-1))
     return [{'label': spec.labels[i], 'probabilities': dict(zip(spec.labels, p.round(6).tolist()))}

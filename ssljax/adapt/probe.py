@@ -19,9 +19,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax import paths
-from ssljax.adapt import features, heads, progress, rows as rows_lib
+from ssljax import paths, progress
 from ssljax.errors import UserError
+from ssljax.inference import encoding
+from ssljax.tasks import kinds, task_rows
 
 # Ridge penalties, as multiples of the mean eigenvalue of the centred Gram matrix.
 RIDGE_GRID = 10.0 ** np.arange(-5, 3)
@@ -31,7 +32,7 @@ RIDGE_GRID = 10.0 ** np.arange(-5, 3)
 class Features:
   """One split's frozen features, one per example (or per word for token tasks)."""
   x: np.ndarray  # N x H float32
-  rows: rows_lib.Rows
+  rows: task_rows.Rows
   examples: list
 
   def targets(self) -> np.ndarray:
@@ -43,7 +44,7 @@ class Features:
   def take(self, index) -> 'Features':
     """Examples `index` (one row each), with their features."""
     index = np.sort(index)
-    rows = rows_lib.take(self.rows, index)
+    rows = task_rows.take(self.rows, index)
     keep = index if self.rows.words is None else np.isin(self.rows.words[:, 0], index)
     return Features(self.x[keep], rows, [self.examples[i] for i in index])
 
@@ -54,8 +55,8 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
   if spec.kind == 'span':
     raise UserError('a probe reads one vector per example or word; fine-tune extractive '
                     f'QA ({spec.name}) instead')
-  features.check_pooling(model, cfg.pooling)
-  rows = rows_lib.build(tokenizer, spec, examples, rows_lib.max_length(model.cfg, cfg.max_len))
+  encoding.check_pooling(model, cfg.pooling)
+  rows = task_rows.build(tokenizer, spec, examples, task_rows.max_length(model.cfg, cfg.max_len))
   path = _cache_path(cache, spec, rows, cfg)
   if path is not None and path.is_file():
     return Features(paths.load_npz(path)['x'], rows, examples)
@@ -64,10 +65,10 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
 
   def batch_features(batch):
     bar.update(1)
-    inputs = {k: batch[k] for k in rows_lib.INPUTS}
-    return features.features_of(graphdef, state, inputs, cfg.pooling, spec.kind == 'tokens')
+    inputs = {k: batch[k] for k in task_rows.INPUTS}
+    return encoding.features_of(graphdef, state, inputs, cfg.pooling, spec.kind == 'tokens')
 
-  x = heads.collect(batch_features, rows, cfg.batch_size, spec)
+  x = kinds.collect(batch_features, rows, cfg.batch_size, spec)
   bar.close()
   if path is not None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +103,8 @@ def _standardise(train_x, *others):
 
 def _evaluate(spec, features, x, kernel, bias) -> dict:
   logits = x @ kernel + bias
-  predictions = heads.KINDS[spec.kind].decode(spec, features.rows, logits, features.examples)
-  return heads.score(spec, features.examples, predictions)
+  predictions = kinds.KINDS[spec.kind].decode(spec, features.rows, logits, features.examples)
+  return kinds.score(spec, features.examples, predictions)
 
 
 def _one_hot(spec, y):
@@ -161,14 +162,14 @@ def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
   fit, val = train.take(fit_index), train.take(val_index)
   fit_x, val_x, *eval_xs = _standardise(fit.x, val.x, *(f.x for f in evals.values()))
   y = fit.targets()
-  outputs = heads.KINDS[spec.kind].outputs(spec)
+  outputs = kinds.KINDS[spec.kind].outputs(spec)
   key = jax.random.key(seed)
   params = {'kernel': 0.02 * jax.random.normal(key, (fit_x.shape[1], outputs)),
             'bias': jnp.zeros((outputs,))}
   tx = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
-  loss = heads.KINDS['regression' if spec.kind == 'regression' else 'classification'].loss
+  loss = kinds.KINDS['regression' if spec.kind == 'regression' else 'classification'].loss
   epoch = jax.jit(functools.partial(_epoch, tx, loss))
-  order = rows_lib.epoch_order(len(y), min(cfg.batch_size, len(y)), cfg.epochs, seed)
+  order = task_rows.epoch_order(len(y), min(cfg.batch_size, len(y)), cfg.epochs, seed)
   steps = len(order) // cfg.epochs
   opt_state, best, curve = tx.init(params), None, []
   bar = progress.bar(cfg, cfg.epochs, f'{spec.name} linear probe seed {seed}', 'epoch')

@@ -11,8 +11,7 @@ and a bar chart of probe vs fine-tune.
 
 import numpy as np
 
-from ssljax import paths
-from ssljax.adapt import progress
+from ssljax import paths, progress
 
 
 def _pyplot():

@@ -1,13 +1,14 @@
 """One adaptation run: a checkpoint, a task and a method over several seeds.
 
 `run(pre, task, method, workdir, settings)` probes, fine-tunes or prompts the model of
-`pre` (from `pretrained.load`: an ssljax workdir, a checkpoint step or a Hugging Face
+`pre` (from `inference.loading.load`: an ssljax workdir, a checkpoint step or a Hugging Face
 folder), from its pretrained weights, from random ones of the same architecture, or both,
 and writes `workdir/results.json` (rewritten after every seed, so an interrupted run keeps
 what it finished), `workdir/report.md` and PNG plots. Every split is scored with the
 task's own metrics, and so is a trivial baseline (`baselines.py`) that the medians must
 beat; model selection (epochs, learning rates, penalties) only ever sees a validation split
-carved from train. A file task's evaluation split is named after its file.
+carved from train. `catalog.load_task` finds the task's examples; `suite.run_suite` runs
+several tasks and methods.
 """
 
 import dataclasses
@@ -20,20 +21,18 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from ssljax import config as config_lib, models, paths
-from ssljax.adapt import (baselines, features, finetune, probe, progress, prompting, report,
-                          scores, tasks)
+from ssljax import config as config_lib, models, paths, progress
+from ssljax.adapt import fewshot, finetune, probe, report
 from ssljax.errors import UserError
+from ssljax.inference import encoding
+from ssljax.tasks import baselines
+from ssljax.tasks.catalog import Task
 
 log = logging.getLogger(__name__)
 
 METHODS = ('probe', 'finetune', 'fewshot')
 INITS = {'pretrained': ('pretrained',), 'scratch': ('scratch',),
          'both': ('pretrained', 'scratch')}
-# Where a task's files are looked for under data_dir when train_file/eval_file are not set.
-_FILE_PATTERNS = {'pos': ('*-ud-train.conllu', '*-ud-dev.conllu'),
-                  'squad': ('train-v1.1.json', 'dev-v1.1.json')}
-FILE_TASKS = ('pos', 'ner', 'squad', 'table')
 
 
 # setting -> the interval its value must lie in (see config.in_range)
@@ -93,7 +92,12 @@ def settings() -> ml_collections.ConfigDict:
 
 
 def load_settings(overrides=()) -> ml_collections.ConfigDict:
-  s = config_lib.override(settings(), overrides)
+  """`settings()` with `--set key=value` overrides, checked (`check_settings`)."""
+  return check_settings(config_lib.override(settings(), overrides))
+
+
+def check_settings(s: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`s` itself once every value is one the commands take; else one line naming the key."""
   for name, value, options in (('init', s.init, INITS), ('source', s.source, ('files', 'tfds')),
                                ('probe.kind', s.probe.kind, ('linear', 'ridge'))):
     if value not in options:
@@ -107,105 +111,6 @@ def load_settings(overrides=()) -> ml_collections.ConfigDict:
   finetune.learning_rates(s.finetune.lr)  # auto, or positive numbers split by commas
   finetune.check_search(s.finetune.search)
   return s
-
-
-@dataclasses.dataclass
-class Task:
-  """A task's examples: what to train on and the splits to score."""
-  spec: tasks.TaskSpec
-  train: list[tasks.Example]
-  evals: dict[str, list[tasks.Example]]
-
-
-def known_task(name: str) -> str:
-  """The task's key; an unknown name raises, naming the closest known task."""
-  key = name.lower().replace('-', '')
-  if key not in tasks.GLUE and key not in FILE_TASKS:
-    tasks.task_spec(name)
-    raise AssertionError(name)
-  return key
-
-
-def load_task(name: str, s) -> Task:
-  """The examples of task `name` as the settings locate them."""
-  key = known_task(name)
-  if key in tasks.GLUE:
-    spec, train, evals = _glue(key, s)
-  else:
-    spec, train, evals = _from_files(key, s)
-  for split, examples in evals.items():
-    if all(e.label is None and e.tags is None and e.answers is None for e in examples):
-      raise UserError(f'{spec.name} {split} has no labels (a test split?); score a labelled '
-                      'split, e.g. --set eval_splits=dev')
-  return Task(spec=spec, train=_subset(train, s.max_train_examples, s.data_seed),
-              evals={k: _subset(v, s.max_eval_examples, s.data_seed) for k, v in evals.items()})
-
-
-def _glue(name, s):
-  default = 'dev_matched,dev_mismatched' if name == 'mnli' else 'dev'
-  splits = [x.strip() for x in (s.eval_splits or default).split(',') if x.strip()]
-  if 'train' in splits:
-    raise UserError('eval_splits names train: scoring the training split says nothing; '
-                    'score dev')
-  if s.source == 'tfds':
-    read = lambda split: tasks.read_glue_tfds(name, split, s.data_dir or None)
-  else:
-    if not s.data_dir:
-      raise UserError(f'{name} is read from the GLUE folder: pass --data-dir GLUE_DIR (or '
-                      '--set source=tfds)')
-    folder = paths.path(s.data_dir)
-    folder = folder / 'glue' if (folder / 'glue').is_dir() else folder
-    read = lambda split: tasks.read_glue(name, folder, split)
-  return tasks.GLUE[name], read('train'), {split: read(split) for split in splits}
-
-
-def _from_files(name, s):
-  """The task's spec, train and its one evaluation split, named after the eval file."""
-  train_file, eval_file = (_locate(s, name, which) for which in (0, 1))
-  split = split_name(eval_file)
-  if name == 'pos':
-    return tasks.POS, tasks.read_conllu(train_file), {split: tasks.read_conllu(eval_file)}
-  if name == 'squad':
-    return tasks.SQUAD, tasks.read_squad(train_file), {split: tasks.read_squad(eval_file)}
-  if name == 'ner':
-    spec, train = tasks.read_conll_ner(train_file)
-    return spec, train, {split: tasks.read_conll_ner(eval_file, spec.labels)[1]}
-  t = s.table
-  read = lambda path, labels=None: tasks.read_table(
-      path, t.text, t.label, t.text_b or None, t.kind, labels=labels,
-      name=paths.path(train_file).stem)
-  spec, train = read(train_file)
-  return spec, train, {split: read(eval_file,
-                                   spec.labels if t.kind != 'regression' else None)[1]}
-
-
-def split_name(path) -> str:
-  """An evaluation file's split name: its name without the extension (en_ewt-ud-test from
-  en_ewt-ud-test.conllu, dev-v1.1 from dev-v1.1.json), so a report says which file it
-  scored; 'train' would read as the training split, so that one is eval-train."""
-  stem = paths.path(path).stem
-  return 'eval-train' if stem == 'train' else stem
-
-
-def _locate(s, name, which) -> paths.Path:
-  """train_file / eval_file, or the file of the task's usual name under data_dir."""
-  key = ('train_file', 'eval_file')[which]
-  if s[key]:
-    return paths.path(s[key])
-  pattern = _FILE_PATTERNS.get(name, (None, None))[which]
-  if pattern and s.data_dir:
-    found = paths.rglob(paths.path(s.data_dir), pattern)
-    if found:
-      return found[0]
-  where = f' (no {pattern} under {s.data_dir})' if pattern and s.data_dir else ''
-  raise UserError(f'task {name} needs --set {key}=FILE{where}')
-
-
-def _subset(examples, limit, seed):
-  if not limit or limit >= len(examples):
-    return examples
-  keep = np.sort(np.random.default_rng(seed).choice(len(examples), limit, replace=False))
-  return [examples[i] for i in keep]
 
 
 def method_settings(s, method: str, arch: str) -> ml_collections.ConfigDict:
@@ -232,7 +137,7 @@ def _probe_runs(pre, task, cfg, inits, seeds, workdir):
   for init in inits:
     for seed in seeds:
       if init == 'scratch' or init not in extracted:
-        model = features.truncate(_model(pre, init, seed), cfg.layer)
+        model = encoding.truncate(_model(pre, init, seed), cfg.layer)
         cache = workdir / 'features' if init == 'pretrained' else None
         cfg.cache_key = f'{init}{pre.step}layer{cfg.layer}'
         extract = lambda examples: probe.extract(model, pre.tokenizer, task.spec, examples,
@@ -265,7 +170,7 @@ def _fewshot_runs(pre, task, cfg, inits, seeds, workdir):
     for seed in seeds:
       model = _model(pre, init, seed)
       scratch = pre if init == 'pretrained' else dataclasses.replace(pre, model=model)
-      by_split = {split: prompting.evaluate(
+      by_split = {split: fewshot.classify(
           scratch, task.spec, task.train, examples, template=cfg.template.replace('\\n', '\n'),
           verbalizers=verbalizers, shots=shots, seed=seed, batch_size=cfg.batch_size,
           normalize=cfg.normalize, show_progress=progress.enabled(cfg))
@@ -290,7 +195,7 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
     raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
   workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  limit = pre.model_cfg.max_len - pre.model_cfg.position_offset
+  limit = pre.model_cfg.context_length
   if s.max_len > limit:  # recorded as used, not as asked
     log.warning('max_len=%d exceeds the model\'s %d positions; using max_len=%d', s.max_len,
                 limit, limit)
@@ -314,10 +219,10 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
     results['runs'].append(one)
     results['metrics'] = summarize(results['runs'])
     results['seconds'] = round(now - start, 2)
-    _write_json(workdir / 'results.json', results)
+    write_json(workdir / 'results.json', results)
     progress.line(cfg, _seed_line(task.spec, one))
   results['warnings'] = baselines.warnings(results, task.spec) + _edge_of_grid(results)
-  _write_json(workdir / 'results.json', results)
+  write_json(workdir / 'results.json', results)
   for line in results['warnings']:
     log.warning('%s', line)
   report.write(results, workdir, task.spec)
@@ -383,7 +288,7 @@ def summarize(runs) -> dict:
   return out
 
 
-def _write_json(path: paths.Path, data):
+def write_json(path: paths.Path, data) -> None:
   """A crash never leaves half a file (see `paths.write_whole`)."""
   paths.write_whole(path, json.dumps(data, indent=1, default=_plain))
 
@@ -396,81 +301,3 @@ def _plain(value):
   raise TypeError(f'{type(value).__name__} is not JSON')
 
 
-def evaluate(pre, task_names, methods, workdir, s, checkpoint: str = '') -> dict:
-  """Each task by each method into workdir/TASK/METHOD, then one table with each task's
-  baseline, and the GLUE average over the GLUE tasks run (the GLUE score when all nine are
-  there)."""
-  for method in methods:
-    if method not in METHODS:
-      raise UserError(f'method {method!r} is not one of {", ".join(METHODS)}')
-  for name in task_names:  # every name before the first task runs
-    known_task(name)
-  workdir = paths.path(workdir)
-  suite = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {},
-           'warnings': []}
-  bar = progress.bar(s, len(task_names) * len(methods), 'evaluate', 'run')
-  for name in task_names:
-    task = load_task(name, s)
-    for method in methods:
-      bar.update(1)
-      if _skipped(pre, task, method):
-        continue
-      result = run(pre, task, method, workdir / task.spec.name / method, s, checkpoint)
-      columns = suite['tasks'].setdefault(task.spec.name, {})
-      for group, by_split in result['metrics'].items():
-        columns[f'{result["method"]} {group}'] = by_split
-      suite['warnings'] += result['warnings']
-      progress.line(s, f'evaluate {bar.n}/{bar.total}: {_versus_baseline(result, task.spec)}')
-    if task.spec.name in suite['tasks']:  # every run of the task scored the same baseline
-      suite['tasks'][task.spec.name]['baseline'] = _as_stats(result['baseline'])
-  bar.close()
-  suite['glue_average'] = _glue_averages(suite['tasks'])
-  workdir.mkdir(parents=True, exist_ok=True)
-  _write_json(workdir / 'results.json', suite)
-  report.write_suite(suite, workdir)
-  return suite
-
-
-def _skipped(pre, task, method) -> bool:
-  """Says so for a method that does not apply to the task."""
-  if method == 'fewshot' and (pre.model_cfg.arch != 'gpt' or
-                              task.spec.kind != 'classification'):
-    log.warning('skipping fewshot on %s: it prompts a causal LM to classify', task.spec.name)
-    return True
-  if method == 'probe' and task.spec.kind == 'span':
-    log.warning('skipping probe on %s: extractive QA is fine-tuned', task.spec.name)
-    return True
-  return False
-
-
-def _versus_baseline(result, spec) -> str:
-  """'sst2 finetune pretrained dev accuracy 0.8100 (baseline 0.5100)' for each group."""
-  main = spec.metrics[0]
-  return '; '.join(
-      f'{result["task"]} {result["method"]} {group} {split} {main} '
-      f'{stats[main]["median"]:.4f} (baseline {result["baseline"][split][main]:.4f})'
-      for group, splits in result['metrics'].items() for split, stats in splits.items())
-
-
-def _as_stats(by_split) -> dict:
-  """A baseline's {split: {metric: value}} in summarize's form, as a column of the suite."""
-  return {split: {name: {'median': v, 'mean': v, 'std': 0.0, 'values': [v]}
-                  for name, v in metrics.items()} for split, metrics in by_split.items()}
-
-
-def _glue_averages(by_task) -> dict:
-  """{column: {value, tasks, complete}} over the GLUE tasks each column has."""
-  out = {}
-  columns = dict.fromkeys(c for t in by_task.values() for c in t)
-  for column in columns:
-    entries = {}
-    for task, by_column in by_task.items():
-      if task in tasks.GLUE and column in by_column:
-        for split, stats in by_column[column].items():
-          entry = task if split == 'dev' else f'{task}_{split.removeprefix("dev_")}'
-          entries[entry] = {name: v['median'] for name, v in stats.items()}
-    if entries:
-      glue_tasks = {e.split('_')[0] for e in entries}
-      out[column] = {'value': scores.glue_score(entries, partial=True),
-                     'tasks': len(glue_tasks), 'complete': len(glue_tasks) == len(tasks.GLUE)}
-  return out

@@ -28,19 +28,20 @@ TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds),
 
 
 def _load(args):
-  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
   from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
+  from ssljax.inference import loading  # pylint: disable=g-import-not-at-top
   overrides = list(args.set)
   if args.data_dir:
     overrides.insert(0, f'data_dir={args.data_dir}')
-  return pretrained.load(args.checkpoint), run.load_settings(overrides)
+  return loading.load(args.checkpoint), run.load_settings(overrides)
 
 
 def _method(name):
   def command(args):
     from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
+    from ssljax.tasks import catalog  # pylint: disable=g-import-not-at-top
     pre, s = _load(args)
-    results = run.run(pre, run.load_task(args.task, s), name, args.workdir, s, args.checkpoint)
+    results = run.run(pre, catalog.load_task(args.task, s), name, args.workdir, s, args.checkpoint)
     print(f'wrote {args.workdir}/results.json and report.md')
     print(_summary(results['metrics']))
     print('\n'.join(f'  baseline ({results["baseline_name"]}) {split}: ' +
@@ -57,11 +58,11 @@ def _summary(metrics) -> str:
 
 
 def _evaluate(args):
-  from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
+  from ssljax.adapt import suite as suite_lib  # pylint: disable=g-import-not-at-top
   pre, s = _load(args)
   names = [t.strip() for t in args.tasks.split(',') if t.strip()]
   methods = [m.strip() for m in args.methods.split(',') if m.strip()]
-  suite = run.evaluate(pre, names, methods, args.workdir, s, args.checkpoint)
+  suite = suite_lib.run_suite(pre, names, methods, args.workdir, s, args.checkpoint)
   print(f'wrote {args.workdir}/results.json, report.md and methods.png')
   for column, score in suite['glue_average'].items():
     print(f'  GLUE average {column}: {score["value"]:.4f} over {score["tasks"]} tasks')

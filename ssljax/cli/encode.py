@@ -9,12 +9,11 @@ from ssljax.errors import UserError
 
 def _encode(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
-  from ssljax.adapt import features  # pylint: disable=g-import-not-at-top
+  from ssljax.inference import encoding, loading  # pylint: disable=g-import-not-at-top
   texts = paths.input_lines(args.input, 'encode')
   if args.batch_size < 1:
     raise UserError(f'--batch-size {args.batch_size} must be at least 1')
-  out_NxH = features.sentence_features(pretrained.load(args.checkpoint), texts, args.pooling,
+  out_NxH = encoding.sentence_features(loading.load(args.checkpoint), texts, args.pooling,
                                        args.batch_size)
   with paths.path(args.output).open('wb') as f:
     np.save(f, out_NxH)

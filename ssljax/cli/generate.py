@@ -18,14 +18,13 @@ def _prompts(args) -> list[str]:
 
 def _generate(args):
   import json  # pylint: disable=g-import-not-at-top
-  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
-  from ssljax.adapt import generate  # pylint: disable=g-import-not-at-top
-  sampling = generate.Sampling(args.temperature, args.top_k, args.top_p)
+  from ssljax.inference import generation, loading  # pylint: disable=g-import-not-at-top
+  sampling = generation.Sampling(args.temperature, args.top_k, args.top_p)
   sampling.check()  # before the checkpoint loads
   if args.batch_size < 1:
     raise UserError(f'--batch-size {args.batch_size} must be at least 1')
   prompts = _prompts(args)
-  texts = generate.generate(pretrained.load(args.checkpoint), prompts,
+  texts = generation.generate(loading.load(args.checkpoint), prompts,
                             max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                             batch_size=args.batch_size)
@@ -37,7 +36,7 @@ def _generate(args):
 
 
 def _lm_eval(args):
-  from ssljax import harness  # pylint: disable=g-import-not-at-top  (registers the model)
+  from ssljax.inference import harness  # pylint: disable=g-import-not-at-top  (registers the model)
   harness.cli(args.lm_eval_args)
 
 

@@ -16,9 +16,9 @@ def _import(args):
 
 
 def _export(args):
-  from ssljax import pretrained  # pylint: disable=g-import-not-at-top
+  from ssljax.inference import loading  # pylint: disable=g-import-not-at-top
   from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
-  out = huggingface.export(pretrained.load(args.checkpoint), args.out)
+  out = huggingface.export(loading.load(args.checkpoint), args.out)
   print(f'wrote {out}: load it with transformers.AutoModel.from_pretrained({str(out)!r})')
 
 

@@ -37,6 +37,12 @@ class ModelConfig:
   remat: bool = False
   dtype: str = 'float32'
 
+  @property
+  def context_length(self) -> int:
+    """The positions a row may use: the table's `max_len` less the `position_offset` that
+    RoBERTa-style tables reserve."""
+    return self.max_len - self.position_offset
+
   @classmethod
   def from_config(cls, model_cfg, **overrides):
     fields = {f.name for f in dataclasses.fields(cls)}

@@ -110,7 +110,8 @@ def init_source(config) -> tuple[ml_collections.ConfigDict, pretrained.Pretraine
   source's architecture (dropout, remat and dtype stay as configured), and the source."""
   if not config.train.init_from:
     return config, None
-  source = pretrained.load(config.train.init_from)
+  from ssljax.inference import loading  # pylint: disable=g-import-not-at-top  (until init= is passed in)
+  source = loading.load(config.train.init_from)
   config = ml_collections.ConfigDict(config.to_dict())
   for field in dataclasses.fields(source.model_cfg):
     if field.name not in RUN_MODEL_KEYS:

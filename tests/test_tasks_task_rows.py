@@ -1,4 +1,4 @@
-"""ssljax.adapt.rows: single and pair rows, first-piece token labels, SQuAD windows, each
+"""ssljax.tasks.task_rows: single and pair rows, first-piece token labels, SQuAD windows, each
 against an independent reference."""
 
 import numpy as np
@@ -6,8 +6,10 @@ import pytest
 
 import adapt_helpers
 from adapt_helpers import MRPC, SQUAD, SST2, WORDS, _ids, _text
-from ssljax.adapt import heads, rows as encode, tasks
-from ssljax.adapt.tasks import Example
+from ssljax.tasks import kinds
+from ssljax.tasks import task_rows
+from ssljax.tasks import readers
+from ssljax.tasks.readers import Example
 from ssljax.errors import UserError
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
@@ -24,7 +26,7 @@ def test_pair_and_single_rows(tok):
   cases = [(3, 2), (20, 4), (10, 10), (4, 20), (7, 8)]
   examples = [Example(text=_text(a), text_b=_text(b, 5), label=i % 2)
               for i, (a, b) in enumerate(cases)]
-  rows = encode.build(tok, MRPC, examples, max_len=16)
+  rows = task_rows.build(tok, MRPC, examples, max_len=16)
   assert rows.arrays['input_ids'].shape == (len(cases), 16)
   np.testing.assert_array_equal(rows.arrays['labels'], [0, 1, 0, 1, 0])
   for row, e in enumerate(examples):
@@ -35,7 +37,7 @@ def test_pair_and_single_rows(tok):
     np.testing.assert_array_equal(rows.arrays['segment_ids'][row],
                                   [0] * (len(a) + 2) + [1] * (len(b) + 1) + pad)
     np.testing.assert_array_equal(rows.arrays['doc_ids'][row], [1] * len(expected) + pad)
-  single = encode.build(tok, SST2, [Example(text=_text(30)), Example(text='a')], 24)
+  single = task_rows.build(tok, SST2, [Example(text=_text(30)), Example(text='a')], 24)
   assert single.arrays['input_ids'].shape == (2, 24)  # 32 rounded up, capped at max_len
   np.testing.assert_array_equal(single.arrays['input_ids'][0],
                                 [tok.cls_id] + _ids(tok, _text(30))[:22] + [tok.sep_id])
@@ -46,8 +48,8 @@ def test_token_rows_label_first_pieces(tok):
   sentences = [['the', 'python', 'function', 'antidisestablishmentarianism', 'value'],
                ['python'] * 12]  # the second does not fit in max_len 32
   examples = [Example(words=w, tags=[i % 2 for i in range(len(w))]) for w in sentences]
-  ner = tasks.TaskSpec('ner', 'tokens', ('B-PY', 'O'), False, ('entity_f1',))
-  rows = encode.build(tok, ner, examples, max_len=32)
+  ner = readers.TaskSpec('ner', 'tokens', ('B-PY', 'O'), False, ('entity_f1',))
+  rows = task_rows.build(tok, ner, examples, max_len=32)
   expected = []
   for row, words in enumerate(sentences):
     position = 1
@@ -64,7 +66,7 @@ def test_token_rows_label_first_pieces(tok):
   assert [labels[r, p] for r, p, _ in expected] == [
       examples[r].tags[w] for r, _, w in expected]
   one_hot = np.eye(2)[[examples[r].tags[w] for r, _, w in expected]]
-  decoded = heads.KINDS['tokens'].decode(ner, rows, one_hot, examples)
+  decoded = kinds.KINDS['tokens'].decode(ner, rows, one_hot, examples)
   assert decoded[0] == [ner.labels[t] for t in examples[0].tags]
   kept = sum(r == 1 for r, _, _ in expected)  # words past max_len are outside entities
   assert decoded[1] == [ner.labels[t] if w < kept else 'O'
@@ -80,7 +82,7 @@ def test_squad_windows_and_decoding(tok):
   examples = [Example(context=context, question='what is this',
                       answers=[(' '.join(words[k:k + n]), char(k))]) for k, n in answers]
   max_len, stride = 24, 6
-  rows = encode.build(tok, SQUAD, examples, max_len, doc_stride=stride)
+  rows = task_rows.build(tok, SQUAD, examples, max_len, doc_stride=stride)
   pieces = tok.encode(words)
   flat = np.concatenate(pieces)
   question = _ids(tok, 'what is this')
@@ -112,13 +114,13 @@ def test_squad_windows_and_decoding(tok):
   width = rows.arrays['input_ids'].shape[1]
   start_NxL = np.eye(width)[rows.arrays['start']]
   end_NxL = np.eye(width)[rows.arrays['end']]
-  assert heads.best_spans(start_NxL, end_NxL, rows.offsets, rows.example, [context] * 2) == [
+  assert kinds.best_spans(start_NxL, end_NxL, rows.offsets, rows.example, [context] * 2) == [
       e.answers[0][0] for e in examples]
 
 
 def test_user_errors(bert):
   with pytest.raises(UserError, match='at least 8'):
-    encode.max_length(bert.cfg, 4)
+    task_rows.max_length(bert.cfg, 4)
 
 
 def _varied(kind, n=40):
@@ -136,10 +138,10 @@ def _varied(kind, n=40):
 
 @pytest.mark.parametrize('kind', ['classification', 'tokens', 'span'])
 def test_collect_on_cut_batches_equals_full_width(tok, kind):
-  """heads.collect runs short batches shortest first; what it returns must be, row for
+  """kinds.collect runs short batches shortest first; what it returns must be, row for
   row (word for word), what full-width batches in row order give."""
   spec = {'classification': SST2, 'tokens': adapt_helpers.SPECS['tokens'], 'span': SQUAD}[kind]
-  rows = encode.build(tok, spec, _varied(kind), max_len=64, doc_stride=16)
+  rows = task_rows.build(tok, spec, _varied(kind), max_len=64, doc_stride=16)
   widths = []
 
   def fn(batch):  # per position: id + 1000 * position; per row: their sum
@@ -147,7 +149,7 @@ def test_collect_on_cut_batches_equals_full_width(tok, kind):
     value = batch['input_ids'] + 1000 * batch['positions'] * (batch['doc_ids'] > 0)
     return value[..., None] if spec.kind != 'classification' else value.sum(1)
 
-  got = heads.collect(fn, rows, 8, spec)
+  got = kinds.collect(fn, rows, 8, spec)
   full = rows.arrays['input_ids'] + 1000 * rows.arrays['positions'] * (
       rows.arrays['doc_ids'] > 0)
   if kind == 'tokens':
@@ -162,10 +164,10 @@ def test_collect_on_cut_batches_equals_full_width(tok, kind):
 
 
 def test_gather_cuts_per_position_arrays_to_the_longest_row(tok):
-  rows = encode.build(tok, adapt_helpers.SPECS['tokens'], _varied('tokens'), max_len=64)
+  rows = task_rows.build(tok, adapt_helpers.SPECS['tokens'], _varied('tokens'), max_len=64)
   lengths = rows.lengths()
   index = np.flatnonzero(lengths <= 10)[:5]
-  batch = encode.gather(rows, index)
+  batch = task_rows.gather(rows, index)
   assert batch['input_ids'].shape == batch['labels'].shape == (5, 16)
   np.testing.assert_array_equal(batch['input_ids'], rows.arrays['input_ids'][index, :16])
   assert not rows.arrays['doc_ids'][index, 16:].any()  # nothing real was cut
@@ -174,13 +176,13 @@ def test_gather_cuts_per_position_arrays_to_the_longest_row(tok):
 def test_epoch_order_by_length_keeps_each_epoch_and_groups_lengths():
   rng = np.random.default_rng(1)
   lengths = rng.integers(3, 120, 1000)
-  plain = encode.epoch_order(1000, 10, 3, seed=4)
-  bucketed = encode.epoch_order(1000, 10, 3, seed=4, lengths=lengths)
+  plain = task_rows.epoch_order(1000, 10, 3, seed=4)
+  bucketed = task_rows.epoch_order(1000, 10, 3, seed=4, lengths=lengths)
   assert bucketed.shape == plain.shape == (300, 10)
   for epoch in range(3):  # the same rows in each epoch, batches re-cut and reordered
     part = slice(epoch * 100, (epoch + 1) * 100)
     np.testing.assert_array_equal(np.sort(bucketed[part].ravel()), np.sort(plain[part].ravel()))
     assert (np.diff(lengths[bucketed[part]].mean(1)) < 0).any()  # not shortest first
-  spread = lambda order: np.mean(np.ptp(-(-lengths[order] // encode.LENGTH_STEP), axis=1))
+  spread = lambda order: np.mean(np.ptp(-(-lengths[order] // task_rows.LENGTH_STEP), axis=1))
   assert spread(bucketed) < 0.1 * spread(plain)  # a batch holds one padded width
-  np.testing.assert_array_equal(bucketed, encode.epoch_order(1000, 10, 3, 4, lengths))
+  np.testing.assert_array_equal(bucketed, task_rows.epoch_order(1000, 10, 3, 4, lengths))

@@ -7,10 +7,11 @@ import pytest
 from flax import nnx
 
 from conftest import tiny_config
-from ssljax import models, pretrained, tokenizers
+from ssljax import models, tokenizers
 from ssljax.errors import UserError
 from ssljax.pretrain import checkpoint, optimizer
 from ssljax.pretrain.state import TrainState
+from ssljax.inference import loading
 
 
 @pytest.fixture
@@ -20,8 +21,8 @@ def workdir(pretrained_run):
 
 @pytest.mark.slow
 def test_load_latest_and_a_step(workdir):
-  latest = pretrained.load(workdir)
-  early = pretrained.load(workdir / 'checkpoints' / '3')
+  latest = loading.load(workdir)
+  early = loading.load(workdir / 'checkpoints' / '3')
   assert (latest.step, early.step) == (6, 3)
   assert latest.config.train.steps == 6 and latest.tokenizer.mask_id == 4
   ids = np.asarray(latest.tokenizer.encode(['def f(x): return x'])[0])[None]
@@ -37,9 +38,9 @@ def test_load_latest_and_a_step(workdir):
 @pytest.mark.slow
 def test_bad_paths(tmp_path, workdir):
   with pytest.raises(UserError, match='neither a pretraining workdir'):
-    pretrained.load(tmp_path)
+    loading.load(tmp_path)
   with pytest.raises(UserError, match='no checkpoint 9'):
-    pretrained.load(workdir / 'checkpoints' / '9')
+    loading.load(workdir / 'checkpoints' / '9')
 
 
 def test_load_reads_only_the_parameters(corpus_file, tokenizer_file, tmp_path, monkeypatch):
@@ -56,14 +57,14 @@ def test_load_reads_only_the_parameters(corpus_file, tokenizer_file, tmp_path, m
   manager.close()
 
   def refuse(*args, **kwargs):
-    raise AssertionError('pretrained.load built or restored the optimizer state')
+    raise AssertionError('loading.load built or restored the optimizer state')
 
   with monkeypatch.context() as patch:
     for module, name in ((optimizer, 'build'), (optimizer, 'schedule'),
                          (checkpoint, 'restore_latest')):
       patch.setattr(module, name, refuse)
     patch.setattr(TrainState, 'create', refuse)
-    loaded = pretrained.load(tmp_path)
+    loaded = loading.load(tmp_path)
   assert loaded.step == 4 and loaded.model_cfg == model_cfg
   jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(loaded.model)),
                jax.device_get(params))

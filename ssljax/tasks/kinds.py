@@ -14,7 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ssljax.adapt import rows as rows_lib, scores
+from ssljax.inference import batching
+from ssljax.tasks import scores, task_rows
+from ssljax.tasks.readers import Example, TaskSpec
+
 
 def linear(hidden: int, outputs: int, rngs: nnx.Rngs) -> nnx.Linear:
   """A task head, initialised like BERT's heads."""
@@ -129,12 +132,12 @@ KINDS = {
 }
 
 
-def collect(fn, rows, batch_size: int, spec) -> np.ndarray:
-  """`fn(batch)` over all rows, shortest first in fixed-size batches that `rows_lib.gather`
-  cuts short: its outputs for each row in row order (per-position outputs padded back to
-  the split's width), or for token tasks its outputs at each word's first sub-token (W x
-  ..., in `rows.words` order)."""
-  order = np.argsort(rows.lengths(), kind='stable')
+def collect(fn: Callable, rows: task_rows.Rows, batch_size: int, spec: TaskSpec) -> np.ndarray:
+  """`fn(batch)` over all rows, batched by length (`batching.by_length`) in fixed-size
+  batches that `task_rows.gather` cuts short: its outputs for each row in row order
+  (per-position outputs padded back to the split's width), or for token tasks its outputs
+  at each word's first sub-token (W x ..., in `rows.words` order)."""
+  order = np.concatenate(batching.by_length(rows.lengths(), batch_size))
   slot_N = np.empty(len(rows), np.int64)  # each row's place in its batch
   slot_N[order] = np.arange(len(rows)) % batch_size
   if spec.kind == 'tokens':
@@ -142,7 +145,7 @@ def collect(fn, rows, batch_size: int, spec) -> np.ndarray:
     batch_W[order] = np.arange(len(rows)) // batch_size
     batch_W = batch_W[rows.words[:, 0]]
   width, out_all = rows.arrays['input_ids'].shape[1], None
-  for number, batch in enumerate(rows_lib.batches(rows, batch_size, order)):
+  for number, batch in enumerate(task_rows.batches(rows, batch_size, order)):
     out = np.asarray(fn(batch))
     if spec.kind == 'tokens':
       where = np.flatnonzero(batch_W == number)
@@ -161,7 +164,7 @@ def collect(fn, rows, batch_size: int, spec) -> np.ndarray:
   return out_all
 
 
-def score(spec, examples, predictions) -> dict:
+def score(spec: TaskSpec, examples: list[Example], predictions: list) -> dict:
   """{'metrics'} by the task's own metrics, plus per-class figures and the confusion
   matrix for classification."""
   truths = KINDS[spec.kind].truths(spec, examples)

@@ -16,9 +16,9 @@ pytest.importorskip('transformers')
 
 import ssljax  # noqa: E402
 from conftest import tiny_config  # noqa: E402
-from test_generate import tiny_gpt2  # noqa: E402
-from ssljax import (cli, config as config_lib, harness, models, pretrained,  # noqa: E402
-                    tokenizers as tokenizer_lib)
+from test_inference_generation import tiny_gpt2  # noqa: E402
+from ssljax import cli, config as config_lib, models, pretrained, tokenizers as tokenizer_lib  # noqa: E402
+from ssljax.inference import harness  # noqa: E402
 from ssljax.adapt import hooks  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
 from ssljax.pretrain import loop, metrics  # noqa: E402
@@ -158,8 +158,8 @@ def test_bad_input_is_one_line(corpus_file, tokenizer_file, tasks, checkpoints, 
     err = capsys.readouterr().err
     assert code == 2 and f'ssljax: error: {message}' in err and 'Traceback' not in err, err
   monkeypatch.setitem(sys.modules, 'lm_eval', None)  # as if the eval extra were missing
-  monkeypatch.delitem(sys.modules, 'ssljax.harness')
-  monkeypatch.delattr(ssljax, 'harness')
+  monkeypatch.delitem(sys.modules, 'ssljax.inference.harness')
+  monkeypatch.delattr(ssljax.inference, 'harness')
   assert cli.main(['lm-eval', '--tasks', str(tasks['mc'])]) == 2
   assert capsys.readouterr().err == ("ssljax: error: lm-eval is not installed: pip install "
                                      "'ssljax[eval]'\n")

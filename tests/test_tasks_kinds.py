@@ -1,9 +1,9 @@
-"""ssljax.adapt.heads: SQuAD answer spans decoded by hand-worked logits."""
+"""ssljax.tasks.kinds: SQuAD answer spans decoded by hand-worked logits."""
 
 import numpy as np
 import pytest
 
-from ssljax.adapt import heads
+from ssljax.tasks import kinds
 
 
 # Two windows over 'aa bb cc dd ee': row 0 holds aa bb cc, row 1 cc dd ee, each at
@@ -24,5 +24,5 @@ def test_best_spans_hand_worked(marks, max_answer_len, expected):
   logits = np.zeros((2, 2, 8))
   for (side, row, position), value in marks.items():
     logits[side, row, position] = value
-  assert heads.best_spans(logits[0], logits[1], _OFFSETS, np.array([0, 0]),
+  assert kinds.best_spans(logits[0], logits[1], _OFFSETS, np.array([0, 0]),
                           ['aa bb cc dd ee'], max_answer_len) == [expected]

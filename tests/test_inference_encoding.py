@@ -1,4 +1,4 @@
-"""ssljax.adapt.features: each pooling by hand on a tiny encoder's hidden states, and a
+"""ssljax.inference.encoding: each pooling by hand on a tiny encoder's hidden states, and a
 lower layer's features against the blocks applied by hand."""
 
 import jax
@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from ssljax import models
-from ssljax.adapt import features
+from ssljax.inference import encoding
 from ssljax.errors import UserError
 from ssljax.models.layers import attention_mask
 
@@ -36,8 +36,8 @@ def encoded():
 
 def test_first_is_the_first_state_and_cls_goes_through_the_pooler(encoded):
   model, hidden, doc_ids = encoded
-  first = np.asarray(features.pool(model, hidden, doc_ids, 'first'))
-  cls = np.asarray(features.pool(model, hidden, doc_ids, 'cls'))
+  first = np.asarray(encoding.pool(model, hidden, doc_ids, 'first'))
+  cls = np.asarray(encoding.pool(model, hidden, doc_ids, 'cls'))
   np.testing.assert_array_equal(first, hidden[:, 0])
   kernel, bias = np.asarray(model.pooler.kernel[...]), np.asarray(model.pooler.bias[...])
   np.testing.assert_allclose(cls, np.tanh(hidden[:, 0] @ kernel + bias), atol=1e-6)
@@ -46,20 +46,20 @@ def test_first_is_the_first_state_and_cls_goes_through_the_pooler(encoded):
 
 def test_mean_and_last_ignore_padding(encoded):
   model, hidden, doc_ids = encoded
-  mean = np.asarray(features.pool(model, hidden, doc_ids, 'mean'))
-  last = np.asarray(features.pool(model, hidden, doc_ids, 'last'))
+  mean = np.asarray(encoding.pool(model, hidden, doc_ids, 'mean'))
+  last = np.asarray(encoding.pool(model, hidden, doc_ids, 'last'))
   for row, n in enumerate(REAL):
     np.testing.assert_allclose(mean[row], hidden[row, :n].mean(0), atol=1e-6)
     np.testing.assert_array_equal(last[row], hidden[row, n - 1])
-  assert set(features.POOLINGS) == {'cls', 'first', 'mean', 'last'}
+  assert set(encoding.POOLINGS) == {'cls', 'first', 'mean', 'last'}
 
 
 def test_pool_runs_under_jit(encoded):
   model, hidden, doc_ids = encoded
-  for pooling in features.POOLINGS:
-    jitted = jax.jit(lambda h, d, p=pooling: features.pool(model, h, d, p))
+  for pooling in encoding.POOLINGS:
+    jitted = jax.jit(lambda h, d, p=pooling: encoding.pool(model, h, d, p))
     np.testing.assert_allclose(jitted(jnp.asarray(hidden), jnp.asarray(doc_ids)),
-                               features.pool(model, hidden, doc_ids, pooling), atol=1e-6)
+                               encoding.pool(model, hidden, doc_ids, pooling), atol=1e-6)
 
 
 @pytest.mark.parametrize('arch, pooling, message', [
@@ -69,8 +69,8 @@ def test_pool_runs_under_jit(encoded):
 ])
 def test_check_pooling(arch, pooling, message):
   with pytest.raises(UserError, match=message):
-    features.check_pooling(_model(arch), pooling)
-  features.check_pooling(_model(arch), 'mean')  # always fine
+    encoding.check_pooling(_model(arch), pooling)
+  encoding.check_pooling(_model(arch), 'mean')  # always fine
 
 
 @pytest.mark.parametrize('arch, layout', [('bert', {}), ('bert', {'scan_layers': True}),
@@ -96,10 +96,10 @@ def test_truncate_keeps_the_first_blocks(encoded, arch, layout):
     x = block(x, mask, batch['positions'])
   if model.final_norm is not None:
     x = model.final_norm(x)
-  short = features.truncate(model, 2)
+  short = encoding.truncate(model, 2)
   assert short.cfg.num_layers == 2 and model.cfg.num_layers == 3
   np.testing.assert_allclose(np.asarray(short(batch)), np.asarray(x), atol=1e-5)
-  assert features.truncate(model, 0) is model and features.truncate(model, 3) is model
+  assert encoding.truncate(model, 0) is model and encoding.truncate(model, 3) is model
   for layer in (4, -1):
     with pytest.raises(UserError, match=f'layer={layer}: the model has blocks 1 to 3'):
-      features.truncate(model, layer)
+      encoding.truncate(model, layer)

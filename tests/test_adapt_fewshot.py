@@ -10,16 +10,18 @@ from flax import nnx
 from conftest import tiny_config
 from ssljax import cli, models as model, pretrained, tokenizers as tokenizer_lib
 from ssljax.pretrain import loop as train
-from ssljax.adapt import prompting, tasks
+from ssljax.adapt import fewshot
+from ssljax.tasks import readers
 from ssljax.errors import UserError
+from ssljax.inference import scoring
 
-SPEC = tasks.GLUE['sst2']
+SPEC = readers.GLUE['sst2']
 TEMPLATE = 'Review: {text}\nSentiment:'
 VERBALIZERS = (' bad', ' good')
 
 
 def _examples(count, words=4):
-  return [tasks.Example(text=' '.join(['the', 'function', 'returns', 'a', 'value'] * words)[:40 + i],
+  return [readers.Example(text=' '.join(['the', 'function', 'returns', 'a', 'value'] * words)[:40 + i],
                         label=i % 2) for i in range(count)]
 
 
@@ -46,13 +48,13 @@ def _reference(pre, row, n):
 @pytest.mark.slow
 def test_scores_match_one_sequence_at_a_time_and_decide_the_prediction(gpt):
   train_set, queries = _examples(6), _examples(5)
-  demos = prompting.demonstrations(train_set, 2, seed=0)
-  rows, lengths = prompting.candidate_rows(gpt, SPEC, queries, demos, TEMPLATE, VERBALIZERS,
+  demos = fewshot.demonstrations(train_set, 2, seed=0)
+  rows, lengths = fewshot.candidate_rows(gpt, SPEC, queries, demos, TEMPLATE, VERBALIZERS,
                                            '\n\n')
-  ours = prompting.continuation_scores(gpt, rows, lengths, batch_size=4)
+  ours = scoring.continuation_scores(gpt, rows, lengths, batch_size=4)
   reference = np.asarray([_reference(gpt, r, n) for r, n in zip(rows, lengths)])
   np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=1e-5)
-  result = prompting.evaluate(gpt, SPEC, train_set, queries, template=TEMPLATE,
+  result = fewshot.classify(gpt, SPEC, train_set, queries, template=TEMPLATE,
                               verbalizers=VERBALIZERS, shots=[2], seed=0, batch_size=4)
   assert result[2]['predictions'] == reference.reshape(5, 2).argmax(1).tolist()
   truths = [e.label for e in queries]
@@ -61,21 +63,21 @@ def test_scores_match_one_sequence_at_a_time_and_decide_the_prediction(gpt):
 
 
 def test_demonstrations_are_balanced_and_fixed_by_seed():
-  train_set = [tasks.Example(text=f'example {i}', label=int(i < 3)) for i in range(20)]
-  four = prompting.demonstrations(train_set, 4, seed=7)
+  train_set = [readers.Example(text=f'example {i}', label=int(i < 3)) for i in range(20)]
+  four = fewshot.demonstrations(train_set, 4, seed=7)
   assert sorted(e.label for e in four) == [0, 0, 1, 1]
-  assert four == prompting.demonstrations(train_set, 4, seed=7)
-  assert four != prompting.demonstrations(train_set, 4, seed=8)
-  assert prompting.demonstrations(train_set, 0, seed=7) == []
-  eight = prompting.demonstrations(train_set, 8, seed=1)  # label 1 has only 3 examples
+  assert four == fewshot.demonstrations(train_set, 4, seed=7)
+  assert four != fewshot.demonstrations(train_set, 4, seed=8)
+  assert fewshot.demonstrations(train_set, 0, seed=7) == []
+  eight = fewshot.demonstrations(train_set, 8, seed=1)  # label 1 has only 3 examples
   assert sorted(e.label for e in eight) == [0, 0, 0, 0, 0, 1, 1, 1]
 
 
 def test_long_prompts_drop_demonstrations_then_cut_the_query_from_the_left(gpt, caplog):
   limit = gpt.model_cfg.max_len
   train_set = _examples(6, words=20)
-  query = tasks.Example(text=' '.join(f'word{i}' for i in range(200)) + ' END', label=0)
-  rows, _ = prompting.candidate_rows(gpt, SPEC, [query], train_set[:3], TEMPLATE, VERBALIZERS,
+  query = readers.Example(text=' '.join(f'word{i}' for i in range(200)) + ' END', label=0)
+  rows, _ = fewshot.candidate_rows(gpt, SPEC, [query], train_set[:3], TEMPLATE, VERBALIZERS,
                                      '\n\n')
   answer = gpt.tokenizer.encode([VERBALIZERS[1]])[0]
   ending = gpt.tokenizer.encode([TEMPLATE.format(text=query.text)])[0][-5:]
@@ -87,7 +89,7 @@ def test_long_prompts_drop_demonstrations_then_cut_the_query_from_the_left(gpt, 
 
 @pytest.mark.parametrize('change, fragment', [
     ({'arch': 'bert'}, 'is an encoder'),
-    ({'spec': tasks.GLUE['stsb']}, 'is a regression task'),
+    ({'spec': readers.GLUE['stsb']}, 'is a regression task'),
     ({'verbalizers': (' bad',)}, '1 verbalisers for the 2 labels'),
     ({'template': 'Sentiment:'}, 'needs {text}'),
     ({'template': '{text} {text_b}'}, 'needs {text} (and no {text_b})'),
@@ -99,7 +101,7 @@ def test_errors(gpt, change, fragment):
         **{**gpt.model_cfg.__dict__, 'arch': 'bert'}), gpt.model, gpt.tokenizer, 0)
   with pytest.raises(UserError, match=fragment.replace('{', r'\{').replace('(', r'\(')
                      .replace(')', r'\)')):
-    prompting.evaluate(pre, change.get('spec', SPEC), _examples(4), _examples(2),
+    fewshot.classify(pre, change.get('spec', SPEC), _examples(4), _examples(2),
                        template=change.get('template', TEMPLATE),
                        verbalizers=change.get('verbalizers', VERBALIZERS), shots=[0], seed=0)
 

@@ -1,4 +1,4 @@
-"""Tests for ssljax.adapt.tasks: every format and task layout, and every bad-input message."""
+"""Tests for ssljax.tasks.readers: every format and task layout, and every bad-input message."""
 
 import collections
 import json
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ssljax.adapt import tasks
+from ssljax.tasks import readers
 from ssljax.errors import UserError
 
 _SHARED = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
@@ -110,14 +110,14 @@ def _fails(call, *fragments):
   return message
 
 
-@pytest.mark.parametrize('task', list(tasks.GLUE))
+@pytest.mark.parametrize('task', list(readers.GLUE))
 def test_read_glue_each_task_in_its_own_layout(glue_dir, task):
   split, count, text, text_b, label, example_id = _GLUE_EXPECTED[task]
-  examples = tasks.read_glue(task, glue_dir, split)
+  examples = readers.read_glue(task, glue_dir, split)
   assert len(examples) == count
   first = examples[0]
   assert (first.text, first.text_b, first.label, first.id) == (text, text_b, label, example_id)
-  spec = tasks.GLUE[task]
+  spec = readers.GLUE[task]
   assert spec.pair == (text_b is not None)
   if spec.kind == 'classification':
     assert all(0 <= e.label < len(spec.labels) for e in examples)
@@ -125,15 +125,15 @@ def test_read_glue_each_task_in_its_own_layout(glue_dir, task):
 
 
 def test_read_glue_from_the_task_folder_and_by_folder_name(glue_dir):
-  assert tasks.read_glue('rte', glue_dir / 'RTE', 'dev') == tasks.read_glue('rte', glue_dir,
+  assert readers.read_glue('rte', glue_dir / 'RTE', 'dev') == readers.read_glue('rte', glue_dir,
                                                                            'dev')
-  assert len(tasks.read_glue('SST-2', glue_dir, 'dev')) == 2
+  assert len(readers.read_glue('SST-2', glue_dir, 'dev')) == 2
 
 
 def test_read_glue_mnli_splits_and_labels(glue_dir):
-  assert [e.label for e in tasks.read_glue('mnli', glue_dir, 'dev_matched')] == [1, 2]
-  assert [e.label for e in tasks.read_glue('mnli', glue_dir, 'dev_mismatched')] == [0]
-  assert [e.label for e in tasks.read_glue('mnli', glue_dir, 'train')] == [1]
+  assert [e.label for e in readers.read_glue('mnli', glue_dir, 'dev_matched')] == [1, 2]
+  assert [e.label for e in readers.read_glue('mnli', glue_dir, 'dev_mismatched')] == [0]
+  assert [e.label for e in readers.read_glue('mnli', glue_dir, 'train')] == [1]
 
 
 @pytest.mark.parametrize('task, split, text', [
@@ -145,20 +145,20 @@ def test_read_glue_mnli_splits_and_labels(glue_dir):
     ('mnli', 'test_matched', 'Hierbas.'),
 ])
 def test_read_glue_test_splits_are_unlabelled(glue_dir, task, split, text):
-  [example] = tasks.read_glue(task, glue_dir, split)
+  [example] = readers.read_glue(task, glue_dir, split)
   assert (example.text, example.label, example.id) == (text, None, '0')
 
 
 def test_glue_errors(glue_dir, tmp_path):
-  _fails(lambda: tasks.read_glue('sst', glue_dir, 'dev'), "unknown GLUE task 'sst'",
+  _fails(lambda: readers.read_glue('sst', glue_dir, 'dev'), "unknown GLUE task 'sst'",
          "did you mean 'sst2'")
-  _fails(lambda: tasks.read_glue('colaa', glue_dir, 'dev'), "did you mean 'cola'")
-  _fails(lambda: tasks.read_glue('mnli', glue_dir, 'dev'), "GLUE mnli has no split 'dev'",
+  _fails(lambda: readers.read_glue('colaa', glue_dir, 'dev'), "did you mean 'cola'")
+  _fails(lambda: readers.read_glue('mnli', glue_dir, 'dev'), "GLUE mnli has no split 'dev'",
          'dev_matched, dev_mismatched')
   missing = tmp_path / 'nowhere'
-  _fails(lambda: tasks.read_glue('rte', missing, 'dev'), f'{missing}/dev.tsv does not exist',
+  _fails(lambda: readers.read_glue('rte', missing, 'dev'), f'{missing}/dev.tsv does not exist',
          'RTE/dev.tsv', 'CoLA/ SST-2/', 'download_glue_data.py')
-  _fails(lambda: tasks.read_glue('rte', glue_dir, 'train'), 'RTE/train.tsv does not exist')
+  _fails(lambda: readers.read_glue('rte', glue_dir, 'train'), 'RTE/train.tsv does not exist')
 
 
 @pytest.mark.parametrize('name, text, fragments', [
@@ -180,7 +180,7 @@ def test_glue_errors(glue_dir, tmp_path):
 def test_glue_bad_files(tmp_path, name, text, fragments):
   path = _write(tmp_path / name, text)
   task = {'SST-2': 'sst2', 'CoLA': 'cola', 'RTE': 'rte', 'STS-B': 'stsb'}[path.parent.name]
-  _fails(lambda: tasks.read_glue(task, tmp_path, 'dev'), str(path), *fragments)
+  _fails(lambda: readers.read_glue(task, tmp_path, 'dev'), str(path), *fragments)
 
 
 def _prepare_tfds_glue(data_dir, task, files):
@@ -216,24 +216,24 @@ def _fields(examples):
     ('sst2', 'dev'), ('sst2', 'test'), ('mnli', 'dev_matched'), ('mnli', 'dev_mismatched'),
     ('mnli', 'train')])
 def test_read_glue_tfds_agrees_with_the_tsv_reader(glue_dir, tfds_dir, task, split):
-  from_tfds = tasks.read_glue_tfds(task, split, data_dir=tfds_dir)
-  assert _fields(from_tfds) == _fields(tasks.read_glue(task, glue_dir, split))
+  from_tfds = readers.read_glue_tfds(task, split, data_dir=tfds_dir)
+  assert _fields(from_tfds) == _fields(readers.read_glue(task, glue_dir, split))
   assert from_tfds[0].where.startswith(f'glue/{task}[')
 
 
 def test_read_glue_tfds_errors(tfds_dir):
-  _fails(lambda: tasks.read_glue_tfds('rte', 'dev', data_dir=tfds_dir),
+  _fails(lambda: readers.read_glue_tfds('rte', 'dev', data_dir=tfds_dir),
          'cannot read tfds dataset glue/rte[validation]', 'array_record', 'read_glue')
-  _fails(lambda: tasks.read_glue_tfds('sst2', 'dev_matched', data_dir=tfds_dir),
+  _fails(lambda: readers.read_glue_tfds('sst2', 'dev_matched', data_dir=tfds_dir),
          "GLUE sst2 has no split 'dev_matched'")
-  _fails(lambda: tasks.read_glue_tfds('snli', 'dev'), "unknown GLUE task 'snli'")
+  _fails(lambda: readers.read_glue_tfds('snli', 'dev'), "unknown GLUE task 'snli'")
 
 
 def test_read_table_csv_with_quotes_and_sorted_labels(tmp_path):
   path = _write(tmp_path / 'reviews.csv',
                 'id,review,stars\nr1,"Great, really",10\nr2,"said ""meh""",2\nr3,ok,2\n')
-  spec, examples = tasks.read_table(path, 'review', 'stars')
-  assert spec == tasks.TaskSpec('reviews', 'classification', ('2', '10'), False,
+  spec, examples = readers.read_table(path, 'review', 'stars')
+  assert spec == readers.TaskSpec('reviews', 'classification', ('2', '10'), False,
                                 ('accuracy',))
   assert [(e.text, e.label, e.id) for e in examples] == [
       ('Great, really', 1, 'r1'), ('said "meh"', 0, 'r2'), ('ok', 0, 'r3')]
@@ -242,7 +242,7 @@ def test_read_table_csv_with_quotes_and_sorted_labels(tmp_path):
 
 def test_read_table_tsv_pair_and_given_labels(tmp_path):
   path = _write(tmp_path / 'nli.tsv', 'premise\thypothesis\tlabel\nA "b\tc\tyes\nd\te\tno\n')
-  spec, examples = tasks.read_table(path, 'premise', 'label', text_b_column='hypothesis',
+  spec, examples = readers.read_table(path, 'premise', 'label', text_b_column='hypothesis',
                                     labels=('no', 'yes'), name='nli')
   assert (spec.name, spec.pair, spec.labels) == ('nli', True, ('no', 'yes'))
   assert [(e.text, e.text_b, e.label, e.id) for e in examples] == [
@@ -253,18 +253,18 @@ def test_read_table_jsonl_regression_and_unlabelled(tmp_path):
   lines = [json.dumps({'text': 'one', 'score': 0.5}), '',
            json.dumps({'text': 'two', 'score': 3, 'id': 7})]
   path = _write(tmp_path / 'scores.jsonl', '\n'.join(lines) + '\n')
-  spec, examples = tasks.read_table(path, 'text', 'score', kind='regression')
+  spec, examples = readers.read_table(path, 'text', 'score', kind='regression')
   assert (spec.kind, spec.labels, spec.metrics) == ('regression', ('',),
                                                     ('pearson', 'spearman'))
   assert [(e.text, e.label, e.id, e.where) for e in examples] == [
       ('one', 0.5, '0', f'{path}:1'), ('two', 3.0, '7', f'{path}:3')]
-  _, unlabelled = tasks.read_table(path, 'text', labels=('a', 'b'))
+  _, unlabelled = readers.read_table(path, 'text', labels=('a', 'b'))
   assert [e.label for e in unlabelled] == [None, None]
 
 
 def test_read_table_with_another_delimiter(tmp_path):
   path = _write(tmp_path / 'data.txt', 'text|label\na|x\nb|y\n')
-  spec, examples = tasks.read_table(path, 'text', 'label', delimiter='|')
+  spec, examples = readers.read_table(path, 'text', 'label', delimiter='|')
   assert spec.labels == ('x', 'y') and [e.label for e in examples] == [0, 1]
 
 
@@ -283,12 +283,12 @@ def test_read_table_with_another_delimiter(tmp_path):
 ])
 def test_read_table_errors(tmp_path, name, text, kwargs, fragments):
   path = _write(tmp_path / name, text)
-  _fails(lambda: tasks.read_table(path, 'text', 'label', **kwargs), str(path), *fragments)
+  _fails(lambda: readers.read_table(path, 'text', 'label', **kwargs), str(path), *fragments)
 
 
 def test_read_table_missing_file_and_kind(tmp_path):
-  _fails(lambda: tasks.read_table(tmp_path / 'gone.csv', 'text'), 'gone.csv does not exist')
-  _fails(lambda: tasks.read_table(tmp_path / 'x.csv', 'text', kind='tokens'),
+  _fails(lambda: readers.read_table(tmp_path / 'gone.csv', 'text'), 'gone.csv does not exist')
+  _fails(lambda: readers.read_table(tmp_path / 'x.csv', 'text', kind='tokens'),
          "kind='tokens'")
 
 
@@ -309,12 +309,12 @@ _CONLLU = """\
 
 def test_read_conllu_skips_multiword_tokens_and_empty_nodes(tmp_path):
   path = _write(tmp_path / 'en-ud-dev.conllu', _CONLLU)
-  first, second = tasks.read_conllu(path)
+  first, second = readers.read_conllu(path)
   assert first.words == ['I', "'m", 'home', '.']
-  assert [tasks.UPOS[t] for t in first.tags] == ['PRON', 'AUX', 'ADV', 'PUNCT']
+  assert [readers.UPOS[t] for t in first.tags] == ['PRON', 'AUX', 'ADV', 'PUNCT']
   assert (first.id, first.where) == ('weblog-1-0001', f'{path}:1')
-  assert (second.words, second.tags, second.id) == (['Yes'], [tasks.UPOS.index('INTJ')], '1')
-  assert len(tasks.UPOS) == 17 and tasks.task_spec('pos').labels == tasks.UPOS
+  assert (second.words, second.tags, second.id) == (['Yes'], [readers.UPOS.index('INTJ')], '1')
+  assert len(readers.UPOS) == 17 and readers.task_spec('pos').labels == readers.UPOS
 
 
 @pytest.mark.parametrize('text, fragments', [
@@ -324,7 +324,7 @@ def test_read_conllu_skips_multiword_tokens_and_empty_nodes(tmp_path):
 ])
 def test_read_conllu_errors(tmp_path, text, fragments):
   path = _write(tmp_path / 'bad.conllu', text)
-  _fails(lambda: tasks.read_conllu(path), str(path), *fragments)
+  _fails(lambda: readers.read_conllu(path), str(path), *fragments)
 
 
 _NER = """\
@@ -342,15 +342,15 @@ Blackburn NNP I-NP I-PER
 
 def test_read_conll_ner(tmp_path):
   path = _write(tmp_path / 'train.txt', _NER)
-  spec, (first, second) = tasks.read_conll_ner(path)
-  assert spec == tasks.TaskSpec('ner', 'tokens', ('B-PER', 'I-MISC', 'I-ORG', 'I-PER', 'O'),
+  spec, (first, second) = readers.read_conll_ner(path)
+  assert spec == readers.TaskSpec('ner', 'tokens', ('B-PER', 'I-MISC', 'I-ORG', 'I-PER', 'O'),
                                 False, ('entity_f1',))
   assert first.words == ['EU', 'rejects', 'German', 'call']
   assert [spec.labels[t] for t in first.tags] == ['I-ORG', 'O', 'I-MISC', 'O']
   assert (second.words, first.where, second.where) == (['Peter', 'Blackburn'], f'{path}:3',
                                                        f'{path}:8')
   dev = _write(tmp_path / 'dev.txt', 'Peter B-PER\nParis B-LOC\n')
-  _fails(lambda: tasks.read_conll_ner(dev, labels=spec.labels), f'{dev}:2',
+  _fails(lambda: readers.read_conll_ner(dev, labels=spec.labels), f'{dev}:2',
          "label 'B-LOC' is not one of")
 
 
@@ -361,7 +361,7 @@ def test_read_conll_ner(tmp_path):
 ])
 def test_read_conll_ner_errors(tmp_path, text, fragments):
   path = _write(tmp_path / 'ner.txt', text)
-  _fails(lambda: tasks.read_conll_ner(path), str(path), *fragments)
+  _fails(lambda: readers.read_conll_ner(path), str(path), *fragments)
 
 
 def _squad(questions, context='Denver Broncos defeated the Carolina Panthers.'):
@@ -376,8 +376,8 @@ def test_read_squad(tmp_path):
   path = _write(tmp_path / 'dev-v1.1.json', _squad([
       ('q1', 'Who won?', [(0, 'Denver Broncos'), (0, 'Denver')]),
       ('q2', 'Who lost?', [(28, 'Carolina Panthers')])]))
-  first, second = tasks.read_squad(path)
-  assert first == tasks.Example(
+  first, second = readers.read_squad(path)
+  assert first == readers.Example(
       context='Denver Broncos defeated the Carolina Panthers.', question='Who won?',
       answers=[('Denver Broncos', 0), ('Denver', 0)], id='q1', where=first.where)
   assert second.answers == [('Carolina Panthers', 28)]
@@ -389,25 +389,25 @@ def test_read_squad_errors(tmp_path):
   path = _write(tmp_path / 'a.json', _squad([('q1', 'Who?', [(0, 'Denver')]),
                                              ('q2', 'Who lost?', [(27, 'Carolina')])]))
   line = next(i for i, text in enumerate(path.read_text().split('\n'), 1) if '"q2"' in text)
-  _fails(lambda: tasks.read_squad(path), f'{path}:{line}',
+  _fails(lambda: readers.read_squad(path), f'{path}:{line}',
          "answer 'Carolina' of question q2 is not at its answer_start 27",
          "(the context has ' Carolin' there; it starts at 28)", 'set answer_start')
   path = _write(tmp_path / 'b.json', _squad([('q1', 'Who?', [(0, 'Seattle')])]))
-  _fails(lambda: tasks.read_squad(path), 'the context does not contain it')
+  _fails(lambda: readers.read_squad(path), 'the context does not contain it')
   path = _write(tmp_path / 'c.json', '{"data": [\n {"paragraphs": []},\n {"x": 1,}\n]}')
-  _fails(lambda: tasks.read_squad(path), f'{path}:3 is not valid JSON', 'column 10')
+  _fails(lambda: readers.read_squad(path), f'{path}:3 is not valid JSON', 'column 10')
   path = _write(tmp_path / 'd.json', '{"data": [{"paragraphs": [{"context": "c"}]}]}')
-  _fails(lambda: tasks.read_squad(path), 'is not SQuAD v1.1 JSON', "'qas'")
+  _fails(lambda: readers.read_squad(path), 'is not SQuAD v1.1 JSON', "'qas'")
   path = _write(tmp_path / 'e.json', _squad([('q1', 'Who?', [])]))
-  _fails(lambda: tasks.read_squad(path), 'question q1 has no answer')
+  _fails(lambda: readers.read_squad(path), 'question q1 has no answer')
   path = _write(tmp_path / 'f.json', '{"version": "1.1", "data": []}')
-  _fails(lambda: tasks.read_squad(path), 'has no examples')
+  _fails(lambda: readers.read_squad(path), 'has no examples')
 
 
 def test_task_spec_lookup():
-  assert tasks.task_spec('STS-B') is tasks.GLUE['stsb']
-  assert tasks.task_spec('squad').metrics == ('exact_match', 'f1')
-  _fails(lambda: tasks.task_spec('squat'), "unknown task 'squat'", "did you mean 'squad'")
+  assert readers.task_spec('STS-B') is readers.GLUE['stsb']
+  assert readers.task_spec('squad').metrics == ('exact_match', 'f1')
+  _fails(lambda: readers.task_spec('squat'), "unknown task 'squat'", "did you mean 'squad'")
 
 
 def _manifest_counts(manifest: str, file: str) -> dict[str, str]:
@@ -432,7 +432,7 @@ def _numbers(cell: str) -> list[int]:
 def test_real_glue_dev_files_match_the_manifest(task, file):
   row = _manifest_counts((_SHARED / 'MANIFEST.md').read_text(), f'glue/{file}/dev.tsv')
   rows, *label_counts = _numbers(row['rows'])
-  examples = tasks.read_glue(task, _SHARED / 'glue', 'dev')
+  examples = readers.read_glue(task, _SHARED / 'glue', 'dev')
   assert len(examples) == rows
   if label_counts:
     counts = collections.Counter(e.label for e in examples)
@@ -443,6 +443,6 @@ def test_real_glue_dev_files_match_the_manifest(task, file):
 def test_real_ud_dev_file_matches_the_manifest():
   row = _manifest_counts((_SHARED / 'MANIFEST.md').read_text(),
                          'ud_english_ewt/en_ewt-ud-dev.conllu')
-  examples = tasks.read_conllu(_SHARED / 'ud_english_ewt' / 'en_ewt-ud-dev.conllu')
+  examples = readers.read_conllu(_SHARED / 'ud_english_ewt' / 'en_ewt-ud-dev.conllu')
   assert len(examples) == _numbers(row['sentences'])[0]
   assert sum(len(e.words) for e in examples) == _numbers(row['tokens (word lines)'])[0]

@@ -7,14 +7,16 @@ import pytest
 
 import adapt_helpers
 from adapt_helpers import SPECS, _features, _script_pearson, _settings, _task
-from ssljax.adapt import baselines, finetune, probe, report, run as run_lib, tasks
-from ssljax.adapt.tasks import Example
+from ssljax.adapt import finetune, probe, report, run as run_lib
+from ssljax.tasks import baselines
+from ssljax.tasks import readers
+from ssljax.tasks.readers import Example
 from ssljax.cli import adapt as cli_adapt
 from ssljax.errors import UserError
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 THREE = SPECS['classification']  # labels x, y, z; accuracy
-TAGS = tasks.TaskSpec('tags', 'tokens', ('DET', 'NOUN', 'VERB'), False, ('token_accuracy',))
+TAGS = readers.TaskSpec('tags', 'tokens', ('DET', 'NOUN', 'VERB'), False, ('token_accuracy',))
 
 
 def _tagged(*sentences):
@@ -57,8 +59,8 @@ def test_first_words_of_the_context_for_qa():
   answers = ['Paris', 'the river', 'old stone']  # 1, 2, 2 words: k = 2
   train = [Example(context=f'{a} is here', question='q', answers=[(a, 0)]) for a in answers]
   dev = [Example(context='  The quick brown fox.', question='q', answers=[('quick brown', 6)])]
-  assert baselines.predictions(tasks.SQUAD, train, dev) == ['The quick']
-  got = baselines.score(tasks.SQUAD, train, {'dev': dev})['dev']
+  assert baselines.predictions(readers.SQUAD, train, dev) == ['The quick']
+  got = baselines.score(readers.SQUAD, train, {'dev': dev})['dev']
   # SQuAD drops the article: 'quick' against 'quick brown', precision 1, recall 1/2.
   assert got == {'exact_match': 0.0, 'f1': pytest.approx(100 * 2 / 3)}
 

@@ -1,4 +1,4 @@
-"""Tests for ssljax.adapt.scores against scikit-learn, scipy and hand-worked examples."""
+"""Tests for ssljax.tasks.scores against scikit-learn, scipy and hand-worked examples."""
 
 import warnings
 
@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as sk
 
-from ssljax.adapt import scores
-from ssljax.adapt import tasks
+from ssljax.tasks import scores
+from ssljax.tasks import readers
 
 
 def _labels(seed, size, num_classes):
@@ -151,8 +151,8 @@ def _perfect(spec):
   return [0, 1, 1, 0], [0, 1, 1, 0]
 
 
-@pytest.mark.parametrize('spec', [*tasks.TASKS.values(),
-                                  tasks.TaskSpec('ner', 'tokens', (), False, ('entity_f1',))],
+@pytest.mark.parametrize('spec', [*readers.TASKS.values(),
+                                  readers.TaskSpec('ner', 'tokens', (), False, ('entity_f1',))],
                          ids=lambda spec: spec.name)
 def test_every_task_metric_is_computed(spec):
   result = scores.compute(spec.metrics, *_perfect(spec))

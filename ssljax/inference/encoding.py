@@ -7,8 +7,9 @@ One `pool` serves probes, fine-tuning and `ssljax encode`:
          does), padding ignored
   last   the last real token (a causal model's summary of the whole text)
 
-`sentence_features` sorts texts by length so a batch holds similar lengths, and pads to
-`rows.padded_length` with a fixed batch size, so a file of any size compiles a few programs.
+`sentence_features` batches texts by length (`batching.by_length`) with a fixed batch size,
+so a file of any size compiles a few programs. `SentenceEncoder` gives it the
+`encode(sentences)` interface that sentence-transformers-style tools and MTEB call.
 """
 
 import dataclasses
@@ -23,13 +24,15 @@ from flax import nnx
 from ssljax import models
 from ssljax.data import rows as rows_lib
 from ssljax.errors import UserError
+from ssljax.inference import batching
+from ssljax.pretrained import Pretrained
 
 log = logging.getLogger(__name__)
 
 POOLINGS = ('cls', 'first', 'mean', 'last')
 
 
-def check_pooling(model, pooling: str):
+def check_pooling(model: nnx.Module, pooling: str) -> None:
   if pooling not in POOLINGS:
     raise UserError(f'pooling={pooling!r} is not one of {", ".join(POOLINGS)}')
   if pooling in ('cls', 'first') and not hasattr(model, 'pool'):
@@ -37,7 +40,8 @@ def check_pooling(model, pooling: str):
                     'it has no [CLS] pooler; use pooling=last or pooling=mean')
 
 
-def pool(model, hidden_BxLxH, doc_ids_BxL, pooling: str):
+def pool(model: nnx.Module, hidden_BxLxH: jax.Array, doc_ids_BxL: jax.Array,
+         pooling: str) -> jax.Array:
   """One vector per row, as `pooling` names (see the module docstring)."""
   if pooling == 'cls':
     return model.pool(hidden_BxLxH)
@@ -51,7 +55,7 @@ def pool(model, hidden_BxLxH, doc_ids_BxL, pooling: str):
   return jnp.take_along_axis(hidden_BxLxH, last_B[:, None, None], axis=1)[:, 0]
 
 
-def truncate(model, layers: int):
+def truncate(model: nnx.Module, layers: int) -> nnx.Module:
   """`model` with its first `layers` blocks only (its final norm kept): the features of a
   lower block, to see where in the stack a task's information lies (in BERT-base, POS peaks
   below the top: Tenney et al. 2019). 0 keeps them all."""
@@ -73,11 +77,11 @@ def truncate(model, layers: int):
   return nnx.merge(graphdef, state)
 
 
-def token_rows(pre, texts: list[str]) -> list[np.ndarray]:
+def token_rows(pre: Pretrained, texts: list[str]) -> list[np.ndarray]:
   """Input ids of each text, cut to the position table: `[CLS] text [SEP]` for encoders;
   for GPT the text, or its end-of-text token when the text is empty."""
   tok, cfg = pre.tokenizer, pre.model_cfg
-  limit = cfg.max_len - cfg.position_offset
+  limit = cfg.context_length
   encoder = cfg.arch != 'gpt'
   body = limit - 2 if encoder else limit
   rows, truncated = [], 0
@@ -94,7 +98,8 @@ def token_rows(pre, texts: list[str]) -> list[np.ndarray]:
 
 
 @functools.partial(jax.jit, static_argnames=('graphdef', 'pooling', 'per_position'))
-def features_of(graphdef, state, inputs, pooling, per_position=False):
+def features_of(graphdef: nnx.GraphDef, state: nnx.State, inputs: dict[str, jax.Array],
+                pooling: str, per_position: bool = False) -> jax.Array:
   """float32 pooled vectors (B x H), or every position's (B x L x H) with `per_position`.
 
   Jitted here, with the graphdef static, so that every call with the same model and batch
@@ -107,7 +112,8 @@ def features_of(graphdef, state, inputs, pooling, per_position=False):
   return pool(model, hidden_BxLxH, inputs['doc_ids'], pooling)
 
 
-def _batch(rows, size, length, pad_id) -> dict[str, np.ndarray]:
+def _batch(rows: list[np.ndarray], size: int, length: int,
+           pad_id: int) -> dict[str, np.ndarray]:
   rows = rows + [np.zeros(0, np.int32)] * (size - len(rows))
   ids = rows_lib.pad(rows, length, pad_id)
   return {'input_ids': ids,
@@ -116,31 +122,29 @@ def _batch(rows, size, length, pad_id) -> dict[str, np.ndarray]:
           'doc_ids': rows_lib.pad([np.ones(len(r), np.int32) for r in rows], length, 0)}
 
 
-def sentence_features(pre, texts: list[str], pooling: str = 'mean',
+def sentence_features(pre: Pretrained, texts: list[str], pooling: str = 'mean',
                       batch_size: int = 64) -> np.ndarray:
-  """[len(texts), hidden] float32 features of `pre` (a `pretrained.Pretrained`)."""
+  """[len(texts), hidden] float32 features of `pre`."""
   check_pooling(pre.model, pooling)
   rows = token_rows(pre, texts)
-  limit = pre.model_cfg.max_len - pre.model_cfg.position_offset
+  limit = pre.model_cfg.context_length
   graphdef, state = nnx.split(pre.model)
   out = np.zeros((len(rows), pre.model_cfg.hidden_size), np.float32)
-  order = np.argsort([len(r) for r in rows], kind='stable')
-  for start in range(0, len(rows), batch_size):
-    index = order[start:start + batch_size]
+  for index in batching.by_length([len(r) for r in rows], batch_size):
     length = rows_lib.padded_length(max(len(rows[i]) for i in index), limit)
     batch = _batch([rows[i] for i in index], batch_size, length, pre.tokenizer.pad_id)
     out[index] = np.asarray(features_of(graphdef, state, batch, pooling))[:len(index)]
   return out
 
 
-class Encoder:
+class SentenceEncoder:
   """A sentence encoder with the `encode` interface that sentence-transformers-style tools
-  and MTEB call: `Encoder(ssljax.from_pretrained(path)).encode(sentences)` -> [N, hidden]
+  and MTEB call: `SentenceEncoder(ssljax.from_pretrained(path)).encode(sentences)` -> [N, hidden]
   float32, with `ssljax encode`'s pooling. `inputs` may also be batches of {'text': [...]}
   (MTEB 2's DataLoader); keyword arguments such tools add (task names, prompt types,
   progress flags) change nothing and are accepted."""
 
-  def __init__(self, pre, pooling: str = 'mean', batch_size: int = 64,
+  def __init__(self, pre: Pretrained, pooling: str = 'mean', batch_size: int = 64,
                normalize: bool = False):
     check_pooling(pre.model, pooling)
     self.pre, self.pooling, self.batch_size, self.normalize = pre, pooling, batch_size, normalize
@@ -151,7 +155,7 @@ class Encoder:
     if texts and isinstance(texts[0], dict):  # batches of {'text': [...]}
       texts = [t for batch in texts for t in batch['text']]
     if not all(isinstance(t, str) for t in texts):
-      raise UserError('Encoder.encode takes a list of strings (or batches of {"text": ...})')
+      raise UserError('SentenceEncoder.encode takes a list of strings (or batches of {"text": ...})')
     out_NxH = sentence_features(self.pre, texts, self.pooling, batch_size or self.batch_size)
     if self.normalize:
       out_NxH /= np.maximum(np.linalg.norm(out_NxH, axis=1, keepdims=True), 1e-12)

@@ -19,10 +19,11 @@ import tokenizers  # noqa: E402  (transformers needs it)
 from conftest import tiny_config  # noqa: E402
 import ssljax  # noqa: E402
 from ssljax import cli, models, pretrained, tokenizers as tokenizer_lib  # noqa: E402
-from ssljax.adapt import generate  # noqa: E402
+from ssljax.inference import generation  # noqa: E402
 from ssljax.data import corpus  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
 from ssljax.interop import huggingface as hf  # noqa: E402
+from ssljax.inference import loading
 
 PROMPTS = ['The quick brown fox', 'a', 'def f(x): return x ** 2  # squares the number x',
            'Hello, world', 'Python is a programming language']
@@ -54,7 +55,7 @@ def gpt2(tmp_path_factory):
   model = tiny_gpt2(folder)
   tok = transformers.AutoTokenizer.from_pretrained(folder, padding_side='left')
   tok.pad_token = tok.eos_token
-  return folder, model, tok, pretrained.load(folder)
+  return folder, model, tok, loading.load(folder)
 
 
 def _transformers_greedy(model, tok, prompts, **kwargs):
@@ -64,25 +65,25 @@ def _transformers_greedy(model, tok, prompts, **kwargs):
     out = model.generate(**inputs, max_new_tokens=NEW, do_sample=False,
                          pad_token_id=tok.pad_token_id, **kwargs)
   eos = kwargs.get('eos_token_id', tok.eos_token_id)
-  return [generate._until_stop(row, [eos]).tolist()
+  return [generation._until_stop(row, [eos]).tolist()
           for row in out[:, inputs['input_ids'].shape[1]:].numpy()]
 
 
 def test_greedy_matches_transformers_generate(gpt2):
   _, model, tok, pre = gpt2
-  rows = generate.prompt_rows(pre, PROMPTS)
+  rows = generation.prompt_rows(pre, PROMPTS)
   assert [r.tolist() for r in rows] == tok(PROMPTS)['input_ids']
-  ours = generate.generate_ids(pre, rows, max_new_tokens=NEW, batch_size=BATCH)  # 3 batches
+  ours = generation.generate_ids(pre, rows, max_new_tokens=NEW, batch_size=BATCH)  # 3 batches
   assert [o.tolist() for o in ours] == _transformers_greedy(model, tok, PROMPTS)
   assert len({tuple(o) for o in ours}) == len(PROMPTS) and len(set(ours[0].tolist())) > 3
 
 
 def test_rows_stop_at_end_of_text(gpt2):
   _, model, tok, pre = gpt2
-  rows = generate.prompt_rows(pre, PROMPTS)
-  free = generate.generate_ids(pre, rows, max_new_tokens=NEW, batch_size=BATCH)
+  rows = generation.prompt_rows(pre, PROMPTS)
+  free = generation.generate_ids(pre, rows, max_new_tokens=NEW, batch_size=BATCH)
   stop = int(free[0][3])  # the 4th token of the first prompt ends its text
-  ours = generate.generate_ids(pre, rows, max_new_tokens=NEW, batch_size=BATCH,
+  ours = generation.generate_ids(pre, rows, max_new_tokens=NEW, batch_size=BATCH,
                                stop_ids=[stop])
   assert ours[0].tolist() == free[0][:list(free[0]).index(stop) + 1].tolist()
   assert [o.tolist() for o in ours] == _transformers_greedy(model, tok, PROMPTS,
@@ -91,7 +92,7 @@ def test_rows_stop_at_end_of_text(gpt2):
 
 def test_sampling_is_reproducible_and_per_prompt(gpt2):
   pre = gpt2[3]
-  sample = lambda prompts, seed, **kw: generate.generate(
+  sample = lambda prompts, seed, **kw: generation.generate(
       pre, prompts, max_new_tokens=NEW, temperature=1.0, seed=seed, batch_size=BATCH, **kw)
   first = sample(PROMPTS, 1, top_k=50, top_p=0.9)
   assert first == sample(PROMPTS, 1, top_k=50, top_p=0.9)
@@ -109,7 +110,7 @@ def _jitted(pre):
   """(full forward's logits of one row, cached decode's logits and cache), jitted: eager
   NNX calls are slow."""
   graphdef, state = nnx.split(pre.model)
-  width = generate.context_length(pre)
+  width = pre.model_cfg.context_length
 
   @jax.jit
   def full(state, ids_1xW, real_1xW):
@@ -143,7 +144,7 @@ def test_kv_cache_equals_recomputing(gpt2, layout):
     pre = pretrained.Pretrained(pre.config, model_cfg, models.build(model_cfg, nnx.Rngs(1)),
                                 pre.tokenizer, 0)
   alone, cached = _jitted(pre)
-  rows = generate.prompt_rows(pre, [PROMPTS[0], PROMPTS[1], PROMPTS[3]])  # one width bucket
+  rows = generation.prompt_rows(pre, [PROMPTS[0], PROMPTS[1], PROMPTS[3]])  # one width bucket
   lengths = np.asarray([len(r) for r in rows])
   # Left-padded prompts read at once, then one greedy token at a time.
   width, steps = 16, NEW
@@ -169,7 +170,7 @@ def test_kv_cache_equals_recomputing(gpt2, layout):
     for _ in range(steps):
       row = np.append(row, alone(row)[-1].argmax()).astype(np.int32)
     recomputed.append(row[-steps:].tolist())
-  got = generate.generate_ids(pre, rows, max_new_tokens=steps, batch_size=BATCH,
+  got = generation.generate_ids(pre, rows, max_new_tokens=steps, batch_size=BATCH,
                               stop_ids=())
   assert [g.tolist() for g in got] == recomputed == tokens.tolist()
 
@@ -193,7 +194,7 @@ def _cli(capsys, *args):
 
 def test_command_prints_continuations(gpt2, tmp_path, capsys):
   folder, _, _, pre = gpt2
-  greedy = generate.generate(pre, PROMPTS, max_new_tokens=NEW, batch_size=BATCH)
+  greedy = generation.generate(pre, PROMPTS, max_new_tokens=NEW, batch_size=BATCH)
   settings = ['--max-new-tokens', str(NEW), '--batch-size', str(BATCH)]
   code, out, _ = _cli(capsys, 'generate', '--checkpoint', str(folder), '--prompt', PROMPTS[0],
                       *settings)

@@ -14,7 +14,7 @@ import string
 
 import numpy as np
 
-from ssljax.adapt import tasks
+from ssljax.tasks import readers
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r'\b(a|an|the)\b')
@@ -244,7 +244,7 @@ def glue_score(results: dict[str, dict[str, float]], partial: bool = False) -> f
   """
   wanted = {task: [(entry, metric) for entry in _GLUE_ENTRIES.get(task, (task,))
                    for metric in spec.metrics]
-            for task, spec in tasks.GLUE.items()}
+            for task, spec in readers.GLUE.items()}
   missing = [f'{entry}[{metric}]' for pairs in wanted.values() for entry, metric in pairs
              if metric not in results.get(entry, {})]
   if missing and not partial:

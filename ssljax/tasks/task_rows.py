@@ -50,15 +50,14 @@ class Rows:
 
 
 def max_length(model_cfg, max_len: int) -> int:
-  """Row length: `max_len`, within the model's position table."""
-  limit = model_cfg.max_len - model_cfg.position_offset
+  """Row length: `max_len`, within the model's `context_length`."""
   if max_len < 8:
     raise UserError(f'max_len={max_len} leaves no room for text; use at least 8')
-  return min(max_len, limit)
+  return min(max_len, model_cfg.context_length)
 
 
 def build(tokenizer, spec, examples, max_len: int, doc_stride: int = 64) -> Rows:
-  """Rows of `examples` for the task `spec` (a tasks.TaskSpec), at most `max_len` long."""
+  """Rows of `examples` for the task `spec` (a readers.TaskSpec), at most `max_len` long."""
   return _ENCODERS[spec.kind](tokenizer, spec, examples, max_len, doc_stride)
 
 

@@ -3,15 +3,15 @@
 lm-eval 0.4 finds third-party models only when they are registered in the same process
 (it reads no entry points), so importing this module registers `ssljax`, and
 `ssljax lm-eval ARGS` runs lm-eval's own command line after that import
-(`--model ssljax --model_args checkpoint=CKPT --tasks ...`). `evaluate` runs tasks on a
-model in memory (the pretraining hook).
+(`--model ssljax --model_args checkpoint=CKPT --tasks ...`). `run_tasks` runs tasks on a
+model in memory, and `lm_eval_hook` does so every `eval.lm_eval_every` steps of pretraining.
 
 Requests are handled as lm-eval's `hf` model handles them, so a checkpoint and its
 `export-hf` folder give the same numbers: an empty context is the end-of-text token,
 inputs longer than the model keep their last tokens, rolling log-likelihoods use
 lm-eval's disjoint windows, generation reads the last `max_length - max_gen_toks` tokens of
 the context and its text is cut at the first `until` string. Scoring is batched with rows
-sorted by length (`prompting.continuation_scores`); generation is `generate.generate_ids`.
+batched by length (`scoring.continuation_scores`); generation is `generation.generate_ids`.
 """
 
 import dataclasses
@@ -20,9 +20,10 @@ import sys
 
 import numpy as np
 
-from ssljax import pretrained
-from ssljax.adapt import generate, progress, prompting
+from ssljax import progress
 from ssljax.errors import UserError
+from ssljax.inference import generation, loading, scoring
+from ssljax.pretrained import Pretrained
 
 try:
   from lm_eval import evaluator, utils as lm_eval_utils
@@ -36,7 +37,7 @@ except ImportError:
 DEFAULT_BATCH_SIZE = 16
 
 
-def _batch_size(value) -> int:
+def _batch_size(value: int | str | None) -> int:
   """lm-eval's --batch_size: a number, or auto (here: the default)."""
   if value is None or str(value).startswith('auto'):
     return DEFAULT_BATCH_SIZE
@@ -53,7 +54,8 @@ class SsljaxLM(TemplateLM):
   on its default device and batches are `batch_size` rows, so both are ignored.
   """
 
-  def __init__(self, checkpoint: str = '', pre=None, batch_size=DEFAULT_BATCH_SIZE,
+  def __init__(self, checkpoint: str = '', pre: Pretrained | None = None,
+               batch_size: int | str | None = DEFAULT_BATCH_SIZE,
                max_gen_toks: int = 256, seed: int = 0, device=None, max_batch_size=None,
                **unknown):
     super().__init__()
@@ -65,7 +67,7 @@ class SsljaxLM(TemplateLM):
       if not checkpoint:
         raise UserError('the ssljax model needs --model_args checkpoint=CKPT (an ssljax '
                         'workdir, a checkpoints/STEP directory or a Hugging Face folder)')
-      pre = pretrained.load(checkpoint)
+      pre = loading.load(checkpoint)
     if pre.model_cfg.arch != 'gpt':
       raise UserError(f'lm-eval scores text with a causal LM; this checkpoint is a '
                       f'{pre.model_cfg.arch} encoder: pass a gpt checkpoint')
@@ -80,7 +82,7 @@ class SsljaxLM(TemplateLM):
 
   @property
   def max_length(self) -> int:
-    return generate.context_length(self.pre)
+    return self.pre.model_cfg.context_length
 
   @property
   def tokenizer_name(self) -> str:
@@ -102,8 +104,8 @@ class SsljaxLM(TemplateLM):
       lengths.append(len(continuation))
     bar = progress.bar(not disable_tqdm, -(-len(rows) // self.batch_size),
                        'loglikelihood requests', 'batch')
-    logp, greedy = prompting.continuation_scores(self.pre, rows, lengths, self.batch_size,
-                                                 bar, greedy=True)
+    logp, greedy = scoring.continuation_scores(self.pre, rows, lengths, self.batch_size, bar,
+                                               greedy=True)
     bar.close()
     results = [(float(s), bool(g)) for s, g in zip(logp, greedy)]
     for (request, _, _), result in zip(requests, results):
@@ -153,11 +155,11 @@ class SsljaxLM(TemplateLM):
       raise UserError(f'max_gen_toks {steps} leaves no room for a context in the model\'s '
                       f'{self.max_length} positions; lower it (--gen_kwargs max_gen_toks=N)')
     until = [s for s in settings['until'] if s]
-    sampling = generate.Sampling(
+    sampling = generation.Sampling(
         float(settings.get('temperature') or 0.0) if settings.get('do_sample') else 0.0,
         int(settings.get('top_k') or 0), float(settings.get('top_p') or 1.0))
-    rows = [row[-room:] for row in generate.prompt_rows(self.pre, contexts)]
-    new = generate.generate_ids(self.pre, rows, max_new_tokens=steps, sampling=sampling,
+    rows = [row[-room:] for row in generation.prompt_rows(self.pre, contexts)]
+    new = generation.generate_ids(self.pre, rows, max_new_tokens=steps, sampling=sampling,
                                 seed=self.seed, batch_size=self.batch_size,
                                 stop_ids=self._stop_ids(until))
     return [lm_eval_models.postprocess_generated_text(self.pre.tokenizer.decode(ids), until,
@@ -178,7 +180,7 @@ class Tasks:
   manager: object  # lm-eval's TaskManager
 
 
-def resolve_tasks(tasks) -> Tasks:
+def resolve_tasks(tasks: str | list[str]) -> Tasks:
   """lm-eval task names, YAML files or a folder of YAML files (a list, or one string split
   by commas), read as lm-eval's --tasks reads them."""
   config = EvaluatorConfig(tasks=tasks)
@@ -189,9 +191,9 @@ def resolve_tasks(tasks) -> Tasks:
   return Tasks(config.tasks, manager)
 
 
-def evaluate(pre, tasks, *, limit: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-             log_samples: bool = False) -> dict:
-  """simple_evaluate's results for `pre` (a causal `pretrained.Pretrained`) on `tasks`
+def run_tasks(pre: Pretrained, tasks: str | list[str] | Tasks, *, limit: int | None = None,
+              batch_size: int = DEFAULT_BATCH_SIZE, log_samples: bool = False) -> dict:
+  """simple_evaluate's results for `pre` (a causal LM) on `tasks`
   (as `resolve_tasks` takes them, or its `Tasks`); `limit` examples per task."""
   tasks = tasks if isinstance(tasks, Tasks) else resolve_tasks(tasks)
   return evaluator.simple_evaluate(model=SsljaxLM(pre=pre, batch_size=batch_size),
@@ -217,7 +219,7 @@ def metrics(results: dict) -> dict[str, float]:
 def cli(argv: list[str]) -> None:
   """lm-eval's command line (`lm-eval run ...`, `lm-eval ls tasks`, or the bare
   `--model ... --tasks ...`) with the ssljax model registered."""
-  from lm_eval.__main__ import cli_evaluate  # pylint: disable=g-import-not-at-top
+  from lm_eval.__main__ import cli_evaluate  # slow to import: only for the command line
   saved, sys.argv = sys.argv, ['lm-eval', *argv]  # lm-eval's parser reads sys.argv
   try:
     cli_evaluate()

@@ -1,6 +1,6 @@
 """Text generation with a causal LM: a jitted decode loop over a KV cache.
 
-Prompts are sorted by length and batched. A batch is left-padded to a bucket width
+Prompts are batched by length (`batching.by_length`). A batch is left-padded to a bucket width
 (`rows.padded_length`), so every row writes its next token into the same cache slot, while
 positions count each row's own tokens from 0. One program per (batch, prompt bucket,
 new-token bucket, greedy or sampled) reads the prompts in one pass (prefill), then a
@@ -19,6 +19,8 @@ from flax import nnx
 
 from ssljax.data.rows import padded_length
 from ssljax.errors import UserError
+from ssljax.inference import batching
+from ssljax.pretrained import Pretrained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Sampling:
   top_k: int = 0
   top_p: float = 1.0
 
-  def check(self):
+  def check(self) -> None:
     if self.temperature < 0:
       raise UserError(f'temperature {self.temperature} (--temperature) must be >= 0; 0 is '
                       'greedy decoding')
@@ -41,18 +43,13 @@ class Sampling:
                       'token')
 
 
-def check(pre, max_new_tokens: int, sampling: Sampling):
+def check(pre: Pretrained, max_new_tokens: int, sampling: Sampling) -> None:
   if pre.model_cfg.arch != 'gpt':
     raise UserError(f'this checkpoint is a {pre.model_cfg.arch} encoder, which cannot '
                     'generate text; pass a causal LM (a gpt checkpoint)')
   if max_new_tokens < 1:
     raise UserError(f'max_new_tokens {max_new_tokens} (--max-new-tokens) must be at least 1')
   sampling.check()
-
-
-def context_length(pre) -> int:
-  """The positions the model has: prompt plus generated tokens must fit in them."""
-  return pre.model_cfg.max_len - pre.model_cfg.position_offset
 
 
 def _choose(logits_BxV, keys_B, step, sampling):
@@ -118,20 +115,22 @@ def _decode(graphdef, state, ids_BxP, real_BxP, keys_B, done_B, steps, sampling,
   return jax.lax.while_loop(running, step_once, carry)[1]
 
 
-def _until_stop(tokens, stop_ids) -> np.ndarray:
+def _until_stop(tokens: np.ndarray, stop_ids: np.ndarray) -> np.ndarray:
   """The tokens up to and including the first stop token."""
   stops = np.flatnonzero(np.isin(tokens, stop_ids))
   return tokens[:stops[0] + 1] if len(stops) else tokens
 
 
-def generate_ids(pre, rows, *, max_new_tokens: int, sampling: Sampling = Sampling(),
-                 seed: int = 0, batch_size: int = 8, stop_ids=None) -> list[np.ndarray]:
+def generate_ids(pre: Pretrained, rows: list[np.ndarray], *, max_new_tokens: int,
+                 sampling: Sampling = Sampling(), seed: int = 0, batch_size: int = 8,
+                 stop_ids=None) -> list[np.ndarray]:
   """New token ids after each prompt of `rows` (token ids), ending with the stop token when
-  one was emitted. `stop_ids` defaults to the end-of-text token; () never stops early."""
+  one was emitted; prompt and new tokens together fit in the model's `context_length`.
+  `stop_ids` defaults to the end-of-text token; () never stops early."""
   check(pre, max_new_tokens, sampling)
   if not len(rows):
     return []
-  limit = context_length(pre)
+  limit = pre.model_cfg.context_length
   for i, row in enumerate(rows):
     if not len(row) or len(row) + max_new_tokens > limit:
       raise UserError(f'prompt {i} has {len(row)} tokens: the model reads 1 to {limit} '
@@ -146,9 +145,7 @@ def generate_ids(pre, rows, *, max_new_tokens: int, sampling: Sampling = Samplin
   new_slots = padded_length(max_new_tokens)
   root = jax.random.key(seed)
   out = [None] * len(rows)
-  order = np.argsort([len(r) for r in rows], kind='stable')
-  for start in range(0, len(rows), batch):
-    index = order[start:start + batch]
+  for index in batching.by_length([len(r) for r in rows], batch):
     width = padded_length(max(len(rows[i]) for i in index))
     ids = np.full((batch, width), tok.pad_id, np.int32)
     real = np.zeros((batch, width), bool)
@@ -166,13 +163,13 @@ def generate_ids(pre, rows, *, max_new_tokens: int, sampling: Sampling = Samplin
   return out
 
 
-def prompt_rows(pre, prompts: list[str]) -> list[np.ndarray]:
+def prompt_rows(pre: Pretrained, prompts: list[str]) -> list[np.ndarray]:
   """Token ids of each prompt as the model reads it; an empty prompt is end-of-text."""
   return [ids if len(ids) else np.asarray([pre.tokenizer.sep_id], np.int32)
           for ids in pre.tokenizer.encode(list(prompts))]
 
 
-def completion(tokenizer, prompt_ids, new_ids) -> str:
+def completion(tokenizer, prompt_ids: np.ndarray, new_ids: np.ndarray) -> str:
   """The text `new_ids` add after the prompt: decoded together with the prompt, since a
   tokenizer may drop a leading space when the new tokens are decoded alone."""
   head = tokenizer.decode(prompt_ids)
@@ -180,10 +177,10 @@ def completion(tokenizer, prompt_ids, new_ids) -> str:
   return whole[len(head):] if whole.startswith(head) else tokenizer.decode(new_ids)
 
 
-def generate(pre, prompts: list[str], *, max_new_tokens: int = 32, temperature: float = 0.0,
-             top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+def generate(pre: Pretrained, prompts: list[str], *, max_new_tokens: int = 32,
+             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
              batch_size: int = 8) -> list[str]:
-  """The text `pre` (a causal `pretrained.Pretrained`) writes after each prompt: greedy
+  """The text `pre` (a causal LM) writes after each prompt: greedy
   at temperature 0, else sampled (see `Sampling`), reproducibly for a seed."""
   rows = prompt_rows(pre, prompts)
   new = generate_ids(pre, rows, max_new_tokens=max_new_tokens,

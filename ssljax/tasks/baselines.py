@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from ssljax.adapt import heads
+from ssljax.tasks import kinds
 
 NAMES = {'classification': 'majority class', 'regression': 'training mean',
          'tokens': 'most frequent tag per word', 'span': 'first words of the context'}
@@ -64,7 +64,7 @@ _PREDICTORS = {'classification': _majority, 'regression': _mean, 'tokens': _tag_
 
 def predictions(spec, train, examples) -> list:
   """The baseline's prediction for each of `examples`, fitted on `train`, in the form
-  heads.score takes (class ids, scores, tag names per word, answer texts)."""
+  kinds.score takes (class ids, scores, tag names per word, answer texts)."""
   return _PREDICTORS[spec.kind](spec, train)(examples)
 
 
@@ -75,7 +75,7 @@ def score(spec, train, evals: dict) -> dict:
   out = {}
   for split, examples in evals.items():
     guesses = predict(examples)
-    out[split] = heads.score(spec, examples, guesses)['metrics']
+    out[split] = kinds.score(spec, examples, guesses)['metrics']
     if spec.kind == 'regression':
       truths = np.asarray([e.label for e in examples], np.float64)
       out[split]['mse'] = float(np.mean((truths - np.asarray(guesses)) ** 2))

@@ -1,0 +1,82 @@
+"""Loading a pretrained model for use: the entry point of evaluation, export and encoding.
+
+`load(path)` takes a pretraining workdir (its latest checkpoint), one `checkpoints/STEP`
+directory, or a Hugging Face model folder (one with `config.json`), and returns the model
+with its parameters, tokenizer and config on the default device, whatever device layout
+wrote the checkpoint. Only parameters are read: the optimizer state is neither built nor
+restored. Hugging Face folders go through `ssljax.interop`, imported only for them (its
+safetensors and tokenizers are the `hf` extra); interop returns a `Pretrained` too, so it
+imports nothing of this module.
+"""
+
+import contextlib
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from ssljax import models, paths, tokenizers
+from ssljax.errors import UserError
+from ssljax.pretrain import checkpoint
+from ssljax.pretrained import Pretrained
+
+
+def check_finite(params, where) -> None:
+  """Parameters with NaN or inf give NaN features without a word: one line naming the tensor."""
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+  for key, value in flat:
+    value = np.asarray(value)
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+      raise UserError(f'{where}: parameter {jax.tree_util.keystr(key)} holds '
+                      f'{np.size(value) - np.isfinite(value).sum()} non-finite values (NaN '
+                      'or inf); the file is damaged or the run diverged: use another '
+                      'checkpoint')
+
+
+def _locate(path: paths.Path) -> tuple[paths.Path, int | None]:
+  if (path / 'checkpoints').is_dir():
+    return path, None
+  if path.name.isdigit() and path.parent.name == 'checkpoints':
+    return path.parent.parent, int(path.name)
+  raise UserError(f'{path} is neither a pretraining workdir (with checkpoints/), a '
+                  'checkpoints/STEP directory, nor a Hugging Face folder (with config.json); '
+                  'pass the --workdir of `ssljax pretrain`')
+
+
+def load(path) -> Pretrained:
+  """The model, tokenizer and config at `path` (see the module docstring)."""
+  path = paths.path(path)
+  if (path / 'config.json').is_file() and not (path / 'checkpoints').is_dir():
+    from ssljax.interop import huggingface  # the hf extra: only for Hugging Face folders
+    return huggingface.load_folder(path)[0]
+  workdir, step = _locate(path)
+  # Closing also removes the local staging copy of an s3:// checkpoint.
+  with contextlib.closing(checkpoint.manager(workdir, keep=1, async_save=False)) as mgr:
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+      raise UserError(f'{workdir}/checkpoints holds no finished checkpoint yet (a run saves '
+                      'at train.checkpoint_every and when it ends); pass a workdir whose run '
+                      'has saved one')
+    if step not in mgr.all_steps():
+      raise UserError(f'no checkpoint {step} in {workdir}/checkpoints; it holds steps '
+                      f'{mgr.all_steps()}')
+    where = f'{workdir}/checkpoints/{step}'
+    meta = checkpoint.read_meta(mgr, step)
+    try:
+      tokenizer = tokenizers.from_proto(checkpoint.tokenizer_kind(meta),
+                                        checkpoint.tokenizer_proto(meta),
+                                        origin=f'the tokenizer in {where}')
+    except (KeyError, ValueError) as e:
+      raise UserError(f'{where} has no readable tokenizer ({e}); it was not written by '
+                      '`ssljax pretrain`') from None
+    config = ml_collections.ConfigDict(meta['config'])
+    model_cfg = models.ModelConfig.from_config(
+        config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
+    graphdef, abstract = models.abstract(model_cfg)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                          nnx.to_pure_dict(abstract))
+    params = checkpoint.restore_params(mgr, step, params)
+    check_finite(params, where)
+  return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)
