@@ -92,3 +92,61 @@ def test_gpt_1b_fits_v5p_64_chips_fsdp():
   r = compile_lib.compile_step(config, 'v5p:4x4x4')
   assert r['parameters'] > 1.2e9
   _check_fsdp(r, config, kinds=False)
+
+
+HLO = '''HloModule m
+
+%cond (p: (u32[], f32[8])) -> pred[] {
+  %p = (u32[], f32[8]) parameter(0)
+  %i = u32[] get-tuple-element(%p), index=0
+  %constant.1 = u32[] constant(16)
+  ROOT %lt = pred[] compare(%i, %constant.1), direction=LT
+}
+
+%body (p: (u32[], f32[8])) -> (u32[], f32[8]) {
+  %p = (u32[], f32[8]) parameter(0)
+  %x = f32[8]{0} get-tuple-element(%p), index=1
+  %collective-permute.1 = f32[8]{0} collective-permute(%x), channel_id=3, source_target_pairs={{0,1},{1,0}}
+  %i = u32[] get-tuple-element(%p), index=0
+  ROOT %t = (u32[], f32[8]) tuple(%i, %collective-permute.1)
+}
+
+%all-reduce-scatter.1 (input: bf16[64]) -> bf16[16] {
+  %input = bf16[64]{0} parameter(0)
+  %all-reduce.1 = bf16[64]{0} all-reduce(%input), channel_id=1, replica_groups={{0,1,2,3}}, to_apply=%add
+  ROOT %slice = bf16[16]{0} slice(%all-reduce.1), slice={[0:16]}
+}
+
+%fused.a (param_0.1: bf16[256]) -> bf16[1024] {
+  %param_0.1 = bf16[256]{0} parameter(0)
+  ROOT %all-gather.1 = bf16[1024]{0} all-gather(%param_0.1), channel_id=9, dimensions={0}, frontend_attributes={chain_id="4"}
+}
+
+%fused.b (param_0.2: bf16[256]) -> bf16[1024] {
+  %param_0.2 = bf16[256]{0} parameter(0)
+  ROOT %all-gather.2 = bf16[1024]{0} all-gather(%param_0.2), channel_id=9, dimensions={0}, frontend_attributes={chain_id="4"}
+}
+
+ENTRY %main (a: f32[8], b: bf16[64], c: bf16[256]) -> f32[8] {
+  %a = f32[8]{0} parameter(0)
+  %b = bf16[64]{0} parameter(1)
+  %c = bf16[256]{0} parameter(2)
+  %rs = bf16[16]{0} fusion(%b), kind=kCustom, calls=%all-reduce-scatter.1
+  %g1 = bf16[1024]{0} fusion(%c), kind=kCustom, calls=%fused.a
+  %g2 = bf16[1024]{0} fusion(%c), kind=kCustom, calls=%fused.b
+  %zero = u32[] constant(0)
+  %init = (u32[], f32[8]) tuple(%zero, %a)
+  %w = (u32[], f32[8]) while(%init), condition=%cond, body=%body
+  ROOT %out = f32[8]{0} get-tuple-element(%w), index=1
+}
+'''
+
+
+def test_hlo_counts_chains_once_loops_as_they_run_and_tpu_reduce_scatters():
+  """A TPU collective chained over fusions counts once; a windowed-matmul loop (uint32
+  counter, bound 16) counts its body 16 times; an all-reduce fused with its slice is a
+  reduce-scatter of its operand."""
+  from ssljax.pretrain import hlo
+  got = hlo.parse(HLO)['collectives']
+  assert got == {'all-gather': 1024 * 2, 'collective-permute': 16 * 8 * 4,
+                 'reduce-scatter': 64 * 2}, got

@@ -28,7 +28,7 @@ _CHAIN = re.compile(r'channel_id=(\d+).*?chain_id="(\d+)"')
 _KERNEL = re.compile(r'\bsplash_m[hq]a_\w+|__cudnn\$fmha\w*')
 # Threefry's rounds are xors and shifts on uint32; XLA's own generator is one instruction.
 _RANDOM_BITS = ('xor', 'shift-left', 'shift-right-logical', 'rng-bit-generator')
-_BOUND = re.compile(r's32\[\]\{?[^ ]*\s+constant\((\d+)\)')
+_BOUND = re.compile(r'[su]32\[\]\{?[^ ]*\s+constant\((\d+)\)')  # u32: windowed matmul loops
 
 
 def _arrays(text):
@@ -63,7 +63,8 @@ def parse(text: str) -> dict:
   """{'collectives': {kind: bytes}, 'largest': {kind: bytes}, 'loop_factor': matmul FLOPs
   with loops unrolled / with each body once (what cost_analysis counts)} of one chip per
   step. A collective's bytes are its result's (all of a combined all-reduce's tuple),
-  a reduce-scatter's its operand's, a chain of fusions that runs one collective once; a loop runs as often as its condition's s32 bound says
+  a reduce-scatter's its operand's, a chain of fusions that runs one collective once;
+  the TPU's windowed (collective) matmuls are loops with a uint32 counter; a loop runs as often as its condition's s32 bound says
   (or XLA's known_trip_count)."""
   comps, calls, shapes, entry, current = {}, collections.defaultdict(list), {}, None, None
   for line in text.splitlines():
