@@ -68,3 +68,15 @@ def test_load_reads_only_the_parameters(corpus_file, tokenizer_file, tmp_path, m
   assert loaded.step == 4 and loaded.model_cfg == model_cfg
   jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(loaded.model)),
                jax.device_get(params))
+
+
+def test_init_from_is_loaded_by_the_caller_and_pretrain_says_so_when_it_is_not(corpus_file,
+                                                                                 tmp_path):
+  from ssljax.pretrain import loop  # pylint: disable=g-import-not-at-top
+  assert loading.init_from(tiny_config(corpus_file)) is None
+  config = tiny_config(corpus_file, **{'train.init_from': str(tmp_path / 'source')})
+  with pytest.raises(UserError, match=r'train.init_from=.*no model was passed: call '
+                     r'pretrain\(config, workdir, init=ssljax.inference.loading.init_from'):
+    loop.setup(config, tmp_path / 'run')
+  with pytest.raises(UserError, match='neither a pretraining workdir'):
+    loading.init_from(config)

@@ -290,14 +290,14 @@ def test_pretraining_continues_from_an_import(bert_folder, corpus_file, tmp_path
   _run('import-hf', str(bert_folder), '--out', str(tmp_path / 'imported'))
   config = tiny_config(corpus_file, **{'train.init_from': str(tmp_path / 'imported'),
                                        'train.steps': 2, 'optimizer.learning_rate': 1e-4})
-  run = train.setup(config, tmp_path / 'run')
+  run = train.setup(config, tmp_path / 'run', init=loading.init_from(config))
   assert run.model_cfg.hidden_size == 32 and run.model_cfg.mlp_dim == 37
   source = loading.load(tmp_path / 'imported')
   start = jax.device_get(train.initial_state(run).params)
   jax.tree.map(np.testing.assert_array_equal, start, jax.device_get(
       nnx.to_pure_dict(nnx.state(source.model))))
   run.manager.close()
-  final = train.pretrain(config, tmp_path / 'run')
+  final = train.pretrain(config, tmp_path / 'run', init=source)
   assert np.isfinite(final['loss'])
   trained = loading.load(tmp_path / 'run')
   assert trained.step == 2 and trained.tokenizer.kind == 'hf'

@@ -146,8 +146,8 @@ def _sigterm_once():
   """A hook that sends this process SIGTERM once: the run must save and stop."""
   sent = []
 
-  def fn(run, params):
-    del run, params
+  def fn(info):
+    del info
     if not sent:
       sent.append(True)
       signal.raise_signal(signal.SIGTERM)
@@ -193,9 +193,10 @@ def _everything(root) -> dict:
                    '--output', str(root / 'features.npy')]) == 0
   with (root / 'features.npy').open('rb') as f:
     features = np.load(f)
-  train.pretrain(tiny_config(root / 'corpus.txt', **{'tokenizer.path': root / 'tok.model',
-                                                     'train.init_from': workdir,
-                                                     'train.steps': 2}), root / 'init')
+  init_config = tiny_config(root / 'corpus.txt', **{'tokenizer.path': root / 'tok.model',
+                                                    'train.init_from': workdir,
+                                                    'train.steps': 2})
+  train.pretrain(init_config, root / 'init', init=loading.init_from(init_config))
   return {'stopped': stopped,
           'loss': [r['loss'] for r in metrics.read(workdir) if 'loss' in r],
           'params': _params(workdir), 'exported': _params(root / 'hf'),

@@ -163,9 +163,9 @@ def test_hooks_run_at_their_cadence_and_at_the_last_step(corpus_file, tokenizer_
   seen = {'every_2': [], 'last_only': []}
 
   def hook(name):
-    def fn(run, params):
-      assert isinstance(run, train.Run)
-      seen[name].append(jax.tree.map(np.array, params))
+    def fn(info):
+      assert isinstance(info, train.HookInfo)
+      seen[name].append(jax.tree.map(np.array, info.params))
       return {f'{name}_calls': len(seen[name])}
     return fn
 

@@ -7,12 +7,14 @@ Imports stay inside the commands, so that building the parser loads no JAX.
 def _pretrain(args):
   from ssljax import config as config_lib
   from ssljax.adapt import hooks
+  from ssljax.inference import loading
   from ssljax.pretrain import loop
   config = config_lib.load(args.config, args.set)
   if args.print_config:
     print(config)
     return
-  final = loop.pretrain(config, args.workdir, hooks=hooks.from_config(config))
+  final = loop.pretrain(config, args.workdir, init=loading.init_from(config),
+                        hooks=hooks.from_config(config))
   if not final:
     print(f'{args.workdir} is already at train.steps={config.train.steps}; raise '
           'train.steps to train further')

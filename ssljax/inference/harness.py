@@ -18,11 +18,13 @@ import dataclasses
 import json
 import sys
 
+import ml_collections
 import numpy as np
 
 from ssljax import progress
 from ssljax.errors import UserError
 from ssljax.inference import generation, loading, scoring
+from ssljax.pretrain.hooks import Hook, HookInfo
 from ssljax.pretrained import Pretrained
 
 try:
@@ -227,3 +229,17 @@ def cli(argv: list[str]) -> None:
     raise UserError(f'lm-eval: {e}') from None
   finally:
     sys.argv = saved
+
+
+def lm_eval_hook(config: ml_collections.ConfigDict) -> Hook:
+  """Finds `eval.lm_eval_tasks` once; the hook returns their `metrics` at the current
+  parameters, every `eval.lm_eval_every` steps of pretraining."""
+  cfg = config.eval
+  tasks = resolve_tasks(cfg.lm_eval_tasks)
+
+  def fn(info: HookInfo) -> dict:
+    pre = Pretrained(config, info.model_cfg, info.model(), info.tokenizer, info.step)
+    return metrics(run_tasks(pre, tasks, limit=cfg.lm_eval_limit or None,
+                             batch_size=cfg.lm_eval_batch_size))
+
+  return Hook(every=cfg.lm_eval_every or config.train.eval_every, fn=fn)

@@ -80,3 +80,9 @@ def load(path) -> Pretrained:
     params = checkpoint.restore_params(mgr, step, params)
     check_finite(params, where)
   return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)
+
+
+def init_from(config: ml_collections.ConfigDict) -> Pretrained | None:
+  """The model `train.init_from` names, loaded, for `pretrain(config, workdir, init=...)`;
+  None when it names none."""
+  return load(config.train.init_from) if config.train.init_from else None

@@ -10,12 +10,12 @@ stops the run before anything after the last good checkpoint is saved. Everythin
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import signal
 import tempfile
 import time
-from typing import Callable
 
 import jax
 import ml_collections
@@ -30,6 +30,7 @@ from ssljax.data import batches as batches_lib, corpus, examples, prepared
 from ssljax.errors import Interrupted, UserError
 from ssljax.pretrain import (budget, checkpoint, lock, masking, metrics as metrics_lib,
                              optimizer, parallel, profile, step as step_lib)
+from ssljax.pretrain.hooks import Hook, HookInfo
 from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ class Run:
   strategy: parallel.Jit | parallel.Pmap
   manager: ocp.CheckpointManager
   init_params: dict | None = None  # train.init_from's parameters, for a fresh start
-
-
-@dataclasses.dataclass
-class Hook:
-  """`fn(run, params) -> metrics`, called every `every` steps and at the last step; its
-  metrics go to metrics.jsonl and TensorBoard. `params` are the host's full copy."""
-  every: int
-  fn: Callable[[Run, dict], dict]
 
 
 def load_tokenizer(config, workdir: paths.Path, documents,
@@ -105,13 +98,18 @@ def load_tokenizer(config, workdir: paths.Path, documents,
   return tokenizer
 
 
-def init_source(config) -> tuple[ml_collections.ConfigDict, pretrained.Pretrained | None]:
+def init_source(config, init: pretrained.Pretrained | None
+                ) -> tuple[ml_collections.ConfigDict, pretrained.Pretrained | None]:
   """(config, source) for train.init_from: a copy of the config whose model section is the
-  source's architecture (dropout, remat and dtype stay as configured), and the source."""
+  source's architecture (dropout, remat and dtype stay as configured), and the source, `init`,
+  which the caller loaded (`inference.loading.init_from(config)`)."""
   if not config.train.init_from:
     return config, None
-  from ssljax.inference import loading  # pylint: disable=g-import-not-at-top  (until init= is passed in)
-  source = loading.load(config.train.init_from)
+  if init is None:
+    raise UserError(f'train.init_from={config.train.init_from} is set but no model was '
+                    'passed: call pretrain(config, workdir, init=ssljax.inference.loading.'
+                    'init_from(config)), as `ssljax pretrain` does')
+  source = init
   config = ml_collections.ConfigDict(config.to_dict())
   for field in dataclasses.fields(source.model_cfg):
     if field.name not in RUN_MODEL_KEYS:
@@ -145,10 +143,11 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
   return tokenizer, build(train_docs, seed), build(eval_docs, seed + 1) if eval_docs else None
 
 
-def setup(config, workdir) -> Run:
+def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
+  """The run of `config` in `workdir`; `init` is train.init_from's model, loaded."""
   workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  config, source = init_source(config)
+  config, source = init_source(config, init)
   seed = config.train.seed
   tokenizer, train_examples, eval_examples = corpus_examples(config, workdir, source)
   model_cfg = models.ModelConfig.from_config(
@@ -305,23 +304,23 @@ class _Throughput:
             'mfu': tokens_per_s * self.flops_per_token / self.peak}
 
 
-def pretrain(config, workdir, *, hooks: tuple[Hook, ...] = (),
-             stop_after: int | None = None) -> dict:
+def pretrain(config, workdir, *, init: pretrained.Pretrained | None = None,
+             hooks: tuple[Hook, ...] = (), stop_after: int | None = None) -> dict:
   """Runs (or continues) pretraining; returns the last logged metrics.
 
-  `hooks` run at their cadence on the current parameters (see `Hook`). `stop_after` ends
+  `init` is the model train.init_from names, loaded by the caller. `hooks` run at their cadence on the current parameters (see `Hook`). `stop_after` ends
   the loop early at that step with a checkpoint, as a preemption would.
   """
   started = time.perf_counter()
   parallel.initialize_distributed(config.distributed)
   with lock.held(workdir):  # one writer per workdir
-    return _pretrain(config, workdir, hooks, stop_after, started)
+    return _pretrain(config, workdir, init, hooks, stop_after, started)
 
 
-def _pretrain(config, workdir, hooks, stop_after, started) -> dict:
+def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   if config.train.time_budget:
-    config = budget.sized_config(config, workdir, setup, started)
-  run = setup(config, workdir)
+    config = budget.sized_config(config, workdir, functools.partial(setup, init=init), started)
+  run = setup(config, workdir, init)
   config = run.config  # with train.init_from's model section
   cfg = config.train
   state, start = restore_or_init(run)
@@ -389,7 +388,8 @@ def _pretrain(config, workdir, hooks, stop_after, started) -> dict:
           record(done, evaluate(run, state))
         for hook in hooks:
           if due(done, hook.every, cfg.steps):
-            record(done, hook.fn(run, run.strategy.to_save(state).params))
+            record(done, hook.fn(HookInfo(done, run.strategy.to_save(state).params,
+                                          run.graphdef, run.model_cfg, run.tokenizer)))
         if stop:
           if done < cfg.steps and stop_after is None:
             why = signal_name or f'time budget of {cfg.time_budget} min spent'
