@@ -1,5 +1,8 @@
 """Generation: transformers' greedy tokens on a batch of uneven prompts, stopping at
-end-of-text, reproducible sampling, the KV cache against recomputing, and bad input."""
+end-of-text, reproducible sampling, the KV cache against recomputing, and bad input.
+
+Sampling and the KV cache run on ssljax's own GPT (no torch needed); the comparisons with
+transformers' `generate` and the command line on an imported GPT-2 skip without torch."""
 
 import dataclasses
 import functools
@@ -12,18 +15,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-torch = pytest.importorskip('torch')
-transformers = pytest.importorskip('transformers')
-import tokenizers  # noqa: E402  (transformers needs it)
-
-from conftest import tiny_config  # noqa: E402
-import ssljax  # noqa: E402
-from ssljax import cli, models, pretrained, tokenizers as tokenizer_lib  # noqa: E402
-from ssljax.inference import generation  # noqa: E402
-from ssljax.data import corpus  # noqa: E402
-from ssljax.errors import UserError  # noqa: E402
-from ssljax.interop import huggingface as hf  # noqa: E402
-from ssljax.inference import loading
+import ssljax
+from conftest import tiny_config
+from ssljax import cli, models, pretrained, tokenizers as tokenizer_lib
+from ssljax.data import corpus
+from ssljax.errors import UserError
+from ssljax.inference import generation, loading
 
 PROMPTS = ['The quick brown fox', 'a', 'def f(x): return x ** 2  # squares the number x',
            'Hello, world', 'Python is a programming language']
@@ -34,6 +31,9 @@ BATCH = 2  # one batch size throughout, so the tests share compiled programs
 def tiny_gpt2(folder):
   """A tiny transformers GPT-2 saved in `folder` with its byte-level BPE tokenizer; large
   initial weights make its greedy text vary."""
+  torch = pytest.importorskip('torch')
+  transformers = pytest.importorskip('transformers')
+  tokenizers = pytest.importorskip('tokenizers')
   folder.mkdir(parents=True, exist_ok=True)
   bpe = tokenizers.ByteLevelBPETokenizer()
   bpe.train_from_iterator(corpus.embedded_documents()[:60], vocab_size=300,
@@ -53,13 +53,25 @@ def gpt2(tmp_path_factory):
   """(folder, transformers model, its tokenizer padding on the left, ours) of tiny_gpt2."""
   folder = tmp_path_factory.mktemp('gpt2')
   model = tiny_gpt2(folder)
+  import transformers  # pylint: disable=g-import-not-at-top  (tiny_gpt2 skipped without it)
   tok = transformers.AutoTokenizer.from_pretrained(folder, padding_side='left')
   tok.pad_token = tok.eos_token
   return folder, model, tok, loading.load(folder)
 
 
+@pytest.fixture(scope='module')
+def own_gpt(corpus_file, tokenizer_file):
+  """ssljax's GPT, random weights, with the sentencepiece tokenizer of the test corpus."""
+  config = tiny_config(corpus_file, **{'model.arch': 'gpt', 'objective': 'clm',
+                                       'model.max_len': 64})
+  tok = tokenizer_lib.load(tokenizer_file)
+  model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
+  return pretrained.Pretrained(config, model_cfg, models.build(model_cfg, nnx.Rngs(0)), tok, 0)
+
+
 def _transformers_greedy(model, tok, prompts, **kwargs):
   """New tokens per prompt from transformers' cached generate, up to its end-of-text."""
+  import torch  # pylint: disable=g-import-not-at-top  (the gpt2 fixture skipped without it)
   inputs = tok(prompts, return_tensors='pt', padding=True)
   with torch.no_grad():
     out = model.generate(**inputs, max_new_tokens=NEW, do_sample=False,
@@ -90,8 +102,8 @@ def test_rows_stop_at_end_of_text(gpt2):
                                                             eos_token_id=stop)
 
 
-def test_sampling_is_reproducible_and_per_prompt(gpt2):
-  pre = gpt2[3]
+def test_sampling_is_reproducible_and_per_prompt(own_gpt):
+  pre = own_gpt
   sample = lambda prompts, seed, **kw: generation.generate(
       pre, prompts, max_new_tokens=NEW, temperature=1.0, seed=seed, batch_size=BATCH, **kw)
   first = sample(PROMPTS, 1, top_k=50, top_p=0.9)
@@ -136,9 +148,9 @@ def _jitted(pre):
     pytest.param({}, id='learned'),
     pytest.param({'positions': 'rope'}, id='rope', marks=pytest.mark.slow),
     pytest.param({'scan_layers': True}, id='scan_layers', marks=pytest.mark.slow)])
-def test_kv_cache_equals_recomputing(gpt2, layout):
+def test_kv_cache_equals_recomputing(own_gpt, layout):
   """Logits and greedy tokens with the cache equal a full forward pass over each row alone."""
-  pre = gpt2[3]
+  pre = own_gpt
   if layout:
     model_cfg = dataclasses.replace(pre.model_cfg, **layout)
     pre = pretrained.Pretrained(pre.config, model_cfg, models.build(model_cfg, nnx.Rngs(1)),
@@ -178,6 +190,7 @@ def test_kv_cache_equals_recomputing(gpt2, layout):
 @pytest.fixture(scope='module')
 def encoder_folder(corpus_file, tokenizer_file, tmp_path_factory):
   """A tiny ssljax BERT as a Hugging Face folder."""
+  from ssljax.interop import huggingface as hf  # pylint: disable=g-import-not-at-top
   config = tiny_config(corpus_file)
   tok = tokenizer_lib.load(tokenizer_file)
   model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)

@@ -44,3 +44,31 @@ def test_other_machines_are_kept_and_a_corrupt_cache_is_measured_again(measured,
   path.write_text('{not json')
   assert metrics.peak_flops() == 2e12
   assert len(measured) == 2 and len(json.loads(path.read_text())) == 1
+
+
+@pytest.mark.parametrize('arch,objective', [('bert', 'mlm'), ('bert', 'mlm_nsp'),
+                                            ('albert', 'mlm_sop'), ('gpt', 'clm')])
+def test_flops_per_token_matches_a_hand_count(arch, objective):
+  """6 x the weights a token meets (4 h^2 attention + 2 h f MLP per block, the MLM transform
+  h^2 and the tied decoder V e on the masked fraction, or the LM head V h), the embedding
+  projection e h when e < h, the pooler and sentence head h^2 + 2 h once per sequence, plus
+  attention's 12 L S h: written out from the config, not read from the parameters."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from ssljax import models  # pylint: disable=g-import-not-at-top
+  h, layers, f, v, seq, fraction = 16, 3, 40, 50, 32, 0.15
+  e = 8 if arch == 'albert' else 0
+  cfg = models.ModelConfig(arch=arch, vocab_size=v, hidden_size=h, num_layers=layers,
+                           num_heads=2, mlp_dim=f, max_len=seq, embed_size=e,
+                           share_layers=arch == 'albert')
+  params = nnx.to_pure_dict(nnx.state(models.build(cfg, nnx.Rngs(0))))
+  e = e or h
+  per_token = layers * (4 * h * h + 2 * h * f) + (e * h if e != h else 0)
+  if objective == 'clm':
+    per_token += v * h
+  else:
+    per_token += (h * e + v * e) * fraction  # the transform maps h to the embedding width
+  if objective != 'mlm' and objective != 'clm':
+    per_token += (h * h + h * 2) / seq
+  expected = 6 * per_token + 12 * layers * seq * h
+  got = metrics.flops_per_token(params, cfg, objective, seq, fraction)
+  assert got == pytest.approx(expected, rel=1e-12), (got, expected)
