@@ -28,17 +28,18 @@ import time
 # On a GPU both frameworks share the device: JAX must not take 75 % of its memory up front.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-import jax  # pylint: disable=g-import-not-at-top
+import bench_vs_hf
+import jax
 import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
 
-import bench_common
-import bench_vs_hf
 import ssljax.config
 import ssljax.pretrain.loop
 from ssljax.pretrain import masking, metrics, optimizer as optimizer_lib
+
+import bench_common
 
 CONFIGS = pathlib.Path(__file__).parents[1] / 'configs'
 MODELS = {

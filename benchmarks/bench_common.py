@@ -21,8 +21,9 @@ def machine(*packages, peak_flops: float | None = None, **extra) -> dict:
   """The CPU, core count, 1-minute load average now (other jobs' share of the machine), the
   f32 matmul rate (`peak_flops` where the caller measured it already), JAX's device, the
   versions of `packages`, the date, and `extra`."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from ssljax.pretrain import metrics  # pylint: disable=g-import-not-at-top
+  import jax
+
+  from ssljax.pretrain import metrics
   cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
               if line.startswith('model name')), platform.processor())
   device = jax.devices()[0]
@@ -34,7 +35,7 @@ def machine(*packages, peak_flops: float | None = None, **extra) -> dict:
       'jax_device': f'{device.platform}: {device.device_kind}',
       'python': platform.python_version(),
       **{name: _version(name) for name in ('jax',) + packages},
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+      'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
       **extra}
 
 

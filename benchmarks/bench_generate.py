@@ -26,12 +26,13 @@ import torch
 import transformers
 from flax import nnx
 
-import bench_common
 from ssljax import models, pretrained
-from ssljax.inference import generation
 from ssljax.data import corpus
+from ssljax.inference import generation
 from ssljax.interop import huggingface as hf_interop
 from ssljax.tokenizers import huggingface as hf_tokenizer
+
+import bench_common
 
 SSLJAX, HF, HF_1 = 'ssljax', 'hf', 'hf_1_thread'
 LABELS = {SSLJAX: 'ssljax generate_ids (jit, while_loop, KV cache)',

@@ -22,10 +22,11 @@ import time
 import grain
 import jax
 
-import bench_common
 import ssljax.config
 from ssljax.data import batches as batches_lib, corpus, examples
 from ssljax.pretrain import loop
+
+import bench_common
 
 CONFIGS = pathlib.Path(__file__).parents[1] / 'configs'
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, NVIDIA's H100 SXM datasheet
@@ -64,7 +65,7 @@ def pipeline(cfg, workdir, num_batches):
   tokens = sum(len(d) for d in token_docs)
   rates = {}
   for threads in THREADS:
-    batches_lib._READ_OPTIONS = grain.ReadOptions(  # pylint: disable=protected-access
+    batches_lib._READ_OPTIONS = grain.ReadOptions(
         num_threads=threads, prefetch_buffer_size=4)
     stream = batches_lib.Batches(dataset, cfg.train.batch_size, seed)
     next(stream)

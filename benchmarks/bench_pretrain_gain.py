@@ -29,13 +29,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'scripts'))
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 
-import bench_common  # noqa: E402
 import build_corpus  # noqa: E402
+
 from ssljax import config as config_lib  # noqa: E402
-from ssljax.adapt import hooks, run  # noqa: E402
+from ssljax.adapt import hooks, run, suite  # noqa: E402
+from ssljax.inference import loading  # noqa: E402
 from ssljax.pretrain import loop, metrics  # noqa: E402
-from ssljax.adapt import suite
-from ssljax.inference import loading
+
+import bench_common  # noqa: E402
 
 # Training examples per task (the budget: few labels is where pretraining pays).
 MAX_TRAIN = {'sst2': 1000, 'pos': 1000, 'stsb': 1000, 'rte': 1000}

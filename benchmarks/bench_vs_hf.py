@@ -26,15 +26,16 @@ import time
 # On a GPU both frameworks share the device: JAX must not take 75 % of its memory up front.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import numpy as np
 import torch
 import transformers
 
-import bench_common
 import ssljax.config
 import ssljax.pretrain.loop
 from ssljax.pretrain import metrics
+
+import bench_common
 
 CONFIG = pathlib.Path(__file__).parents[1] / 'configs' / 'bert_tiny.py'
 HF = 'hf'

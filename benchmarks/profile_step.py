@@ -22,13 +22,13 @@ import re
 import tempfile
 import time
 
-import jax
+import bench_vs_hf
 import torch
 
-import bench_common
-import bench_vs_hf
 import ssljax.pretrain.loop
 from ssljax.pretrain import profile
+
+import bench_common
 
 # Op name patterns of each group: XLA's HLO names (its matmul libraries' fusions included)
 # and torch's aten names.

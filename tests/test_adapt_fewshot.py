@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import tiny_config
 from ssljax import cli, models as model, pretrained, tokenizers as tokenizer_lib
-from ssljax.pretrain import loop as train
 from ssljax.adapt import fewshot
-from ssljax.tasks import readers
 from ssljax.errors import UserError
 from ssljax.inference import scoring
+from ssljax.pretrain import loop as train
+from ssljax.tasks import readers
+
+from conftest import tiny_config
 
 SPEC = readers.GLUE['sst2']
 TEMPLATE = 'Review: {text}\nSentiment:'
@@ -21,8 +22,8 @@ VERBALIZERS = (' bad', ' good')
 
 
 def _examples(count, words=4):
-  return [readers.Example(text=' '.join(['the', 'function', 'returns', 'a', 'value'] * words)[:40 + i],
-                        label=i % 2) for i in range(count)]
+  text = ' '.join(['the', 'function', 'returns', 'a', 'value'] * words)
+  return [readers.Example(text=text[:40 + i], label=i % 2) for i in range(count)]
 
 
 @pytest.fixture(scope='module')

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from ssljax.adapt import finetune, probe
+from ssljax.errors import UserError
+from ssljax.tasks import task_rows
+
 import adapt_helpers
 from adapt_helpers import SPECS, SQUAD, SST2, _build, _script_pearson, _settings, _task
-from ssljax.adapt import finetune, probe
-from ssljax.tasks import task_rows
-from ssljax.errors import UserError
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 

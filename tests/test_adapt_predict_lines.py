@@ -5,11 +5,12 @@ what is missing."""
 import pytest
 from flax import nnx
 
-import adapt_helpers
-from adapt_helpers import SST2, _settings
 from ssljax.adapt import finetune, predict
 from ssljax.errors import UserError
 from ssljax.inference import loading
+
+import adapt_helpers
+from adapt_helpers import SST2, _settings
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from sklearn import linear_model
 
-import adapt_helpers
-from adapt_helpers import (SPECS, SQUAD, SST2, _features, _script_pearson, _settings, _task,
-                           _text)
 from ssljax.adapt import probe
+from ssljax.errors import UserError
 from ssljax.tasks import task_rows
 from ssljax.tasks.readers import Example
-from ssljax.errors import UserError
+
+import adapt_helpers
+from adapt_helpers import SPECS, SQUAD, SST2, _features, _script_pearson, _settings, _task, _text
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 

@@ -8,15 +8,13 @@ import re
 import pytest
 from flax import nnx
 
+from ssljax import models, pretrained, progress
+from ssljax.adapt import fewshot, finetune, probe, run as run_lib, suite as suite_lib
+from ssljax.tasks import catalog
+
 import adapt_helpers
 from adapt_helpers import SST2, _features, _settings, _task
 from conftest import tiny_config
-from ssljax import models, pretrained
-from ssljax.adapt import finetune, probe, run as run_lib
-from ssljax import progress
-from ssljax.adapt import fewshot
-from ssljax.tasks import catalog
-from ssljax.adapt import suite as suite_lib
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 EPOCH_LINE = re.compile(r'seed (\d) epoch (\d)/(\d) lr (\S+): val accuracy \d\.\d{4}, '

@@ -10,16 +10,14 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from ssljax import cli
-from ssljax.pretrain import loop as train
 from ssljax.adapt import hooks, run as run_lib
-from ssljax.inference import encoding
-from ssljax.tasks import scores
-from ssljax.tasks import readers
 from ssljax.errors import UserError
-from ssljax.tasks import catalog
-from ssljax.inference import loading
+from ssljax.inference import encoding, loading
+from ssljax.pretrain import loop as train
+from ssljax.tasks import catalog, readers, scores
+
+from conftest import tiny_config
 
 _GOOD = ['a charming and often affecting journey', 'an excellent film with fine acting',
          'warm , funny and wise', 'the best story of the year']

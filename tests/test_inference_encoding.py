@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 
 from ssljax import models
-from ssljax.inference import encoding
 from ssljax.errors import UserError
+from ssljax.inference import encoding
 from ssljax.models.layers import attention_mask
 
 B, L, H = 3, 7, 16

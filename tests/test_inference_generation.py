@@ -16,11 +16,12 @@ import pytest
 from flax import nnx
 
 import ssljax
-from conftest import tiny_config
 from ssljax import cli, models, pretrained, tokenizers as tokenizer_lib
 from ssljax.data import corpus
 from ssljax.errors import UserError
 from ssljax.inference import generation, loading
+
+from conftest import tiny_config
 
 PROMPTS = ['The quick brown fox', 'a', 'def f(x): return x ** 2  # squares the number x',
            'Hello, world', 'Python is a programming language']
@@ -53,7 +54,7 @@ def gpt2(tmp_path_factory):
   """(folder, transformers model, its tokenizer padding on the left, ours) of tiny_gpt2."""
   folder = tmp_path_factory.mktemp('gpt2')
   model = tiny_gpt2(folder)
-  import transformers  # pylint: disable=g-import-not-at-top  (tiny_gpt2 skipped without it)
+  import transformers  # tiny_gpt2 skipped without it
   tok = transformers.AutoTokenizer.from_pretrained(folder, padding_side='left')
   tok.pad_token = tok.eos_token
   return folder, model, tok, loading.load(folder)
@@ -71,7 +72,7 @@ def own_gpt(corpus_file, tokenizer_file):
 
 def _transformers_greedy(model, tok, prompts, **kwargs):
   """New tokens per prompt from transformers' cached generate, up to its end-of-text."""
-  import torch  # pylint: disable=g-import-not-at-top  (the gpt2 fixture skipped without it)
+  import torch  # the gpt2 fixture skipped without it
   inputs = tok(prompts, return_tensors='pt', padding=True)
   with torch.no_grad():
     out = model.generate(**inputs, max_new_tokens=NEW, do_sample=False,
@@ -171,7 +172,7 @@ def test_kv_cache_equals_recomputing(own_gpt, layout):
     token = step_logits[-1].argmax(-1)
     logits, cache = cached(token[:, None], (lengths + t)[:, None], real, cache, width + t)
     step_logits.append(np.asarray(logits[:, 0]))
-  tokens = np.stack([l.argmax(-1) for l in step_logits], axis=1)
+  tokens = np.stack([s.argmax(-1) for s in step_logits], axis=1)
   for i, row in enumerate(rows):
     grown = np.concatenate([row, tokens[i]])
     np.testing.assert_allclose(np.stack(step_logits, 1)[i], alone(grown)[len(row) - 1:-1],
@@ -190,7 +191,7 @@ def test_kv_cache_equals_recomputing(own_gpt, layout):
 @pytest.fixture(scope='module')
 def encoder_folder(corpus_file, tokenizer_file, tmp_path_factory):
   """A tiny ssljax BERT as a Hugging Face folder."""
-  from ssljax.interop import huggingface as hf  # pylint: disable=g-import-not-at-top
+  from ssljax.interop import huggingface as hf
   config = tiny_config(corpus_file)
   tok = tokenizer_lib.load(tokenizer_file)
   model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)

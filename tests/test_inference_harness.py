@@ -15,13 +15,14 @@ pytest.importorskip('accelerate')  # lm-eval's hf model needs it
 pytest.importorskip('transformers')
 
 import ssljax  # noqa: E402
-from conftest import tiny_config  # noqa: E402
-from test_inference_generation import tiny_gpt2  # noqa: E402
 from ssljax import cli, config as config_lib, models, pretrained, tokenizers as tokenizer_lib  # noqa: E402
-from ssljax.inference import harness  # noqa: E402
 from ssljax.adapt import hooks  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
+from ssljax.inference import harness  # noqa: E402
 from ssljax.pretrain import loop, metrics  # noqa: E402
+
+from conftest import tiny_config  # noqa: E402
+from test_inference_generation import tiny_gpt2  # noqa: E402
 
 QUESTIONS = [('The quick brown', [' fox', ' dog', ' cat'], 0),
              ('def f(x):', [' return', ' pass'], 1),
@@ -54,7 +55,7 @@ KINDS = {
 def local_tasks_only(monkeypatch):
   """lm-eval indexes its thousands of built-in tasks (~10 s) for every run; these tests use
   only their own YAML files."""
-  from lm_eval.tasks import TaskManager  # pylint: disable=g-import-not-at-top
+  from lm_eval.tasks import TaskManager
   monkeypatch.setattr(TaskManager, '__init__',
                       functools.partialmethod(TaskManager.__init__, include_defaults=False))
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import tiny_config
 from ssljax import models, tokenizers
 from ssljax.errors import UserError
+from ssljax.inference import loading
 from ssljax.pretrain import checkpoint, optimizer
 from ssljax.pretrain.state import TrainState
-from ssljax.inference import loading
+
+from conftest import tiny_config
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_load_reads_only_the_parameters(corpus_file, tokenizer_file, tmp_path, m
 
 def test_init_from_is_loaded_by_the_caller_and_pretrain_says_so_when_it_is_not(corpus_file,
                                                                                  tmp_path):
-  from ssljax.pretrain import loop  # pylint: disable=g-import-not-at-top
+  from ssljax.pretrain import loop
   assert loading.init_from(tiny_config(corpus_file)) is None
   config = tiny_config(corpus_file, **{'train.init_from': str(tmp_path / 'source')})
   with pytest.raises(UserError, match=r'train.init_from=.*no model was passed: call '

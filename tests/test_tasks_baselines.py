@@ -5,14 +5,14 @@ import dataclasses
 
 import pytest
 
-import adapt_helpers
-from adapt_helpers import SPECS, _features, _script_pearson, _settings, _task
 from ssljax.adapt import finetune, probe, report, run as run_lib
-from ssljax.tasks import baselines
-from ssljax.tasks import readers
-from ssljax.tasks.readers import Example
 from ssljax.cli import adapt as cli_adapt
 from ssljax.errors import UserError
+from ssljax.tasks import baselines, readers
+from ssljax.tasks.readers import Example
+
+import adapt_helpers
+from adapt_helpers import SPECS, _features, _script_pearson, _settings, _task
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 THREE = SPECS['classification']  # labels x, y, z; accuracy

@@ -5,7 +5,6 @@ import pytest
 
 from ssljax.tasks import kinds
 
-
 # Two windows over 'aa bb cc dd ee': row 0 holds aa bb cc, row 1 cc dd ee, each at
 # positions 3-5 after [CLS] question [SEP]; marks are (side, row, position): logit.
 _OFFSETS = np.full((2, 8, 2), -1)

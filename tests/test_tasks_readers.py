@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from ssljax.tasks import readers
 from ssljax.errors import UserError
+from ssljax.tasks import readers
 
 _SHARED = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 _MNLI_HEAD = ('index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t'
@@ -29,7 +29,8 @@ _GLUE_FILES = {
     'SST-2/test.tsv': 'index\tsentence\n0\tuneasy mishmash of styles and genres .\n',
     'MRPC/dev.tsv': f'\ufeffQuality\t{_MRPC_HEAD}\n'
                     '1\t1355540\t1355592\tHe said the pie business fits.\tThe pie fits, he said.\n'
-                    '0\t2029631\t2029565\tMagnarelli said Racicot hated it.\tHis wife said he was.\n',
+                    '0\t2029631\t2029565\tMagnarelli said Racicot hated it.\t'
+                    'His wife said he was.\n',
     'MRPC/test.tsv': f'index\t{_MRPC_HEAD}\n0\t1089874\t1089925\tPCCW said.\tPCCW says.\n',
     'STS-B/dev.tsv': f'{_STSB_HEAD}\tscore\n{_STSB_ROW}\tA man is dancing.\tA man dances.\t5.000\n'
                      f'{_STSB_ROW}\tA dog runs.\tA cat sleeps.\t0.250\n',

@@ -7,8 +7,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as sk
 
-from ssljax.tasks import scores
-from ssljax.tasks import readers
+from ssljax.tasks import readers, scores
 
 
 def _labels(seed, size, num_classes):

@@ -4,13 +4,12 @@ against an independent reference."""
 import numpy as np
 import pytest
 
+from ssljax.errors import UserError
+from ssljax.tasks import kinds, readers, task_rows
+from ssljax.tasks.readers import Example
+
 import adapt_helpers
 from adapt_helpers import MRPC, SQUAD, SST2, WORDS, _ids, _text
-from ssljax.tasks import kinds
-from ssljax.tasks import task_rows
-from ssljax.tasks import readers
-from ssljax.tasks.readers import Example
-from ssljax.errors import UserError
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 

@@ -14,7 +14,7 @@ import functools
 import json
 import time
 import zipfile
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

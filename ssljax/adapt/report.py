@@ -15,9 +15,9 @@ from ssljax import paths, progress
 
 
 def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top  (slow; only when plotting)
+  import matplotlib  # slow; only when plotting
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   return plt
 
 

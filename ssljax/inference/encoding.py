@@ -155,7 +155,8 @@ class SentenceEncoder:
     if texts and isinstance(texts[0], dict):  # batches of {'text': [...]}
       texts = [t for batch in texts for t in batch['text']]
     if not all(isinstance(t, str) for t in texts):
-      raise UserError('SentenceEncoder.encode takes a list of strings (or batches of {"text": ...})')
+      raise UserError('SentenceEncoder.encode takes a list of strings (or batches of '
+                      '{"text": ...})')
     out_NxH = sentence_features(self.pre, texts, self.pooling, batch_size or self.batch_size)
     if self.normalize:
       out_NxH /= np.maximum(np.linalg.norm(out_NxH, axis=1, keepdims=True), 1e-12)

@@ -8,7 +8,7 @@ the model and the tokenizer. The hooks ssljax ships are built next to the code t
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 from flax import nnx

@@ -7,7 +7,7 @@ position and decodes the best span across all windows of a question.
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

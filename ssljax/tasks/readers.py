@@ -185,7 +185,7 @@ def _glue_file(name: str, layout: _GlueLayout, data_dir: paths.Path,
   folder = data_dir / layout.folder if (data_dir / layout.folder).is_dir() else data_dir
   path = folder / f'{split}.tsv'
   if not path.is_file():
-    folders = ' '.join(f'{l.folder}/' for l in _GLUE_LAYOUTS.values())
+    folders = ' '.join(f'{g.folder}/' for g in _GLUE_LAYOUTS.values())
     raise UserError(f'{path} does not exist: GLUE keeps {name} {split} in '
                     f'{layout.folder}/{split}.tsv under the GLUE folder ({folders}, as '
                     'download_glue_data.py writes them); point the data dir at that '
