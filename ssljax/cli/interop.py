@@ -25,7 +25,7 @@ def _export(args):
 def add_commands(subparsers):
   """Adds import-hf and export-hf to the `ssljax` subcommands."""
   q = subparsers.add_parser(
-      'import-hf', help='import a Hugging Face BERT/RoBERTa/ALBERT/GPT-2 folder',
+      'import-hf', help='import a Hugging Face BERT/RoBERTa/ALBERT/GPT-2/ModernBERT/Llama/GPT-NeoX folder',
       description='Reads a Hugging Face model folder (config.json, model.safetensors or '
       'pytorch_model.bin, tokenizer files) and writes OUT/checkpoints/0 with a fresh '
       'optimizer state, the matching config and the tokenizer. Continue pretraining with '
