@@ -106,25 +106,25 @@ HLO = '''HloModule m
 %body (p: (u32[], f32[8])) -> (u32[], f32[8]) {
   %p = (u32[], f32[8]) parameter(0)
   %x = f32[8]{0} get-tuple-element(%p), index=1
-  %collective-permute.1 = f32[8]{0} collective-permute(%x), channel_id=3, source_target_pairs={{0,1},{1,0}}
+  %collective-permute.1 = f32[8]{0} collective-permute(%x), channel_id=3
   %i = u32[] get-tuple-element(%p), index=0
   ROOT %t = (u32[], f32[8]) tuple(%i, %collective-permute.1)
 }
 
 %all-reduce-scatter.1 (input: bf16[64]) -> bf16[16] {
   %input = bf16[64]{0} parameter(0)
-  %all-reduce.1 = bf16[64]{0} all-reduce(%input), channel_id=1, replica_groups={{0,1,2,3}}, to_apply=%add
+  %all-reduce.1 = bf16[64]{0} all-reduce(%input), channel_id=1, to_apply=%add
   ROOT %slice = bf16[16]{0} slice(%all-reduce.1), slice={[0:16]}
 }
 
-%fused.a (param_0.1: bf16[256]) -> bf16[1024] {
-  %param_0.1 = bf16[256]{0} parameter(0)
-  ROOT %all-gather.1 = bf16[1024]{0} all-gather(%param_0.1), channel_id=9, dimensions={0}, frontend_attributes={chain_id="4"}
+%fused.a (p1: bf16[256]) -> bf16[1024] {
+  %p1 = bf16[256]{0} parameter(0)
+  ROOT %ag.1 = bf16[1024]{0} all-gather(%p1), channel_id=9, frontend_attributes={chain_id="4"}
 }
 
-%fused.b (param_0.2: bf16[256]) -> bf16[1024] {
-  %param_0.2 = bf16[256]{0} parameter(0)
-  ROOT %all-gather.2 = bf16[1024]{0} all-gather(%param_0.2), channel_id=9, dimensions={0}, frontend_attributes={chain_id="4"}
+%fused.b (p2: bf16[256]) -> bf16[1024] {
+  %p2 = bf16[256]{0} parameter(0)
+  ROOT %ag.2 = bf16[1024]{0} all-gather(%p2), channel_id=9, frontend_attributes={chain_id="4"}
 }
 
 ENTRY %main (a: f32[8], b: bf16[64], c: bf16[256]) -> f32[8] {

@@ -97,7 +97,9 @@ def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=('data', 'fs
 def _splash_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal, interpret):
   """Splash attention over the rows and heads on one device."""
   from jax.experimental.pallas.ops.tpu.splash_attention import (
-      splash_attention_kernel as splash, splash_attention_mask as masks)
+    splash_attention_kernel as splash,
+    splash_attention_mask as masks,
+  )
   _, length, heads, depth = q_BxLxNxD.shape
   block = max(b for b in range(SPLASH_TILE, min(SPLASH_BLOCK, length) + 1, SPLASH_TILE)
               if length % b == 0)

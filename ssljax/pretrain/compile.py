@@ -16,11 +16,10 @@ import time
 
 import jax
 import numpy as np
-import optax
 
 from ssljax import models
-from ssljax.models import attention
 from ssljax.errors import UserError
+from ssljax.models import attention
 from ssljax.pretrain import chips, hlo, metrics, optimizer, parallel, step as step_lib
 
 SETTINGS = ('train.batch_size', 'train.grad_accum', 'mesh.fsdp', 'model.remat')

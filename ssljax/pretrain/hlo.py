@@ -64,8 +64,8 @@ def parse(text: str) -> dict:
   with loops unrolled / with each body once (what cost_analysis counts)} of one chip per
   step. A collective's bytes are its result's (all of a combined all-reduce's tuple),
   a reduce-scatter's its operand's, a chain of fusions that runs one collective once;
-  the TPU's windowed (collective) matmuls are loops with a uint32 counter; a loop runs as often as its condition's s32 bound says
-  (or XLA's known_trip_count)."""
+  the TPU's windowed (collective) matmuls are loops with a uint32 counter; a loop runs as
+  often as its condition's s32 or u32 bound says (or XLA's known_trip_count)."""
   comps, calls, shapes, entry, current = {}, collections.defaultdict(list), {}, None, None
   for line in text.splitlines():
     m = _COMP.match(line)
