@@ -63,6 +63,19 @@ def test_another_objective_is_one_line(run_copy, corpus_file, tokenizer_file):
   run.manager.close()
 
 
+def test_a_run_written_before_a_key_existed_resumes():
+  """A checkpoint's saved config lacks the keys added since (model.attention, model.norm):
+  they count as their defaults, which keep the old behaviour; a changed value still stops."""
+  config = config_lib.load(None, [])
+  saved = config.to_dict()
+  for key in ('attention', 'norm', 'rope_base'):
+    del saved['model'][key]
+  train._check_resumable(config, {'config': saved}, 'w', 3)  # pylint: disable=protected-access
+  saved['model']['mlp_dim'] += 1
+  with pytest.raises(UserError, match='another config .model.mlp_dim'):
+    train._check_resumable(config, {'config': saved}, 'w', 3)  # pylint: disable=protected-access
+
+
 def test_keep_checkpoints_is_at_least_one():
   with pytest.raises(UserError, match='train.keep_checkpoints=0 must be at least 1'):
     config_lib.load(None, ['train.keep_checkpoints=0'])

@@ -175,7 +175,10 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
 def _check_resumable(config, meta, workdir, step):
   directory = f'{workdir}/checkpoints/{step}'
   saved = meta.get('config') if isinstance(meta.get('config'), dict) else {}
-  current = config.to_dict()
+  current, defaults = config.to_dict(), config_lib.base().to_dict()
+  for key, value in saved.items():  # a key added since the run was written has its default,
+    if isinstance(value, dict) and isinstance(defaults.get(key), dict):  # as it had then
+      saved[key] = defaults[key] | value
   for key in RESUME_KEYS:
     if saved.get(key) != current[key]:
       old = saved.get(key) if isinstance(saved.get(key), dict) else {}
