@@ -11,30 +11,17 @@ reduce-scattered), scanned and rematerialised layers, splash attention on TPU. O
 roofline bound (benchmarks/results/tpu_compile.md); we have not trained it ourselves.
 """
 
+import os
+
 from ssljax import config as config_lib
 
 
 def get_config():
-  c = config_lib.base()
-  c.objective = 'clm'
+  """gpt_small's recipe (configs/gpt_small.py), scaled up."""
+  c = config_lib.load(os.path.join(os.path.dirname(__file__), 'gpt_small.py'))
   m = c.model
-  m.arch, m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = 'gpt', 2048, 24, 16, 8192
-  m.max_len = 2048
-  m.activation = 'gelu_tanh'
-  m.layer_norm_eps = 1e-5
-  m.dropout_rate = m.attention_dropout_rate = 0.0
-  m.dtype = 'bfloat16'
-  m.scan_layers = True
-  m.remat = True
-  c.data.seq_len = 2048
-  c.tokenizer.vocab_size = 32000
-  c.train.batch_size = 512
-  c.train.steps = 150_000
-  c.train.log_every = 100
-  c.train.eval_every = 5_000
-  c.train.checkpoint_every = 2_000
-  o = c.optimizer
-  o.learning_rate, o.end_learning_rate, o.warmup_steps = 2e-4, 2e-5, 2000
-  o.decay, o.weight_decay, o.b2 = 'cosine', 0.1, 0.95
-  c.mesh.data, c.mesh.fsdp = 1, -1
+  m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = 2048, 24, 16, 8192
+  m.max_len = c.data.seq_len = 2048
+  c.train.steps, c.train.checkpoint_every = 150_000, 2_000
+  c.optimizer.learning_rate, c.optimizer.end_learning_rate = 2e-4, 2e-5
   return c
