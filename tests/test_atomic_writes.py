@@ -122,3 +122,21 @@ def test_write_whole_leaves_the_old_file_on_failure(tmp_path, monkeypatch):
   with pytest.raises(OSError):
     paths.save_npz(paths.path(tmp_path / 'x.npz'), x=np.ones(3))
   assert not (tmp_path / 'x.npz').exists() and json.loads(out.read_text()) == {'good': 1}
+
+
+def test_sharded_non_finite_parameters_are_named_where_they_lie():
+  """The resume check counts under jit, so parameters sharded over devices (and hosts)
+  are checked without gathering them; the line names the tensor."""
+  from ssljax.pretrain import checkpoint  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((len(jax.devices()),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  kernel = np.ones((len(jax.devices()) * 2, 3), np.float32)
+  kernel[-1, 0] = np.inf
+  params = {'dense': {'kernel': jax.device_put(
+      kernel, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))),
+      'bias': np.zeros(3, np.float32)}, 'step': np.int32(3)}
+  with pytest.raises(UserError, match=r"run/checkpoints/3: parameter \['dense'\]\['kernel'\] "
+                     r'holds 1 non-finite values'):
+    checkpoint.check_finite(params, 'run/checkpoints/3')
+  params['dense']['kernel'] = np.ones_like(kernel)
+  checkpoint.check_finite(params, 'run/checkpoints/3')

@@ -26,8 +26,8 @@ from flax import nnx
 from ssljax import models, paths, progress, tokenizers
 from ssljax.adapt import probe
 from ssljax.errors import UserError
-from ssljax.inference import encoding, loading
-from ssljax.pretrain import optimizer
+from ssljax.inference import encoding
+from ssljax.pretrain import checkpoint, optimizer
 from ssljax.tasks import kinds, readers, task_rows
 
 
@@ -383,7 +383,7 @@ def load(directory):
     raise UserError(f'{directory} holds a truncated or invalid fine-tuned model '
                     f'({type(e).__name__}: {str(e)[:200]}); run `ssljax finetune` again to '
                     'rewrite it') from None
-  loading.check_finite(params, directory / 'params.npz')
+  checkpoint.check_finite(params, directory / 'params.npz')
   tokenizer = tokenizers.from_proto(meta['tokenizer'],
                                        (directory / 'tokenizer.bin').read_bytes(),
                                        origin=str(directory / 'tokenizer.bin'))

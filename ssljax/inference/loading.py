@@ -22,18 +22,6 @@ from ssljax.pretrain import checkpoint
 from ssljax.pretrained import Pretrained
 
 
-def check_finite(params, where) -> None:
-  """Parameters with NaN or inf give NaN features without a word: one line naming the tensor."""
-  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
-  for key, value in flat:
-    value = np.asarray(value)
-    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
-      raise UserError(f'{where}: parameter {jax.tree_util.keystr(key)} holds '
-                      f'{np.size(value) - np.isfinite(value).sum()} non-finite values (NaN '
-                      'or inf); the file is damaged or the run diverged: use another '
-                      'checkpoint')
-
-
 def _locate(path: paths.Path) -> tuple[paths.Path, int | None]:
   if (path / 'checkpoints').is_dir():
     return path, None
@@ -78,7 +66,7 @@ def load(path) -> Pretrained:
     params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                           nnx.to_pure_dict(abstract))
     params = checkpoint.restore_params(mgr, step, params)
-    check_finite(params, where)
+    checkpoint.check_finite(params, where)
   return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)
 
 

@@ -21,6 +21,7 @@ import time
 
 import fsspec
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -311,3 +312,17 @@ def restore_latest(mgr, abstract_state):
       continue
     return step, restored['state'], restored['data'], restored['meta']
   return None
+
+
+def check_finite(params, where) -> None:
+  """Parameters with NaN or inf (flipped bytes, a diverged run) would give NaN losses or
+  features without a word: one line naming the tensor. Counted under jit, so sharded
+  parameters of a multi-host run are checked where they lie."""
+  def count(x):
+    return jnp.sum(~jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.floating) else 0
+  counts = jax.device_get(jax.jit(lambda p: jax.tree.map(count, p))(params))
+  for key, bad in jax.tree_util.tree_flatten_with_path(counts)[0]:
+    if bad:
+      raise UserError(f'{where}: parameter {jax.tree_util.keystr(key)} holds {int(bad)} '
+                      'non-finite values (NaN or inf); the file is damaged or the run '
+                      'diverged: use another checkpoint')

@@ -212,6 +212,7 @@ def restore_or_init(run: Run) -> tuple[TrainState, int]:
                       'to start from step 0 beside them, or use a new --workdir')
     return initial_state(run), 0
   step, state, data_state, _ = restored
+  checkpoint.check_finite(state.params, f'{run.workdir}/checkpoints/{step}')
   if data_state:  # an imported checkpoint has none: its data starts at the beginning
     run.batches.set_state(data_state)
   log.info('continuing from checkpoint at step %d', step)
