@@ -8,7 +8,7 @@ import pytest
 from ssljax import paths
 from ssljax.errors import UserError
 from ssljax.pretrain import lock
-from test_object_storage import buckets  # noqa: F401  (a fixture)
+from test_object_storage import _emulators, buckets  # noqa: F401  (fixtures)
 
 
 @pytest.mark.parametrize('backend', ['gs', 's3'])

@@ -80,7 +80,7 @@ def test_ctrl_c_in_setup_exits_130_even_inside_a_gc_callback(tmp_path):
       from ssljax.cli.main import main
       from ssljax.pretrain import loop
 
-      def setup(config, workdir):
+      def setup(config, workdir, init=None):
         def callback(phase, info):
           if phase == 'start' and callback in gc.callbacks:
             gc.callbacks.remove(callback)
@@ -142,7 +142,7 @@ def test_a_bucket_that_cannot_be_reached(capsys, monkeypatch):
 @pytest.mark.slow  # torch, transformers and an import: ~20 s on 2 loaded cores
 def test_pretraining_in_an_import_hf_folder(tmp_path, capsys, corpus_file):
   pytest.importorskip('torch')
-  from test_generate import tiny_gpt2  # pylint: disable=g-import-not-at-top
+  from test_inference_generation import tiny_gpt2  # pylint: disable=g-import-not-at-top
   tiny_gpt2(tmp_path / 'gpt2')
   assert cli.main(['import-hf', str(tmp_path / 'gpt2'), '--out', str(tmp_path / 'imported')]) == 0
   before = sorted(p.name for p in (tmp_path / 'imported').rglob('*'))

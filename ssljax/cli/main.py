@@ -57,8 +57,18 @@ def _compilation_cache():
     jax.config.update('jax_compilation_cache_dir', str(metrics.cache_dir() / 'xla'))
 
 
+def _drop_closed_loop_noise(report):
+  """Orbax closes its event loop while a failed restore's sibling reads are still in
+  TensorStore; their callbacks then raise "Event loop is closed" as unraisable exceptions,
+  dozens of tracebacks after the one line that matters. Those alone are dropped."""
+  if not (isinstance(report.exc_value, RuntimeError)
+          and str(report.exc_value) == 'Event loop is closed'):
+    sys.__unraisablehook__(report)
+
+
 def main(argv=None):
   previous = signal.signal(signal.SIGINT, _interrupted)
+  sys.unraisablehook = _drop_closed_loop_noise  # kept: the stray reads outlive main()
   try:
     return _main(argv)
   finally:
