@@ -89,14 +89,19 @@ def _albert(folder):
 MAKERS = {'bert': _bert, 'roberta': _roberta, 'albert': _albert, 'gpt2': _gpt2}
 
 
+def save_random(make, folder):
+  """(transformers model, tokenizer) of a tiny random model `make(folder)`, saved there."""
+  torch.manual_seed(0)
+  model = make(folder).eval()
+  model.save_pretrained(folder)
+  return model, transformers.AutoTokenizer.from_pretrained(folder)
+
+
 @pytest.fixture(scope='module', params=list(MAKERS))
 def made(request, tmp_path_factory):
   """(model type, folder, transformers model, transformers tokenizer) of a tiny model."""
   folder = tmp_path_factory.mktemp(request.param)
-  torch.manual_seed(0)
-  model = MAKERS[request.param](folder).eval()
-  model.save_pretrained(folder)
-  return request.param, folder, model, transformers.AutoTokenizer.from_pretrained(folder)
+  return request.param, folder, *save_random(MAKERS[request.param], folder)
 
 
 def _inputs(pre, texts):

@@ -18,7 +18,7 @@ transformers = pytest.importorskip('transformers')
 import tokenizers  # noqa: E402  (transformers needs it)
 
 from conftest import tiny_config  # noqa: E402
-from test_interop_huggingface import TEXTS, _documents, _inputs  # noqa: E402
+from test_interop_huggingface import TEXTS, _documents, _inputs, save_random  # noqa: E402
 from ssljax import models, pretrained, tokenizers as tokenizer_lib  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
 from ssljax.inference import encoding, generation, loading  # noqa: E402
@@ -85,10 +85,7 @@ MAKERS = {'modernbert': _modernbert, 'modernbert_biases': lambda f: _modernbert(
 def made(request, tmp_path_factory):
   """(folder, transformers model, transformers tokenizer) of a tiny random model."""
   folder = tmp_path_factory.mktemp(request.param)
-  torch.manual_seed(0)
-  model = MAKERS[request.param](folder).eval()
-  model.save_pretrained(folder)
-  return folder, model, transformers.AutoTokenizer.from_pretrained(folder)
+  return folder, *save_random(MAKERS[request.param], folder)
 
 
 def _logits(pre, batch):
