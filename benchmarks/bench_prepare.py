@@ -163,9 +163,9 @@ def input_rate(small: pathlib.Path, big: pathlib.Path, num_batches: int) -> dict
   rates = {'in memory (20 MB corpus)': examples_lib.build_examples(
                docs, small_data.tokenizer, cfg.objective, cfg.data.seq_len, 0)}
   for name, folder in (('prepared, 20 MB', small), ('prepared, 2 GB', big)):
-    rates[f'{name} ({len(prepared.open_folder(folder).manifest["splits"]["train"]["shards"])}'
-          ' shards)'] = prepared.open_folder(folder).examples(
-              'train', cfg.objective, cfg.data.seq_len, 0)
+    data = prepared.open_folder(folder)
+    rates[f'{name} ({len(data.manifest["splits"]["train"]["shards"])} shards)'] = (
+        data.examples('train', cfg.objective, cfg.data.seq_len, 0))
   rates = {k: _rate(v, cfg, num_batches) for k, v in rates.items()}
   model_cfg = models.ModelConfig.from_config(cfg.model, vocab_size=cfg.model.vocab_size or 30522)
   _, params = models.abstract(model_cfg)
