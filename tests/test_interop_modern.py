@@ -252,3 +252,27 @@ def test_what_import_cannot_reproduce_is_one_line(maker, change, message, tmp_pa
   (tmp_path / 'config.json').write_text(json.dumps(config | change))
   with pytest.raises(UserError, match=message):
     loading.load(tmp_path)
+
+
+@pytest.mark.parametrize('method, options', [
+    ('probe', ['probe.kind=ridge']),
+    ('finetune', ['finetune.epochs=2', 'finetune.lr=1e-3', 'batch_size=8', 'init=both'])])
+def test_an_imported_llama_probes_and_finetunes(method, options, tmp_path):
+  """An imported Llama-family folder adapts like an ssljax checkpoint: `ssljax probe` and
+  `ssljax finetune` (pretrained and from scratch) run on it and write their results."""
+  from ssljax import cli  # pylint: disable=g-import-not-at-top
+  from test_adapt_run import _sst2_rows  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(2)
+  _llama(tmp_path / 'llama').save_pretrained(tmp_path / 'llama')
+  for split, (count, offset) in {'train': (32, 0), 'dev': (12, 1)}.items():
+    (tmp_path / 'glue' / 'SST-2').mkdir(parents=True, exist_ok=True)
+    (tmp_path / 'glue' / 'SST-2' / f'{split}.tsv').write_text(_sst2_rows(count, offset))
+  argv = [method, '--checkpoint', tmp_path / 'llama', '--task', 'sst2', '--data-dir',
+          tmp_path, '--workdir', tmp_path / 'out', '--set', 'max_len=32', '--set', 'seeds=1',
+          *[a for o in options for a in ('--set', o)]]
+  assert cli.main([str(a) for a in argv]) == 0
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert results['examples'] == {'train': 32, 'dev': 12}
+  groups = ['pretrained', 'scratch'] if method == 'finetune' else ['pretrained']
+  for group in groups:
+    assert 0.0 <= results['metrics'][group]['dev']['accuracy']['mean'] <= 1.0
