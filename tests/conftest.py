@@ -14,11 +14,33 @@ import pytest  # noqa: E402
 
 from ssljax import config as config_lib  # noqa: E402
 from ssljax.data import corpus  # noqa: E402
+from ssljax.pretrain import profile  # noqa: E402
 
 # Tests build the same tiny programs many times: XLA's persistent cache compiles each once.
 jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='ssljax-test-xla-'))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'libtpu: loads libtpu for compile-only TPU devices; '
+                          'runs after every other test')
+
+
+def pytest_collection_modifyitems(items):
+  """Tests that load libtpu run last, in each xdist worker too (workers take tests in this
+  order): with libtpu loaded for compile-only devices, jax.profiler.start_trace segfaults,
+  and a profiling test after them would take the worker down."""
+  items.sort(key=lambda item: item.get_closest_marker('libtpu') is not None)
+
+
+@pytest.fixture(autouse=True)
+def _libtpu_only_where_marked(request):
+  before = profile.compile_only_libtpu()
+  yield
+  if not before and profile.compile_only_libtpu() and not request.node.get_closest_marker(
+      'libtpu'):
+    pytest.fail('this test loaded libtpu: mark it pytest.mark.libtpu, so that it runs last')
 
 
 def tiny_overrides(corpus_path, **extra):

@@ -10,6 +10,8 @@ from ssljax import config as config_lib
 from ssljax.errors import UserError
 from ssljax.pretrain import chips, compile as compile_lib
 
+pytestmark = pytest.mark.libtpu  # run last: jax's profiler crashes once libtpu is loaded
+
 
 def test_topology_names():
   assert chips.topology('v5p-128')[1] == 'v5p:4x4x4'

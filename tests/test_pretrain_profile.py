@@ -74,3 +74,23 @@ def test_a_run_resumed_inside_the_window_does_not_profile(tmp_path):
   window = profile.Window(tmp_path, start=2, steps=2)
   assert window.at(3, jnp.zeros(())) is None and window.at(4, jnp.zeros(())) is None
   assert not (tmp_path / 'profile.md').exists()
+
+
+def test_with_compile_only_libtpu_loaded_the_window_is_skipped_in_one_line(monkeypatch,
+                                                                            tmp_path):
+  """`ssljax compile` then a profiled run in one process (a notebook): jax's profiler
+  would segfault in start_trace; the window is skipped with a line saying why."""
+  maps = tmp_path / 'maps'
+  maps.write_text('7f00-7f01 r-xp 0 08:01 1 /venv/site-packages/libtpu/libtpu.so\n')
+  real_open = open
+  monkeypatch.setattr('builtins.open', lambda name, *a, **k: real_open(
+      maps if name == '/proc/self/maps' else name, *a, **k))
+  assert profile.compile_only_libtpu()  # the backend here is cpu
+  monkeypatch.undo()
+  monkeypatch.setattr(profile, 'compile_only_libtpu', lambda: True)
+  window = profile.Window(tmp_path, start=2, steps=2)
+  said = window.at(2, jnp.zeros(()))
+  assert said.startswith('profile window after step 2 skipped: libtpu is loaded but this '
+                         'run is on cpu')
+  assert '\n' not in said and 'JAX_PLATFORMS=cpu' in said
+  assert window.at(4, jnp.zeros(())) is None and not (tmp_path / 'tensorboard').exists()

@@ -16,6 +16,7 @@ import glob
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 import jax
@@ -60,6 +61,18 @@ def read(trace_dir, steps: int) -> dict[str, float]:
   return dict(totals.most_common())
 
 
+def compile_only_libtpu() -> bool:
+  """Whether libtpu.so is loaded but does not run this process's arrays (`ssljax compile`
+  loaded it, or jax tried a TPU on a machine without one): `jax.profiler` then dies in
+  start_trace (segfault, jax 0.10.2 / libtpu 0.0.52)."""
+  try:
+    with open('/proc/self/maps') as f:
+      loaded = 'libtpu' in f.read()
+  except OSError:  # not Linux: there is no libtpu
+    return False
+  return loaded and jax.default_backend() != 'tpu'
+
+
 class Window:
   """`train.profile_steps` steps of a pretraining run traced after step `train.profile_from`.
 
@@ -77,6 +90,11 @@ class Window:
     """Starts or stops the trace after `step`; at the stop returns a line to print."""
     if step != self.start and (step != self.start + self.steps or self._local is None):
       return None  # outside the window, or a resumed run that began inside it
+    if step == self.start and compile_only_libtpu():
+      return (f'profile window after step {step} skipped: libtpu is loaded but this run is '
+              f'on {jax.default_backend()} (ssljax compile in this process, or jax tried a TPU '
+              "here), and jax's profiler crashes then; profile in a fresh process with "
+              'JAX_PLATFORMS=cpu (or cuda)')
     jax.block_until_ready(state)  # the window holds exactly its steps' work
     if step == self.start:
       self._local = (tempfile.mkdtemp(prefix='ssljax-profile-') if paths.is_remote(self.workdir)
