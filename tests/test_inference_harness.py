@@ -120,6 +120,24 @@ def test_ssljax_model_gives_transformers_numbers(checkpoints, tasks, tmp_path):
       theirs['ssljax_ppl']['bits_per_byte,none'], rel=1e-5)
 
 
+def test_an_imported_llama_reads_an_empty_context_from_its_bos(tasks, tmp_path):
+  """Llama's <s> is not its end-of-text: an empty context starts from <s>, as lm-eval's hf
+  model starts it, so every request's numbers equal hf's on the folder itself."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from test_interop_modern import _llama  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(4)
+  folder = tmp_path / 'llama'
+  _llama(folder, bos='<s>').save_pretrained(folder)
+  pre = ssljax.inference.loading.load(folder)
+  assert pre.tokenizer.cls_id != pre.tokenizer.sep_id
+  assert harness.SsljaxLM(pre=pre).prefix_token_id == pre.tokenizer.cls_id
+  mc = {'mc': tasks['mc']}
+  _, ours = _lm_eval('ssljax', f'checkpoint={folder}', mc, tmp_path / 'ssljax')
+  _, theirs = _lm_eval('hf', f'pretrained={folder}', mc, tmp_path / 'hf')
+  for doc, responses in theirs['mc'].items():  # the last question's context is empty
+    assert _numbers(ours['mc'][doc]) == pytest.approx(_numbers(responses), abs=1e-4), doc
+
+
 @pytest.mark.slow  # a pretraining run
 def test_pretraining_hook_logs_lm_eval_metrics(corpus_file, tokenizer_file, tasks, tmp_path):
   config = tiny_config(corpus_file, **{

@@ -43,10 +43,13 @@ def _wordpiece(folder) -> int:
   return wordpiece.get_vocab_size()
 
 
-def _bpe(folder) -> int:
+def _bpe(folder, bos='<|endoftext|>') -> int:
+  """Byte-level BPE with <|endoftext|> as id 0 and `bos` (the same, or a token of its own
+  at id 1, as Llama's <s>)."""
   bpe = tokenizers.ByteLevelBPETokenizer()
-  bpe.train_from_iterator(_documents(), vocab_size=300, special_tokens=['<|endoftext|>'])
-  _save_tokenizer(folder, bpe._tokenizer, bos_token='<|endoftext|>', eos_token='<|endoftext|>')
+  bpe.train_from_iterator(_documents(), vocab_size=300,
+                          special_tokens=list(dict.fromkeys(['<|endoftext|>', bos])))
+  _save_tokenizer(folder, bpe._tokenizer, bos_token=bos, eos_token='<|endoftext|>')
   return bpe.get_vocab_size()
 
 
@@ -60,10 +63,11 @@ def _modernbert(folder, bias=False):
   return transformers.ModernBertForMaskedLM(config)
 
 
-def _llama(folder, tied=False):
-  vocab = _bpe(folder)
+def _llama(folder, tied=False, bos='<|endoftext|>'):
+  vocab = _bpe(folder, bos)
   config = transformers.LlamaConfig(
-      vocab_size=vocab, **SIZES, num_key_value_heads=2, rope_theta=500.0, bos_token_id=0,
+      vocab_size=vocab, **SIZES, num_key_value_heads=2, rope_theta=500.0,
+      bos_token_id=0 if bos == '<|endoftext|>' else 1,
       eos_token_id=0, tie_word_embeddings=tied, initializer_range=0.2, rms_norm_eps=1e-5)
   return transformers.LlamaForCausalLM(config)
 

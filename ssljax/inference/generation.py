@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ssljax import tokenizers
 from ssljax.data.rows import padded_length
 from ssljax.errors import UserError
 from ssljax.inference import batching
@@ -164,8 +165,10 @@ def generate_ids(pre: Pretrained, rows: list[np.ndarray], *, max_new_tokens: int
 
 
 def prompt_rows(pre: Pretrained, prompts: list[str]) -> list[np.ndarray]:
-  """Token ids of each prompt as the model reads it; an empty prompt is end-of-text."""
-  return [ids if len(ids) else np.asarray([pre.tokenizer.sep_id], np.int32)
+  """Token ids of each prompt as the model reads it; an empty prompt is the token texts
+  start from (`tokenizers.causal_start_id`)."""
+  start = np.asarray([tokenizers.causal_start_id(pre.tokenizer)], np.int32)
+  return [ids if len(ids) else start
           for ids in pre.tokenizer.encode(list(prompts))]
 
 

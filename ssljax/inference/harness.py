@@ -21,7 +21,7 @@ import sys
 import ml_collections
 import numpy as np
 
-from ssljax import progress
+from ssljax import progress, tokenizers
 from ssljax.errors import UserError
 from ssljax.inference import generation, loading, scoring
 from ssljax.pretrain.hooks import Hook, HookInfo
@@ -81,6 +81,11 @@ class SsljaxLM(TemplateLM):
   @property
   def eot_token_id(self) -> int:
     return self.pre.tokenizer.sep_id
+
+  @property
+  def prefix_token_id(self) -> int:
+    """What an empty context reads, as lm-eval's hf model does on the exported folder."""
+    return tokenizers.causal_start_id(self.pre.tokenizer)
 
   @property
   def max_length(self) -> int:

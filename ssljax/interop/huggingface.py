@@ -632,11 +632,10 @@ def check_twin(cfg: models.ModelConfig) -> str:
 
 
 def _bos_id(tokenizer, model_type: str) -> int:
-  """The token a text starts with: [CLS] for encoders; for a causal LM with an ssljax
-  tokenizer [SEP], which it read between documents (as GPT-2 reads <|endoftext|>), so that
-  transformers' generate and lm-eval start an empty context where ssljax does."""
-  if model_type in CAUSAL and isinstance(tokenizer, tokenizers.SentencePieceTokenizer):
-    return tokenizer.sep_id
+  """The token a text starts with: [CLS] for encoders; for a causal LM where ssljax starts
+  an empty context, so that transformers' generate and lm-eval start there too."""
+  if model_type in CAUSAL:
+    return tokenizers.causal_start_id(tokenizer)
   return tokenizer.cls_id
 
 

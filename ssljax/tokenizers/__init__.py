@@ -3,11 +3,11 @@ and Hugging Face `tokenizers`, loaded only when a Hugging Face tokenizer is aske
 
 from ssljax import paths
 from ssljax.errors import UserError
-from ssljax.tokenizers.base import SPECIAL_TOKENS, Tokenizer
+from ssljax.tokenizers.base import SPECIAL_TOKENS, Tokenizer, causal_start_id
 from ssljax.tokenizers.sentencepiece import SentencePieceTokenizer, train
 
-__all__ = ['SPECIAL_TOKENS', 'SentencePieceTokenizer', 'Tokenizer', 'from_proto', 'load',
-           'train']
+__all__ = ['SPECIAL_TOKENS', 'SentencePieceTokenizer', 'Tokenizer', 'causal_start_id',
+           'from_proto', 'load', 'train']
 
 
 def _kinds() -> dict:

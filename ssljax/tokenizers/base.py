@@ -13,6 +13,14 @@ SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)  # in id order: [PAD] is 0 ... [MASK
 WORD_PREFIX = '\u2581'  # '▁', SentencePiece's mark for a piece that starts a word
 
 
+def causal_start_id(tokenizer) -> int:
+  """The token a causal LM reads before a text (an empty context starts from it). An
+  ssljax tokenizer's [SEP]: its GPT read [SEP] between documents, as GPT-2 reads
+  <|endoftext|>. A Hugging Face tokenizer's BOS (its cls role falls back to bos, then
+  eos): where transformers' generate and lm-eval's hf model start, e.g. Llama's <s>."""
+  return tokenizer.sep_id if tokenizer.kind == 'sentencepiece' else tokenizer.cls_id
+
+
 class Tokenizer(Protocol):
   """Batch encoding to int32 arrays plus the per-id tables the data pipeline needs."""
 
