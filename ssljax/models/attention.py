@@ -126,8 +126,9 @@ def _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask: DocMask, rows, interpret):
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
-  batch = tuple(a for a in rows if a in mesh.axis_names) or None
-  heads = 'tensor' if 'tensor' in mesh.axis_names else None
+  auto = set(mesh.axis_names) - set(mesh.manual_axes)  # inside a shard_map over data: the rest
+  batch = tuple(a for a in rows if a in auto) or None
+  heads = 'tensor' if 'tensor' in auto else None
   qkv = P(batch, None, heads, None)
   return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)),
                        out_specs=qkv, check_vma=False)(

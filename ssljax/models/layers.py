@@ -35,7 +35,8 @@ def constrain_rows(x, axis=0):
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or not set(ROW_AXES) <= set(mesh.axis_names):
     return x
-  return jax.lax.with_sharding_constraint(x, P(*(None,) * axis, ROW_AXES))
+  axes = tuple(a for a in ROW_AXES if a not in mesh.manual_axes)  # a shard_map split those
+  return jax.lax.with_sharding_constraint(x, P(*(None,) * axis, axes)) if axes else x
 
 def _init(stddev, names):
   return nnx.with_partitioning(nnx.initializers.normal(stddev), names)

@@ -178,6 +178,8 @@ class Jit:
     self.mesh = make_mesh(config.mesh, devices)
     check_divisible(config, self.mesh)
     self.attention = log_attention(config, self.mesh.devices.flat[0].platform)
+    if spec.grad_accum > 1 and self.mesh.shape['data'] > 1:
+      spec = dataclasses.replace(spec, shard_axis='data')
     self.spec = spec
     params_sh = param_shardings(abstract_params_state, self.mesh)
     shapes = jax.eval_shape(init, 0)

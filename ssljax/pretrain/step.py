@@ -1,18 +1,22 @@
 """The pure training and evaluation steps, shared by the jit (mesh) and pmap strategies.
 
 A step is a function of (state, batch) only: masks and dropout come from keys derived from
-(seed, step, global row), so a resumed, re-sharded or pmapped run computes the same thing.
-Loss = sum over heads of (loss sum / global count); with `axis_name` (pmap) the sums and
-gradients are psum'd, which equals the single-device mean-loss gradient exactly.
+(seed, step, global row), so a resumed, re-sharded or pmapped run computes the same thing
+(dropout aside where each device draws its own: under pmap and `shard_axis`).
+Loss = sum over heads of (loss sum / global count); with `axis_name` (pmap, or a shard_map
+over the mesh's data axis) the sums and gradients are psum'd, which equals the
+single-device mean-loss gradient exactly.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 from ssljax.models import layers
 from ssljax.pretrain import masking, objectives
@@ -31,6 +35,10 @@ class StepSpec:
   seed: int
   grad_accum: int = 1
   axis_name: str | None = None
+  # jit with micro-batches: each shard of this mesh axis sums its own gradient over them (a
+  # shard_map, as under pmap) and the psum over the axis runs once per step; left to itself
+  # the compiler all-reduces every micro-batch's gradient inside the loop.
+  shard_axis: str | None = None
 
 
 def vocab_ids(tokenizer) -> dict:
@@ -93,28 +101,42 @@ def _split_micro(tree, n):
   return jax.tree.map(lambda x: layers.constrain_rows(split(x), axis=1), tree)
 
 
-def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, dict]:
-  """One optimizer update; returns (new state, metrics of this step)."""
-  key = jax.random.fold_in(jax.random.key(spec.seed), state.step)
+def _gradients(spec: StepSpec, params, batch, step):
+  """(gradients, loss sums, counts) of one step's batch; with `axis_name` each device's
+  gradient over its rows and micro-batches is psum'd once, after the last."""
+  key = jax.random.fold_in(jax.random.key(spec.seed), step)
   mask_key, dropout_key = jax.random.split(key)
   if spec.axis_name is not None:
     dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(spec.axis_name))
   inputs, masks, counts = prepare(spec, batch, mask_key)
   grad_fn = jax.grad(lambda p, *a: _loss(spec, p, *a), has_aux=True)
   if spec.grad_accum == 1:
-    grads, sums = grad_fn(state.params, batch, inputs, masks, counts, dropout_key)
+    grads, sums = grad_fn(params, batch, inputs, masks, counts, dropout_key)
   else:
     micro = _split_micro((batch, inputs, masks), spec.grad_accum)
 
     def body(carry, xs):
       i, (b, x, m) = xs
-      g, s = grad_fn(state.params, b, x, m, counts, jax.random.fold_in(dropout_key, i))
+      g, s = grad_fn(params, b, x, m, counts, jax.random.fold_in(dropout_key, i))
       return jax.tree.map(jnp.add, carry, (g, s)), None
 
-    zeros = jax.eval_shape(grad_fn, state.params, batch, inputs, masks, counts, dropout_key)
+    zeros = jax.eval_shape(grad_fn, params, batch, inputs, masks, counts, dropout_key)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
     (grads, sums), _ = jax.lax.scan(body, zeros, (jnp.arange(spec.grad_accum), micro))
   grads, sums = _psum((grads, sums), spec.axis_name)
+  return grads, sums, counts
+
+
+def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, dict]:
+  """One optimizer update; returns (new state, metrics of this step)."""
+  grads_of = functools.partial(_gradients, spec)
+  if spec.shard_axis is not None:
+    # Without check_vma: it would psum each micro-batch's gradient of the replicated params.
+    local = dataclasses.replace(spec, axis_name=spec.shard_axis, shard_axis=None)
+    grads_of = jax.shard_map(functools.partial(_gradients, local),
+                             in_specs=(P(), P(spec.shard_axis), P()), out_specs=P(),
+                             axis_names={spec.shard_axis}, check_vma=False)
+  grads, sums, counts = grads_of(state.params, batch, state.step)
   updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(jnp.add, state.params, updates)
   metrics = summarize(sums, counts)
