@@ -35,7 +35,8 @@ def base() -> ml_collections.ConfigDict:
   m.share_layers = False  # ALBERT cross-layer sharing
   m.pre_ln = False  # BERT is post-LN; GPT is always pre-LN
   m.activation = 'gelu'  # gelu (BERT) | gelu_tanh (GPT-2, ALBERT) | geglu | swiglu (Llama): gated
-  m.positions = 'learned'  # learned (BERT, GPT-2) | rope (rotary: relative, learns local attention fast)
+  # learned (BERT, GPT-2) | rope (rotary: relative, learns local attention fast)
+  m.positions = 'learned'
   m.rope_base = 10000.0  # rotary frequency base (Llama 3: 500000, ModernBERT: 160000)
   m.norm = 'layer'  # layer (LayerNorm) | rms (RMSNorm, no bias: Llama)
   m.first_attention_norm = True  # False: block 0 reads the embedding norm's output (ModernBERT)
@@ -169,7 +170,7 @@ def _from_file(path: str) -> ml_collections.ConfigDict:
     spec.loader.exec_module(module)
   except SyntaxError as e:
     raise UserError(f'config file {path}, line {e.lineno}: {e.msg}') from None
-  except Exception as e:  # pylint: disable=broad-except  (a failed import, a NameError, ...)
+  except Exception as e:  # a failed import, a NameError, ...
     raise UserError(f'config file {path} fails to run: {type(e).__name__}: {e}') from None
   if not hasattr(module, 'get_config'):
     raise UserError(f'config file {path} defines no get_config()')

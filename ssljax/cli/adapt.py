@@ -3,10 +3,11 @@
 Imports stay inside the commands, so that building the parser loads no JAX.
 """
 
-SETTINGS_HELP = '''settings (--set KEY=VALUE, repeatable; defaults in ssljax/adapt/run.py settings()):
-  init=pretrained|scratch|both  seeds=3  seed=0  max_len=128  batch_size=32  pooling=cls|first|mean|last
-  max_train_examples=0  max_eval_examples=0  eval_splits=dev  source=files|tfds  val_fraction=0.1
-  progress=true (a bar and a line per epoch on stderr)
+SETTINGS_HELP = '''\
+settings (--set KEY=VALUE, repeatable; defaults in ssljax/adapt/run.py settings()):
+  init=pretrained|scratch|both  seeds=3  seed=0  max_len=128  batch_size=32
+  pooling=cls|first|mean|last  max_train_examples=0  max_eval_examples=0  eval_splits=dev
+  source=files|tfds  val_fraction=0.1  progress=true (a bar and a line per epoch on stderr)
   train_file= eval_file= (pos, ner, squad, table; the split is named after eval_file)
   table.text= table.text_b= table.label= table.kind=
   finetune.lr=auto|NUMBER|N1,N2,..  auto: 3e-5,1e-4,3e-4,1e-3 (BERT-base's range up to a
@@ -28,8 +29,8 @@ TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds),
 
 
 def _load(args):
-  from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
-  from ssljax.inference import loading  # pylint: disable=g-import-not-at-top
+  from ssljax.adapt import run
+  from ssljax.inference import loading
   overrides = list(args.set)
   if args.data_dir:
     overrides.insert(0, f'data_dir={args.data_dir}')
@@ -38,8 +39,8 @@ def _load(args):
 
 def _method(name):
   def command(args):
-    from ssljax.adapt import run  # pylint: disable=g-import-not-at-top
-    from ssljax.tasks import catalog  # pylint: disable=g-import-not-at-top
+    from ssljax.adapt import run
+    from ssljax.tasks import catalog
     pre, s = _load(args)
     results = run.run(pre, catalog.load_task(args.task, s), name, args.workdir, s, args.checkpoint)
     print(f'wrote {args.workdir}/results.json and report.md')
@@ -58,7 +59,7 @@ def _summary(metrics) -> str:
 
 
 def _evaluate(args):
-  from ssljax.adapt import suite as suite_lib  # pylint: disable=g-import-not-at-top
+  from ssljax.adapt import suite as suite_lib
   pre, s = _load(args)
   names = [t.strip() for t in args.tasks.split(',') if t.strip()]
   methods = [m.strip() for m in args.methods.split(',') if m.strip()]
@@ -69,12 +70,12 @@ def _evaluate(args):
 
 
 def _predict(args):
-  from ssljax.adapt import predict  # pylint: disable=g-import-not-at-top
+  from ssljax.adapt import predict
   predictions = predict.predict(args.model, input_path=args.input)
   if args.output:
     print(f'wrote {predict.write(predictions, args.output)}: {len(predictions)} predictions')
   else:
-    import json  # pylint: disable=g-import-not-at-top
+    import json
     for p in predictions:
       print(json.dumps(p, ensure_ascii=False))
 

@@ -8,8 +8,9 @@ from ssljax.errors import UserError
 
 
 def _encode(args):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from ssljax.inference import encoding, loading  # pylint: disable=g-import-not-at-top
+  import numpy as np
+
+  from ssljax.inference import encoding, loading
   texts = paths.input_lines(args.input, 'encode')
   if args.batch_size < 1:
     raise UserError(f'--batch-size {args.batch_size} must be at least 1')

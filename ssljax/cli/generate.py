@@ -17,8 +17,9 @@ def _prompts(args) -> list[str]:
 
 
 def _generate(args):
-  import json  # pylint: disable=g-import-not-at-top
-  from ssljax.inference import generation, loading  # pylint: disable=g-import-not-at-top
+  import json
+
+  from ssljax.inference import generation, loading
   sampling = generation.Sampling(args.temperature, args.top_k, args.top_p)
   sampling.check()  # before the checkpoint loads
   if args.batch_size < 1:
@@ -36,7 +37,7 @@ def _generate(args):
 
 
 def _lm_eval(args):
-  from ssljax.inference import harness  # pylint: disable=g-import-not-at-top  (registers the model)
+  from ssljax.inference import harness  # registers the model
   harness.cli(args.lm_eval_args)
 
 

@@ -6,7 +6,7 @@ Hugging Face libraries.
 
 
 def _import(args):
-  from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
+  from ssljax.interop import huggingface
   report = huggingface.import_folder(args.folder, args.out)
   print(f'wrote {args.out}/checkpoints/0 from {args.folder}')
   if report.missing:
@@ -16,8 +16,8 @@ def _import(args):
 
 
 def _export(args):
-  from ssljax.inference import loading  # pylint: disable=g-import-not-at-top
-  from ssljax.interop import huggingface  # pylint: disable=g-import-not-at-top
+  from ssljax.inference import loading
+  from ssljax.interop import huggingface
   out = huggingface.export(loading.load(args.checkpoint), args.out)
   print(f'wrote {out}: load it with transformers.AutoModel.from_pretrained({str(out)!r})')
 
@@ -25,7 +25,8 @@ def _export(args):
 def add_commands(subparsers):
   """Adds import-hf and export-hf to the `ssljax` subcommands."""
   q = subparsers.add_parser(
-      'import-hf', help='import a Hugging Face BERT/RoBERTa/ALBERT/GPT-2/ModernBERT/Llama/GPT-NeoX folder',
+      'import-hf',
+      help='import a Hugging Face BERT/RoBERTa/ALBERT/GPT-2/ModernBERT/Llama/GPT-NeoX folder',
       description='Reads a Hugging Face model folder (config.json, model.safetensors or '
       'pytorch_model.bin, tokenizer files) and writes OUT/checkpoints/0 with a fresh '
       'optimizer state, the matching config and the tokenizer. Continue pretraining with '

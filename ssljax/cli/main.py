@@ -11,8 +11,7 @@ import os
 import signal
 import sys
 
-from ssljax.cli import (adapt, compile as compile_cmd, encode, generate, interop, prepare,
-                        pretrain)
+from ssljax.cli import adapt, compile as compile_cmd, encode, generate, interop, prepare, pretrain
 from ssljax.errors import UserError
 
 EPILOG = '''examples:
@@ -52,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
 def _compilation_cache():
   """Reuses compiled steps across runs (a resumed run starts in seconds, not minutes)."""
   import jax
+
   from ssljax.pretrain import metrics
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', str(metrics.cache_dir() / 'xla'))
@@ -142,4 +142,4 @@ def _interrupted(signum=None, frame=None):
   del signum, frame
   print('ssljax: interrupted', file=sys.stderr)
   sys.stderr.flush()
-  os._exit(130)  # pylint: disable=protected-access
+  os._exit(130)

@@ -13,7 +13,6 @@ import contextlib
 
 import jax
 import ml_collections
-import numpy as np
 from flax import nnx
 
 from ssljax import models, paths, tokenizers

@@ -6,6 +6,7 @@ from flax import nnx
 
 from ssljax.models.layers import Embeddings, Norm, Stack, attention_mask, output_table
 
+
 class Decoder(nnx.Module):
   """GPT: causal pre-LN blocks, a final norm, logits tied to the input embedding (or, with
   model.tie_embeddings=False, through an output table of their own).

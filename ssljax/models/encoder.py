@@ -7,6 +7,7 @@ from flax import nnx
 from ssljax.models.heads import MLMHead
 from ssljax.models.layers import Dense, Embeddings, Norm, Stack, attention_mask, output_table
 
+
 class Encoder(nnx.Module):
   """BERT / ALBERT: embeddings, block stack, [CLS] pooler, MLM and sentence-pair heads."""
 

@@ -5,6 +5,7 @@ from flax import nnx
 
 from ssljax.models.layers import Dense, Norm, activation
 
+
 class MLMHead(nnx.Module):
   """Dense + GELU + norm, then logits through the word embedding (or the output table)
   plus a bias."""

@@ -77,7 +77,7 @@ class RMSNorm(nnx.RMSNorm):
 NORMS = {'layer': LayerNorm, 'rms': RMSNorm}
 
 
-def Norm(dim, cfg, *, rngs):  # pylint: disable=invalid-name  (used like a class)
+def Norm(dim, cfg, *, rngs):  # used like a class
   """The normalisation `model.norm` names."""
   return NORMS[cfg.norm](dim, cfg, rngs=rngs)
 
@@ -172,7 +172,7 @@ class Block(nnx.Module):
 
   def qkv(self, x_BxLxH, positions_BxL):
     """Queries, keys and values B x L x N x D; rotated by position for rope."""
-    b, l, h = x_BxLxH.shape
+    b, l, h = x_BxLxH.shape  # noqa: E741 (l is L, the sequence axis of the shape suffixes)
     split = lambda t: t.reshape(b, l, self.num_heads, h // self.num_heads)
     q_BxLxNxD = split(self.query(x_BxLxH))
     k_BxLxNxD = split(self.key(x_BxLxH))
@@ -184,7 +184,7 @@ class Block(nnx.Module):
     return q_BxLxNxD, k_BxLxNxD, v_BxLxNxD
 
   def attention(self, x_BxLxH, mask_Bx1xLxL, positions_BxL, key):
-    b, l, h = x_BxLxH.shape
+    b, l, h = x_BxLxH.shape  # noqa: E741 (l is L, the sequence axis of the shape suffixes)
     q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(x_BxLxH, positions_BxL)
     if key is None or self.cfg.attention_dropout_rate == 0.0:
       out_BxLxNxD = attention.attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_Bx1xLxL,
@@ -225,7 +225,7 @@ class Block(nnx.Module):
     that `mask` allows, so earlier tokens are never recomputed. Returns (x, cache)."""
     q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(self.attention_norm(x_BxLxH), positions_BxL)
     cache = cache.write(k_BxLxNxD, v_BxLxNxD, index)
-    b, l, n, d = q_BxLxNxD.shape
+    b, l, n, d = q_BxLxNxD.shape  # noqa: E741 (l is L, the sequence axis of the shape suffixes)
     logits_BxNxLxS = jnp.einsum('blnd,bnsd->bnls', q_BxLxNxD, cache.k) * d ** -0.5
     probs_BxNxLxS = _masked_softmax(logits_BxNxLxS, mask_Bx1xLxS).astype(cache.v.dtype)
     out_BxLxNxD = jnp.einsum('bnls,bnsd->blnd', probs_BxNxLxS, cache.v)

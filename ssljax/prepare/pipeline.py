@@ -22,7 +22,6 @@ import apache_beam as beam
 import ml_collections
 import numpy as np
 import tqdm
-
 from apache_beam.options import pipeline_options as po
 
 from ssljax import paths, tokenizers
@@ -48,7 +47,8 @@ def pipeline_options(beam_args, workers: int | None = None):
     standard.runner = 'DirectRunner'
     direct = options.view_as(po.DirectOptions)
     direct.direct_num_workers = workers or os.cpu_count() or 1
-    direct.direct_running_mode = 'multi_processing' if direct.direct_num_workers > 1 else 'in_memory'
+    many = direct.direct_num_workers > 1
+    direct.direct_running_mode = 'multi_processing' if many else 'in_memory'
   return options
 
 

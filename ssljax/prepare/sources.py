@@ -110,7 +110,7 @@ def source_files(data_cfg, suffix: str) -> list[tuple[str, dict]]:
 
 
 def _parquet_groups(url: str) -> list[int]:
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  (the prepare extra)
+  import pyarrow.parquet as pq  # the prepare extra
   with fsspec.open(url, 'rb') as f:
     try:
       return list(range(pq.ParquetFile(f).metadata.num_row_groups))
@@ -119,7 +119,7 @@ def _parquet_groups(url: str) -> list[int]:
 
 
 def _tfds_source(data_cfg):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
   if not data_cfg.tfds_name:
     raise UserError('data.source=tfds needs data.tfds_name (--set data.tfds_name=...)')
   try:

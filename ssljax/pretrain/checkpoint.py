@@ -1,9 +1,9 @@
 """Orbax checkpoints of a pretraining run: state, data position and run metadata together.
 
-`WORKDIR/checkpoints/STEP/` holds `state` (a TrainState: params, optimizer state, step), `data` (the grain
-iterator position) and `meta` (config, seed, tokenizer and its kind). Saves are async and atomic (Orbax
-writes to a temporary directory and renames it when complete), so an interrupted save never
-replaces a good checkpoint.
+`WORKDIR/checkpoints/STEP/` holds `state` (a TrainState: params, optimizer state, step),
+`data` (the grain iterator position) and `meta` (config, seed, tokenizer and its kind). Saves
+are async and atomic (Orbax writes to a temporary directory and renames it when complete), so
+an interrupted save never replaces a good checkpoint.
 
 A read that fails is not taken for corruption: I/O errors (a bucket that does not answer, a
 file the process cannot read for now) are retried with backoff and then stop the run with
@@ -167,7 +167,7 @@ def read(fn, what: str):
   for wait in (*RETRY_WAITS, None):
     try:
       return fn()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       if _kind(e) != 'io':
         raise
       if wait is None:
@@ -191,7 +191,7 @@ def read_meta(mgr, step: int) -> dict:
         meta=ocp.args.JsonRestore()))['meta'], f'the metadata of {where}')
   except Unreadable as e:
     raise _unreadable(e) from None
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise UserError(f'{where} has no readable metadata ({_first_line(e)}); it was not '
                     'written by `ssljax pretrain`') from None
 
@@ -207,7 +207,7 @@ def metas(mgr) -> dict[int, dict | None]:
           meta=ocp.args.JsonRestore()))['meta'], f'the metadata of {mgr.directory}/{step}')
     except Unreadable as e:
       raise _unreadable(e) from None
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
       found[step] = None
   return found
 
@@ -300,7 +300,7 @@ def restore_latest(mgr, abstract_state):
                       f'checkpoint {where}')
     except Unreadable as e:
       raise _unreadable(e) from None
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       if _kind(e) == 'mismatch':
         raise UserError(f'checkpoint {where} holds a state of another shape than this run '
                         f'builds ({_first_line(e)}); it was written by another config or '

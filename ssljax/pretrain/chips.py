@@ -64,13 +64,13 @@ def topology(name: str) -> tuple[Chip, str]:
            f"name); chips: {', '.join(c for c in CHIPS if c.startswith('v'))}")
   m = re.fullmatch(r'(v\w+?)(?::(\d+(?:x\d+)+)|-(\d+))', name.strip())
   chip = CHIPS.get(m.group(1)) if m else None
-  if chip is None or not chip.name.startswith('v'):
+  if m is None or chip is None or not chip.name.startswith('v'):
     raise UserError(f'--topology {name!r} is not a TPU topology; {usage}')
+  shape: tuple[int, ...] | None = None
   if m.group(2):
     shape = tuple(int(s) for s in m.group(2).split('x'))
-  else:
-    cores = int(m.group(3))
-    shape = _grid(cores // chip.cores_per_chip, chip.dims) if cores % chip.cores_per_chip == 0 else None
+  elif int(m.group(3)) % chip.cores_per_chip == 0:
+    shape = _grid(int(m.group(3)) // chip.cores_per_chip, chip.dims)
   if shape is None or len(shape) != chip.dims or min(shape) < 1:
     raise UserError(f'--topology {name!r}: not a {chip.name} slice shape; {usage}')
   return chip, f"{chip.name}:{'x'.join(map(str, shape))}"

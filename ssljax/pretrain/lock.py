@@ -80,7 +80,7 @@ class Lock:
   def __init__(self, workdir):
     self.file = paths.path(workdir) / NAME
     self.me = {'host': socket.gethostname(), 'pid': os.getpid(),
-               'started': datetime.datetime.now(datetime.timezone.utc).isoformat(
+               'started': datetime.datetime.now(datetime.UTC).isoformat(
                    timespec='seconds'), 'token': uuid.uuid4().hex}
     self._stop = threading.Event()
     self._thread = None

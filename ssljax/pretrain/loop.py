@@ -28,8 +28,17 @@ from jax.experimental import multihost_utils
 from ssljax import config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples, prepared
 from ssljax.errors import Interrupted, UserError
-from ssljax.pretrain import (budget, checkpoint, lock, masking, metrics as metrics_lib,
-                             optimizer, parallel, profile, step as step_lib)
+from ssljax.pretrain import (
+  budget,
+  checkpoint,
+  lock,
+  masking,
+  metrics as metrics_lib,
+  optimizer,
+  parallel,
+  profile,
+  step as step_lib,
+)
 from ssljax.pretrain.hooks import Hook, HookInfo
 from ssljax.pretrain.state import TrainState
 
@@ -312,8 +321,9 @@ def pretrain(config, workdir, *, init: pretrained.Pretrained | None = None,
              hooks: tuple[Hook, ...] = (), stop_after: int | None = None) -> dict:
   """Runs (or continues) pretraining; returns the last logged metrics.
 
-  `init` is the model train.init_from names, loaded by the caller. `hooks` run at their cadence on the current parameters (see `Hook`). `stop_after` ends
-  the loop early at that step with a checkpoint, as a preemption would.
+  `init` is the model train.init_from names, loaded by the caller. `hooks` run at their
+  cadence on the current parameters (see `Hook`). `stop_after` ends the loop early at that
+  step with a checkpoint, as a preemption would.
   """
   started = time.perf_counter()
   parallel.initialize_distributed(config.distributed)

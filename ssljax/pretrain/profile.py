@@ -16,7 +16,6 @@ import glob
 import os
 import re
 import shutil
-import sys
 import tempfile
 
 import jax

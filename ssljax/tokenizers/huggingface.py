@@ -238,7 +238,7 @@ def unigram_from_sentencepiece(proto: bytes, *, albert_quotes: bool, lowercase: 
   ALBERT's tokenizer adds quote replacement, accent stripping and lowercasing before the
   model's own normaliser; a plain sentencepiece model (ssljax's) takes none of them.
   """
-  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2
   spm = sentencepiece_model_pb2.ModelProto()
   spm.ParseFromString(proto)
   if spm.trainer_spec.model_type != spm.trainer_spec.UNIGRAM:
