@@ -8,6 +8,7 @@ in a file or on the command line, is an error that names the closest known key.
 import ast
 import difflib
 import importlib.util
+from collections.abc import Sequence
 
 import ml_collections
 
@@ -138,7 +139,7 @@ def base() -> ml_collections.ConfigDict:
   return c
 
 
-def load(path: str | None, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+def load(path: str | None, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
   """Reads a config file (or the base config when None) and applies `key=value` overrides."""
   if path is None:
     config = base()
@@ -165,6 +166,7 @@ def _from_file(path: str) -> ml_collections.ConfigDict:
     raise UserError(f'config file {path} is not a .py file: configs are Python modules with '
                     'get_config(), e.g. configs/bert_tiny.py; set single keys with --set')
   spec = importlib.util.spec_from_file_location(f'ssljax_config_{file.stem}', file)
+  assert spec is not None and spec.loader is not None  # a .py file that exists
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)

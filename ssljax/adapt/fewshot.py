@@ -42,11 +42,11 @@ def check(pre: Pretrained, spec: TaskSpec, template: str, verbalizers) -> None:
 def demonstrations(train: list[Example], k: int, seed: int) -> list[Example]:
   """k training examples drawn by `seed`, the labels taken in turn so they are balanced."""
   rng = np.random.default_rng(seed)
-  by_label = {}
+  by_label: dict[object, list[Example]] = {}
   for i in rng.permutation(len(train)):
     by_label.setdefault(train[i].label, []).append(train[i])
   pools = list(by_label.values())
-  chosen = []
+  chosen: list[Example] = []
   while len(chosen) < min(k, len(train)):  # round robin over the labels not yet used up
     chosen += [pool.pop() for pool in pools if pool][:k - len(chosen)]
   return [chosen[i] for i in rng.permutation(len(chosen))]

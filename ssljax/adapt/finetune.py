@@ -141,7 +141,7 @@ def outputs(graphdef, params, batch):
 class _Seed:
   """What every learning rate of one seed shares: rows, initial weights, compiled steps."""
   spec: readers.TaskSpec
-  cfg: object
+  cfg: ml_collections.ConfigDict
   seed: int
   rows_of: Callable  # examples -> Rows
   fit_rows: task_rows.Rows
@@ -227,7 +227,7 @@ class _Trial:
   losses: list = dataclasses.field(default_factory=list)
   rank: tuple = (-np.inf, -np.inf)  # (validation metric, -validation loss), the larger the better
   epoch: int = 0
-  val: dict | None = None
+  val: dict = dataclasses.field(default_factory=dict)  # its best epoch's scores ({}: none yet)
   val_loss: float = float('nan')
   low_loss: float = float('inf')  # the lowest validation loss of any epoch (NaN: inf)
 
@@ -277,7 +277,7 @@ def _epoch(run: _Seed, trial: _Trial, epoch: int, start, bar) -> bool:
                 f'loss {train_loss:.4f}, {speed:.0f} ex/s')
   trial.low_loss = min(trial.low_loss, val_loss if np.isfinite(val_loss) else np.inf)
   rank = _rank(result, val_loss, main)
-  if trial.val is not None and rank <= trial.rank:
+  if trial.val and rank <= trial.rank:
     return False
   trial.rank, trial.epoch, trial.val, trial.val_loss = rank, epoch, result, val_loss
   return True
@@ -329,12 +329,15 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
   start = run.validate(run.init)  # epoch 0: the same for every rate
   epochs = sum(trials_per_epoch(len(rates), cfg.epochs, check_search(cfg.search)))
   bar = progress.bar(cfg, epochs * run.steps_per_epoch, f'{spec.name} finetune seed {seed}')
-  trials, best, best_key = [_Trial(i, lr) for i, lr in enumerate(rates)], None, None
+  trials = [_Trial(i, lr) for i, lr in enumerate(rates)]
+  best: _Trial | None = None
+  best_key: tuple = ()
   for trial, epoch in _schedule(trials, cfg, bar, run.steps_per_epoch):
     if _epoch(run, trial, epoch, start, bar) and (best is None or trial.key() > best_key):
       best, best_key = trial, trial.key()
       best_params = jax.tree.map(np.array, trial.state[0])  # only the best epoch's weights kept
   bar.close()
+  assert best is not None  # epochs >= 1: some epoch of some rate was the best
   main = spec.metrics[0]
   return {'seed': seed, 'lr': best.lr, 'epoch': best.epoch, 'val': best.val['metrics'],
           'val_loss': best.val_loss, 'curve': best.curve,

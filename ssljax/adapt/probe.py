@@ -185,6 +185,7 @@ def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
     if best is None or _main(result, spec) > _main(best[0], spec):
       best = (result, weights, number + 1)
   bar.close()
+  assert best is not None  # epochs >= 1 (checked where the settings are read)
   return {'seed': seed, 'epoch': best[2], 'val': best[0]['metrics'], 'curve': curve,
           'evals': {name: _evaluate(spec, f, x, *best[1])
                     for (name, f), x in zip(evals.items(), eval_xs)}}

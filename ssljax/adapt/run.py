@@ -272,7 +272,7 @@ def describe(pre) -> dict:
 def summarize(runs) -> dict:
   """{group: {split: {metric: {median, mean, std, values}}}}; std is the sample standard
   deviation over seeds (0 for one seed)."""
-  out = {}
+  out: dict[str, dict] = {}
   for group in dict.fromkeys(r['group'] for r in runs):
     mine = [r for r in runs if r['group'] == group]
     out[group] = {}

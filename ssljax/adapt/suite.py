@@ -6,6 +6,7 @@ tasks run (the GLUE score when all nine are there).
 """
 
 import logging
+from typing import Any
 
 import ml_collections
 
@@ -29,7 +30,7 @@ def run_suite(pre: Pretrained, task_names: list[str], methods: list[str], workdi
   for name in task_names:  # every name before the first task runs
     catalog.known_task(name)
   workdir = paths.path(workdir)
-  suite = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {},
+  suite: dict[str, Any] = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {},
            'warnings': []}
   bar = progress.bar(s, len(task_names) * len(methods), 'evaluate', 'run')
   for name in task_names:

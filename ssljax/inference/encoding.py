@@ -40,10 +40,11 @@ def check_pooling(model: nnx.Module, pooling: str) -> None:
                     'it has no [CLS] pooler; use pooling=last or pooling=mean')
 
 
-def pool(model: nnx.Module, hidden_BxLxH: jax.Array, doc_ids_BxL: jax.Array,
-         pooling: str) -> jax.Array:
+def pool(model: models.Encoder | models.Decoder, hidden_BxLxH: jax.Array,
+         doc_ids_BxL: jax.Array, pooling: str) -> jax.Array:
   """One vector per row, as `pooling` names (see the module docstring)."""
   if pooling == 'cls':
+    assert isinstance(model, models.Encoder)  # check_pooling: only encoders have a pooler
     return model.pool(hidden_BxLxH)
   if pooling == 'first':
     return hidden_BxLxH[:, 0]
@@ -59,6 +60,7 @@ def truncate(model: nnx.Module, layers: int) -> nnx.Module:
   """`model` with its first `layers` blocks only (its final norm kept): the features of a
   lower block, to see where in the stack a task's information lies (in BERT-base, POS peaks
   below the top: Tenney et al. 2019). 0 keeps them all."""
+  assert isinstance(model, models.Encoder | models.Decoder)
   cfg = model.cfg
   if layers == 0 or layers == cfg.num_layers:
     return model
@@ -151,7 +153,7 @@ class SentenceEncoder:
 
   def encode(self, inputs, batch_size: int | None = None, **unused) -> np.ndarray:
     del unused
-    texts = [inputs] if isinstance(inputs, str) else list(inputs)
+    texts: list = [inputs] if isinstance(inputs, str) else list(inputs)
     if texts and isinstance(texts[0], dict):  # batches of {'text': [...]}
       texts = [t for batch in texts for t in batch['text']]
     if not all(isinstance(t, str) for t in texts):

@@ -260,7 +260,8 @@ class _Encode(beam.DoFn):
 
 def _manifest(config, out, plan, tokenizer, key) -> dict:
   records = [json.loads((out / 'shards' / _record_name(s)).read_text()) for s in plan.splits]
-  splits, chunks = {}, {}
+  splits: dict[str, dict] = {}
+  chunks: dict[str, dict[str, list]] = {}
   for name in prepared.SPLITS:
     entries = [r[name] for r in records if r[name]]
     splits[name] = {'documents': sum(e['documents'] for e in entries),

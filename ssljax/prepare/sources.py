@@ -57,7 +57,9 @@ def plan(data_cfg, split_bytes: int) -> Plan:
     raise UserError(f'data.source={source!r} cannot be prepared; use one of embedded, '
                     f'{", ".join(SUFFIXES)}, tfds')
   files = source_files(data_cfg, SUFFIXES[source])
-  splits, versions, total = [], [], 0
+  splits: list[Split] = []
+  versions: list[tuple] = []
+  total = 0
   for url, info in files:
     size = int(info.get('size') or 0)
     versions.append((url, size, _version(info)))
@@ -200,7 +202,7 @@ def _text(split: Split, data_cfg):
   del data_cfg
   lines = _lines(split)
   skipping = not next(lines)  # the split starts inside a document: the one before owns it
-  current = []
+  current: list[str] = []
   for at, raw in lines:
     line = _decode(raw, split.file, at)
     if at == 0:

@@ -66,7 +66,10 @@ def parse(text: str) -> dict:
   a reduce-scatter's its operand's, a chain of fusions that runs one collective once;
   the TPU's windowed (collective) matmuls are loops with a uint32 counter; a loop runs as
   often as its condition's s32 or u32 bound says (or XLA's known_trip_count)."""
-  comps, calls, shapes, entry, current = {}, collections.defaultdict(list), {}, None, None
+  comps: dict[str, list[tuple[str, str, str, str]]] = {}  # computation -> (op, name, rest, line)
+  calls: dict[str, list] = collections.defaultdict(list)  # caller -> (callee, attr, trip count)
+  shapes: dict[str, list] = {}
+  entry = current = ''  # the ENTRY computation; the one being read
   for line in text.splitlines():
     m = _COMP.match(line)
     if m and not line.startswith(' '):
@@ -85,7 +88,8 @@ def parse(text: str) -> dict:
       for callee in names.strip('{}').replace('%', '').split(','):
         if callee.strip():
           calls[current].append((callee.strip(), attr, int(trip.group(1)) if trip else None))
-  times, once = collections.Counter(), collections.Counter()
+  times: collections.Counter[str] = collections.Counter()
+  once: collections.Counter[str] = collections.Counter()
 
   def trips(condition):
     bounds = [int(b) for _, _, _, line in comps.get(condition, ()) for b in _BOUND.findall(line)]
@@ -103,10 +107,13 @@ def parse(text: str) -> dict:
         visit(callee, n, k)
 
   visit(entry, 1, 1)
-  total, largest, flops, flops_once = collections.Counter(), collections.Counter(), 0.0, 0.0
+  total: collections.Counter[str] = collections.Counter()
+  largest: collections.Counter[str] = collections.Counter()
+  flops, flops_once = 0.0, 0.0
   random_bits = 0.0  # element-ops of random-bit generation (threefry's integer rounds)
-  chained = {}  # (kind, channel, chain) -> (kind, bytes): one collective split over fusions
-  reduced = set()  # the shapes that are all-reduced
+  # (kind, channel, chain) -> (kind, bytes): one collective split over fusions
+  chained: dict[tuple, int] = {}
+  reduced: set[tuple] = set()  # the shapes that are all-reduced
   for comp, n in times.items():
     for op, name, rest, line in comps.get(comp, ()):
       kind = op.removesuffix('-start')

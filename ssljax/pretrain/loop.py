@@ -345,7 +345,9 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
                   unit='step', dynamic_ncols=True)
   learning_rate = optimizer.schedule(config.optimizer, cfg.steps)
-  last, pending, saved_step = {}, collections.deque(), start
+  last: dict[str, float] = {}
+  pending: collections.deque = collections.deque()
+  saved_step = start
   interrupted = None  # what a Ctrl-C that stopped the loop says
   window = (profile.Window(run.workdir, cfg.profile_from, cfg.profile_steps)
             if cfg.profile_steps and lead else None)

@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import tempfile
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +40,12 @@ class Writer:
     self._events = workdir / 'tensorboard'
     self._remote = paths.is_remote(workdir)
     self._flush_s = remote_flush_s if self._remote else 0.0
-    self._rows, self._flushed = [], time.monotonic()
-    self._first = self._cleaned = None  # the first step this writer logs; set by write
-    self._tb = self._spool = None
+    self._rows: list[str] = []
+    self._flushed = time.monotonic()
+    self._first: int | None = None  # the first step this writer logs; set by write
+    self._cleaned = False
+    self._tb: Any = None  # a tensorboardX SummaryWriter where enabled
+    self._spool: str | None = None
     if enabled:
       from tensorboardX import SummaryWriter  # imported here: slow, and process 0 only
       self._spool = tempfile.mkdtemp(prefix='ssljax-events-') if self._remote else None

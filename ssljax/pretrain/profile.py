@@ -11,7 +11,6 @@ when they run one at a time and more when they overlap. `by_kind` folds
 (`train.profile_steps`).
 """
 
-import collections
 import glob
 import os
 import re
@@ -50,14 +49,19 @@ def read(trace_dir, steps: int) -> dict[str, float]:
   trace = max(glob.glob(os.path.join(trace_dir, '**', '*.xplane.pb'), recursive=True),
               key=os.path.getmtime)
   profile = jax.profiler.ProfileData.from_file(trace)
-  totals = collections.Counter()
-  for plane in profile.planes:
-    for line in plane.lines:
-      if line.name.startswith(_OP_LINES):
-        ops = [(e.name, e.start_ns, e.end_ns) for e in line.events if _is_op(e.name)]
-        for name, self_ns in _self_times(ops):
-          totals[name] += self_ns * 1e-9 / steps
-  return dict(totals.most_common())
+  return _summed((name, self_ns * 1e-9 / steps)
+                 for plane in profile.planes for line in plane.lines
+                 if line.name.startswith(_OP_LINES)
+                 for name, self_ns in _self_times(
+                     [(e.name, e.start_ns, e.end_ns) for e in line.events if _is_op(e.name)]))
+
+
+def _summed(pairs) -> dict[str, float]:
+  """Seconds summed by name, largest first (ties in the order the names came)."""
+  sums: dict[str, float] = {}
+  for name, s in pairs:
+    sums[name] = sums.get(name, 0.0) + s
+  return dict(sorted(sums.items(), key=lambda kv: -kv[1]))
 
 
 def compile_only_libtpu() -> bool:
@@ -83,7 +87,7 @@ class Window:
 
   def __init__(self, workdir, start: int, steps: int):
     self.workdir, self.start, self.steps = paths.path(workdir), start, steps
-    self._local = None  # where jax.profiler writes: a local folder
+    self._local: str | None = None  # where jax.profiler writes: a local folder
 
   def at(self, step: int, state) -> str | None:
     """Starts or stops the trace after `step`; at the stop returns a line to print."""
@@ -101,6 +105,7 @@ class Window:
       jax.profiler.start_trace(self._local)
       return None
     jax.profiler.stop_trace()
+    assert self._local is not None  # the window started (checked above)
     seconds = read(self._local, self.steps)
     kinds = by_kind(seconds)
     paths.write_whole(self.workdir / 'profile.md', '\n'.join([
@@ -133,10 +138,7 @@ def _self_times(ops):
 
 def by_kind(seconds: dict[str, float]) -> dict[str, float]:
   """Sums ops that differ only in XLA's numeric suffix (`fusion.12` -> `fusion`)."""
-  kinds = collections.Counter()
-  for name, s in seconds.items():
-    kinds[re.sub(r'(\.\d+)+$', '', name)] += s
-  return dict(kinds.most_common())
+  return _summed((re.sub(r'(\.\d+)+$', '', name), s) for name, s in seconds.items())
 
 
 def table(seconds: dict[str, float], top: int = 12) -> str:

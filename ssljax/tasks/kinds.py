@@ -8,6 +8,7 @@ position and decodes the best span across all windows of a question.
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -141,16 +142,18 @@ def collect(fn: Callable, rows: task_rows.Rows, batch_size: int, spec: TaskSpec)
   slot_N = np.empty(len(rows), np.int64)  # each row's place in its batch
   slot_N[order] = np.arange(len(rows)) % batch_size
   if spec.kind == 'tokens':
+    assert rows.words is not None  # token rows map each word start
+    words = rows.words
     batch_W = np.empty(len(rows), np.int64)
     batch_W[order] = np.arange(len(rows)) // batch_size
-    batch_W = batch_W[rows.words[:, 0]]
+    batch_W = batch_W[words[:, 0]]
   width, out_all = rows.arrays['input_ids'].shape[1], None
   for number, batch in enumerate(task_rows.batches(rows, batch_size, order)):
     out = np.asarray(fn(batch))
     if spec.kind == 'tokens':
       where = np.flatnonzero(batch_W == number)
-      values = out[slot_N[rows.words[where, 0]], rows.words[where, 1]]
-      total = len(rows.words)
+      values = out[slot_N[words[where, 0]], words[where, 1]]
+      total = len(words)
     else:
       where = order[number * batch_size:(number + 1) * batch_size]
       values = out[:len(where)]
@@ -161,6 +164,7 @@ def collect(fn: Callable, rows: task_rows.Rows, batch_size: int, spec: TaskSpec)
     if out_all is None:
       out_all = np.zeros((total,) + values.shape[1:], values.dtype)
     out_all[where] = values
+  assert out_all is not None  # a split has rows (readers refuse an empty file)
   return out_all
 
 
@@ -168,7 +172,7 @@ def score(spec: TaskSpec, examples: list[Example], predictions: list) -> dict:
   """{'metrics'} by the task's own metrics, plus per-class figures and the confusion
   matrix for classification."""
   truths = KINDS[spec.kind].truths(spec, examples)
-  result = {'metrics': scores.compute(spec.metrics, truths, predictions)}
+  result: dict[str, Any] = {'metrics': scores.compute(spec.metrics, truths, predictions)}
   if spec.kind == 'classification':
     result['per_class'] = scores.precision_recall_f1_per_class(truths, predictions,
                                                                len(spec.labels))

@@ -277,7 +277,7 @@ def read_conllu(path) -> list[Example]:
   """
   path = paths.path(path)
   tag_ids = _ids(UPOS)
-  examples = []
+  examples: list[Example] = []
   for sentence in _sentences(paths.read_utf8(path)):
     words, tags, sent_id = [], [], str(len(examples))
     for number, line in sentence:
@@ -395,11 +395,12 @@ class _LineFinder:
 def _delimited_records(path: paths.Path, delimiter: str,
                        names: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
   """('file:line', {column: value}) per row; `names` stand in for a missing header."""
-  quoting = csv.QUOTE_NONE if delimiter == '\t' else csv.QUOTE_MINIMAL
-  reader = csv.reader(io.StringIO(paths.read_utf8(path)), delimiter=delimiter, quoting=quoting)
-  header, records, line = list(names) or None, [], 1
+  reader = csv.reader(io.StringIO(paths.read_utf8(path)), delimiter=delimiter,
+                      quoting=csv.QUOTE_NONE if delimiter == '\t' else csv.QUOTE_MINIMAL)
+  header, line = list(names), 1  # [] until the header row
+  records: list[tuple[str, dict]] = []
   for fields in reader:
-    if fields and header is None:
+    if fields and not header:
       header = fields
     elif fields:
       if len(fields) != len(header):

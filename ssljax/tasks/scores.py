@@ -141,7 +141,8 @@ def entity_f1(true_tag_seqs, pred_tag_seqs) -> float:
   Tags are strings such as 'B-PER', 'I-PER', 'O' (IOB1, IOB2 and IOBES all chunk); an
   I-X after O or after another type starts a new entity, as in conlleval.
   """
-  true_chunks, pred_chunks = set(), set()
+  true_chunks: set[tuple] = set()
+  pred_chunks: set[tuple] = set()
   for i, (true_tags, pred_tags) in enumerate(_flat_tags(true_tag_seqs, pred_tag_seqs)):
     true_chunks.update((i, *chunk) for chunk in _chunks(true_tags))
     pred_chunks.update((i, *chunk) for chunk in _chunks(pred_tags))

@@ -112,7 +112,8 @@ def _tagged(tok, spec, examples, max_len, doc_stride) -> Rows:
   ids, labels, words, cut, start = [], [], [], 0, 0
   for row, e in enumerate(examples):
     pieces, start = flat[start:start + len(e.words)], start + len(e.words)
-    body, row_labels = [], [-1]  # [CLS] takes position 0
+    body: list[int] = []
+    row_labels = [-1]  # [CLS] takes position 0
     for number, p in enumerate(pieces):
       if len(body) + len(p) > max_len - 2:
         cut += 1

@@ -67,8 +67,8 @@ class HFTokenizer:
   def _role_id(self, role, origin) -> int:
     for name in (role,) + _FALLBACK[role]:
       token = self.special_tokens.get(f'{name}_token')
-      if token is not None and self._tok.token_to_id(token) is not None:
-        return self._tok.token_to_id(token)
+      if token is not None and (i := self._tok.token_to_id(token)) is not None:
+        return i
     raise UserError(f'{origin} has no {role} token in its vocabulary (special tokens: '
                     f'{self.special_tokens}); name one in special_tokens_map.json')
 
@@ -221,8 +221,9 @@ def _wordpiece(vocab_file, settings, unk_token) -> tokenizers.Tokenizer:
 def _byte_level_bpe(folder, settings) -> tokenizers.Tokenizer:
   """GPT-2 / RoBERTa byte-level BPE from vocab.json + merges.txt."""
   vocab = json.loads(paths.read_utf8(folder / 'vocab.json'))
-  merges = [tuple(line.split(' ')) for line in paths.read_utf8(folder / 'merges.txt').splitlines()
-            if line and not line.startswith('#version')]
+  lines = paths.read_utf8(folder / 'merges.txt').splitlines()
+  merges = [(a, b) for a, b in (line.split(' ') for line in lines
+                                if line and not line.startswith('#version'))]
   tok = tokenizers.Tokenizer(models.BPE(vocab, merges, continuing_subword_prefix='',
                                         end_of_word_suffix='', fuse_unk=False))
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(
@@ -239,7 +240,7 @@ def unigram_from_sentencepiece(proto: bytes, *, albert_quotes: bool, lowercase: 
   model's own normaliser; a plain sentencepiece model (ssljax's) takes none of them.
   """
   from sentencepiece import sentencepiece_model_pb2
-  spm = sentencepiece_model_pb2.ModelProto()
+  spm = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]  # protobuf-generated, no stubs
   spm.ParseFromString(proto)
   if spm.trainer_spec.model_type != spm.trainer_spec.UNIGRAM:
     raise UserError('only unigram sentencepiece models convert to a Hugging Face '
@@ -247,7 +248,9 @@ def unigram_from_sentencepiece(proto: bytes, *, albert_quotes: bool, lowercase: 
   vocab = [(p.piece, p.score) for p in spm.pieces]
   tok = tokenizers.Tokenizer(models.Unigram(vocab, unk_id=spm.trainer_spec.unk_id,
                                             byte_fallback=False))
-  steps = [normalizers.Replace('``', '"'), normalizers.Replace("''", '"')] if albert_quotes else []
+  steps: list[normalizers.Normalizer] = []
+  if albert_quotes:
+    steps += [normalizers.Replace('``', '"'), normalizers.Replace("''", '"')]
   if strip_accents:
     steps += [normalizers.NFKD(), normalizers.StripAccents()]
   if lowercase:
