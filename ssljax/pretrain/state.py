@@ -18,7 +18,9 @@ import optax
 class TrainState:
   params: dict  # nnx.to_pure_dict of the model's parameters
   opt_state: Any  # optax state of `tx`
-  step: jax.Array  # int32 scalar: optimizer updates applied so far
+  # an int32 scalar jax.Array: optimizer updates applied so far (the same tree also holds a
+  # state's shardings and shapes: `parallel` builds TrainState(params_sh, opt_sh, rep))
+  step: Any
 
   @classmethod
   def create(cls, params: dict, tx: optax.GradientTransformation) -> 'TrainState':
