@@ -145,7 +145,7 @@ def generate_ids(pre: Pretrained, rows: list[np.ndarray], *, max_new_tokens: int
   batch = min(batch_size, len(rows))
   new_slots = padded_length(max_new_tokens)
   root = jax.random.key(seed)
-  out = [None] * len(rows)
+  out: list = [None] * len(rows)  # each filled below
   for index in batching.by_length([len(r) for r in rows], batch):
     width = padded_length(max(len(rows[i]) for i in index))
     ids = np.full((batch, width), tok.pad_id, np.int32)

@@ -142,7 +142,7 @@ class SsljaxLM(TemplateLM):
     """The text after each context until an `until` string, end-of-text or max_gen_toks;
     requests with the same generation settings are generated together."""
     del disable_tqdm
-    groups = {}
+    groups: dict[str, list[int]] = {}
     for i, request in enumerate(requests):
       groups.setdefault(json.dumps(request.args[1], sort_keys=True, default=str), []).append(i)
     out = [''] * len(requests)

@@ -195,7 +195,8 @@ _OUTPUT = {'modernbert': 'decoder', 'llama': 'lm_head', 'gpt_neox': 'lm_head'}
 _IGNORED = re.compile(r'(^|\.)(position_ids|decoder\.weight|decoder\.bias|attn\.bias|'
                       r'attn\.masked_bias|attention\.bias|attention\.masked_bias|inv_freq)$|'
                       r'^(lm_head|embed_out)\.weight$')
-_SENTENCE_HEAD = {'bert': 'cls.seq_relationship.weight', 'albert': 'sop_classifier.classifier.weight'}
+_SENTENCE_HEAD = {'bert': 'cls.seq_relationship.weight',
+                  'albert': 'sop_classifier.classifier.weight'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,7 +247,8 @@ def _expand(hf_module: str, ours, kind: str) -> list[Tensor]:
 def tensors(model_type: str, cfg: models.ModelConfig, prefixed: bool) -> list[Tensor]:
   """Every Hugging Face tensor of `model_type` with the parameters of `cfg` it maps to."""
   base = f'{_PREFIX[model_type]}.' if prefixed else ''
-  rows = [(base + hf, ours, kind) for hf, ours, kind in _BASE[model_type]]
+  rows: list[tuple[str, str | tuple[str, ...], str]] = [
+      (base + hf, ours, kind) for hf, ours, kind in _BASE[model_type]]
   for i in range(1 if cfg.share_layers else cfg.num_layers):
     block = f'{base}{_BLOCK_NAME[model_type].format(i)}'
     ours = 'stack.shared' if cfg.share_layers else f'stack.layers.{i}'
@@ -381,7 +383,7 @@ def _modern_values(hf, model_type, values, file) -> dict:
 def _special_values(hf, model_type, values, file) -> dict:
   """What the shared key table cannot say: layer sharing, MLP width, position offset, and
   the modern families' norms, biases and rotary base."""
-  wanted = {'is_decoder': False, 'add_cross_attention': False}
+  wanted: dict[str, object] = {'is_decoder': False, 'add_cross_attention': False}
   if model_type not in ('modernbert', 'llama', 'gpt_neox'):
     wanted |= {'position_embedding_type': 'absolute', 'scale_attn_weights': True,
                'scale_attn_by_inverse_layer_idx': False, 'inner_group_num': 1,
@@ -417,7 +419,7 @@ def read_weights(folder: paths.Path) -> dict[str, np.ndarray]:
   else:
     raise UserError(f'{folder} has no weights: expected model.safetensors, '
                     'model.safetensors.index.json or pytorch_model.bin')
-  weights = {}
+  weights: dict[str, np.ndarray] = {}
   for file in files:
     try:
       weights |= safetensors.numpy.load(file.read_bytes())
@@ -429,7 +431,7 @@ def read_weights(folder: paths.Path) -> dict[str, np.ndarray]:
 
 def _read_torch(file: paths.Path) -> dict[str, np.ndarray]:
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch
   except ImportError:
     raise UserError(f'{file} is a PyTorch pickle: install torch to read it, or save the '
                     'model as model.safetensors') from None
@@ -581,10 +583,10 @@ def import_folder(folder, out) -> Report:
 # What each Hugging Face family can hold: model.<option> -> the values it has ('embed_size'
 # 0 stands for E = H). Export refuses a model outside its family's values in one line that
 # names the settings to change.
-_CLASSIC = {'positions': ('learned',), 'activation': ('gelu', 'gelu_tanh'),
+_CLASSIC: dict[str, tuple | None] = {'positions': ('learned',), 'activation': ('gelu', 'gelu_tanh'),
             'use_bias': (True,), 'norm': ('layer',), 'tie_embeddings': (True,),
             'share_layers': (False,), 'embed_size': (0,)}
-_TWIN_NEEDS = {
+_TWIN_NEEDS: dict[str, dict[str, tuple | None]] = {
     'bert': _CLASSIC | {'pre_ln': (False,)},
     'roberta': _CLASSIC | {'pre_ln': (False,)},
     'albert': _CLASSIC | {'pre_ln': (False,), 'share_layers': (False, True),
@@ -678,7 +680,7 @@ def hf_config(cfg: models.ModelConfig, tokenizer) -> dict:
 
 def _layer_list(flat: dict, cfg: models.ModelConfig) -> dict:
   """Flat params with scanned (stacked) layers split into stack.layers.i."""
-  out = {}
+  out: dict[str, np.ndarray] = {}
   for path, value in flat.items():
     if path[:2] == ('stack', 'scanned'):
       out |= {('stack', 'layers', i) + path[2:]: value[i] for i in range(cfg.num_layers)}

@@ -11,7 +11,7 @@ __all__ = ['SPECIAL_TOKENS', 'SentencePieceTokenizer', 'Tokenizer', 'causal_star
 
 
 def _kinds() -> dict:
-  from ssljax.tokenizers import huggingface  # pylint: disable=g-import-not-at-top  (needs `tokenizers`)
+  from ssljax.tokenizers import huggingface  # needs `tokenizers`
   return {SentencePieceTokenizer.kind: SentencePieceTokenizer,
           huggingface.HFTokenizer.kind: huggingface.HFTokenizer}
 
