@@ -112,12 +112,15 @@ def compile_step(config, topology: str) -> dict:
               / config.data.seq_len if config.mlm.masked_positions_only else 1.0)
   model_flops = tokens * metrics.flops_per_token(state.params, model_cfg, config.objective,
                                                  config.data.seq_len, fraction)
-  # One chip's FLOPs and HBM traffic with loops unrolled: cost_analysis counts each loop
-  # body once, the HLO's matmuls say how much more often they run.
+  # One chip's FLOPs with loops unrolled: cost_analysis counts each loop body once, the
+  # HLO's matmuls say how much more often they run. HBM traffic is the HLO's own count
+  # (loops as they run, slices as sliced): loops differ in bytes per FLOP (a windowed
+  # matmul's loop has few FLOPs and whole-activation buffers), so no FLOP ratio scales it.
   factor = program['loop_factor'] if program else 1.0
   flops = float(cost.get('flops', 0.0)) * factor
   collective = program['collectives'] if program else {}
-  hbm_traffic = float(cost.get('bytes accessed', 0.0)) * factor
+  hbm_traffic = (program['hbm_traffic'] if program
+                 else float(cost.get('bytes accessed', 0.0)) * factor)
   n = len(devices)
   t_compute = flops / chip.peak_flops
   t_hbm = hbm_traffic / chip.hbm_bandwidth  # per chip: the cost analysis is per device
@@ -136,7 +139,7 @@ def compile_step(config, topology: str) -> dict:
       'collective_bytes': {k: int(v) for k, v in collective.items()},
       'largest_collective': (program or {}).get('largest', {}),
       'all_reduced_shapes': (program or {}).get('all_reduced', []),
-      'hbm_traffic_bytes': hbm_traffic,  # per chip, scaled for loops as the FLOPs
+      'hbm_traffic_bytes': hbm_traffic,  # per chip and step, loops as they run
       'roofline_seconds': {'compute': t_compute, 'hbm': t_hbm, 'ici': t_ici},
       'roofline_step_seconds': t_step,
       'roofline_mfu': model_flops / (chip.peak_flops * n) / t_step if t_step else 0.0,

@@ -1,5 +1,5 @@
-"""Reading an optimized HLO module (XLA's dump): collective bytes and matmul FLOPs with
-every loop body counted as often as it runs.
+"""Reading an optimized HLO module (XLA's dump): collective bytes, HBM traffic and matmul
+FLOPs with every loop body counted as often as it runs.
 
 `compiled.cost_analysis()` counts a `while` body (a scan over layers or micro-batches)
 once, and `compiled.as_text()` fails for v5p/v6e programs, so this reads the text XLA
@@ -29,12 +29,63 @@ _KERNEL = re.compile(r'\bsplash_m[hq]a_\w+|__cudnn\$fmha\w*')
 # Threefry's rounds are xors and shifts on uint32; XLA's own generator is one instruction.
 _RANDOM_BITS = ('xor', 'shift-left', 'shift-right-logical', 'rng-bit-generator')
 _BOUND = re.compile(r'[su]32\[\]\{?[^ ]*\s+constant\((\d+)\)')  # u32: windowed matmul loops
+# An array and its layout; a layout with S(n) lives in another memory space (VMEM, SMEM).
+_LAID = re.compile(r'\b(' + '|'.join(_BYTES) + r')\[([\d,]*)\](\{[^}]*\})?')
+_NO_TRAFFIC = ('parameter', 'get-tuple-element', 'tuple', 'constant', 'bitcast', 'while',
+               'conditional', 'call', 'after-all', 'opt-barrier', 'partition-id', 'replica-id')
 
 
 def _arrays(text):
   """[(bytes, dims)] of the array shapes in a result type (one, or a tuple's)."""
   return [(_BYTES[t] * int(np.prod([int(d) for d in dims.split(',') if d])),
            [int(d) for d in dims.split(',') if d]) for t, dims in _SHAPE.findall(text)]
+
+
+def _hbm(result: str) -> int:
+  """Bytes of the arrays of a result type that live in HBM."""
+  return sum(_BYTES[t] * int(np.prod([int(d) for d in dims.split(',') if d]))
+             for t, dims, layout in _LAID.findall(result) if 'S(' not in layout)
+
+
+def _fused_traffic(body, hbm) -> tuple[list, int | None]:
+  """(bytes read of each fusion parameter, bytes written) where a fusion touches less
+  than whole buffers: a parameter only dynamic-sliced is read by its slices, one only
+  updated in place is not read; a root dynamic-update-slice writes its update. None: whole."""
+  users: dict[str, list] = collections.defaultdict(list)
+  ops, params, root = {}, {}, ''
+  for op, name, rest, line in body:
+    ops[name] = (op, _operands(rest))
+    for i, o in enumerate(_operands(rest)):
+      users[o].append((op, i, name))
+    if op == 'parameter':
+      params[int(rest.split(')')[0])] = name
+    root = name if line.lstrip().startswith('ROOT') else root
+
+  def uses(name):  # through bitcasts
+    return [u for op, i, n in users[name]
+            for u in (uses(n) if op == 'bitcast' else [(op, i, n)])]
+
+  reads = []
+  for i in sorted(params):
+    u = uses(params[i])
+    if u and all(op == 'dynamic-slice' and j == 0 for op, j, _ in u):
+      reads.append(sum(hbm[n] for _, _, n in u))
+    elif u and all(op == 'dynamic-update-slice' and j == 0 for op, j, _ in u):
+      reads.append(0)
+    else:
+      reads.append(None)
+
+  def written(name):
+    op, args = ops[name]
+    if op == 'bitcast':
+      return written(args[0])
+    if op == 'dynamic-update-slice':
+      return hbm[args[1]]
+    if op == 'tuple':
+      return sum(hbm[a] if written(a) is None else written(a) for a in args)
+    return None
+
+  return reads, written(root) if root else None
 
 
 def _dims(attr, line):
@@ -59,6 +110,28 @@ def _flops(op, out, lhs, rhs, line) -> float:
   return 2 * out_elems * float(np.prod(rhs)) / o_size / (int(groups.group(1)) if groups else 1)
 
 
+def _traffic(op, name, rest, line, comps, hbm) -> int:
+  """HBM bytes one run of an instruction of a loop body or the entry reads and writes: an
+  async op's start reads, its done writes; a fusion what `_fused_traffic` says."""
+  args = _operands(rest)
+  if op in _NO_TRAFFIC or op.endswith('-update'):
+    return 0
+  if op.endswith('-done'):
+    return hbm[name]
+  if op.endswith('-start'):
+    return sum(hbm.get(a, 0) for a in args)
+  if op == 'dynamic-update-slice':
+    return 2 * hbm.get(args[1], 0)
+  if op == 'dynamic-slice':
+    return 2 * hbm[name]
+  reads, written = [None] * len(args), None
+  fused = re.search(r'calls=%?([\w.\-]+)', line)
+  if op == 'fusion' and fused and fused.group(1) in comps:
+    reads, written = _fused_traffic(comps[fused.group(1)], hbm)
+  return (sum(hbm.get(a, 0) if r is None else r for a, r in zip(args, reads))
+          + (hbm[name] if written is None else written))
+
+
 def parse(text: str) -> dict:
   """{'collectives': {kind: bytes}, 'largest': {kind: bytes}, 'loop_factor': matmul FLOPs
   with loops unrolled / with each body once (what cost_analysis counts)} of one chip per
@@ -69,6 +142,7 @@ def parse(text: str) -> dict:
   comps: dict[str, list[tuple[str, str, str, str]]] = {}  # computation -> (op, name, rest, line)
   calls: dict[str, list] = collections.defaultdict(list)  # caller -> (callee, attr, trip count)
   shapes: dict[str, list] = {}
+  hbm: dict[str, int] = {}  # instruction -> bytes of its result in HBM
   entry = current = ''  # the ENTRY computation; the one being read
   for line in text.splitlines():
     m = _COMP.match(line)
@@ -82,6 +156,7 @@ def parse(text: str) -> dict:
       continue
     name, result, op, rest = m.groups()
     shapes[name] = _arrays(result)
+    hbm[name] = _hbm(result)
     comps[current].append((op, name, rest, line))
     trip = _TRIP.search(line)
     for attr, names in _CALLS.findall(line):
@@ -95,11 +170,15 @@ def parse(text: str) -> dict:
     bounds = [int(b) for _, _, _, line in comps.get(condition, ()) for b in _BOUND.findall(line)]
     return bounds[0] if len(bounds) == 1 else 1
 
+  control = {entry}  # the entry and loop and branch bodies: their instructions touch HBM
+
   def visit(name, n, k):
     times[name] += n
     once[name] += k
     edges = calls.get(name, ())
     for callee, attr, known in edges:
+      if attr != 'calls' and attr != 'to_apply':
+        control.add(callee)
       if attr == 'body':
         cond = [c for c, a, _ in edges if a == 'condition']
         visit(callee, n * (known or (trips(cond[0]) if cond else 1)), k)
@@ -110,12 +189,15 @@ def parse(text: str) -> dict:
   total: collections.Counter[str] = collections.Counter()
   largest: collections.Counter[str] = collections.Counter()
   flops, flops_once = 0.0, 0.0
+  traffic = 0.0  # HBM bytes read and written by the instructions outside fusions
   random_bits = 0.0  # element-ops of random-bit generation (threefry's integer rounds)
   # (kind, channel, chain) -> (kind, bytes): one collective split over fusions
   chained: dict[tuple, int] = {}
   reduced: set[tuple] = set()  # the shapes that are all-reduced
   for comp, n in times.items():
     for op, name, rest, line in comps.get(comp, ()):
+      if comp in control:
+        traffic += n * _traffic(op, name, rest, line, comps, hbm)
       kind = op.removesuffix('-start')
       if kind in COLLECTIVES:
         if kind == 'all-reduce' and comp.startswith('all-reduce-scatter'):
@@ -145,6 +227,7 @@ def parse(text: str) -> dict:
     total[kind] += size
   # Windowed (dilated) convolutions make the matmul count approximate; their ratio is not.
   return {'collectives': dict(total), 'largest': dict(largest), 'all_reduced': sorted(reduced),
+          'hbm_traffic': traffic,
           'loop_factor': flops / flops_once if flops_once else 1.0,
           'kernels': sorted(set(_KERNEL.findall(text))),
           'random_bit_ops': random_bits}
