@@ -4,7 +4,8 @@ from ssljax.pretrain import hlo
 
 # A loop of 4 trips: each reads row i of a 4x256 f32 buffer (1 KiB) through a fused
 # dynamic-slice, scales it, and writes it into row i of another in place; a VMEM (S(1))
-# scalar operand and the SMEM (S(6)) loop counter are no HBM traffic. Outside the loop one add reads 2 and writes 1 buffer.
+# scalar operand and the SMEM (S(6)) loop counter are no HBM traffic. Outside the loop one
+# add reads 2 buffers and writes 1.
 _TEXT = '''HloModule m
 
 %fused_update (p0: f32[4,256], p1: f32[1,256], p2: s32[]) -> f32[4,256] {
