@@ -35,9 +35,9 @@ class Batches:
     self._local = global_batch_size // process_count
     local_batches = grain.MapDataset.range(_ENDLESS)[process_index::process_count]
     self._iterator = iter(local_batches.map(self._local_batch).to_iter_dataset(_READ_OPTIONS))
+    self._permutation = functools.lru_cache(maxsize=4)(self._epoch_permutation)
 
-  @functools.lru_cache(maxsize=4)
-  def _permutation(self, epoch: int) -> np.ndarray:
+  def _epoch_permutation(self, epoch: int) -> np.ndarray:
     return np.random.default_rng([self._seed, epoch]).permutation(len(self._examples))
 
   def _local_batch(self, number: int) -> dict[str, np.ndarray]:

@@ -66,7 +66,7 @@ def embedded_documents() -> tuple[str, ...]:
 
 
 def _stdlib_files(root: str) -> list[str]:
-  files = []
+  files: list[str] = []
   for folder, subfolders, names in os.walk(root):
     subfolders[:] = sorted(s for s in subfolders if s not in _STDLIB_SKIP)
     files.extend(os.path.join(folder, n) for n in sorted(names) if n.endswith('.py'))
@@ -81,7 +81,7 @@ def _docstrings(file: str) -> list[str]:
   except (SyntaxError, ValueError, OSError):
     return []
   found = []
-  nodes = [tree]
+  nodes: list[ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef] = [tree]
   while nodes:
     node = nodes.pop()
     text = ast.get_docstring(node, clean=False)
@@ -119,7 +119,7 @@ def _files(data_cfg, suffix: str) -> list[paths.Path]:
 
 def _text(data_cfg) -> list[str]:
   """Plain text: documents are separated by one or more blank lines."""
-  documents = []
+  documents: list[str] = []
   for file in _files(data_cfg, '.txt'):
     documents.extend(d.strip() for d in _BLANK_LINES.split(paths.read_utf8(file)))
   return documents

@@ -19,8 +19,8 @@ a step count without replaying data, and a batch holds the same examples however
 import numpy as np
 
 from ssljax.config import OBJECTIVES
-from ssljax.errors import UserError
 from ssljax.data.store import Chunks, Store, last_at_or_before
+from ssljax.errors import UserError
 from ssljax.tokenizers import Tokenizer
 
 MIN_SEQ_LEN = 8
@@ -73,7 +73,9 @@ def from_store(store: Store, tokenizer: Tokenizer, objective: str, seq_len: int,
   if objective == 'clm':
     examples = _clm(store, tokenizer, seq_len)
   else:
-    chunks = Chunks(store, *chunking(objective, seq_len), chunk_counts_P)
+    cut = chunking(objective, seq_len)
+    assert cut is not None  # only clm packs documents instead of cutting them
+    chunks = Chunks(store, *cut, chunk_counts_P)
     examples = builders[objective](store, chunks, tokenizer, seq_len, seed % 2**32)
   if not len(examples):
     raise UserError(f'the corpus gives no {objective} examples: its documents are '

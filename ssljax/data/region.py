@@ -13,6 +13,7 @@ import ctypes
 import errno
 import mmap
 import os
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,9 @@ class Region:
       if size:
         self._map(name, size, self._mapping.address + int(at))
     _libc.madvise(self._mapping.address, self._mapping.size, mmap.MADV_RANDOM)
-    self._buffer = (ctypes.c_char * self._mapping.size).from_address(self._mapping.address)
-    self._buffer.owner = self._mapping  # arrays over the buffer keep the range mapped
+    self._buffer: Any = (ctypes.c_char * self._mapping.size).from_address(self._mapping.address)
+    # arrays over the buffer keep the range mapped (ctypes arrays take attributes)
+    self._buffer.owner = self._mapping  # type: ignore[attr-defined]
 
   @staticmethod
   def _map(name: str, size: int, address: int):

@@ -27,7 +27,7 @@ from ssljax.errors import UserError
 
 MAGIC = b'SSLJAXT1'
 HEADER = 32
-_WIDTHS = {2: np.dtype('<u2'), 4: np.dtype('<u4')}
+_WIDTHS: dict[int, np.dtype] = {2: np.dtype('<u2'), 4: np.dtype('<u4')}
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -157,9 +157,9 @@ class RemoteParts:
     self.docs_P = np.array([e['documents'] for e in entries], np.int64)
     tokens_P = np.array([e['tokens'] for e in entries], np.int64)
     self.offsets = _RemoteTable(lambda p: np.frombuffer(
-        self._bytes(self.names[p], HEADER, 8 * (self.docs_P[p] + 1)), '<i8'))
+        self._bytes(self.names[p], HEADER, 8 * (int(self.docs_P[p]) + 1)), '<i8'))
     self._ends = {key: _RemoteTable(lambda p, key=key: np.frombuffer(
-        self._bytes(f'{self.names[p]}.chunks-{key}', 0, 8 * (self.docs_P[p] + 1)), '<i8'))
+        self._bytes(f'{self.names[p]}.chunks-{key}', 0, 8 * (int(self.docs_P[p]) + 1)), '<i8'))
         for key in chunk_keys}
     self._check = _Checks(self.names, self.docs_P, tokens_P, self.dtype, vocab_size,
                           lambda p: self._bytes(self.names[p], 0, HEADER))
