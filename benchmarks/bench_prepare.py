@@ -32,12 +32,13 @@ import time
 import numpy as np
 from flax import nnx
 
-import bench_common
 import ssljax.config
 from ssljax import models
 from ssljax.data import batches as batches_lib, corpus, examples as examples_lib, prepared
-from ssljax.pretrain import masking, metrics
 from ssljax.prepare import pipeline
+from ssljax.pretrain import masking, metrics
+
+import bench_common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs' / 'bert_tiny.py')
