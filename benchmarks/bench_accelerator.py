@@ -28,16 +28,16 @@ import time
 # On a GPU both frameworks share the device: JAX must not take 75 % of its memory up front.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-import bench_vs_hf
 import jax
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch_twin
 import transformers
 
 import ssljax.config
 import ssljax.pretrain.loop
-from ssljax.pretrain import masking, metrics, optimizer as optimizer_lib
+from ssljax.pretrain import masking, metrics
 
 import bench_common
 
@@ -119,7 +119,7 @@ def published_peak(device_name: str):
 def peaks(torch_device):
   """Per side: the FLOP/s MFU divides by, and where it comes from (None: MFU is n/a)."""
   if jax.default_backend() == 'cpu':
-    measured = {'flops': bench_vs_hf.best_of(metrics.measure_peak_flops),
+    measured = {'flops': bench_common.best_of(metrics.measure_peak_flops),
                 'source': 'measured XLA float32 matmul peak (CPU: no published bf16 peak)'}
     return {'ssljax': measured, 'pytorch': measured}
   names = {'ssljax': jax.devices()[0].device_kind}
@@ -228,9 +228,9 @@ TORCH_MODELS = {'bert': (bert_model, bert_loss), 'gpt': (gpt_model, gpt_loss)}
 
 def torch_trainer(kind, run, device, compiled: bool):
   """(train, parameter count) for the Hugging Face twin, trained as ssljax's config says:
-  AdamW (fused) with ssljax's learning rates step by step and its weight-decay exclusions,
-  global-norm clipping; bf16 autocast over float32 weights, as ssljax computes in bf16
-  over float32 parameters; the loss function `torch.compile`d when `compiled`."""
+  torch_twin's AdamW (fused), schedule and clipping; bf16 autocast over float32 weights, as
+  ssljax computes in bf16 over float32 parameters; the loss function `torch.compile`d when
+  `compiled`."""
   torch.manual_seed(run.config.train.seed)
   build_model, build_loss = TORCH_MODELS[kind]
   model = build_model(run).to(device).train()
@@ -238,17 +238,7 @@ def torch_trainer(kind, run, device, compiled: bool):
   if compiled:
     loss_fn = torch.compile(loss_fn)
   opt = run.config.optimizer
-  params = list(model.parameters())
-  # As ssljax's decay_mask: kernels and embeddings decay; LayerNorm scales and biases don't.
-  optimizer = torch.optim.AdamW(
-      [{'params': [p for p in params if p.ndim > 1]},
-       {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.0}],
-      lr=opt.learning_rate, betas=(opt.b1, opt.b2), eps=opt.eps,
-      weight_decay=opt.weight_decay, fused=True)
-  steps = run.config.train.steps
-  rates = np.asarray(optimizer_lib.schedule(opt, steps)(np.arange(steps)))
-  schedule = torch.optim.lr_scheduler.LambdaLR(
-      optimizer, lambda s: rates[min(s, steps - 1)] / opt.learning_rate)
+  optimizer, schedule = torch_twin.adamw(model, opt, run.config.train.steps, fused=True)
   bf16 = run.config.model.dtype == 'bfloat16'
 
   def step(batch):
@@ -256,14 +246,10 @@ def torch_trainer(kind, run, device, compiled: bool):
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
       loss = loss_fn(t)
     loss.backward()
-    if opt.clip_norm > 0:
-      torch.nn.utils.clip_grad_norm_(params, opt.clip_norm)
-    optimizer.step()
-    schedule.step()
-    optimizer.zero_grad(set_to_none=True)
+    torch_twin.update(optimizer, schedule, opt.clip_norm)
     return loss.detach()
 
-  return bench_vs_hf.torch_trainer(step, device), sum(p.numel() for p in params)
+  return torch_twin.trainer(step, device), sum(p.numel() for p in model.parameters())
 
 
 def measure(kind, args, device, workdir, compiled):
@@ -272,7 +258,7 @@ def measure(kind, args, device, workdir, compiled):
   run = ssljax.pretrain.loop.setup(config, workdir / kind)
   run.manager.close()  # no checkpoints here
   batches = [next(run.batches) for _ in range(WARMUP_STEPS + args.steps)]
-  trainers = {'ssljax': bench_vs_hf.ssljax_trainer(run)}
+  trainers = {'ssljax': bench_common.ssljax_trainer(run)}
   params = {'ssljax': sum(x.size for x in jax.tree.leaves(run.strategy.abstract.params))}
   if device is not None:
     trainers['pytorch'], params['pytorch'] = torch_trainer(kind, run, device, compiled)
@@ -282,7 +268,7 @@ def measure(kind, args, device, workdir, compiled):
     first_loss[name] = train(batches[:1])
     train(batches[1:WARMUP_STEPS])
     warmup_s[name] = time.perf_counter() - start
-  seconds, losses = bench_vs_hf.time_rounds(trainers, batches[WARMUP_STEPS:], args.rounds)
+  seconds, losses = bench_common.time_rounds(trainers, batches[WARMUP_STEPS:], args.rounds)
   cfg, seq_len = run.model_cfg, run.config.data.seq_len
   k = masking.num_predictions(seq_len, run.config.mlm.rate)
   # PyTorch's MLM head always runs on the K masked positions (see bert_loss).
@@ -444,7 +430,7 @@ def main():
                              'no-compile' if args.no_compile else 'smoke on CPU')
   print(f'PyTorch: {pytorch}', flush=True)
   peak = peaks(device)
-  host = bench_vs_hf.machine(device or torch.device('cpu'))  # the load before the run
+  host = torch_twin.machine(device or torch.device('cpu'))  # the load before the run
   models = {}
   with tempfile.TemporaryDirectory() as workdir:
     for kind in args.models:

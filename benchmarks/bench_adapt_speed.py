@@ -28,9 +28,11 @@ import argparse
 import os
 import pathlib
 import re
+import types
 
 import numpy as np
 import torch
+import torch_twin
 import transformers
 
 import ssljax
@@ -41,6 +43,11 @@ from ssljax.tasks import readers
 import bench_common
 
 BATCH, LR, EPOCHS, ENCODE_BATCH = 32, 5e-5, 2, 64
+# finetune.make_optimizer's recipe at LR (finetune.warmup and weight_decay at their
+# defaults), as the `optimizer` config torch_twin trains the PyTorch loop with.
+TORCH_OPTIMIZER = types.SimpleNamespace(
+    learning_rate=LR, warmup_steps=0, warmup_fraction=0.1, decay='linear',
+    end_learning_rate=0.0, weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0)
 
 
 def parse_args():
@@ -116,12 +123,7 @@ def torch_finetune(folder, examples, sampler, bf16):
       previous = w
     rows.append(dict(enc) | {'labels': labels})
   collate = transformers.DataCollatorForTokenClassification(tok)
-  no_decay = [p for n, p in model.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
-  decay = [p for n, p in model.named_parameters() if not any(p is q for q in no_decay)]
-  optimizer = torch.optim.AdamW([{'params': decay}, {'params': no_decay, 'weight_decay': 0.0}],
-                                lr=LR, weight_decay=0.01, eps=1e-6)
-  steps = -(-len(rows) // BATCH) * EPOCHS
-  schedule = transformers.get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+  optimizer, schedule = torch_twin.adamw(model, TORCH_OPTIMIZER, -(-len(rows) // BATCH) * EPOCHS)
   generator = torch.Generator().manual_seed(0)
   if sampler == 'length':
     order = transformers.trainer_pt_utils.LengthGroupedSampler(
@@ -135,10 +137,7 @@ def torch_finetune(folder, examples, sampler, bf16):
       with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
         loss = model(**batch).loss
       loss.backward()
-      torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-      optimizer.step()
-      schedule.step()
-      optimizer.zero_grad(set_to_none=True)
+      torch_twin.update(optimizer, schedule, TORCH_OPTIMIZER.clip_norm)
 
   return [(s, len(rows) / s) for s in (bench_common.timed(epoch)[1] for _ in range(EPOCHS))]
 

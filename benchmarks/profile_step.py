@@ -22,8 +22,8 @@ import re
 import tempfile
 import time
 
-import bench_vs_hf
 import torch
+import torch_twin
 
 import ssljax.pretrain.loop
 from ssljax.pretrain import profile
@@ -91,17 +91,17 @@ def markdown(result) -> str:
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--steps', type=int, default=5, help='profiled steps per side')
-  bench_vs_hf.add_model_args(p)
+  bench_common.add_model_args(p)
   args = p.parse_args()
   torch.set_num_threads(os.cpu_count())
   device = torch.device('cpu')
   with tempfile.TemporaryDirectory() as workdir:
-    run = ssljax.pretrain.loop.setup(bench_vs_hf.ssljax_config(args, True, 'float32', 0.0),
-                                     workdir)
+    config = bench_common.mlm_config(args, 2 + args.steps, True, 'float32', 0.0)
+    run = ssljax.pretrain.loop.setup(config, workdir)
     run.manager.close()
   batch = next(run.batches)
-  trainers = {'ssljax': bench_vs_hf.ssljax_trainer(run),
-              'torch': bench_vs_hf.hf_trainer(run, device, bf16=False, compiled=False)[0]}
+  trainers = {'ssljax': bench_common.ssljax_trainer(run),
+              'torch': torch_twin.bert_mlm_trainer(run, device, bf16=False, compiled=False)[0]}
   sides = {}
   for side, train in trainers.items():
     step = lambda train=train: train([batch])  # noqa: E731
@@ -111,7 +111,7 @@ def main():
     sides[side] = {'wall_s': wall_seconds(step, args.steps), 'ops': ops, 'groups': grouped(ops)}
   cfg = run.model_cfg
   result = {
-      'machine': bench_vs_hf.machine(device),
+      'machine': torch_twin.machine(device),
       'model': f'BERT MLM {cfg.num_layers} x {cfg.hidden_size} ({cfg.num_heads} heads, mlp '
                f'{cfg.mlp_dim}), seq {args.seq_len}, batch {args.batch_size}, vocab '
                f'{cfg.vocab_size}, f32, AdamW; ssljax with its default masked-positions '
@@ -119,7 +119,7 @@ def main():
                f'after 2 warm-up steps, then {args.steps} timed without the profiler.',
       'sides': sides,
   }
-  bench_common.write(args.out_dir, bench_vs_hf.results_name('profile_step', args), result,
+  bench_common.write(args.out_dir, bench_common.results_name('profile_step', args), result,
                      markdown(result))
 
 

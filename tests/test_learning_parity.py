@@ -15,16 +15,18 @@ run's own data stream:
   Transformers' own shifted loss then counts exactly ssljax's positions with its
   normalisation (sum / count); nothing is recomputed by hand.
 
-The PyTorch optimizer is written independently of ssljax's optimizer module, in the way a
-transformers user would write it: `torch.optim.AdamW` with two parameter groups (weight
-decay on Linear/Conv1D weights and embeddings; none on LayerNorm parameters or biases,
-chosen by module type), `transformers.get_linear_schedule_with_warmup` stepped after each
-update (update k uses lr(k), as optax does) and `clip_grad_norm_` (which scales by
-clip / (norm + 1e-6) where optax scales by clip / norm: a relative 1e-6, far below the
-tolerances). So a wrong loss normalisation, decay mask, schedule off by one step or
-clipping difference in ssljax makes the losses or final parameters disagree; the negative
-checks show each of those perturbations (made on the torch side) exceeds the tolerances by
-far.
+The PyTorch optimizer is benchmarks/torch_twin.py, the one every benchmark's PyTorch side
+trains with, written independently of ssljax's optimizer module, in the way a transformers
+user would write it: `torch.optim.AdamW` with two parameter groups (weight decay on
+Linear/Conv1D weights and embeddings; none on LayerNorm parameters or biases, chosen by
+module type), a LambdaLR of ssljax's warmup and decay stepped after each update (update k
+uses lr(k), as optax does) and `clip_grad_norm_` (which scales by clip / (norm + 1e-6)
+where optax scales by clip / norm: a relative 1e-6, far below the tolerances). So a wrong
+loss normalisation, decay mask, schedule off by one step or clipping difference in ssljax
+(or the twin) makes the losses or final parameters disagree; the negative checks show each
+of those perturbations (made on the torch side) exceeds the tolerances by far. The runs
+decay linearly; `test_twin_schedule_is_ssljax_schedule` checks the twin's other schedules
+(cosine, constant, warmup as a fraction, warmup past the run) rate by rate.
 
 Tolerances (float32 on CPU; measured max differences are printed, run with -s):
 per-step loss relative difference < LOSS_RTOL, pre-clip gradient norm relative difference
@@ -32,6 +34,8 @@ per-step loss relative difference < LOSS_RTOL, pre-clip gradient norm relative d
 """
 
 import dataclasses
+import pathlib
+import sys
 import time
 
 import jax
@@ -44,10 +48,19 @@ from flax import nnx
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-from conftest import tiny_config  # noqa: E402
 from ssljax import pretrained  # noqa: E402
 from ssljax.interop import huggingface as hf  # noqa: E402
-from ssljax.pretrain import loop as train, objectives, step as step_lib  # noqa: E402
+from ssljax.pretrain import (  # noqa: E402
+  loop as train,
+  objectives,
+  optimizer as optimizer_lib,
+  step as step_lib,
+)
+
+from conftest import tiny_config  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'))
+import torch_twin  # noqa: E402  the benchmarks' PyTorch optimizer, checked here
 
 pytestmark = pytest.mark.slow  # 60 steps of each architecture in JAX and in torch
 
@@ -145,27 +158,13 @@ def _ssljax_run(config, workdir):
 
 
 # ---------------------------------------------------------------------------------------
-# The PyTorch side, written as a transformers user would, from the same config values.
-
-
-def _param_groups(model, weight_decay, decay_everything=False):
-  """AdamW groups: decay on Linear/Conv1D weights and embeddings, none on LayerNorm or biases."""
-  decay, no_decay, seen = [], [], set()
-  for module in model.modules():
-    for name, p in module.named_parameters(recurse=False):
-      if id(p) in seen:  # tied: the decoder weight is the word embedding
-        continue
-      seen.add(id(p))
-      skip = isinstance(module, torch.nn.LayerNorm) or name == 'bias'
-      (no_decay if skip and not decay_everything else decay).append(p)
-  return [{'params': decay, 'weight_decay': weight_decay},
-          {'params': no_decay, 'weight_decay': 0.0}]
+# The PyTorch side: benchmarks/torch_twin.py, from the same config values.
 
 
 def _torch_run(folder, class_name, batches, config, *, lr_shift=0, decay_everything=False,
                clip=True, per_row_mean=False) -> Trace:
-  """STEPS AdamW steps in transformers; the keyword arguments are the negative checks'
-  deliberate mistakes."""
+  """STEPS steps in transformers with the benchmarks' twin optimizer; the keyword arguments
+  are the negative checks' deliberate mistakes, made on the twin's optimizer."""
   torch.manual_seed(0)
   model = getattr(transformers, class_name).from_pretrained(
       folder, attn_implementation='eager', dtype=torch.float32)
@@ -173,24 +172,20 @@ def _torch_run(folder, class_name, batches, config, *, lr_shift=0, decay_everyth
   assert all(v == 0.0 for k, v in model.config.to_dict().items()
              if k.endswith(('dropout_prob', 'pdrop')))
   o = config.optimizer
-  params = [p for p in model.parameters() if p.requires_grad]
-  opt = torch.optim.AdamW(_param_groups(model, o.weight_decay, decay_everything),
-                          lr=o.learning_rate, betas=(o.b1, o.b2), eps=o.eps)
-  sched = transformers.get_linear_schedule_with_warmup(opt, o.warmup_steps, config.train.steps)
+  opt, sched = torch_twin.adamw(model, o, config.train.steps)
   if lr_shift:  # a schedule off by lr_shift steps
-    lr_k = sched.lr_lambdas[0]
+    lr_k = torch_twin.lr_factor(o, config.train.steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_k(k + lr_shift))
+  if decay_everything:  # weight decay on LayerNorm parameters and biases too
+    for group in opt.param_groups:
+      group['weight_decay'] = o.weight_decay
   losses, norms = [], []
   for inputs, labels in batches:
     out = model(**inputs, labels=None if per_row_mean else labels)
     loss = out.loss if not per_row_mean else _per_row_mean(out.logits, labels, class_name)
-    opt.zero_grad(set_to_none=True)
     loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(params, o.clip_norm if clip else float('inf'))
-    opt.step()
-    sched.step()
+    norms.append(float(torch_twin.update(opt, sched, o.clip_norm if clip else 0.0)))
     losses.append(loss.item())
-    norms.append(float(norm))
   weights = {k: p.detach().numpy().copy() for k, p in model.named_parameters()}
   return Trace(np.array(losses), np.array(norms), weights)
 
@@ -300,3 +295,30 @@ def test_the_comparison_sees_each_mistake(runs, mistake):
   print(f'\n{runs.arch} {mistake}: loss diff {ratios["loss"]:.0f}x tol, param diff '
         f'{ratios["params"]:.0f}x tol')
   assert max(ratios.values()) > 5, ratios
+
+
+SCHEDULES = {
+    'linear, warmup steps': dict(decay='linear', warmup_steps=7),
+    'cosine to a floor': dict(decay='cosine', end_learning_rate=3e-4),
+    'constant': dict(decay='constant'),
+    'warmup as a fraction': dict(warmup_fraction=0.25, end_learning_rate=1e-4),
+    'warmup past the run': dict(warmup_steps=100),
+    'no warmup': dict(warmup_steps=0, decay='cosine'),
+}
+
+
+@pytest.mark.parametrize('schedule', list(SCHEDULES))
+def test_twin_schedule_is_ssljax_schedule(corpus_file, schedule):
+  """The twin's learning rate at every update (and past the end) is optax's."""
+  config = tiny_config(corpus_file, **OPTIMIZER | {
+      f'optimizer.{k}': v for k, v in SCHEDULES[schedule].items()})
+  o, steps = config.optimizer, 40
+  model = torch.nn.Linear(2, 2)
+  opt, sched = torch_twin.adamw(model, o, steps)
+  theirs = []
+  for _ in range(steps + 3):
+    theirs.append(opt.param_groups[0]['lr'])
+    opt.step()
+    sched.step()
+  ours = np.asarray(optimizer_lib.schedule(o, steps)(np.arange(steps + 3)))
+  np.testing.assert_allclose(theirs, ours, rtol=1e-6, atol=1e-9)
