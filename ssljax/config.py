@@ -16,6 +16,7 @@ from ssljax import paths
 from ssljax.errors import UserError
 
 OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop', 'clm')
+DROPOUT_RNGS = ('threefry2x32', 'rbg', 'unsafe_rbg')  # jax.random key implementations
 
 
 def base() -> ml_collections.ConfigDict:
@@ -80,6 +81,10 @@ def base() -> ml_collections.ConfigDict:
   tr.batch_size = 32  # global, over all devices and hosts
   tr.grad_accum = 1
   tr.seed = 0
+  # Dropout bits: 'threefry2x32' (the same bits on any mesh) or 'rbg' / 'unsafe_rbg' (XLA's
+  # RngBitGenerator: TPU draws them in hardware, not as integer rounds per element, but they
+  # then depend on the mesh). Masks always use threefry.
+  tr.dropout_rng = 'threefry2x32'
   tr.log_every = 10
   tr.eval_every = 100
   tr.eval_batches = 4
@@ -279,6 +284,7 @@ def validate(c):
   _choice('optimizer.name', c.optimizer.name, ('adamw', 'lamb'))
   _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
   _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
+  _choice('train.dropout_rng', c.train.dropout_rng, DROPOUT_RNGS)
   _choice('model.dtype', c.model.dtype, ('float32', 'bfloat16'))
   _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu', 'swiglu'))
   _choice('model.norm', c.model.norm, ('layer', 'rms'))

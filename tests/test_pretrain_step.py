@@ -5,6 +5,7 @@ written out here from the model's logits, and its gradient against jax.grad of t
 gradient accumulation over micro-batches gives the update of one big batch.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -89,3 +90,19 @@ def test_gradient_accumulation_equals_one_big_batch():
       np.testing.assert_allclose(metrics[key], one_metrics[key], rtol=1e-5, err_msg=key)
     for a, b in zip(jax.tree.leaves(accumulated.params), jax.tree.leaves(one.params)):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_rng_changes_dropout_bits_only():
+  """train.dropout_rng='rbg' draws dropout from XLA's RngBitGenerator: the same step twice
+  gives the same update, other bits than threefry's, and, without dropout, threefry's step
+  exactly (masks keep their threefry key)."""
+  def step(rate, rng):
+    cfg = dataclasses.replace(CFG, dropout_rate=rate, attention_dropout_rate=rate)
+    graphdef, state = nnx.split(models.build(cfg, nnx.Rngs(0)))
+    state = TrainState.create(nnx.to_pure_dict(state), optax.sgd(1.0))
+    spec = dataclasses.replace(_spec(graphdef), dropout_rng=rng)
+    return jax.jit(functools.partial(step_lib.train_step, spec))(state, _batch())[1]['loss']
+
+  rbg = step(0.1, 'rbg')
+  assert rbg == step(0.1, 'rbg') and rbg != step(0.1, 'threefry2x32')
+  assert step(0.0, 'rbg') == step(0.0, 'threefry2x32')

@@ -34,6 +34,7 @@ class StepSpec:
   num_predictions: int
   seed: int
   grad_accum: int = 1
+  dropout_rng: str = 'threefry2x32'  # a jax.random key implementation
   axis_name: str | None = None
   # jit with micro-batches: each shard of this mesh axis sums its own gradient over them (a
   # shard_map, as under pmap) and the psum over the axis runs once per step; left to itself
@@ -58,7 +59,8 @@ def build_spec(config, graphdef, tx, vocab: dict) -> StepSpec:
   return StepSpec(
       graphdef=graphdef, tx=tx, objective=config.objective, mlm=config.mlm, vocab=vocab,
       num_predictions=masking.num_predictions(config.data.seq_len, config.mlm.rate),
-      seed=config.train.seed, grad_accum=config.train.grad_accum)
+      seed=config.train.seed, grad_accum=config.train.grad_accum,
+      dropout_rng=config.train.dropout_rng)
 
 
 def _row_indices(batch_size, axis_name):
@@ -106,6 +108,8 @@ def _gradients(spec: StepSpec, params, batch, step):
   gradient over its rows and micro-batches is psum'd once, after the last."""
   key = jax.random.fold_in(jax.random.key(spec.seed), step)
   mask_key, dropout_key = jax.random.split(key)
+  if spec.dropout_rng != 'threefry2x32':
+    dropout_key = jax.random.fold_in(jax.random.key(spec.seed, impl=spec.dropout_rng), step)
   if spec.axis_name is not None:
     dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(spec.axis_name))
   inputs, masks, counts = prepare(spec, batch, mask_key)
