@@ -185,3 +185,17 @@ def test_hooks_run_at_their_cadence_and_at_the_last_step(corpus_file, tokenizer_
   saved = nnx.to_pure_dict(nnx.state(loading.load(tmp_path).model))
   assert_same_params(final, saved)
   assert_same_params(seen['last_only'][0], saved)
+
+
+def test_throughput_times_ten_steps_not_one():
+  """Logged every step, each step's metrics are read at a varying delay (alternately 0.1 s
+  and 0.9 s after the last): rates over ten steps are steady; single steps would swing 9x."""
+  throughput = train._Throughput(tokens_per_step=100, flops_per_token=2.0, peak_flops=1e3)
+  now, rates = 0.0, []
+  for step in range(1, 41):
+    now += 0.1 if step % 2 else 0.9
+    rates.append(throughput.update(step, now=now))
+  assert rates[0] == {} and throughput.update(40, now=now + 1) == {}  # compiling; same step
+  steady = [r['tokens_per_s'] for r in rates[10:]]
+  assert min(steady) == pytest.approx(200.0) and max(steady) == pytest.approx(200.0)
+  assert rates[-1]['mfu'] == pytest.approx(200.0 * 2.0 / 1e3)
