@@ -81,9 +81,10 @@ def base() -> ml_collections.ConfigDict:
   tr.batch_size = 32  # global, over all devices and hosts
   tr.grad_accum = 1
   tr.seed = 0
-  # Dropout bits: 'threefry2x32' (the same bits on any mesh) or 'rbg' / 'unsafe_rbg' (XLA's
-  # RngBitGenerator: TPU draws them in hardware, not as integer rounds per element, but they
-  # then depend on the mesh). Masks always use threefry.
+  # Dropout bits: 'threefry2x32' (integer rounds per element, the same bits on every backend)
+  # or 'rbg' / 'unsafe_rbg' (XLA's RngBitGenerator, drawn by TPU hardware; each chip draws
+  # the whole global batch's bits, so any mesh gives the same ones, but CPU, GPU and TPU
+  # give different ones). Masks always use threefry.
   tr.dropout_rng = 'threefry2x32'
   tr.log_every = 10
   tr.eval_every = 100
