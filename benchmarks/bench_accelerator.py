@@ -32,7 +32,6 @@ import jax
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torch_twin
 import transformers
 
 import ssljax.config
@@ -40,6 +39,7 @@ import ssljax.pretrain.loop
 from ssljax.pretrain import masking, metrics
 
 import bench_common
+import torch_twin
 
 CONFIGS = pathlib.Path(__file__).parents[1] / 'configs'
 MODELS = {

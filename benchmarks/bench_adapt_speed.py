@@ -32,7 +32,6 @@ import types
 
 import numpy as np
 import torch
-import torch_twin
 import transformers
 
 import ssljax
@@ -41,6 +40,7 @@ from ssljax.inference import encoding
 from ssljax.tasks import readers
 
 import bench_common
+import torch_twin
 
 BATCH, LR, EPOCHS, ENCODE_BATCH = 32, 5e-5, 2, 64
 # finetune.make_optimizer's recipe at LR (finetune.warmup and weight_decay at their

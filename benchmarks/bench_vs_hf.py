@@ -29,13 +29,13 @@ os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 import jax
 import numpy as np
 import torch
-import torch_twin
 
 import ssljax.config
 import ssljax.pretrain.loop
 from ssljax.pretrain import metrics
 
 import bench_common
+import torch_twin
 
 HF = 'hf'
 HF_BF16 = 'hf_bf16'

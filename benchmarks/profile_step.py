@@ -23,12 +23,12 @@ import tempfile
 import time
 
 import torch
-import torch_twin
 
 import ssljax.pretrain.loop
 from ssljax.pretrain import profile
 
 import bench_common
+import torch_twin
 
 # Op name patterns of each group: XLA's HLO names (its matmul libraries' fusions included)
 # and torch's aten names.
@@ -93,6 +93,9 @@ def main():
   p.add_argument('--steps', type=int, default=5, help='profiled steps per side')
   bench_common.add_model_args(p)
   args = p.parse_args()
+  if profile.compile_only_libtpu():  # jax.profiler would segfault
+    raise SystemExit('profile_step: libtpu is installed but this machine has no TPU; both '
+                     'sides run on the CPU: rerun with JAX_PLATFORMS=cpu')
   torch.set_num_threads(os.cpu_count())
   device = torch.device('cpu')
   with tempfile.TemporaryDirectory() as workdir:

@@ -68,12 +68,13 @@ def compile_only_libtpu() -> bool:
   """Whether libtpu.so is loaded but does not run this process's arrays (`ssljax compile`
   loaded it, or jax tried a TPU on a machine without one): `jax.profiler` then dies in
   start_trace (segfault, jax 0.10.2 / libtpu 0.0.52)."""
+  if jax.default_backend() == 'tpu':  # first: choosing the backend is what loads libtpu
+    return False
   try:
     with open('/proc/self/maps') as f:
-      loaded = 'libtpu' in f.read()
+      return 'libtpu' in f.read()
   except OSError:  # not Linux: there is no libtpu
     return False
-  return loaded and jax.default_backend() != 'tpu'
 
 
 class Window:
