@@ -63,6 +63,7 @@ def test_bert_fsdp_on_v5e_fits_without_activation_all_reduce():
   assert r['random_bit_ops'] > 0  # threefry's integer rounds for its dropout
 
 
+@pytest.mark.slow
 def test_rbg_dropout_draws_its_bits_without_integer_rounds():
   """train.dropout_rng='rbg' (issue 20): TPU's RngBitGenerator instead of threefry's xors and
   shifts per attention element (bert_base on v5e:2x2 measured 1.0e11 -> 2.1e6 uint32
