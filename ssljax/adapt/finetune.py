@@ -25,6 +25,7 @@ from flax import nnx
 
 from ssljax import models, paths, progress, tokenizers
 from ssljax.adapt import probe
+from ssljax.adapt.results import Trial
 from ssljax.errors import UserError
 from ssljax.inference import encoding
 from ssljax.pretrain import checkpoint, optimizer
@@ -219,7 +220,8 @@ def check_search(search: str) -> str:
 
 @dataclasses.dataclass(eq=False)
 class _Trial:
-  """One learning rate: its training state while it trains, its best epoch on validation."""
+  """One learning rate: its training state while it trains, its best epoch on validation
+  (recorded as a `results.Trial`)."""
   index: int  # its place in the grid: equal scores go to the lower rate
   lr: float
   state: tuple | None = None  # (params, optimizer state) from its first epoch to its last
@@ -342,9 +344,8 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
   return {'seed': seed, 'lr': best.lr, 'epoch': best.epoch, 'val': best.val['metrics'],
           'val_loss': best.val_loss, 'curve': best.curve,
           'losses': [float(v) for v in best.losses],
-          'grid': [{'lr': t.lr, 'epoch': t.epoch, f'val_{main}': t.val['metrics'][main],
-                    'val_loss': t.val_loss, 'epochs_trained': len(t.curve) - 1}
-                   for t in trials],
+          'grid': [Trial(t.lr, t.epoch, main, t.val['metrics'][main], t.val_loss,
+                         len(t.curve) - 1).to_json() for t in trials],
           'evals': {name: run.score(best_params, run.rows_of(examples), examples)
                     for name, examples in evals.items()},
           'params': best_params}

@@ -12,6 +12,7 @@ and a bar chart of probe vs fine-tune.
 import numpy as np
 
 from ssljax import paths, progress
+from ssljax.adapt.results import SeedResult, seed_results
 
 
 def _pyplot():
@@ -35,7 +36,7 @@ def _layer(results) -> str:
   return f'features of block {layer}; '
 
 
-def markdown(results) -> str:
+def markdown(results: dict) -> str:
   """The results table: one row per group (init, or shots) and split, then the baseline's;
   the learning rates chosen, and the warnings (not beating the baseline, collapse)."""
   names = results['metrics_names']
@@ -72,57 +73,59 @@ def _baseline_rows(results) -> list[str]:
 
 def _grid_table(results) -> list[str]:
   """Each seed's validation score at every learning rate tried, and the one chosen."""
-  runs = [r for r in results['runs'] if len(r.get('grid', ())) > 1]
+  runs = [r for r in seed_results(results) if len(r.grid or ()) > 1]
   if not runs:
     return []
   main = results['metrics_names'][0]
-  rates = [progress.rate(g['lr']) for g in runs[0]['grid']]
+  rates = [progress.rate(t.lr) for t in runs[0].grid or ()]
   lr = results['settings'].get('finetune', {}).get('lr', 'auto')
   lines = ['', f'Learning rate and epoch chosen on the validation split carved from train '
            f'(finetune.lr={lr}); validation {main} at the best epoch of each rate:', '',
            '| run | seed | lr | epoch | ' + ' | '.join(rates) + ' |',
            '|---|---|---|---|' + '---|' * len(rates)]
   for r in runs:
-    lines.append(f'| {r["group"]} | {r["seed"]} | {progress.rate(r["lr"])} | {r["epoch"]} | ' +
-                 ' | '.join(f'{g[f"val_{main}"]:.4f}' for g in r['grid']) + ' |')
+    assert r.lr is not None  # a grid of rates is fine-tuning's
+    lines.append(f'| {r.group} | {r.seed} | {progress.rate(r.lr)} | {r.epoch} | ' +
+                 ' | '.join(f'{t.val:.4f}' for t in r.grid or ()) + ' |')
   return lines
 
 
-def write(results, workdir, spec) -> list[paths.Path]:
+def write(results: dict, workdir, spec) -> list[paths.Path]:
   """report.md and the plots that fit the method and task; returns the paths written."""
   workdir = paths.path(workdir)
   paths.write_whole(workdir / 'report.md', markdown(results))
   written = [workdir / 'report.md']
-  runs = results['runs']
-  if any(r.get('curve') for r in runs):
+  runs = seed_results(results)
+  if any(r.curve for r in runs):
     written.append(_curves(runs, results, workdir / 'curves.png'))
   if spec.kind == 'classification' and 'confusion_matrix' in _first_eval(runs[0]):
     written.append(_confusion(runs, spec, workdir / 'confusion.png'))
-  if any('shots' in r for r in runs):
-    written.append(_shots(results, workdir / 'shots.png'))
+  if any(r.shots is not None for r in runs):
+    written.append(_shots(runs, results, workdir / 'shots.png'))
   return written
 
 
-def _first_eval(one):
-  return next(iter(one['evals'].values()))
+def _first_eval(one: SeedResult) -> dict:
+  return next(iter(one.evals.values()))
 
 
-def _curves(runs, results, out):
+def _curves(runs: list[SeedResult], results, out):
   """Validation metric (and training loss) by epoch, or by penalty for ridge: one line per
   seed, a colour per init."""
   plt = _pyplot()
   main = results['metrics_names'][0]
-  has_loss = any('loss' in p for r in runs for p in r['curve'])
+  curves = [(r, r.curve or []) for r in runs]
+  has_loss = any('loss' in p for _, curve in curves for p in curve)
   fig, axes = plt.subplots(1, 1 + has_loss, figsize=(6 + 5 * has_loss, 4), squeeze=False)
-  colours = dict(zip(dict.fromkeys(r['group'] for r in runs), plt.cm.tab10.colors))
-  x = 'epoch' if 'epoch' in runs[0]['curve'][0] else 'lambda'  # the ridge probe's penalty
-  for r in runs:
-    label = f'{r["group"]} seed {r["seed"]}'
-    points = [(p[x], p[f'val_{main}']) for p in r['curve']]
-    axes[0, 0].plot(*zip(*points), color=colours[r['group']], marker='o', label=label)
-    losses = [(p['epoch'], p['loss']) for p in r['curve'] if 'loss' in p]
+  colours = dict(zip(dict.fromkeys(r.group for r in runs), plt.cm.tab10.colors))
+  x = 'epoch' if 'epoch' in curves[0][1][0] else 'lambda'  # the ridge probe's penalty
+  for r, curve in curves:
+    label = f'{r.group} seed {r.seed}'
+    points = [(p[x], p[f'val_{main}']) for p in curve]
+    axes[0, 0].plot(*zip(*points), color=colours[r.group], marker='o', label=label)
+    losses = [(p['epoch'], p['loss']) for p in curve if 'loss' in p]
     if has_loss and losses:
-      axes[0, 1].plot(*zip(*losses), color=colours[r['group']], label=label)
+      axes[0, 1].plot(*zip(*losses), color=colours[r.group], label=label)
   axes[0, 0].set(xlabel=x, ylabel=f'validation {main}', xscale='log' if x == 'lambda' else 'linear',
                  title=f'{results["task"]} {results["method"]}')
   if has_loss:
@@ -133,13 +136,13 @@ def _curves(runs, results, out):
   return _save(plt, fig, out)
 
 
-def _confusion(runs, spec, out):
+def _confusion(runs: list[SeedResult], spec, out):
   """Rows: true label, columns: predicted; counts of the first init summed over seeds."""
   plt = _pyplot()
-  group = runs[0]['group']
-  split = next(iter(runs[0]['evals']))
-  counts = sum(np.asarray(r['evals'][split]['confusion_matrix']) for r in runs
-               if r['group'] == group)
+  group = runs[0].group
+  split = next(iter(runs[0].evals))
+  counts = np.sum([r.evals[split]['confusion_matrix'] for r in runs if r.group == group],
+                  axis=0)
   fig, ax = plt.subplots(figsize=(1.2 * len(spec.labels) + 3, 1.2 * len(spec.labels) + 2))
   ax.imshow(counts, cmap='Blues')
   for (i, j), n in np.ndenumerate(counts):
@@ -149,20 +152,20 @@ def _confusion(runs, spec, out):
   ax.set_xticks(ticks, spec.labels, rotation=45, ha='right')
   ax.set_yticks(ticks, spec.labels)
   ax.set(xlabel='predicted', ylabel='true', title=f'{spec.name} {split}, {group} '
-         f'({sum(r["group"] == group for r in runs)} seeds summed)')
+         f'({sum(r.group == group for r in runs)} seeds summed)')
   return _save(plt, fig, out)
 
 
-def _shots(results, out):
+def _shots(runs: list[SeedResult], results, out):
   """The main metric against the number of demonstrations, median and every seed."""
   plt = _pyplot()
   main = results['metrics_names'][0]
   fig, ax = plt.subplots(figsize=(6, 4))
-  for init in dict.fromkeys(r['init'] for r in results['runs']):
-    mine = [r for r in results['runs'] if r['init'] == init]
-    for split in mine[0]['evals']:
-      ks = sorted({r['shots'] for r in mine})
-      values = [[r['evals'][split]['metrics'][main] for r in mine if r['shots'] == k]
+  for init in dict.fromkeys(r.init for r in runs):
+    mine = [r for r in runs if r.init == init]
+    for split in mine[0].evals:
+      ks = sorted({r.shots for r in mine if r.shots is not None})
+      values = [[r.evals[split]['metrics'][main] for r in mine if r.shots == k]
                 for k in ks]
       ax.plot(ks, [np.median(v) for v in values], marker='o', label=f'{init} {split}')
       for k, v in zip(ks, values):

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
 
 import jax
 import ml_collections
@@ -23,6 +24,7 @@ from flax import nnx
 
 from ssljax import config as config_lib, models, paths, progress
 from ssljax.adapt import fewshot, finetune, probe, report
+from ssljax.adapt.results import SeedResult
 from ssljax.errors import UserError
 from ssljax.inference import encoding
 from ssljax.tasks import baselines
@@ -131,7 +133,7 @@ def _model(pre, init, seed):
   return models.build(pre.model_cfg, nnx.Rngs(seed))
 
 
-def _probe_runs(pre, task, cfg, inits, seeds, workdir):
+def _probe_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
   fit = probe.ridge if cfg.kind == 'ridge' else probe.linear
   extracted = {}  # the pretrained encoder's features are the same for every seed
   for init in inits:
@@ -144,10 +146,11 @@ def _probe_runs(pre, task, cfg, inits, seeds, workdir):
                                                  cfg, cache)
         extracted[init] = (extract(task.train), {k: extract(v) for k, v in task.evals.items()})
       train, evals = extracted[init]
-      yield {'group': init, 'init': init, **fit(train, evals, task.spec, cfg, seed)}
+      yield SeedResult.from_json({'group': init, 'init': init,
+                                  **fit(train, evals, task.spec, cfg, seed)})
 
 
-def _finetune_runs(pre, task, cfg, inits, seeds, workdir):
+def _finetune_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
   best = None
   for init in inits:
     for seed in seeds:
@@ -158,10 +161,10 @@ def _finetune_runs(pre, task, cfg, inits, seeds, workdir):
       if init == inits[0] and (best is None or main > best):  # keep the best seed's model
         best = main
         finetune.save(workdir / 'model', params, pre.model_cfg, task.spec, cfg, pre.tokenizer)
-      yield {'group': init, 'init': init, **result}
+      yield SeedResult.from_json({'group': init, 'init': init, **result})
 
 
-def _fewshot_runs(pre, task, cfg, inits, seeds, workdir):
+def _fewshot_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
   del workdir
   shots = parse_shots(cfg.shots)
   verbalizers = tuple(cfg.verbalizers.split('|')) if cfg.verbalizers else tuple(
@@ -176,10 +179,10 @@ def _fewshot_runs(pre, task, cfg, inits, seeds, workdir):
           normalize=cfg.normalize, show_progress=progress.enabled(cfg))
           for split, examples in task.evals.items()}
       for k in shots:
-        yield {'group': f'{init} {k}-shot' if len(inits) > 1 else f'{k}-shot', 'init': init,
-               'shots': k, 'seed': seed,
-               'evals': {split: _without_predictions(result[k])
-                         for split, result in by_split.items()}}
+        yield SeedResult(group=f'{init} {k}-shot' if len(inits) > 1 else f'{k}-shot',
+                         init=init, shots=k, seed=seed,
+                         evals={split: _without_predictions(result[k])
+                                for split, result in by_split.items()})
 
 
 def _without_predictions(result):
@@ -214,9 +217,9 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
   clock = start
   for one in _RUNNERS[method](pre, task, cfg, INITS[s.init], seeds, workdir):
     now = time.perf_counter()
-    one['seconds'] = round(now - clock, 2)
+    one = dataclasses.replace(one, seconds=round(now - clock, 2))
     clock = now
-    results['runs'].append(one)
+    results['runs'].append(one.to_json())
     results['metrics'] = summarize(results['runs'])
     results['seconds'] = round(now - start, 2)
     write_json(workdir / 'results.json', results)
@@ -231,7 +234,8 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
 
 def _edge_of_grid(results) -> list[str]:
   """A line when every seed of a group chose the same end of the learning-rate grid: the
-  best rate may lie beyond it."""
+  best rate may lie beyond it. Reads results.json's runs as they are (only 'group', 'lr'
+  and the grid's rates), like `baselines.warnings`."""
   out = []
   for group in dict.fromkeys(r['group'] for r in results['runs']):
     grids = [r['grid'] for r in results['runs'] if r['group'] == group and
@@ -250,16 +254,19 @@ def _edge_of_grid(results) -> list[str]:
   return out
 
 
-def _seed_line(spec, one) -> str:
+def _seed_line(spec, one: SeedResult) -> str:
   """What a seed chose on validation and how it scored on each evaluation split."""
   main = spec.metrics[0]
-  chosen = [f'{k} {progress.rate(one[k]) if k != "epoch" else one[k]}'
-            for k in ('lr', 'epoch', 'lambda') if k in one]
-  picked = (f'chose {", ".join(chosen)} (val {main} {one["val"][main]:.4f}); '
-            if chosen else '')
+  settings = (('lr', one.lr, progress.rate), ('epoch', one.epoch, str),
+              ('lambda', one.penalty, progress.rate))
+  chosen = [f'{name} {show(value)}' for name, value, show in settings if value is not None]
+  picked = ''
+  if chosen:
+    assert one.val is not None  # what a method chooses, it chooses on validation
+    picked = f'chose {", ".join(chosen)} (val {main} {one.val[main]:.4f}); '
   scored = ', '.join(f'{split} {main} {r["metrics"][main]:.4f}'
-                     for split, r in one['evals'].items())
-  return f'{spec.name} {one["group"]} seed {one["seed"]}: {picked}{scored}'
+                     for split, r in one.evals.items())
+  return f'{spec.name} {one.group} seed {one.seed}: {picked}{scored}'
 
 
 def describe(pre) -> dict:
@@ -269,18 +276,19 @@ def describe(pre) -> dict:
           'params': params}
 
 
-def summarize(runs) -> dict:
-  """{group: {split: {metric: {median, mean, std, values}}}}; std is the sample standard
-  deviation over seeds (0 for one seed)."""
+def summarize(runs: list[dict]) -> dict:
+  """{group: {split: {metric: {median, mean, std, values}}}} of results.json's `runs`; std
+  is the sample standard deviation over seeds (0 for one seed)."""
+  seeds = [SeedResult.from_json(r) for r in runs]
   out: dict[str, dict] = {}
-  for group in dict.fromkeys(r['group'] for r in runs):
-    mine = [r for r in runs if r['group'] == group]
+  for group in dict.fromkeys(r.group for r in seeds):
+    mine = [r for r in seeds if r.group == group]
     out[group] = {}
-    for split in mine[0]['evals']:
-      names = mine[0]['evals'][split]['metrics']
+    for split in mine[0].evals:
+      names = mine[0].evals[split]['metrics']
       out[group][split] = {}
       for name in names:
-        values = np.asarray([r['evals'][split]['metrics'][name] for r in mine], np.float64)
+        values = np.asarray([r.evals[split]['metrics'][name] for r in mine], np.float64)
         out[group][split][name] = {
             'median': float(np.median(values)), 'mean': float(values.mean()),
             'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0,
