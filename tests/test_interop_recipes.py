@@ -1,6 +1,6 @@
-"""The shipped modern recipes leave ssljax exactly: configs/bert_tiny.py and
-configs/gpt_tiny.py (tiny sizes, two steps) pretrain, export-hf writes ModernBERT and
-GPT-NeoX folders, and transformers, sentence-transformers and lm-eval's `hf` model give
+"""The shipped modern recipes leave ssljax exactly: configs/bert_tiny.py, bert_cpu30.py and
+gpt_tiny.py (tiny sizes, two steps) pretrain, export-hf writes ModernBERT and GPT-NeoX
+folders, and transformers, sentence-transformers and lm-eval's `hf` model give
 ssljax's numbers on them."""
 
 import json
@@ -28,7 +28,8 @@ PROMPTS = ['The quick brown', 'def f(x):', 'Python is', 'a']
 def _pretrain_and_export(root, recipe, corpus_file, tokenizer_file):
   """(run folder, export folder) of `recipe` pretrained for two steps at tiny sizes."""
   config = tiny_config(corpus_file, f'configs/{recipe}.py',
-                       **{'tokenizer.path': tokenizer_file, 'train.steps': 2})
+                       **{'tokenizer.path': tokenizer_file, 'train.steps': 2,
+                          'train.time_budget': 0.0})
   loop.pretrain(config, root / 'run')
   assert cli.main(['export-hf', str(root / 'run'), '--out', str(root / 'hf')]) == 0
   return root / 'run', root / 'hf'
@@ -41,12 +42,19 @@ def bert_tiny(tmp_path_factory, corpus_file, tokenizer_file):
 
 
 @pytest.fixture(scope='module')
+def bert_cpu30(tmp_path_factory, corpus_file, tokenizer_file):
+  return _pretrain_and_export(tmp_path_factory.mktemp('bert_cpu30'), 'bert_cpu30', corpus_file,
+                              tokenizer_file)
+
+
+@pytest.fixture(scope='module')
 def gpt_tiny(tmp_path_factory, corpus_file, tokenizer_file):
   return _pretrain_and_export(tmp_path_factory.mktemp('gpt_tiny'), 'gpt_tiny', corpus_file,
                               tokenizer_file)
 
 
 @pytest.mark.parametrize('recipe, architecture', [('bert_tiny', 'ModernBertForMaskedLM'),
+                                                  ('bert_cpu30', 'ModernBertForMaskedLM'),
                                                   ('gpt_tiny', 'GPTNeoXForCausalLM')])
 def test_recipe_exports_with_the_same_logits(recipe, architecture, request, tmp_path):
   run, _ = request.getfixturevalue(recipe)
