@@ -3,6 +3,8 @@
 Each compile costs tens of seconds on CI's cores, so there are few of them.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,16 @@ def test_topology_names():
   for bad in ('v9-8', 'v5e:2x2x2', 'v5p-3', 'h100'):
     with pytest.raises(UserError, match='topology'):
       chips.topology(bad)
+
+
+def test_v4_devices_are_tensorcores_with_half_a_chip_each():
+  """libtpu's compile-only v4 has a device per core (its HBM limit 15.25 GiB per device):
+  memory and the roofline use half a chip's figures there, and a whole chip's on v5p."""
+  chip, devices = compile_lib.topology_devices('v4-8')
+  assert len(devices) == 8 and chip.hbm_bytes == 16 * chips.GiB
+  assert chip.peak_flops == chips.CHIPS['v4'].peak_flops / 2
+  chip, devices = compile_lib.topology_devices('v5p-8')
+  assert len(devices) == 4 and chip == chips.CHIPS['v5p']
 
 
 def test_bad_topology_is_one_line(capsys):
@@ -73,6 +85,19 @@ def test_rbg_dropout_draws_its_bits_without_integer_rounds():
       'configs/bert_tiny.py', sets + [f'train.dropout_rng={rng}']), 'v5e:2x2')['random_bit_ops']
       for rng in ('threefry2x32', 'rbg')}
   assert ops['rbg'] * 100 < ops['threefry2x32'], ops
+
+
+@pytest.mark.slow
+def test_out_of_memory_names_the_largest_buffers_and_the_settings_left():
+  """The compiler's own OOM verdict, as one line: what needs the memory and which settings
+  would lower it; those already in effect (here mesh.fsdp=-1, model.remat) are not offered."""
+  config = config_lib.load('configs/bert_tiny.py', [
+      'train.batch_size=65536', 'mesh.data=1', 'mesh.fsdp=-1', 'model.remat=True'])
+  r = compile_lib.compile_step(config, 'v5e:2x2')
+  assert not r['fits'] and '\n' not in r['error'], r
+  assert re.search(r'needs [\d.]+G of 15.75G HBM per chip; largest allocations: [\d.]+GiB \(',
+                   r['error']), r['error']
+  assert r['error'].endswith('raise train.grad_accum or lower train.batch_size')
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ Memory per chip comes from `memory_analysis()`; collective bytes and FLOPs from 
 optimized HLO that XLA dumps (loop bodies counted as often as they run, see `hlo`).
 """
 
+import dataclasses
 import glob
 import os
 import re
@@ -37,7 +38,19 @@ def topology_devices(name: str):
     detail = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
     raise UserError(f'--topology {name}: libtpu cannot build {jax_name} ({detail}); '
                     "install it with pip install 'ssljax[tpu]'") from None
-  return chip, topo.devices
+  return per_device(chip, topo.devices), topo.devices
+
+
+def per_device(chip: chips.Chip, devices) -> chips.Chip:
+  """The chip's figures shared among the compile-only devices on it: libtpu 0.0.52 gives
+  v4 one device per TensorCore (8 for v4:2x2x1's 4 chips), each with half the HBM (the
+  compiler's own limit there is 15.25 GiB), where v5p, also two cores a chip, gets one."""
+  share = len(devices) // len({tuple(d.coords) for d in devices})
+  if share == 1:
+    return chip
+  return dataclasses.replace(
+      chip, peak_flops=chip.peak_flops / share, hbm_bytes=chip.hbm_bytes // share,
+      hbm_bandwidth=chip.hbm_bandwidth / share, ici_bandwidth=chip.ici_bandwidth / share)
 
 
 def _shard_bytes(tree) -> int:
@@ -45,24 +58,41 @@ def _shard_bytes(tree) -> int:
                  for x in jax.tree.leaves(tree)))
 
 
+# XLA's OOM error, old wording ("Used 30.4G of 15.75G hbm") and new ("... required for HLO
+# temporaries (30.42G) exceeds available HBM (15.75G)").
+_OOM_USED = (re.compile(r'[Uu]sed ([\d.]+[KMGT]?) of ([\d.]+[KMGT]?) hbm'),
+             re.compile(r'\(([\d.]+[KMGT]?)\) exceeds available HBM \(([\d.]+[KMGT]?)\)'))
+# A row of XLA's memory-usage report: cumulative; size; offset; values; shapes.
+_REPORT_ROW = re.compile(r'\s*[\d.]+\w*\(\s*\d+%\);\s*([\d.]+\w*);\s*\d+;\s*\d+;\s*(.*)')
+
+
 def _oom_line(error, dump, config, name) -> str:
   text = str(error)
-  used = re.search(r'[Uu]sed ([\d.]+[KMGT]?) of ([\d.]+[KMGT]?) hbm', text)
+  used = next((m for m in (r.search(text) for r in _OOM_USED) if m), None)
   need = f'needs {used.group(1)} of {used.group(2)} HBM per chip' if used else 'does not fit'
   report = sorted(glob.glob(os.path.join(dump, '*memory-usage-report*')))
   biggest = []
-  if report:
-    for line in open(report[-1]).read().splitlines():
-      m = re.match(r'\s*\d+:\s*size\s*[=:]\s*([\d.]+\w*).*?(?:name|instruction)\s*[=:]\s*'
-                   r'([\w.\-]+)', line)
-      m = m or re.match(r'\s*([\d.]+[KMG]i?B?)\s*\|?\s*.*?(%[\w.\-]+|[\w.\-]+\[[\d,]*\])', line)
-      if m:
-        biggest.append(f'{m.group(2)} {m.group(1)}')
-      if len(biggest) == 3:
-        break
-  largest = f'; largest buffers: {", ".join(biggest)}' if biggest else ''
-  return (f'{name} {need}{largest}; raise train.grad_accum, lower train.batch_size, shard '
-          'over more chips (mesh.fsdp=-1) or set model.remat=true')
+  for line in open(report[-1]).read().splitlines() if report else ():
+    m = _REPORT_ROW.match(line)
+    if m:
+      size, shapes = m.groups()
+      parts = shapes.split(', ')
+      shown = ', '.join(parts[:2]) + (', ...' if len(parts) > 2 else '')
+      biggest.append(f'{size} ({shown})')
+    if len(biggest) == 3:
+      break
+  largest = f'; largest allocations: {"; ".join(biggest)}' if biggest else ''
+  return f'{name} {need}{largest}; {_oom_fixes(config)}'
+
+
+def _oom_fixes(config) -> str:
+  """The settings that lower memory per chip, leaving out those already in effect."""
+  fixes = ['raise train.grad_accum', 'lower train.batch_size']
+  if config.mesh.fsdp != -1:
+    fixes.append('shard over more chips (mesh.fsdp=-1)')
+  if not config.model.remat:
+    fixes.append('set model.remat=true')
+  return ', '.join(fixes[:-1]) + ' or ' + fixes[-1]
 
 
 def compile_step(config, topology: str) -> dict:
