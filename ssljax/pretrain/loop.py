@@ -317,12 +317,13 @@ class _Throughput:
   def update(self, step, now=None):
     if self.marks and self.marks[-1][1] == step:
       return {}
-    self.marks.append((time.perf_counter() if now is None else now, step))
+    now = time.perf_counter() if now is None else now
+    self.marks.append((now, step))
     while len(self.marks) > 2 and step - self.marks[1][1] >= self.WINDOW_STEPS:
       self.marks.popleft()
     if len(self.marks) < 2:  # the first logged step: its time includes compiling
       return {}
-    (then, first), (now, _) = self.marks[0], self.marks[-1]
+    then, first = self.marks[0]
     tokens_per_s = self.tokens_per_step * (step - first) / (now - then)
     return {'tokens_per_s': tokens_per_s,
             'mfu': tokens_per_s * self.flops_per_token / self.peak}
