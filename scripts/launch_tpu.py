@@ -3,8 +3,9 @@ r"""Runs `ssljax pretrain` on a Cloud TPU VM (single host or pod slice) through 
 
 Commands (`launch` is the default, so the flags alone launch):
 
-  launch  Create the VM (or, with --reuse, take the READY one of that name); copy the config
-          (and a local wheel, if given) to every worker; install ssljax with `jax[tpu]` into
+  launch  Build a wheel of this checkout (unless --package names what to install); create the
+          VM (or, with --reuse, take the READY one of that name); copy the config and the
+          wheel to every worker; install ssljax with `jax[tpu]` into
           a Python 3.12 venv on every worker (jax>=0.8 needs Python 3.11+, newer than the
           3.10 of the Ubuntu 22.04 TPU images); start `ssljax pretrain` on all workers at
           once with SSLJAX_DISTRIBUTED=1, so that each calls `jax.distributed.initialize()`,
@@ -47,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 
 PROG = 'launch_tpu.py'
 COMMANDS = ('launch', 'status', 'logs', 'stop')
@@ -56,6 +58,10 @@ QUEUED = ['gcloud', 'compute', 'tpus', 'queued-resources']
 VENV = '~/ssljax-venv'
 LOG, PID, EXIT = '~/ssljax.log', '~/ssljax.pid', '~/ssljax.exit'
 PYTHON = '3.12'
+# The checkout this script belongs to: by default its code, as a wheel, is what every worker
+# runs (ssljax is not on PyPI: a bare `ssljax` would fail, or install someone else's code).
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DIST = ROOT / 'dist'
 # Runtime images per TPU generation; everything else (v2, v3, v4) takes the generic one.
 RUNTIMES = {'v5litepod': 'v2-alpha-tpuv5-lite', 'v5p': 'v2-alpha-tpuv5', 'v6e': 'v2-alpha-tpuv6e'}
 DEFAULT_RUNTIME = 'tpu-ubuntu2204-base'
@@ -96,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   stop.add_argument('--delete', action='store_true', help='then delete the VM')
   args = parser.parse_args(argv)
   if args.command == 'launch':
+    args.build = not args.package
+    args.package = args.package or str(DIST / _wheel_name())
     _check_launch_args(launch, args)
     # The job runs detached, so only a watcher knows when the VM can go.
     args.watch = args.watch or args.delete_after
@@ -112,9 +120,9 @@ def _add_launch_flags(parser: argparse.ArgumentParser):
   parser.add_argument('--reuse', action='store_true',
                       help='use the VM of that name if it exists and is READY')
   parser.add_argument(
-      '--package', default='ssljax',
-      help='what to install: a pip requirement (PyPI name, git+ URL), a git repository URL, '
-      'or a local .whl that gets copied to every worker; default: %(default)s')
+      '--package', default='',
+      help='what to install: a local .whl that gets copied to every worker, a git repository '
+      'URL or another pip requirement; default: a wheel built from this checkout')
   parser.add_argument('--config', required=True, help='local config file, copied to every worker')
   parser.add_argument('--workdir', required=True, help='gs:// path that every worker can reach')
   parser.add_argument(
@@ -133,11 +141,27 @@ def _add_launch_flags(parser: argparse.ArgumentParser):
 
 def _check_launch_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
   """Fails on a typo before a VM is paid for."""
-  for path in [args.config] + ([args.package] if _is_local_wheel(args.package) else []):
+  wheel = [args.package] if _is_local_wheel(args.package) and not args.build else []
+  for path in [args.config] + wheel:
     if not pathlib.Path(path).is_file():
       parser.error(f'{path} is not a file')
   if args.poll_seconds < 0 or args.max_restarts < 0:
     parser.error('--poll-seconds and --max-restarts take a number >= 0')
+
+
+def _wheel_name() -> str:
+  """The file name `pip wheel` gives this checkout (pure Python: py3-none-any)."""
+  with open(ROOT / 'pyproject.toml', 'rb') as f:
+    version = tomllib.load(f)['project']['version']
+  return f'ssljax-{version}-py3-none-any.whl'
+
+
+def _build(args) -> list[list[str]]:
+  """The local command that builds the checkout's wheel; none when --package was given."""
+  if not args.build:
+    return []
+  return [[sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--wheel-dir', str(DIST),
+           str(ROOT)]]
 
 
 def _is_local_wheel(package: str) -> bool:
@@ -256,7 +280,8 @@ def _metrics(args) -> list[str]:
 def plan(args) -> list[list[str]]:
   """The commands that `args.command` runs, in order, leaving out polls and checks."""
   if args.command == 'launch':
-    return [_create(args)] + _setup(args) + ([_delete(args)] if args.delete_after else [])
+    return _build(args) + [_create(args)] + _setup(args) + (
+        [_delete(args)] if args.delete_after else [])
   if args.command == 'status':
     return [_describe(args), _ssh(args, JOB_STATE, worker=0)] + (
         [_metrics(args)] if args.workdir else [])
@@ -341,6 +366,8 @@ def _watch(args) -> str:
 
 
 def _launch(args):
+  for command in _build(args):  # before anything is paid for
+    call(command)
   _bring_up(args, reuse=args.reuse)
   if not args.watch:
     print(f'{PROG}: the job runs detached on {args.name}; follow it with `{PROG} logs`, '

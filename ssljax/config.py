@@ -92,6 +92,9 @@ def base() -> ml_collections.ConfigDict:
   tr.checkpoint_every = 100
   tr.keep_checkpoints = 3  # at least 1
   tr.fresh_start = False  # True: start from step 0 when no checkpoint in WORKDIR restores
+  # How a run with checkpoints continues under another train.steps: '' refuses; 'decay' falls
+  # from the rate it reached to optimizer.end_learning_rate; 'rewarm' warms up again first.
+  tr.extend = ''
   tr.progress = True
   tr.time_budget = 0.0  # minutes; > 0 sizes train.steps to the budget once (WORKDIR/budget.json)
   tr.init_from = ''  # a checkpoint or Hugging Face folder whose weights start a fresh run
@@ -286,6 +289,7 @@ def validate(c):
   _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
   _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
   _choice('train.dropout_rng', c.train.dropout_rng, DROPOUT_RNGS)
+  _choice('train.extend', c.train.extend, ('', 'decay', 'rewarm'))
   _choice('model.dtype', c.model.dtype, ('float32', 'bfloat16'))
   _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu', 'swiglu'))
   _choice('model.norm', c.model.norm, ('layer', 'rms'))

@@ -8,7 +8,7 @@ checkpoint layer (see `pretrain/checkpoint.py`) are written for that.
 """
 
 import contextlib
-import importlib.util
+import importlib
 import io
 import os
 import pathlib
@@ -19,11 +19,10 @@ import fsspec
 import numpy as np
 from etils import epath
 
-from ssljax.errors import UserError
+from ssljax.errors import MissingExtra, UserError
 
 Path = epath.Path
-# scheme -> (the fsspec back-end it needs, the ssljax extra that installs it)
-BACKENDS = {'gs': ('gcsfs', 'gcs'), 's3': ('s3fs', 's3')}
+BACKENDS = {'gs': 'gcsfs', 's3': 's3fs'}  # scheme -> its fsspec back-end (errors.EXTRAS)
 
 
 def scheme(path) -> str:
@@ -43,10 +42,10 @@ def path(p) -> epath.Path:
   if not kind:
     return epath.Path(text).expanduser()
   if kind in BACKENDS:
-    module, extra = BACKENDS[kind]
-    if importlib.util.find_spec(module) is None:
-      raise UserError(f'{text}: {kind}:// paths need {module}; install it with '
-                      f"pip install 'ssljax[{extra}]'")
+    try:
+      importlib.import_module(BACKENDS[kind])
+    except ImportError:
+      raise MissingExtra(BACKENDS[kind], f'{text}: a {kind}:// path') from None
   return epath.Path(text)
 
 

@@ -12,15 +12,22 @@ SCRIPT = pathlib.Path(__file__).parents[1] / 'scripts' / 'launch_tpu.py'
 
 # What `flags(config, '--accelerator-type', 'v4-32', '--spot', '--set', ..., '--delete-after')`
 # prints, one command a line; {config} is the config's local path.
+ROOT = SCRIPT.parents[1]
+WHEEL = 'ssljax-0.1.0-py3-none-any.whl'
+# What `flags(config, '--accelerator-type', 'v4-32', '--spot', '--set', ..., '--delete-after')`
+# prints, one command a line: the wheel of this checkout is built, then copied to and
+# installed on every worker. {config} and {wheel} are the config's and the wheel's local paths.
+BUILD = f'{sys.executable} -m pip wheel --no-deps --wheel-dir {ROOT}/dist {ROOT}'
 EXPECTED = r"""
 gcloud compute tpus tpu-vm create pod --zone=us-central2-b --project=proj --accelerator-type=v4-32 --version=tpu-ubuntu2204-base --spot
 gcloud compute tpus tpu-vm scp {config} pod:bert.py --zone=us-central2-b --project=proj --worker=all
-gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --project=proj --worker=all '--command=python3 -m pip install -U uv && python3 -m uv venv --allow-existing --python 3.12 ~/ssljax-venv && python3 -m uv pip install --python ~/ssljax-venv/bin/python '"'"'jax[tpu]'"'"' gcsfs ssljax'
+gcloud compute tpus tpu-vm scp {wheel} pod:ssljax-0.1.0-py3-none-any.whl --zone=us-central2-b --project=proj --worker=all
+gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --project=proj --worker=all '--command=python3 -m pip install -U uv && python3 -m uv venv --allow-existing --python 3.12 ~/ssljax-venv && python3 -m uv pip install --python ~/ssljax-venv/bin/python '"'"'jax[tpu]'"'"' gcsfs ~/ssljax-0.1.0-py3-none-any.whl'
 gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --project=proj --worker=all '--command=rm -f ~/ssljax.exit; setsid nohup sh -c '"'"'echo $$ > ~/ssljax.pid; trap "exit 143" TERM; SSLJAX_DISTRIBUTED=1 ~/ssljax-venv/bin/ssljax pretrain --config ~/bert.py --workdir gs://bucket/run --set optimizer.learning_rate=3e-4 --set '"'"'"'"'"'"'"'"'data.path=my corpus.txt'"'"'"'"'"'"'"'"'; echo $? > ~/ssljax.exit'"'"' > ~/ssljax.log 2>&1 < /dev/null &'
 gcloud compute tpus tpu-vm delete pod --zone=us-central2-b --project=proj --quiet
 """  # noqa: E501
-CREATE, SCP, INSTALL_SSLJAX, START, DELETE = EXPECTED.strip().splitlines()
-INSTALL = INSTALL_SSLJAX.replace("ssljax'", "{requirement}'")
+CREATE, SCP, SCP_WHEEL, INSTALL_SSLJAX, START, DELETE = EXPECTED.strip().splitlines()
+INSTALL = INSTALL_SSLJAX.replace(f"~/{WHEEL}'", "{requirement}'")
 WHERE = '--zone=us-central2-b --project=proj'
 DESCRIBE = f"gcloud compute tpus tpu-vm describe pod {WHERE} '--format=value(state)'"
 EXIT_CHECK = (f"gcloud compute tpus tpu-vm ssh pod {WHERE} --worker=0 "
@@ -102,6 +109,12 @@ def calls(fake):
   return log.read_text().splitlines() if log.exists() else []
 
 
+def local_wheel(fake) -> list[str]:
+  """--package with a wheel file: runs against the fake gcloud build no real wheel."""
+  (fake / WHEEL).write_bytes(b'')
+  return ['--package', str(fake / WHEEL)]
+
+
 def launch(*args, path):
   return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
                         env={**os.environ, 'PATH': str(path)}, timeout=60)
@@ -120,15 +133,17 @@ def pod_flags(config, *extra):
 
 
 def watched(config, fake, *extra):
-  result = launch(*pod_flags(config, '--watch', *extra), path=fake / 'bin')
-  return result, [line.replace(str(config), '{config}') for line in calls(fake)]
+  result = launch(*pod_flags(config, '--watch', *local_wheel(fake), *extra), path=fake / 'bin')
+  return result, [line.replace(str(config), '{config}').replace(str(fake / WHEEL), '{wheel}')
+                  for line in calls(fake)]
 
 
 def test_dry_run_prints_every_command_and_runs_none(config, fake):
   result = launch(*pod_flags(config, '--delete-after', '--dry-run'), path=fake / 'bin')
   assert result.returncode == 0, result.stderr
   assert result.stderr == ''
-  assert result.stdout == EXPECTED.lstrip().format(config=config)
+  assert result.stdout == BUILD + '\n' + EXPECTED.lstrip().format(
+      config=config, wheel=ROOT / 'dist' / WHEEL)
   assert calls(fake) == []
 
 
@@ -151,12 +166,30 @@ def test_job_runs_detached_with_values_with_spaces_whole(config, tmp_path):
   assert shlex.split(job[2])[-2:] == ['--set', 'data.path=my corpus.txt']
 
 
-def test_defaults_install_from_pypi_on_v4_8_and_keep_the_vm(config, tmp_path):
+def test_defaults_install_a_wheel_of_this_checkout_on_v4_8_and_keep_the_vm(config, tmp_path):
   result = launch(*flags(config, '--dry-run'), path=tmp_path)
   lines = result.stdout.splitlines()
-  assert '--accelerator-type=v4-8' in lines[0] and '--spot' not in lines[0]
-  assert lines[2] == INSTALL.format(requirement='ssljax')
-  assert len(lines) == 4 and 'delete' not in lines[-1]
+  assert lines[0] == BUILD
+  assert '--accelerator-type=v4-8' in lines[1] and '--spot' not in lines[1]
+  assert lines[3] == SCP_WHEEL.format(wheel=ROOT / 'dist' / WHEEL)
+  assert lines[4] == INSTALL.format(requirement=f'~/{WHEEL}')
+  assert len(lines) == 6 and 'delete' not in lines[-1]
+
+
+def test_no_worker_installs_a_bare_index_name(config, tmp_path):
+  """ssljax is not on PyPI: a bare `ssljax` fails on every worker, or installs someone
+  else's code once the name is taken."""
+  result = launch(*flags(config, '--dry-run'), path=tmp_path)
+  install = shlex.split(shlex.split(result.stdout.splitlines()[4])[-1].split(' && ')[-1])
+  assert install[-3:] == ['jax[tpu]', 'gcsfs', f'~/{WHEEL}']
+  assert not any(word.split('[')[0] in ('ssljax', 'ssljax==0.1.0') for word in install)
+
+
+def test_the_built_wheel_is_named_as_the_launcher_expects(tmp_path):
+  """pip builds what _wheel_name says: the name the dry run copies and installs."""
+  subprocess.run(BUILD.replace(f'{ROOT}/dist', str(tmp_path)).split(), check=True,
+                 capture_output=True, timeout=300)
+  assert [p.name for p in tmp_path.iterdir()] == [WHEEL]
 
 
 @pytest.mark.parametrize('accelerator, runtime', [
@@ -167,13 +200,13 @@ def test_defaults_install_from_pypi_on_v4_8_and_keep_the_vm(config, tmp_path):
 ])
 def test_runtime_follows_the_accelerator(config, tmp_path, accelerator, runtime):
   result = launch(*flags(config, '--accelerator-type', accelerator, '--dry-run'), path=tmp_path)
-  assert f'--version={runtime}' in result.stdout.splitlines()[0]
+  assert f'--version={runtime}' in result.stdout.splitlines()[1]
 
 
 def test_explicit_runtime_wins(config, tmp_path):
   result = launch(*flags(config, '--runtime-version', 'v2-alpha-tpuv5', '--dry-run'),
                   path=tmp_path)
-  assert result.stdout.splitlines()[0].endswith('--version=v2-alpha-tpuv5')
+  assert result.stdout.splitlines()[1].endswith('--version=v2-alpha-tpuv5')
 
 
 def test_local_wheel_is_copied_then_installed(config, tmp_path):
@@ -246,9 +279,9 @@ def test_without_gcloud_fails_in_one_clear_line(config, tmp_path, command):
 
 
 def test_without_watch_starts_the_job_and_returns(config, fake):
-  result = launch(*flags(config), path=fake / 'bin')
+  result = launch(*flags(config, *local_wheel(fake)), path=fake / 'bin')
   assert result.returncode == 0, result.stderr
-  assert [c.split()[4] for c in calls(fake)] == ['create', 'scp', 'ssh', 'ssh']
+  assert [c.split()[4] for c in calls(fake)] == ['create', 'scp', 'scp', 'ssh', 'ssh']
   assert 'the job runs detached on pod' in result.stderr
 
 
@@ -261,10 +294,10 @@ def test_watch_recreates_a_lost_vm_and_reruns_until_the_job_is_done(config, fake
   assert result.returncode == 0, result.stderr
   create = CREATE.replace('v4-32', accelerator)
   assert got == [
-      create, SCP, INSTALL_SSLJAX, START,
+      create, SCP, SCP_WHEEL, INSTALL_SSLJAX, START,
       DESCRIBE, EXIT_CHECK,
       DESCRIBE, DELETE,
-      create, SCP, INSTALL_SSLJAX, START,
+      create, SCP, SCP_WHEEL, INSTALL_SSLJAX, START,
       DESCRIBE, EXIT_CHECK,
       DELETE,
   ]
@@ -275,7 +308,7 @@ def test_watch_waits_out_states_that_are_not_lost(config, fake):
   script(fake, 'vm.txt', 'ERROR', 'REPAIRING')  # gcloud failed, then the VM is busy.
   result, got = watched(config, fake)
   assert result.returncode == 0, result.stderr
-  assert got[4:] == [DESCRIBE, DESCRIBE, DESCRIBE, EXIT_CHECK]
+  assert got[5:] == [DESCRIBE, DESCRIBE, DESCRIBE, EXIT_CHECK]
 
 
 def test_watch_gives_up_after_max_restarts(config, fake):
@@ -292,7 +325,7 @@ def test_failed_job_shows_the_end_of_its_log_then_deletes(config, fake):
   script(fake, 'exit.txt', '1')
   result, got = watched(config, fake, '--delete-after')
   assert result.returncode == 1
-  assert got[4:] == [DESCRIBE, EXIT_CHECK, EXIT_CHECK.replace(
+  assert got[5:] == [DESCRIBE, EXIT_CHECK, EXIT_CHECK.replace(
       "'--command=cat ~/ssljax.exit 2>/dev/null || true'", "'--command=tail -n 30 ~/ssljax.log'"),
       DELETE]
   assert result.stderr.splitlines()[-1] == (
@@ -301,8 +334,8 @@ def test_failed_job_shows_the_end_of_its_log_then_deletes(config, fake):
 
 def test_a_failed_step_still_deletes_the_vm(config, fake):
   (fake / 'fail.txt').write_text('pretrain')
-  result = launch(*flags(config, '--delete-after'), path=fake / 'bin')
-  assert [c.split()[4] for c in calls(fake)] == ['create', 'scp', 'ssh', 'ssh', 'delete']
+  result = launch(*flags(config, '--delete-after', *local_wheel(fake)), path=fake / 'bin')
+  assert [c.split()[4] for c in calls(fake)] == ['create', 'scp', 'scp', 'ssh', 'ssh', 'delete']
   assert result.returncode == 1
   assert result.stderr.splitlines()[-1].startswith('launch_tpu.py: error: exit status 3 from: ')
 
@@ -310,10 +343,11 @@ def test_a_failed_step_still_deletes_the_vm(config, fake):
 @pytest.mark.parametrize('state, creates', [('READY', False), ('NOT_FOUND', True)])
 def test_reuse_skips_creation_only_for_a_ready_vm(config, fake, state, creates):
   script(fake, 'vm.txt', state)
-  result = launch(*pod_flags(config, '--reuse'), path=fake / 'bin')
+  result = launch(*pod_flags(config, '--reuse', *local_wheel(fake)), path=fake / 'bin')
   assert result.returncode == 0, result.stderr
-  got = [line.replace(str(config), '{config}') for line in calls(fake)]
-  assert got == [DESCRIBE] + [CREATE] * creates + [SCP, INSTALL_SSLJAX, START]
+  got = [line.replace(str(config), '{config}').replace(str(fake / WHEEL), '{wheel}')
+         for line in calls(fake)]
+  assert got == [DESCRIBE] + [CREATE] * creates + [SCP, SCP_WHEEL, INSTALL_SSLJAX, START]
 
 
 def test_queued_resource_is_created_awaited_and_replaced_when_suspended(config, fake):
@@ -322,7 +356,7 @@ def test_queued_resource_is_created_awaited_and_replaced_when_suspended(config, 
   script(fake, 'exit.txt', '')
   result, got = watched(config, fake, '--queued', '--delete-after')
   assert result.returncode == 0, result.stderr
-  setup = [SCP, INSTALL_SSLJAX, START]
+  setup = [SCP, SCP_WHEEL, INSTALL_SSLJAX, START]
   assert got == [
       QUEUED_CREATE, QUEUED_DESCRIBE, QUEUED_DESCRIBE, QUEUED_DESCRIBE, *setup,
       DESCRIBE, QUEUED_DESCRIBE, EXIT_CHECK,

@@ -50,7 +50,7 @@ def add_commands(sub):
   q = sub.add_parser(
       'compile', help='compile the train step for a TPU slice on this machine',
       description='Compiles the train step that pretrain runs for the compile-only devices '
-      "of a TPU topology (libtpu: pip install 'ssljax[tpu]'), reading no corpus, and prints "
+      "of a TPU topology (libtpu: pip install -e '.[tpu]'), reading no corpus, and prints "
       'memory per chip against HBM, FLOPs, collective bytes per step (loops counted as '
       'they run), the attention kernel and a roofline bound on step time and MFU.')
   config_args(q)

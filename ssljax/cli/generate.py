@@ -74,8 +74,9 @@ def add_commands(subparsers):
       'lm-eval', help="EleutherAI's lm-evaluation-harness, with --model ssljax",
       add_help=False, prefix_chars='+',  # no options of its own: all go to lm-eval
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      description='Runs lm-eval\'s own command line (`pip install "ssljax[eval]"`) after '
-      'registering the ssljax model; every argument goes to lm-eval, --help included.',
+      description='Runs lm-eval\'s own command line (the eval extra: `pip install -e '
+      '".[eval]"` in the clone) after registering the ssljax model; every argument goes to '
+      'lm-eval, --help included.',
       epilog='example:\n  ssljax lm-eval --model ssljax --model_args checkpoint=runs/gpt '
       '--tasks lambada_openai --limit 100')
   q.add_argument('lm_eval_args', nargs=argparse.REMAINDER, help='lm-eval\'s arguments')

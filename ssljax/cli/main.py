@@ -12,7 +12,7 @@ import signal
 import sys
 
 from ssljax.cli import adapt, compile as compile_cmd, encode, generate, interop, prepare, pretrain
-from ssljax.errors import UserError
+from ssljax.errors import EXTRAS, MissingExtra, UserError
 
 EPILOG = '''examples:
   ssljax pretrain --config configs/bert_tiny.py --workdir runs/bert_tiny
@@ -89,6 +89,10 @@ def _main(argv):
     args.run(args)
   except UserError as e:
     return _fail(str(e))
+  except ModuleNotFoundError as e:  # an optional dependency: name its extra
+    if (e.name or '').partition('.')[0] not in EXTRAS:
+      raise
+    return _fail(str(MissingExtra(e.name.partition('.')[0], f'ssljax {args.command}')))
   except KeyboardInterrupt as e:  # pretraining's, after its save; or another handler's
     print(f'ssljax: {e or "interrupted"}', file=sys.stderr)
     return 130

@@ -4,7 +4,6 @@ Imports stay inside the command, so that building the parser loads neither JAX n
 """
 
 import argparse
-import importlib.util
 
 from ssljax.errors import UserError
 
@@ -29,9 +28,6 @@ missing; the manifest is written last.'''
 
 
 def _prepare(args):
-  if importlib.util.find_spec('apache_beam') is None:
-    raise UserError("ssljax prepare needs Apache Beam; install it with "
-                    "pip install 'ssljax[prepare]'")
   from ssljax import config as config_lib
   from ssljax.prepare import pipeline
   config = config_lib.load(args.config, args.set)

@@ -15,9 +15,7 @@ def _pretrain(args):
     return
   final = loop.pretrain(config, args.workdir, init=loading.init_from(config),
                         hooks=hooks.from_config(config))
-  if not final:
-    print(f'{args.workdir} is already at train.steps={config.train.steps}; raise '
-          'train.steps to train further')
+  if not final:  # nothing trained: the loop's start-up line said why
     return
   shown = {k: round(v, 4) for k, v in final.items() if 'loss' in k or 'accuracy' in k}
   print(f'done: {args.workdir} {shown}')

@@ -16,7 +16,7 @@ import fsspec
 import numpy as np
 
 from ssljax import paths
-from ssljax.errors import UserError
+from ssljax.errors import MissingExtra, UserError
 
 # Standard-library folders whose docstrings are tests, tools or already in pydoc_data.
 _STDLIB_SKIP = frozenset({
@@ -163,7 +163,7 @@ def parquet_texts(file: str, field: str, row_group: int | None = None) -> list[s
   try:
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  (the prepare extra)
   except ImportError:
-    raise UserError("Parquet corpora need pyarrow; pip install 'ssljax[prepare]'") from None
+    raise MissingExtra('pyarrow', 'a Parquet corpus') from None
   with fsspec.open(file, 'rb') as f:
     try:
       table = pq.ParquetFile(f)

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from ssljax import progress, tokenizers
-from ssljax.errors import UserError
+from ssljax.errors import MissingExtra, UserError
 from ssljax.inference import generation, loading, scoring
 from ssljax.pretrain.hooks import Hook, HookInfo
 from ssljax.pretrained import Pretrained
@@ -34,7 +34,7 @@ try:
   from lm_eval.config.evaluate_config import EvaluatorConfig
   from lm_eval.models import utils as lm_eval_models
 except ImportError:
-  raise UserError("lm-eval is not installed: pip install 'ssljax[eval]'") from None
+  raise MissingExtra('lm_eval', "lm-evaluation-harness's ssljax model") from None
 
 DEFAULT_BATCH_SIZE = 16
 

@@ -122,10 +122,13 @@ def save(mgr, step, state, data_state, meta):
       meta=ocp.args.JsonSave(meta)))
 
 
-def make_meta(config, tokenizer_proto: bytes, tokenizer_kind: str = 'sentencepiece') -> dict:
+def make_meta(config, tokenizer_proto: bytes, tokenizer_kind: str = 'sentencepiece',
+              schedule: list | None = None) -> dict:
+  """`schedule`: the learning rate's segments (`loop.Run.schedule`); None: the config's."""
   return {'config': config.to_dict(), 'seed': config.train.seed,
           'tokenizer': base64.b64encode(tokenizer_proto).decode('ascii'),
-          'tokenizer_kind': tokenizer_kind}
+          'tokenizer_kind': tokenizer_kind,
+          'schedule': schedule or [[0, config.train.steps, '']]}
 
 
 def tokenizer_proto(meta) -> bytes:

@@ -10,6 +10,7 @@ optimized HLO that XLA dumps (loop bodies counted as often as they run, see `hlo
 
 import dataclasses
 import glob
+import importlib.util
 import os
 import re
 import tempfile
@@ -19,7 +20,7 @@ import jax
 import numpy as np
 
 from ssljax import models
-from ssljax.errors import UserError
+from ssljax.errors import MissingExtra, UserError
 from ssljax.models import attention
 from ssljax.pretrain import chips, hlo, metrics, optimizer, parallel, step as step_lib
 
@@ -29,6 +30,8 @@ SETTINGS = ('train.batch_size', 'train.grad_accum', 'mesh.fsdp', 'model.remat')
 def topology_devices(name: str):
   """(chip, compile-only devices) of a topology name (see `chips.topology`)."""
   chip, jax_name = chips.topology(name)
+  if importlib.util.find_spec('libtpu') is None:
+    raise MissingExtra('libtpu', f'--topology {name}')
   from jax.experimental import topologies
   # Compile-only: no chip is opened, so another process using libtpu is no conflict.
   os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
@@ -36,8 +39,7 @@ def topology_devices(name: str):
     topo = topologies.get_topology_desc(topology_name=jax_name, platform='tpu')
   except (RuntimeError, ValueError) as e:  # no libtpu, or a shape libtpu does not know
     detail = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
-    raise UserError(f'--topology {name}: libtpu cannot build {jax_name} ({detail}); '
-                    "install it with pip install 'ssljax[tpu]'") from None
+    raise UserError(f'--topology {name}: libtpu cannot build {jax_name} ({detail})') from None
   return per_device(chip, topo.devices), topo.devices
 
 

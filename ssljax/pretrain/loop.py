@@ -14,6 +14,7 @@ import functools
 import logging
 import math
 import signal
+import sys
 import tempfile
 import time
 
@@ -67,6 +68,9 @@ class Run:
   eval_batches: list[dict[str, np.ndarray]]
   strategy: parallel.Jit | parallel.Pmap
   manager: ocp.CheckpointManager
+  # The learning-rate schedule's segments, [from_step, to_step, how]: the first is the run's
+  # own (how ''), each later one a change of train.steps (how: train.extend).
+  schedule: list[list]
   init_params: dict | None = None  # train.init_from's parameters, for a fresh start
 
 
@@ -170,15 +174,46 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
       eval_examples, config.train.batch_size // jax.process_count(), config.train.eval_batches)
                   if eval_examples else [])
   graphdef, abstract_params = models.abstract(model_cfg)
-  tx = optimizer.build(config.optimizer, config.train.steps)
+  manager = checkpoint.manager(workdir, config.train.keep_checkpoints)
+  saved = checkpoint.metas(manager)
+  for step, meta in saved.items():
+    if meta is not None:
+      _check_resumable(config, meta, workdir, step)
+  segments = schedule_segments(config, workdir, next(
+      ((step, meta) for step, meta in saved.items() if meta is not None), None))
+  tx = optimizer.build(config.optimizer, segments[0][1], [tuple(s) for s in segments[1:]])
   spec = step_lib.build_spec(config, graphdef, tx, step_lib.vocab_ids(tokenizer))
   strategy = parallel.STRATEGIES[config.parallel.strategy](
       spec, parallel.init_fn(model_cfg, tx), abstract_params, config)
-  manager = checkpoint.manager(workdir, config.train.keep_checkpoints)
   init_params = (jax.device_get(nnx.to_pure_dict(nnx.state(source.model)))
                  if source is not None else None)
   return Run(config, workdir, tokenizer, model_cfg, graphdef, batches, eval_batches, strategy,
-             manager, init_params)
+             manager, segments, init_params)
+
+
+def schedule_segments(config, workdir, newest: tuple[int, dict] | None) -> list[list]:
+  """The schedule's segments (`Run.schedule`) for `config`, given the newest checkpoint's
+  (step, metadata): its own segments, plus one from that step when train.steps changed.
+
+  A silent rebuild for the new train.steps would jump the rate (1.8e-5 at step 190 of 200,
+  1e-3 at step 210 of 300); so a change needs train.extend to say how the rate goes on.
+  """
+  steps = config.train.steps
+  if newest is None or newest[0] == 0:  # a fresh run, or import-hf's step 0: none trained
+    return [[0, steps, '']]
+  step, meta = newest
+  segments = meta.get('schedule') or [[0, meta['config']['train']['steps'], '']]
+  end = segments[-1][1]
+  if steps == end or step >= steps:  # the same schedule, or nothing left to train
+    return segments
+  how = config.train.extend
+  if not how:
+    raise UserError(
+        f'{workdir} was trained to step {step} on a {end}-step schedule; train.steps={steps} '
+        'changes it: set train.extend=decay (the rate falls from where it is to '
+        'optimizer.end_learning_rate at the new end) or train.extend=rewarm (it warms up '
+        f'again to optimizer.learning_rate, then decays), or use train.steps={end}')
+  return segments + [[step, steps, how]]
 
 
 def _check_resumable(config, meta, workdir, step):
@@ -206,12 +241,9 @@ def _check_resumable(config, meta, workdir, step):
 def restore_or_init(run: Run) -> tuple[TrainState, int]:
   """(state, start step): the latest good checkpoint, or a fresh init.
 
-  Every step's metadata is checked against the config first. A run never starts from step 0
+  `setup` checked every step's metadata against the config. A run never starts from step 0
   while checkpoints/ holds any step, set aside or not, unless train.fresh_start says so.
   """
-  for step, meta in checkpoint.metas(run.manager).items():
-    if meta is not None:
-      _check_resumable(run.config, meta, run.workdir, step)
   restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
   if restored is None:
     held = checkpoint.held(run.workdir)
@@ -224,7 +256,6 @@ def restore_or_init(run: Run) -> tuple[TrainState, int]:
   checkpoint.check_finite(state.params, f'{run.workdir}/checkpoints/{step}')
   if data_state:  # an imported checkpoint has none: its data starts at the beginning
     run.batches.set_state(data_state)
-  log.info('continuing from checkpoint at step %d', step)
   return run.strategy.from_saved(state), step
 
 
@@ -343,6 +374,24 @@ def pretrain(config, workdir, *, init: pretrained.Pretrained | None = None,
     return _pretrain(config, workdir, init, hooks, stop_after, started)
 
 
+def _continuing(run: Run, start: int, learning_rate) -> str:
+  """The start-up line of a run that has checkpoints: where it is, and what a change of
+  train.steps does to the learning rate."""
+  steps = run.config.train.steps
+  if start >= steps:
+    return (f'{run.workdir} is at step {start}; train.steps={steps}: nothing to train. Raise '
+            'train.steps (with train.extend=decay or rewarm) to train further')
+  line = f'{run.workdir}: continuing from step {start} of {steps}'
+  begin, end, how = run.schedule[-1]
+  if how:
+    peak = (f'warms up to {run.config.optimizer.learning_rate:.3g}, then '
+            if how == 'rewarm' else '')
+    line += (f' (train.extend={how} from step {begin}: the learning rate, '
+             f'{float(learning_rate(begin)):.3g} there, {peak}goes to '
+             f'{float(learning_rate(end)):.3g} at step {end})')
+  return line
+
+
 def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   if config.train.time_budget:
     config = budget.sized_config(config, workdir, functools.partial(setup, init=init), started)
@@ -352,11 +401,15 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   state, start = restore_or_init(run)
   lead = jax.process_index() == 0
   writer = metrics_lib.Writer(run.workdir, enabled=lead)
-  meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind)
+  meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
+                              run.schedule)
+  learning_rate = optimizer.schedule(config.optimizer, run.schedule[0][1],
+                                     [tuple(s) for s in run.schedule[1:]])
+  if lead and start:
+    print(_continuing(run, start, learning_rate), file=sys.stderr, flush=True)
   throughput = _Throughput.of(run)
   bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
                   unit='step', dynamic_ncols=True)
-  learning_rate = optimizer.schedule(config.optimizer, cfg.steps)
   last: dict[str, float] = {}
   pending: collections.deque = collections.deque()
   saved_step = start

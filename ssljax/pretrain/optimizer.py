@@ -6,23 +6,45 @@ Weight decay skips LayerNorm parameters and biases, as BERT does.
 import jax
 import optax
 
+# How a run continues when train.steps changes after it started (train.extend): 'decay'
+# falls from the rate it reached to optimizer.end_learning_rate at the new end; 'rewarm'
+# warms up again to optimizer.learning_rate, then decays (a second cycle).
+EXTENSIONS = ('decay', 'rewarm')
 
-def schedule(cfg, total_steps):
-  """Linear warmup (optimizer.warmup_steps, or warmup_fraction of the run), then decay."""
+
+def schedule(cfg, total_steps, extensions=()):
+  """Linear warmup (optimizer.warmup_steps, or warmup_fraction of the run), then decay.
+
+  `extensions` are (from_step, to_step, how) in order: from `from_step` on, the rate
+  continues from the value the schedule so far reached there, as `how` says (EXTENSIONS).
+  """
+  lr = _cycle(cfg, total_steps, 0.0)
+  for start, end, how in extensions:
+    reached = float(lr(start))
+    steps = max(end - start, 1)
+    tail = _decay(cfg, reached, steps) if how == 'decay' else _cycle(cfg, steps, reached)
+    lr = optax.join_schedules([lr, tail], [start])
+  return lr
+
+
+def _cycle(cfg, total_steps, start_value):
+  """Warmup from `start_value` to optimizer.learning_rate, then decay over the rest."""
   steps = round(cfg.warmup_fraction * total_steps) if cfg.warmup_fraction else cfg.warmup_steps
   warmup = min(steps, max(total_steps - 1, 0))
-  decay_steps = max(total_steps - warmup, 1)
-  if cfg.decay == 'cosine':
-    decay = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps,
-                                        alpha=cfg.end_learning_rate / cfg.learning_rate)
-  elif cfg.decay == 'linear':
-    decay = optax.linear_schedule(cfg.learning_rate, cfg.end_learning_rate, decay_steps)
-  else:
-    decay = optax.constant_schedule(cfg.learning_rate)
+  decay = _decay(cfg, cfg.learning_rate, max(total_steps - warmup, 1))
   if not warmup:
     return decay
-  warm = optax.linear_schedule(0.0, cfg.learning_rate, warmup)
+  warm = optax.linear_schedule(start_value, cfg.learning_rate, warmup)
   return optax.join_schedules([warm, decay], [warmup])
+
+
+def _decay(cfg, peak, steps):
+  """optimizer.decay's shape from `peak` to optimizer.end_learning_rate over `steps`."""
+  if cfg.decay == 'cosine' and peak > 0:
+    return optax.cosine_decay_schedule(peak, steps, alpha=cfg.end_learning_rate / peak)
+  if cfg.decay == 'constant':
+    return optax.constant_schedule(peak)
+  return optax.linear_schedule(peak, cfg.end_learning_rate, steps)
 
 
 def decay_mask(params):
@@ -34,8 +56,8 @@ def decay_mask(params):
       lambda path, _: getattr(path[-1], 'key', None) in ('kernel', 'embedding'), params)
 
 
-def build(cfg, total_steps) -> optax.GradientTransformation:
-  lr = schedule(cfg, total_steps)
+def build(cfg, total_steps, extensions=()) -> optax.GradientTransformation:
+  lr = schedule(cfg, total_steps, extensions)
   if cfg.name == 'lamb':
     main = optax.lamb(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
                       mask=decay_mask)

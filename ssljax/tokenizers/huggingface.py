@@ -18,6 +18,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from ssljax import paths
 from ssljax.errors import UserError
+from ssljax.tokenizers import spm_proto
 from ssljax.tokenizers.base import SPECIAL_TOKENS
 
 ROLES = ('pad', 'unk', 'cls', 'sep', 'mask')
@@ -239,14 +240,12 @@ def unigram_from_sentencepiece(proto: bytes, *, albert_quotes: bool, lowercase: 
   ALBERT's tokenizer adds quote replacement, accent stripping and lowercasing before the
   model's own normaliser; a plain sentencepiece model (ssljax's) takes none of them.
   """
-  from sentencepiece import sentencepiece_model_pb2
-  spm = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]  # protobuf-generated, no stubs
-  spm.ParseFromString(proto)
-  if spm.trainer_spec.model_type != spm.trainer_spec.UNIGRAM:
+  spm = spm_proto.parse(proto)
+  if spm.model_type != spm_proto.UNIGRAM:
     raise UserError('only unigram sentencepiece models convert to a Hugging Face '
                     'tokenizer; train the tokenizer with tokenizer.model_type=unigram')
   vocab = [(p.piece, p.score) for p in spm.pieces]
-  tok = tokenizers.Tokenizer(models.Unigram(vocab, unk_id=spm.trainer_spec.unk_id,
+  tok = tokenizers.Tokenizer(models.Unigram(vocab, unk_id=spm.unk_id,
                                             byte_fallback=False))
   steps: list[normalizers.Normalizer] = []
   if albert_quotes:
@@ -255,14 +254,14 @@ def unigram_from_sentencepiece(proto: bytes, *, albert_quotes: bool, lowercase: 
     steps += [normalizers.NFKD(), normalizers.StripAccents()]
   if lowercase:
     steps.append(normalizers.Lowercase())
-  if spm.normalizer_spec.precompiled_charsmap:
-    steps.append(normalizers.Precompiled(spm.normalizer_spec.precompiled_charsmap))
+  if spm.precompiled_charsmap:
+    steps.append(normalizers.Precompiled(spm.precompiled_charsmap))
   tok.normalizer = normalizers.Sequence(steps)
   tok.pre_tokenizer = pre_tokenizers.Sequence([
       pre_tokenizers.WhitespaceSplit(),
       pre_tokenizers.Metaspace(replacement='\u2581', prepend_scheme='always')])
   tok.decoder = decoders.Metaspace(replacement='\u2581', prepend_scheme='always')
-  control = [p.piece for p in spm.pieces if p.type == p.CONTROL]
+  control = [p.piece for p in spm.pieces if p.type == spm_proto.CONTROL]
   tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False)
                           for t in control])
   return tok
