@@ -24,6 +24,15 @@ class MissingExtra(UserError):
                      f'{install_line(extra)}')
 
 
+def require(module: str, needed_for: str):
+  """Imports the optional `module`, or raises MissingExtra naming its extra."""
+  import importlib
+  try:
+    return importlib.import_module(module)
+  except ImportError:
+    raise MissingExtra(module, needed_for) from None
+
+
 def install_line(extra: str) -> str:
   """The pip command that adds `extra` to the ssljax this process runs: the clone's folder
   for an editable install, the wheel or repository it came from otherwise (PEP 610's

@@ -8,7 +8,6 @@ checkpoint layer (see `pretrain/checkpoint.py`) are written for that.
 """
 
 import contextlib
-import importlib
 import io
 import os
 import pathlib
@@ -19,7 +18,8 @@ import fsspec
 import numpy as np
 from etils import epath
 
-from ssljax.errors import MissingExtra, UserError
+from ssljax import errors
+from ssljax.errors import UserError
 
 Path = epath.Path
 BACKENDS = {'gs': 'gcsfs', 's3': 's3fs'}  # scheme -> its fsspec back-end (errors.EXTRAS)
@@ -42,10 +42,7 @@ def path(p) -> epath.Path:
   if not kind:
     return epath.Path(text).expanduser()
   if kind in BACKENDS:
-    try:
-      importlib.import_module(BACKENDS[kind])
-    except ImportError:
-      raise MissingExtra(BACKENDS[kind], f'{text}: a {kind}:// path') from None
+    errors.require(BACKENDS[kind], f'{text}: a {kind}:// path')
   return epath.Path(text)
 
 

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import tiny_config
 from ssljax import models as model, tokenizers as tokenizer_lib
 from ssljax.adapt import probe
-from ssljax.tasks import kinds
-from ssljax.tasks import task_rows
-from ssljax.tasks import readers
+from ssljax.tasks import kinds, readers, task_rows
 from ssljax.tasks.readers import Example
+
+from conftest import tiny_config
 
 # Words the test tokenizer keeps whole; 'python' splits into several pieces.
 WORDS = ('the a of to is in and for that it be with as by this an object function value '

@@ -92,6 +92,7 @@ def pretrained_run(corpus_file, tokenizer_file, tmp_path_factory) -> pathlib.Pat
 def run_steps(config, workdir, steps):
   """Losses of `steps` training steps from init, and the final params on the host."""
   import jax
+
   from ssljax.pretrain import loop as train
   run = train.setup(config, workdir)
   state = run.strategy.init(config.train.seed)

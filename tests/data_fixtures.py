@@ -6,8 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from ssljax import config
-from ssljax import tokenizers as tokenizer_lib
+from ssljax import config, tokenizers as tokenizer_lib
 from ssljax.data import corpus
 
 SYNTHETIC = pathlib.Path(__file__).parent / 'fixtures' / 'synthetic.txt'

@@ -60,8 +60,8 @@ def wait_for_step(workdir, step: int, procs, timeout=240):
     if any(s >= step for s in logged_steps(workdir)):
       return
     if any(p.poll() is not None for p in procs):
-      raise AssertionError('run ended before step %d:\n%s' % (
-          step, '\n'.join(p.communicate()[0] for p in procs)))
+      output = '\n'.join(p.communicate()[0] for p in procs)
+      raise AssertionError(f'run ended before step {step}:\n{output}')
     time.sleep(0.05)
   raise AssertionError(f'no step {step} within {timeout} s')
 
@@ -77,6 +77,7 @@ def params(workdir) -> list:
   """The latest checkpoint's parameters, as host arrays in tree order."""
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
+
   from ssljax.inference import loading  # pylint: disable=g-import-not-at-top
   model = loading.load(workdir).model
   return jax.tree.leaves(jax.device_get(nnx.to_pure_dict(nnx.state(model))))

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import adapt_helpers
-from adapt_helpers import SST2, _settings
 from ssljax import cli, paths
 from ssljax.adapt import finetune
 from ssljax.errors import UserError
-from ssljax.interop import huggingface as hf
 from ssljax.inference import loading
+from ssljax.interop import huggingface as hf
+
+import adapt_helpers
+from adapt_helpers import SST2, _settings
 
 tok, bert = adapt_helpers.tok, adapt_helpers.bert  # fixtures
 

@@ -4,11 +4,11 @@ second run, and a staged folder's files arrive whole, the marker file last."""
 import json
 
 import pytest
+from test_object_storage import _emulators, buckets  # noqa: F401  (fixtures)
 
 from ssljax import paths
 from ssljax.errors import UserError
 from ssljax.pretrain import lock
-from test_object_storage import _emulators, buckets  # noqa: F401  (fixtures)
 
 
 @pytest.mark.parametrize('backend', ['gs', 's3'])

@@ -1,8 +1,8 @@
 """scripts/build_corpus.py: training-set text only, one document per source unit."""
 
+import pathlib
 import subprocess
 import sys
-import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'scripts' / 'build_corpus.py'
@@ -41,7 +41,8 @@ def test_writes_training_text_only(tmp_path):
   assert sorted(docs) == ['cola', 'rte', 'sst2', 'stsb', 'ud_ewt', 'wikitext2']
   assert len(docs['wikitext2']) == 4 and docs['wikitext2'][0].startswith('= Title')
   assert docs['sst2'] == ['a fine film', 'dull']
-  assert docs['rte'] == ['A cat sat.\nA cat.'] and docs['stsb'] == ['A man runs.\nA man is running.']
+  assert docs['rte'] == ['A cat sat.\nA cat.']
+  assert docs['stsb'] == ['A man runs.\nA man is running.']
   assert docs['ud_ewt'] == ['One two.\nThree.', 'Four.']
   assert not any('DEV' in d for ds in docs.values() for d in ds)  # no dev text goes in
 

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from conftest import tiny_overrides
 from ssljax import cli, tokenizers as tokenizer
+
+from conftest import tiny_overrides
 
 
 def test_tokenizer_train(tmp_path, corpus_file, capsys):
@@ -34,3 +35,27 @@ def test_print_config(capsys):
   assert cli.main(['pretrain', '--workdir', 'x', '--print-config', '--set', 'train.steps=7']) == 0
   out = capsys.readouterr().out
   assert 'steps: 7' in out and 'objective: mlm_nsp' in out
+
+
+def test_a_machine_without_accelerators_starts_on_the_cpu_quietly(tmp_path):
+  """With libtpu installed, jax tries a TPU at every start, and libtpu prints six lines of
+  errors about host bounds and worker hostnames; the CLI sets JAX_PLATFORMS=cpu first."""
+  import glob
+  import os
+
+  from ssljax.cli.main import _cpu_without_accelerators
+  if any(glob.glob(p) for p in ('/dev/accel*', '/dev/vfio/[0-9]*', '/dev/nvidia[0-9]*')):
+    pytest.skip('this machine has an accelerator')
+  environ: dict[str, str] = {}
+  _cpu_without_accelerators(environ)
+  assert environ == {'JAX_PLATFORMS': 'cpu'}
+  environ = {'JAX_PLATFORMS': 'tpu'}
+  _cpu_without_accelerators(environ)
+  assert environ == {'JAX_PLATFORMS': 'tpu'}  # the user's choice stays
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}
+  code = ('from ssljax.cli.main import _cpu_without_accelerators as quiet; quiet(); '
+          'import jax; print(jax.devices()[0].platform)')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+  assert result.stdout.strip() == 'cpu'
+  assert result.stderr == ''

@@ -2,8 +2,9 @@
 
 import pytest
 
-from conftest import tiny_overrides
 from ssljax import cli
+
+from conftest import tiny_overrides
 
 CONFIG = 'configs/bert_tiny.py'
 
@@ -29,7 +30,8 @@ def root(monkeypatch):
 
 
 CASES = {
-    'unknown key': (['train.stepz=3'], {}, "unknown config key 'train.stepz'.*did you mean train.steps"),
+    'unknown key': (['train.stepz=3'], {},
+                    "unknown config key 'train.stepz'.*did you mean train.steps"),
     'unknown section': (['trian.steps=3'], {}, "unknown config key 'trian'.*did you mean train"),
     'wrong type': (['train.steps=many'], {}, r'--set train.steps=many: expected a int'),
     'bad choice': (['optimizer.name=sgd'], {}, "optimizer.name='sgd' is not one of adamw, lamb"),
@@ -38,7 +40,8 @@ CASES = {
     'missing corpus': ([], {'data.path': '/nonexistent/corpus.txt'}, '/nonexistent/corpus.txt'),
     'mesh vs devices': (['mesh.data=3'], {}, 'does not divide the 8 devices'),
     'mesh vs batch': (['mesh.data=8', 'train.batch_size=12'], {},
-                      r'train.batch_size/train.grad_accum=12 is not divisible by mesh data\*fsdp=8'),
+                      r'train.batch_size/train.grad_accum=12 is not divisible by mesh '
+                      r'data\*fsdp=8'),
     'heads vs tensor': (['mesh.data=1', 'mesh.tensor=4'], {},
                         'model.num_heads=2 is not divisible by mesh.tensor=4'),
     'missing tokenizer': (['tokenizer.path=/nonexistent/tok.model'], {}, 'tokenizer file'),

@@ -12,9 +12,10 @@ import types
 
 import pytest
 
-from conftest import tiny_overrides
 from ssljax import cli, paths
 from ssljax.pretrain import metrics
+
+from conftest import tiny_overrides
 
 
 def _one_line(capsys, *argv):
@@ -109,7 +110,8 @@ def test_a_run_whose_steps_are_cut_short_ends_in_one_line(pretrained_run, corpus
     chunk.unlink()
   command = [sys.executable, '-m', 'ssljax.cli', 'pretrain', '--workdir', str(tmp_path / 'run')]
   command += [a for o in tiny_overrides(corpus_file, **{'tokenizer.path': tokenizer_file,
-                                                        'mesh.data': 8, 'train.steps': 9})
+                                                        'mesh.data': 8, 'train.steps': 9,
+                                                        'train.extend': 'decay'})
               for a in ('--set', o)]
   done = subprocess.run(command, capture_output=True, text=True, timeout=300)
   lines = done.stderr.splitlines()

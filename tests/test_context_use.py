@@ -14,8 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from ssljax.pretrain import loop
+
+from conftest import tiny_config
 
 pytestmark = pytest.mark.slow  # 300 steps of each objective
 
@@ -34,7 +35,7 @@ def _language(path, docs=600, length=48, seed=0):
       x.append(table[x[-2], x[-1]])
     lines.append(' '.join(f'w{i}' for i in x))
   path.write_text('\n\n'.join(lines))
-  counts = np.bincount(np.concatenate([[int(w[1:]) for w in l.split()] for l in lines]),
+  counts = np.bincount(np.concatenate([[int(w[1:]) for w in line.split()] for line in lines]),
                        minlength=WORDS)
   p = counts / counts.sum()
   return path, float(-(p * np.log(p)).sum())
@@ -44,7 +45,8 @@ def _language(path, docs=600, length=48, seed=0):
 def test_loss_falls_far_below_the_unigram_entropy(objective, tmp_path):
   corpus, entropy = _language(tmp_path / 'lang.txt')
   overrides = {'objective': objective, 'model.arch': 'gpt' if objective == 'clm' else 'bert',
-               'model.pre_ln': True, 'model.positions': 'rope', 'model.hidden_size': 64, 'model.mlp_dim': 128,
+               'model.pre_ln': True, 'model.positions': 'rope', 'model.hidden_size': 64,
+               'model.mlp_dim': 128,
                'tokenizer.model_type': 'word', 'tokenizer.vocab_size': 64,
                'mlm.rate': 0.25, 'optimizer.learning_rate': 3e-3,
                'optimizer.warmup_steps': 20, 'train.batch_size': 32, 'train.steps': 300,
@@ -52,7 +54,7 @@ def test_loss_falls_far_below_the_unigram_entropy(objective, tmp_path):
                'train.checkpoint_every': 300, 'data.eval_fraction': 0.05}
   final = loop.pretrain(tiny_config(corpus, **overrides), tmp_path / 'run')
   head = 'clm' if objective == 'clm' else 'mlm'
-  rows = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').open()]
+  rows = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').open()]
   curve = [(r['step'], round(r[f'{head}_loss'], 3)) for r in rows if f'{head}_loss' in r]
   print(f'{objective}: unigram entropy {entropy:.3f}, curve {curve}, '
         f'eval {final[f"eval_{head}_loss"]:.3f}')

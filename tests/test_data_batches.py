@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-import data_fixtures
-from data_fixtures import KEYS
 from ssljax.data import batches as batches_lib, examples as examples_lib
 from ssljax.errors import UserError
+
+import data_fixtures
+from data_fixtures import KEYS
 
 tok, docs = data_fixtures.tok, data_fixtures.docs  # fixtures
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-import data_fixtures
-from data_fixtures import GROUP, KEYS
 from ssljax import config
 from ssljax.data import examples as examples_lib
 from ssljax.errors import UserError
+
+import data_fixtures
+from data_fixtures import GROUP, KEYS
 
 tok, docs = data_fixtures.tok, data_fixtures.docs  # fixtures
 

@@ -19,15 +19,15 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 import tokenizers  # noqa: E402  (transformers needs it)
 
-from conftest import tiny_config  # noqa: E402
 from ssljax import models as model, pretrained, tokenizers as tokenizer_lib  # noqa: E402
-from ssljax.inference import encoding  # noqa: E402
 from ssljax.cli import interop as hf_cli  # noqa: E402
 from ssljax.data import corpus  # noqa: E402
+from ssljax.errors import UserError  # noqa: E402
+from ssljax.inference import encoding, loading  # noqa: E402
 from ssljax.interop import huggingface as hf  # noqa: E402
 from ssljax.pretrain import loop as train  # noqa: E402
-from ssljax.errors import UserError  # noqa: E402
-from ssljax.inference import loading
+
+from conftest import tiny_config  # noqa: E402
 
 TOL = 1e-5
 TEXTS = ['The quick brown fox jumps over the lazy dog.',

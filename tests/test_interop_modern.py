@@ -16,13 +16,14 @@ from flax import nnx
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 import tokenizers  # noqa: E402  (transformers needs it)
-
-from conftest import tiny_config  # noqa: E402
 from test_interop_huggingface import TEXTS, _documents, _inputs, save_random  # noqa: E402
+
 from ssljax import models, pretrained, tokenizers as tokenizer_lib  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
 from ssljax.inference import encoding, generation, loading  # noqa: E402
 from ssljax.interop import huggingface as hf  # noqa: E402
+
+from conftest import tiny_config  # noqa: E402
 
 TOL = 1e-4
 SIZES = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=24,
@@ -264,8 +265,9 @@ def test_what_import_cannot_reproduce_is_one_line(maker, change, message, tmp_pa
 def test_an_imported_llama_probes_and_finetunes(method, options, tmp_path):
   """An imported Llama-family folder adapts like an ssljax checkpoint: `ssljax probe` and
   `ssljax finetune` (pretrained and from scratch) run on it and write their results."""
-  from ssljax import cli  # pylint: disable=g-import-not-at-top
   from test_adapt_run import _sst2_rows  # pylint: disable=g-import-not-at-top
+
+  from ssljax import cli  # pylint: disable=g-import-not-at-top
   torch.manual_seed(2)
   _llama(tmp_path / 'llama').save_pretrained(tmp_path / 'llama')
   for split, (count, offset) in {'train': (32, 0), 'dev': (12, 1)}.items():

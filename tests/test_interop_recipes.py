@@ -13,12 +13,14 @@ transformers = pytest.importorskip('transformers')
 pytest.importorskip('lm_eval')
 pytest.importorskip('accelerate')  # lm-eval's hf model needs it
 
-from conftest import tiny_config  # noqa: E402
 from test_inference_harness import _lm_eval, _numbers, local_tasks_only, tasks  # noqa: E402,F401
 from test_interop_modern import TOL, check_export, check_greedy  # noqa: E402
+
 from ssljax import cli  # noqa: E402
 from ssljax.inference import encoding, loading  # noqa: E402
 from ssljax.pretrain import loop  # noqa: E402
+
+from conftest import tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.slow  # two pretraining runs, lm-eval twice
 

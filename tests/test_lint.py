@@ -1,4 +1,5 @@
-"""ruff and mypy find nothing in ssljax/, with the settings in pyproject.toml.
+"""ruff finds nothing in ssljax/, tests/, benchmarks/ and scripts/, and mypy nothing in
+ssljax/, with the settings in pyproject.toml.
 
 Both come with the `test` extra, so a missing tool fails here rather than skipping: the
 gate cannot silently not run.
@@ -20,7 +21,7 @@ def _clean(*command: str) -> None:
 
 
 def test_ruff_finds_nothing():
-  _clean('ruff', 'check', '--no-cache', 'ssljax')
+  _clean('ruff', 'check', '--no-cache', 'ssljax', 'tests', 'benchmarks', 'scripts')
 
 
 @pytest.mark.slow  # a subprocess: about 40 s without a cache

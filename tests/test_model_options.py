@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx, traverse_util
 
-from conftest import tiny_config
 from ssljax import config as config_lib, models
 from ssljax.errors import UserError
 from ssljax.models import layers
+
+from conftest import tiny_config
 
 MODERN = {
     'bert': {'model.pre_ln': True, 'model.positions': 'rope', 'model.activation': 'geglu',

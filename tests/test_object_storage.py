@@ -10,20 +10,22 @@ parameters, probe scores and features equal the local run's. The GCS emulator ge
 generation header and preconditions it lacks (`_with_generations`).
 """
 
+import http
 import json
 import os
-import http
 import signal
 import socket
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from ssljax import cli, paths
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint, loop as train, metrics
 from ssljax.inference import loading
+from ssljax.pretrain import checkpoint, loop as train, metrics
+
+from conftest import tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +91,8 @@ def _with_generations(server_module):
 
 
 def _clear_filesystem_caches():
-  import gcsfs, s3fs  # pylint: disable=g-import-not-at-top
+  import gcsfs
+  import s3fs  # pylint: disable=g-import-not-at-top
   gcsfs.GCSFileSystem.clear_instance_cache()
   s3fs.S3FileSystem.clear_instance_cache()
 
@@ -248,10 +251,12 @@ def test_s3_upload_cut_short_is_removed_and_the_last_uploaded_step_restores(
 
 
 def test_a_url_without_its_backend_names_the_extra(monkeypatch):
-  monkeypatch.setattr(paths.importlib.util, 'find_spec', lambda name: None)
-  with pytest.raises(UserError, match=r"pip install 'ssljax\[gcs\]'"):
+  for module in ('gcsfs', 's3fs'):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+  with pytest.raises(UserError, match=r"gs://bucket/run: a gs:// path needs gcsfs, from the "
+                     r"'gcs' extra: pip install -e '.*\[gcs\]'"):
     paths.path('gs://bucket/run')
-  with pytest.raises(UserError, match=r"pip install 'ssljax\[s3\]'"):
+  with pytest.raises(UserError, match=r"needs s3fs, from the 's3' extra: .*\[s3\]'"):
     paths.path('s3://bucket/run')
 
 
@@ -267,10 +272,10 @@ def test_s3_checkpoints_with_several_processes_are_refused(monkeypatch):
 def test_prepare_reads_and_writes_buckets(buckets, corpus_file, tokenizer_file,
                                            tmp_path):
   pytest.importorskip('apache_beam')
-  from ssljax.data import prepared
   from ssljax.prepare import pipeline
   _prepare = lambda c, out, **kw: pipeline.prepare(c, out, workers=1, progress=False, **kw)
-  _config = lambda path, tok: tiny_config(path, **{'data.eval_fraction': 0.0, 'tokenizer.path': tok})
+  _config = lambda path, tok: tiny_config(
+      path, **{'data.eval_fraction': 0.0, 'tokenizer.path': tok})
   for backend in ('gs', 's3'):
     root = paths.path(f'{buckets[backend]}/prepare-{tmp_path.name}')
     (root / 'corpus' / 'docs.txt').write_bytes(corpus_file.read_bytes())

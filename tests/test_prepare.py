@@ -7,16 +7,18 @@ difference); a run on it resumes exactly; bad folders and sources are one line.
 
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from ssljax import cli, config as config_lib, tokenizers
-from ssljax.data import corpus, examples, prepared, shards
+from ssljax.data import corpus, examples, prepared
 from ssljax.errors import UserError
-from ssljax.pretrain import loop as train, metrics
 from ssljax.prepare import pipeline, sources
+from ssljax.pretrain import loop as train, metrics
+
+from conftest import tiny_config
 
 pytest.importorskip('apache_beam')
 
@@ -336,3 +338,21 @@ def test_nsp_with_one_held_out_document_names_eval_fraction(tmp_path):
                                   'data.eval_fraction=0.02', 'tokenizer.vocab_size=60'])
   with pytest.raises(UserError, match='data.eval_fraction=0.02 holds out 1 of the 40'):
     train.setup(config, tmp_path / 'run')
+
+
+@pytest.mark.slow
+def test_beams_routine_warnings_go_to_a_log_file(corpus_file, tokenizer_file, tmp_path):
+  """Beam's parent and its two worker processes log a dozen warnings each (apitools,
+  semi_persistent_directory, unparseable args); the terminal shows ssljax's lines only."""
+  import subprocess
+  import sys
+  sets = ['data.source=text', f'data.path={corpus_file}', f'tokenizer.path={tokenizer_file}',
+          'data.seq_len=32', 'model.max_len=32', 'train.progress=false']
+  command = [sys.executable, '-m', 'ssljax.cli', 'prepare', '--out', str(tmp_path / 'out'),
+             '--workers', '2'] + [a for s in sets for a in ('--set', s)]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert 'WARNING' not in result.stderr and 'apitools' not in result.stderr, result.stderr
+  log = result.stdout.splitlines()[-1].removeprefix("Beam's log: ")
+  assert 'WARNING' in pathlib.Path(log).read_text()
+  assert result.stdout.splitlines()[-2].startswith(f'prepared {tmp_path / "out"}: ')

@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import run_steps, tiny_config
 from ssljax.pretrain import hlo, loop as train
+
+from conftest import run_steps, tiny_config
 
 ALBERT = {'model.arch': 'albert', 'model.share_layers': True, 'model.embed_size': 16,
           'objective': 'mlm_sop', 'mesh.data': 8, 'train.batch_size': 64}

@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 
+from ssljax.pretrain import checkpoint, loop as train, metrics
+
 import process_helpers as ph
 from conftest import tiny_config
-from ssljax.pretrain import checkpoint, metrics, loop as train
 
 pytestmark = pytest.mark.slow  # several processes, each compiling the run
 

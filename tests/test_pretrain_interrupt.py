@@ -8,10 +8,11 @@ import signal
 import numpy as np
 import pytest
 
-import process_helpers as ph
-from conftest import tiny_overrides
 from ssljax import cli
 from ssljax.pretrain import checkpoint, metrics
+
+import process_helpers as ph
+from conftest import tiny_overrides
 
 cli_main = importlib.import_module('ssljax.cli.main')  # ssljax.cli.main is also a function
 pytestmark = pytest.mark.slow  # two runs of the tiny model (~25 s on 2 loaded cores)

@@ -13,9 +13,10 @@ import time
 import numpy as np
 import pytest
 
+from ssljax.pretrain import checkpoint, loop as train
+
 import process_helpers as ph
 from conftest import tiny_config
-from ssljax.pretrain import checkpoint, loop as train
 
 pytestmark = pytest.mark.slow  # five processes, each compiling the run
 

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from conftest import tiny_config
 from ssljax.errors import UserError
 from ssljax.pretrain import lock, loop as train
+
+from conftest import tiny_config
 
 
 def _hold(workdir, pid, host=None, beat=None):

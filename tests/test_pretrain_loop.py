@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import tiny_config, tiny_overrides
-from ssljax.pretrain import checkpoint, metrics, loop as train
 from ssljax.errors import UserError
 from ssljax.inference import loading
+from ssljax.pretrain import checkpoint, loop as train, metrics
+
+from conftest import tiny_config, tiny_overrides
 
 
 def losses(workdir):

@@ -54,6 +54,7 @@ def test_flops_per_token_matches_a_hand_count(arch, objective):
   projection e h when e < h, the pooler and sentence head h^2 + 2 h once per sequence, plus
   attention's 12 L S h: written out from the config, not read from the parameters."""
   from flax import nnx  # pylint: disable=g-import-not-at-top
+
   from ssljax import models  # pylint: disable=g-import-not-at-top
   h, layers, f, v, seq, fraction = 16, 3, 40, 50, 32, 0.15
   e = 8 if arch == 'albert' else 0

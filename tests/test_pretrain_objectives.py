@@ -5,10 +5,11 @@ test_context_use.py (MLM, CLM) and test_pretrain_sentence_heads.py (NSP, SOP).""
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from ssljax import tokenizers as tokenizer
 from ssljax.data import corpus
 from ssljax.pretrain import loop as train, metrics
+
+from conftest import tiny_config
 
 pytestmark = pytest.mark.slow  # 40 steps of each objective
 

@@ -5,10 +5,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import tiny_config
 from ssljax import config as config_lib
 from ssljax.errors import UserError
 from ssljax.pretrain import loop, profile
+
+from conftest import tiny_config
 
 
 def test_self_times_subtract_nested_ops():

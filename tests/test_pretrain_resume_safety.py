@@ -1,15 +1,16 @@
-"""A resume never loses a run: every step's config is checked before any array is read, a
-config change sets nothing aside, and no run starts from step 0 beside checkpoints that do
-not restore unless train.fresh_start says so."""
+"""A resume never loses a run: every step's config is checked (by `setup`, before the
+optimizer is built) before any array is read, a config change sets nothing aside, and no run
+starts from step 0 beside checkpoints that do not restore unless train.fresh_start says so."""
 
 import shutil
 
 import pytest
 
-from conftest import tiny_config
 from ssljax import config as config_lib
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint, loop as train
+from ssljax.pretrain import loop as train
+
+from conftest import tiny_config
 
 
 @pytest.fixture
@@ -30,11 +31,9 @@ def _steps(workdir):
 def test_another_config_is_refused_by_every_steps_metadata(run_copy, corpus_file,
                                                            tokenizer_file):
   (run_copy / 'checkpoints' / '6' / 'meta' / 'metadata').unlink()
-  run = train.setup(_config(corpus_file, tokenizer_file, **{'model.mlp_dim': 128}), run_copy)
   with pytest.raises(UserError, match=r'checkpoints/3 holds a run with another config '
                      r'\(model.mlp_dim: 64 -> 128\)'):
-    train.restore_or_init(run)
-  run.manager.close()
+    train.setup(_config(corpus_file, tokenizer_file, **{'model.mlp_dim': 128}), run_copy)
   assert _steps(run_copy) == ['3', '6']  # nothing set aside
 
 
@@ -57,10 +56,8 @@ def test_no_fresh_start_beside_checkpoints_that_do_not_restore(run_copy, corpus_
 
 
 def test_another_objective_is_one_line(run_copy, corpus_file, tokenizer_file):
-  run = train.setup(_config(corpus_file, tokenizer_file, objective='mlm'), run_copy)
   with pytest.raises(UserError, match=r"another config \(objective: 'mlm_nsp' -> 'mlm'\)"):
-    train.restore_or_init(run)
-  run.manager.close()
+    train.setup(_config(corpus_file, tokenizer_file, objective='mlm'), run_copy)
 
 
 def test_a_run_written_before_a_key_existed_resumes():

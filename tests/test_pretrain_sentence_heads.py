@@ -11,8 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from ssljax.pretrain import loop
+
+from conftest import tiny_config
 
 WORDS = 64
 
@@ -38,7 +39,7 @@ def test_sentence_head_learns_a_planted_signal(objective, tmp_path):
                'train.log_every': 50, 'train.eval_every': 500, 'train.eval_batches': 8,
                'train.checkpoint_every': 500, 'data.eval_fraction': 0.1}
   final = loop.pretrain(tiny_config(tmp_path / 'docs.txt', **overrides), tmp_path / 'run')
-  rows = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').open()]
+  rows = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').open()]
   print(objective, [(r['step'], round(r[f'{head}_accuracy'], 3)) for r in rows
                     if f'{head}_accuracy' in r], final[f'eval_{head}_accuracy'])
   # Chance is 0.5. Over train.seed 0, 1, 2 NSP reaches 0.82, 0.77, 0.85 (the eval split is

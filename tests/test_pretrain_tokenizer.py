@@ -3,10 +3,11 @@ run that failed earlier is ignored and replaced by the configured one."""
 
 import logging
 
-from conftest import tiny_config
 from ssljax import tokenizers
 from ssljax.data import corpus
 from ssljax.pretrain import loop as train
+
+from conftest import tiny_config
 
 
 def test_a_leftover_tokenizer_is_replaced(corpus_file, tokenizer_file, tmp_path, caplog):

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import run_steps, tiny_config
 from ssljax import config as config_lib, models
 from ssljax.errors import UserError
 from ssljax.models import layers
 from ssljax.pretrain import budget, loop, optimizer
+
+from conftest import run_steps, tiny_config
 
 
 def _tiny_model(**overrides):

@@ -16,10 +16,11 @@ import pathlib
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from ssljax import config as config_lib, tokenizers
 from ssljax.data import corpus
 from ssljax.pretrain import loop, metrics
+
+from conftest import tiny_config
 
 SYNTHETIC = pathlib.Path(__file__).parent / 'fixtures' / 'synthetic.txt'
 RTOL = 1e-4  # float32 on CPU: reduction order may differ between XLA versions, not more

@@ -6,6 +6,7 @@ never as a traceback.
 
 import argparse
 import errno
+import glob
 import logging
 import os
 import signal
@@ -66,7 +67,21 @@ def _drop_closed_loop_noise(report):
     sys.__unraisablehook__(report)
 
 
+def _cpu_without_accelerators(environ=os.environ):
+  """JAX_PLATFORMS=cpu on a Linux machine with no TPU or GPU device file, unless set.
+
+  With libtpu installed (the tpu and test extras), jax otherwise tries a TPU at every start
+  and libtpu prints six lines of errors about host bounds and worker hostnames; there is
+  nothing else to find. `ssljax compile` builds its compile-only devices either way.
+  """
+  accelerators = ('/dev/accel*', '/dev/vfio/[0-9]*', '/dev/nvidia[0-9]*')
+  if (sys.platform == 'linux' and 'JAX_PLATFORMS' not in environ
+      and not any(glob.glob(pattern) for pattern in accelerators)):
+    environ['JAX_PLATFORMS'] = 'cpu'
+
+
 def main(argv=None):
+  _cpu_without_accelerators()
   previous = signal.signal(signal.SIGINT, _interrupted)
   sys.unraisablehook = _drop_closed_loop_noise  # kept: the stray reads outlive main()
   try:

@@ -4,6 +4,10 @@ Imports stay inside the command, so that building the parser loads neither JAX n
 """
 
 import argparse
+import contextlib
+import os
+import sys
+import tempfile
 
 from ssljax.errors import UserError
 
@@ -27,10 +31,52 @@ draw per document. A killed prepare, rerun with the same command, finishes what 
 missing; the manifest is written last.'''
 
 
+@contextlib.contextmanager
+def _beam_log(verbose: bool):
+  """Sends file descriptor 2 to a log file while Beam runs, keeping sys.stderr (the progress
+  bar, ssljax's own lines) on the terminal.
+
+  Beam's parent process and its DirectRunner worker processes (which inherit descriptor 2)
+  each log about a dozen routine warnings, and a failing worker pages of tracebacks, before
+  the one line that matters. Yields the log's path; with -v everything stays on the terminal.
+  """
+  if verbose:
+    yield None
+    return
+  with tempfile.NamedTemporaryFile('w', prefix='ssljax-prepare-', suffix='.log',
+                                   delete=False) as log:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal, before = os.fdopen(os.dup(saved), 'w', buffering=1), sys.stderr
+    os.dup2(log.fileno(), 2)
+    sys.stderr = terminal
+    try:
+      yield log.name
+    finally:
+      sys.stderr = before
+      terminal.close()
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
 def _prepare(args):
   from ssljax import config as config_lib
-  from ssljax.prepare import pipeline
   config = config_lib.load(args.config, args.set)
+  with _beam_log(args.verbose) as log:
+    try:
+      _run(args, config)
+    except UserError as e:
+      if log and os.path.getsize(log):
+        raise UserError(f"{e} (Beam's log: {log})") from None
+      raise
+  if log and os.path.getsize(log):
+    print(f"Beam's log: {log}")
+  elif log:
+    os.remove(log)
+
+
+def _run(args, config):
+  from ssljax.prepare import pipeline
   if config.data.source == 'prepared':
     raise UserError('data.source=prepared is already prepared; point data.source at the '
                     'raw corpus (text, jsonl, parquet, tfds or embedded)')

@@ -144,6 +144,10 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
     prepared.check_tokenizer(folder, tokenizer, origin)
     return (tokenizer, folder.examples('train', config.objective, data.seq_len, seed),
             folder.examples('eval', config.objective, data.seq_len, seed + 1))
+  if data.source == 'embedded' and jax.process_count() > 1 and jax.process_index() == 0:
+    log.warning('data.source=embedded on %d hosts: every host trains on the demo corpus '
+                "(Python's documentation, 0.3 M characters); prepare a real one with ssljax "
+                'prepare and set data.source=prepared data.path=gs://...', jax.process_count())
   documents = corpus.load_documents(data)
   train_docs, eval_docs = corpus.split_documents(documents, data.eval_fraction, seed)
   if config.objective == 'mlm_nsp' and len(eval_docs) == 1 and len(documents) > 1:
@@ -175,12 +179,16 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
                   if eval_examples else [])
   graphdef, abstract_params = models.abstract(model_cfg)
   manager = checkpoint.manager(workdir, config.train.keep_checkpoints)
-  saved = checkpoint.metas(manager)
-  for step, meta in saved.items():
-    if meta is not None:
-      _check_resumable(config, meta, workdir, step)
-  segments = schedule_segments(config, workdir, next(
-      ((step, meta) for step, meta in saved.items() if meta is not None), None))
+  try:
+    saved = checkpoint.metas(manager)
+    for step, meta in saved.items():
+      if meta is not None:
+        _check_resumable(config, meta, workdir, step)
+    segments = schedule_segments(config, workdir, next(
+        ((step, meta) for step, meta in saved.items() if meta is not None), None))
+  except BaseException:
+    manager.close()
+    raise
   tx = optimizer.build(config.optimizer, segments[0][1], [tuple(s) for s in segments[1:]])
   spec = step_lib.build_spec(config, graphdef, tx, step_lib.vocab_ids(tokenizer))
   strategy = parallel.STRATEGIES[config.parallel.strategy](
