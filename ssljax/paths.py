@@ -18,11 +18,10 @@ import fsspec
 import numpy as np
 from etils import epath
 
-from ssljax import errors
-from ssljax.errors import UserError
+from ssljax.errors import UserError, require
 
 Path = epath.Path
-BACKENDS = {'gs': 'gcsfs', 's3': 's3fs'}  # scheme -> its fsspec back-end (errors.EXTRAS)
+BACKENDS = {'gs': 'gcsfs', 's3': 's3fs'}  # scheme -> its fsspec back-end (an extra)
 
 
 def scheme(path) -> str:
@@ -42,7 +41,7 @@ def path(p) -> epath.Path:
   if not kind:
     return epath.Path(text).expanduser()
   if kind in BACKENDS:
-    errors.require(BACKENDS[kind], f'{text}: a {kind}:// path')
+    require(BACKENDS[kind], f'{text}: a {kind}:// path')
   return epath.Path(text)
 
 

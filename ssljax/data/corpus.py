@@ -15,8 +15,8 @@ import sysconfig
 import fsspec
 import numpy as np
 
-from ssljax import errors, paths
-from ssljax.errors import UserError
+from ssljax import paths
+from ssljax.errors import UserError, require
 
 # Standard-library folders whose docstrings are tests, tools or already in pydoc_data.
 _STDLIB_SKIP = frozenset({
@@ -160,7 +160,7 @@ def _parquet(data_cfg) -> list[str]:
 
 def parquet_texts(file: str, field: str, row_group: int | None = None) -> list[str]:
   """Column `field` of a Parquet file (or of one row group), as strings; None is ''."""
-  errors.require('pyarrow', 'a Parquet corpus')
+  require('pyarrow', 'a Parquet corpus')
   import pyarrow.parquet as pq
   with fsspec.open(file, 'rb') as f:
     try:

@@ -18,8 +18,8 @@ import time
 import jax
 import numpy as np
 
-from ssljax import errors, models
-from ssljax.errors import UserError
+from ssljax import models
+from ssljax.errors import UserError, require
 from ssljax.models import attention
 from ssljax.pretrain import chips, hlo, metrics, optimizer, parallel, step as step_lib
 
@@ -29,7 +29,7 @@ SETTINGS = ('train.batch_size', 'train.grad_accum', 'mesh.fsdp', 'model.remat')
 def topology_devices(name: str):
   """(chip, compile-only devices) of a topology name (see `chips.topology`)."""
   chip, jax_name = chips.topology(name)
-  errors.require('libtpu', f'--topology {name}')
+  require('libtpu', f'--topology {name}')
   from jax.experimental import topologies
   # Compile-only: no chip is opened, so another process using libtpu is no conflict.
   os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
