@@ -42,13 +42,13 @@ without the polls of --queued and --watch) instead of running them.
 """
 
 import argparse
+import ast
 import pathlib
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-import tomllib
 
 PROG = 'launch_tpu.py'
 COMMANDS = ('launch', 'status', 'logs', 'stop')
@@ -150,9 +150,11 @@ def _check_launch_args(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 def _wheel_name() -> str:
-  """The file name `pip wheel` gives this checkout (pure Python: py3-none-any)."""
-  with open(ROOT / 'pyproject.toml', 'rb') as f:
-    version = tomllib.load(f)['project']['version']
+  """The file name `pip wheel` gives this checkout (pure Python: py3-none-any), from the one
+  place the version is written."""
+  tree = ast.parse((ROOT / 'ssljax' / '__init__.py').read_text())
+  version = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                 and [t.id for t in node.targets if isinstance(t, ast.Name)] == ['__version__'])
   return f'ssljax-{version}-py3-none-any.whl'
 
 

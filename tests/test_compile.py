@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ssljax import config as config_lib
+from ssljax.cli import compile as compile_cli
 from ssljax.errors import UserError
 from ssljax.pretrain import chips, compile as compile_lib
 
@@ -62,6 +63,9 @@ def _check_fsdp(r, config, kinds=True):
     assert r['collective_bytes']['reduce-scatter'] > 0
   assert sum(r['collective_bytes'].values()) <= 4 * 2 * r['parameters'], r['collective_bytes']
   assert 0 < r['roofline_mfu'] <= 1.0
+  assert r['run_hours_bound'] == pytest.approx(
+      r['roofline_step_seconds'] * config.train.steps / 3600)
+  assert f"train.steps={config.train.steps:,} at that bound" in compile_cli.report_lines(r)[-1]
 
 
 @pytest.mark.slow

@@ -200,3 +200,15 @@ def test_throughput_times_ten_steps_not_one():
   steady = [r['tokens_per_s'] for r in rates[10:]]
   assert min(steady) == pytest.approx(200.0) and max(steady) == pytest.approx(200.0)
   assert rates[-1]['mfu'] == pytest.approx(200.0 * 2.0 / 1e3)
+
+
+def test_several_hosts_on_the_embedded_corpus_are_warned(monkeypatch, tmp_path, caplog,
+                                                         tokenizer_file):
+  """A pod slice that trains on Python's documentation is paid for nothing: one line says so
+  (docs/pods.md's recipe sets data.source)."""
+  config = tiny_config(None, **{'data.source': 'embedded', 'tokenizer.path': tokenizer_file})
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  with caplog.at_level('WARNING', logger='ssljax.pretrain.loop'):
+    train.corpus_examples(config, tmp_path, None)
+  warned = [r.getMessage() for r in caplog.records if 'data.source=embedded' in r.getMessage()]
+  assert len(warned) == 1 and 'on 2 hosts' in warned[0] and 'ssljax prepare' in warned[0]

@@ -42,7 +42,9 @@ def report_lines(r) -> list[str]:
         f"{r['random_bit_ops']:.3g} uint32 ops",
       f"roofline: step >= {r['roofline_step_seconds'] * 1e3:.1f} ms (compute "
         f"{t['compute'] * 1e3:.1f}, HBM {t['hbm'] * 1e3:.1f}, ICI {t['ici'] * 1e3:.1f} ms): "
-        f"MFU <= {r['roofline_mfu']:.0%}"]
+        f"MFU <= {r['roofline_mfu']:.0%}",
+      f"train.steps={r['train_steps']:,} at that bound: >= {r['run_hours_bound']:.1f} h of "
+        f"the slice (its hourly price x these hours is the cost floor; a real step is slower)"]
 
 
 def add_commands(sub):

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+import ssljax
 from ssljax.cli import adapt, compile as compile_cmd, encode, generate, interop, prepare, pretrain
 from ssljax.errors import EXTRAS, MissingExtra, UserError
 
@@ -37,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
       'evaluation of what it pretrained: probes, fine-tuning, prompting, GLUE.',
       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('-v', '--verbose', action='store_true', help='log at INFO level')
+  p.add_argument('--version', action='version', version=f'ssljax {ssljax.__version__}')
   sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
   pretrain.add_commands(sub)

@@ -115,7 +115,7 @@ def compile_step(config, topology: str) -> dict:
   name = f'{config.model.arch} on {topology}'
   mesh = dict(strategy.mesh.shape)
   out = {'topology': topology, 'chip': chip.name, 'chips': len(devices), 'mesh': mesh,
-         'hbm_bytes': chip.hbm_bytes, 'attention': kernel}
+         'hbm_bytes': chip.hbm_bytes, 'attention': kernel, 'train_steps': config.train.steps}
   with tempfile.TemporaryDirectory(prefix='ssljax-compile-') as dump:
     try:
       compiled = lowered.compile({'xla_dump_to': dump, 'xla_dump_hlo_as_text': True,
@@ -173,6 +173,8 @@ def compile_step(config, topology: str) -> dict:
       'roofline_seconds': {'compute': t_compute, 'hbm': t_hbm, 'ici': t_ici},
       'roofline_step_seconds': t_step,
       'roofline_mfu': model_flops / (chip.peak_flops * n) / t_step if t_step else 0.0,
+      # train.steps at that bound: hours of the whole slice, so x its hourly price = cost floor
+      'run_hours_bound': t_step * config.train.steps / 3600,
       'attention_kernels': (program or {}).get('kernels', []),  # as found in the program
       # Dropout and masking bits: uint32 element-ops per chip and step (0: no RNG work).
       'random_bit_ops': (program or {}).get('random_bit_ops', 0.0),
