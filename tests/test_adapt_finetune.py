@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from ssljax import models as model_lib
 from ssljax.adapt import finetune, probe
 from ssljax.errors import UserError
 from ssljax.tasks import task_rows
@@ -133,3 +134,19 @@ def test_fine_tuning_fits_a_separable_task_of_every_kind(bert, tok, kind, spec, 
   result = finetune.finetune(bert, tok, spec, make(600, 0), {'test': make(64, 1)}, cfg, 0)
   main = spec.metrics[0]
   assert result['evals']['test']['metrics'][main] >= floor, result['evals']['test']['metrics']
+
+
+def test_seeds_and_inits_share_one_compiled_step(bert, tok):
+  """A shape compiles once per run: the second seed, and a model of the same architecture
+  from other weights (the scratch init), run the first one's jitted step."""
+  cfg = _settings(epochs=1, lr='1e-3,3e-4')
+  train = _task('classification', 32, 0)
+  scratch = model_lib.build(bert.cfg, nnx.Rngs(7))
+  finetune.finetune(bert, tok, SPECS['classification'], train, {}, cfg, 0)
+  compiled = list(finetune._COMPILED.values())[-1]  # pylint: disable=protected-access
+  sizes = compiled.step._cache_size(), compiled.forward._cache_size()
+  assert sizes[0] == len(compiled.widths) >= 1
+  for model, seed in ((bert, 1), (scratch, 0)):
+    finetune.finetune(model, tok, SPECS['classification'], train, {}, cfg, seed)
+    assert list(finetune._COMPILED.values())[-1] is compiled  # pylint: disable=protected-access
+  assert (compiled.step._cache_size(), compiled.forward._cache_size()) == sizes

@@ -77,3 +77,11 @@ def test_the_install_line_names_where_ssljax_came_from(monkeypatch, direct_url, 
   import importlib.metadata
   monkeypatch.setattr(importlib.metadata, 'distribution', lambda name: _Dist(direct_url))
   assert errors.install_line('hf') == line
+
+
+def test_every_extra_lives_in_one_environment():
+  """The test extra holds every other extra's packages; pip check finds no broken pin (Beam's
+  protobuf < 7 against sentencepiece 0.2.3's generated code needed a second pip command)."""
+  result = subprocess.run([sys.executable, '-m', 'pip', 'check'], capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stdout + result.stderr
