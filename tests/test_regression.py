@@ -26,13 +26,13 @@ SYNTHETIC = pathlib.Path(__file__).parent / 'fixtures' / 'synthetic.txt'
 RTOL = 1e-4  # float32 on CPU: reduction order may differ between XLA versions, not more
 
 # (loss, grad_norm) of steps 1, 2, 3.
-PINNED = {
-    1: (5.9669318199157715, 1.8708118200302124),
-    2: (5.997200012207031, 1.5266543626785278),
-    3: (5.973692893981934, 1.6772079467773438),
+PINNED = {  # with sentencepiece 0.2.2's tokenizer (pyproject bounds it below 0.2.3)
+    1: (6.013373374938965, 1.7091395854949951),
+    2: (5.986183166503906, 1.6629749536514282),
+    3: (5.987854480743408, 1.5985398292541504),
 }
-TOKENS = (1461, 64010)  # (number of tokens, sum of ids) of the encoded corpus
-FIRST_BATCH = (13929, 200, 10)  # (sum of input_ids, sum of segment_ids, sum of sentence_label)
+TOKENS = (1428, 65387)  # (number of tokens, sum of ids) of the encoded corpus
+FIRST_BATCH = (13476, 169, 11)  # (sum of input_ids, sum of segment_ids, sum of sentence_label)
 
 WHY = ('these pin the numerics; update them only when a change is meant to alter the math '
        '(model init, masking, loss normalisation, optimizer), and say why in the commit')

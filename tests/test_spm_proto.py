@@ -1,8 +1,8 @@
 """sentencepiece models read from the wire format equal what protobuf's own parser reads.
 
-The reference is transformers' own generated ModelProto (`sentencepiece_model_pb2_new`, whose
-gencode the protobuf that Beam's pin allows accepts); pieces and scores are also checked against
-sentencepiece's processor.
+The reference is the generated ModelProto that transformers converts with (`import_protobuf`:
+sentencepiece's own, which loads on protobuf 6 below 0.2.3); pieces and scores are also
+checked against sentencepiece's processor.
 """
 
 import pytest
@@ -14,8 +14,8 @@ from ssljax.tokenizers import spm_proto
 
 @pytest.fixture(scope='module')
 def reference():
-  from transformers.utils import sentencepiece_model_pb2_new
-  return sentencepiece_model_pb2_new
+  from transformers.convert_slow_tokenizer import import_protobuf
+  return import_protobuf()
 
 
 @pytest.fixture(params=['unigram', 'bpe'])

@@ -124,11 +124,12 @@ def save(mgr, step, state, data_state, meta):
 
 def make_meta(config, tokenizer_proto: bytes, tokenizer_kind: str = 'sentencepiece',
               schedule: list | None = None) -> dict:
-  """`schedule`: the learning rate's segments (`loop.Run.schedule`); None: the config's."""
-  return {'config': config.to_dict(), 'seed': config.train.seed,
+  """`schedule`: the learning rate's segments (`loop.Run.schedule`), which pretraining
+  saves; without them a resume takes the config's train.steps as the whole schedule."""
+  meta = {'config': config.to_dict(), 'seed': config.train.seed,
           'tokenizer': base64.b64encode(tokenizer_proto).decode('ascii'),
-          'tokenizer_kind': tokenizer_kind,
-          'schedule': schedule or [[0, config.train.steps, '']]}
+          'tokenizer_kind': tokenizer_kind}
+  return meta | ({'schedule': schedule} if schedule else {})
 
 
 def tokenizer_proto(meta) -> bytes:
