@@ -8,7 +8,7 @@ import pytest
 from ssljax.adapt import finetune, probe, report, run as run_lib
 from ssljax.cli import adapt as cli_adapt
 from ssljax.errors import UserError
-from ssljax.tasks import baselines, readers
+from ssljax.tasks import baselines, kinds, readers
 from ssljax.tasks.readers import Example
 
 import adapt_helpers
@@ -104,6 +104,26 @@ def test_a_classifier_predicting_one_class_on_every_seed_is_flagged():
   assert not _results([0.9, 0.9], [one_class, mixed])['warnings']  # one seed learnt
   single_class_truth = [[0, 0, 0], [0, 0, 0], [0, 0, 5]]  # right to predict only z
   assert not _results([1.0], [single_class_truth])['warnings']
+
+
+@pytest.mark.parametrize('method, advice', [('finetune', 'finetune.lr'),
+                                             ('probe_ridge', 'probe.layer'),
+                                             ('fewshot', 'fewshot.template')])
+def test_a_regressor_predicting_one_value_on_every_seed_is_flagged(method, advice):
+  """STS-B Pearson 0.000 from a constant prediction reads as a result; it is a collapse, and
+  the advice names the method's own settings."""
+  truths = [0.0, 1.0, 2.5, 4.0, 5.0]
+  score = lambda predictions: kinds.score(SPECS['regression'], [
+      Example(text=str(t), label=t) for t in truths], predictions)
+  constant, spread = score([2.5] * 5), score([0.5, 1.0, 2.0, 4.5, 4.0])
+  results = {'task': 'score', 'method': method, 'runs': [
+      {'group': 'pretrained', 'seed': seed, 'evals': {'dev': evals}}
+      for seed, evals in enumerate([constant, constant])]}
+  flagged = baselines._collapsed(results, SPECS['regression'])  # pylint: disable=protected-access
+  assert len(flagged) == 1 and 'predicted one value for every dev example' in flagged[0]
+  assert advice in flagged[0]
+  results['runs'][1]['evals']['dev'] = spread  # one seed learnt
+  assert not baselines._collapsed(results, SPECS['regression'])  # pylint: disable=protected-access
 
 
 def test_lr_auto_picks_the_best_validation_rate_and_epoch(bert, tok, monkeypatch):

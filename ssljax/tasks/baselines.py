@@ -101,18 +101,33 @@ def _not_beaten(results, spec) -> list[str]:
   return out
 
 
+# What to change when a method's predictions collapsed, by results.json's method.
+ADVICE = {'finetune': 'try another finetune.lr or more finetune.epochs',
+          'probe_linear': 'try another probe.lr, more probe.epochs or probe.kind=ridge',
+          'probe_ridge': 'its features do not separate the targets: try another probe.layer '
+                         'or pooling',
+          'fewshot': 'try another fewshot.template or fewshot.verbalizers'}
+
+
 def _collapsed(results, spec) -> list[str]:
+  """Classifiers that predicted one class, and regressors one value, on every seed."""
   out = []
+  advice = ADVICE.get(results['method'], 'try other settings')
   for group in dict.fromkeys(r['group'] for r in results['runs']):
     mine = [r for r in results['runs'] if r['group'] == group]
+    seeds = 'its one seed' if len(mine) == 1 else f'all {len(mine)} seeds'
     for split in mine[0]['evals']:
       matrices = [r['evals'][split].get('confusion_matrix') for r in mine]
+      spreads = [r['evals'][split].get('spread') for r in mine]
       if all(m is not None and _one_class(m) for m in matrices):
         names = sorted({spec.labels[int(np.argmax(np.sum(m, axis=0)))] for m in matrices})
-        seeds = 'its one seed' if len(mine) == 1 else f'all {len(mine)} seeds'
         out.append(f'{results["task"]} {results["method"]} {group} collapsed: it predicted '
                    f'one class ({", ".join(names)}) for every {split} example on {seeds}; '
-                   'try another learning rate or more epochs')
+                   f'{advice}')
+      elif all(s is not None and s['predictions'] <= 1e-3 * s['truths'] for s in spreads):
+        out.append(f'{results["task"]} {results["method"]} {group} collapsed: it predicted '
+                   f'one value for every {split} example on {seeds} (its correlations are '
+                   f'0 by definition); {advice}')
   return out
 
 

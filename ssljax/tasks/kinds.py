@@ -178,4 +178,7 @@ def score(spec: TaskSpec, examples: list[Example], predictions: list) -> dict:
                                                                len(spec.labels))
     result['confusion_matrix'] = scores.confusion_matrix(
         truths, predictions, len(spec.labels)).tolist()
+  if spec.kind == 'regression':  # a constant prediction scores Pearson 0: say it was one
+    result['spread'] = {'predictions': float(np.std(np.asarray(predictions, np.float64))),
+                        'truths': float(np.std(np.asarray(truths, np.float64)))}
   return result
