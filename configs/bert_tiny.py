@@ -10,12 +10,14 @@ accuracy ~0.07. Block 0 reads the embedding norm's output without a norm of its 
 that the model is exactly ModernBERT: `ssljax export-hf runs/bert_tiny --out hf` writes a
 folder transformers loads with AutoModelForMaskedLM (docs/interop.md).
 
-Expected on 2 CPU cores: ~2 min for 600 steps (1 min 46 s measured on an idle machine with
-a plain GELU MLP; GeGLU's wider input layer adds half again the MLP's FLOPs); eval MLM
-accuracy 0.11 at step 200, 0.17 at 400, 0.186 at 600 (eval MLM loss 5.78; train loss 9.3 at
-step 10); NSP stays near chance (0.39) at this budget. Before GeGLU and the skipped block-0
-norm: 0.11 / 0.14 / 0.183, loss 5.84, NSP 0.45. The same command gives the same numbers
-every time.
+Expected, measured on 2 cores of a shared AMD EPYC host (AVX-512 with BF16), sentencepiece
+0.2.2: 4 min for 600 steps (1 min 46 s on an idle, faster host before GeGLU). Eval MLM
+accuracy 0.10-0.12 at step 200 for every seed; then the run leaves the unigram plateau at a
+moment that depends on the seed, so step 600 lands anywhere from 0.14 to 0.22: train.seed
+0 / 1 / 2 gave 0.217 / 0.186 / 0.138 (eval MLM loss 5.48 / 5.71 / 5.99). NSP stays at
+chance (0.39-0.60 on the 8 held-out batches). MLM alone (--set objective=mlm) is no steadier:
+0.191 / 0.129 / 0.209. The same command on the same machine gives the same numbers; another
+CPU's float rounding can move the plateau's exit, and with it the result, as much as a seed.
 """
 
 from ssljax import config as config_lib
