@@ -3,6 +3,7 @@
 Each compile costs tens of seconds on CI's cores, so there are few of them.
 """
 
+import os
 import re
 
 import numpy as np
@@ -198,3 +199,18 @@ def test_hlo_counts_chains_once_loops_as_they_run_and_tpu_reduce_scatters():
   got = hlo.parse(HLO)['collectives']
   assert got == {'all-gather': 1024 * 2, 'collective-permute': 16 * 8 * 4,
                  'reduce-scatter': 64 * 2}, got
+
+
+@pytest.mark.slow
+def test_the_command_prints_its_report_and_nothing_else(tmp_path):
+  """No libtpu discovery errors off a TPU VM, and no persistent-cache warning on a second
+  compile of the same step (a compile-only executable cannot be read back)."""
+  import subprocess
+  import sys
+  command = [sys.executable, '-m', 'ssljax.cli', 'compile', '--config', 'configs/bert_tiny.py',
+             '--topology', 'v5e:2x2', '--set', 'train.batch_size=8']
+  env = {**os.environ, 'JAX_COMPILATION_CACHE_DIR': str(tmp_path / 'xla')}
+  for _ in range(2):
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0 and done.stderr == '', done.stderr
+    assert done.stdout.splitlines()[-1].startswith('train.steps=600 at that bound: >= ')

@@ -8,6 +8,12 @@ def _gib(b):
 
 
 def _compile(args):
+  import jax
+  # Before anything compiles (jax decides once per process): a compile-only executable
+  # cannot be read back from the persistent cache, so a second compile of the same step
+  # warned "PjRtCompiler must be constructed with a Client"; the HLO dump needs a real
+  # compile anyway.
+  jax.config.update('jax_enable_compilation_cache', False)
   from ssljax import config as config_lib
   from ssljax.errors import UserError
   from ssljax.pretrain import compile as compile_lib

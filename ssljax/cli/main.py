@@ -94,7 +94,8 @@ def main(argv=None):
 
 def _main(argv):
   args = parser().parse_args(argv)
-  _compilation_cache()
+  if args.command != 'compile':  # compile-only executables do not cache (cli/compile.py)
+    _compilation_cache()
   logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                       format='%(levelname)s %(name)s: %(message)s')
   for noisy in ('absl', 'orbax', 'jax._src'):
