@@ -7,6 +7,7 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
@@ -79,14 +80,25 @@ def tokenizer_file(corpus_file, tmp_path_factory) -> pathlib.Path:
   return prefix.with_suffix('.model')
 
 
+def pretrained_run_config(corpus_file, tokenizer_file, **extra):
+  """The config of `pretrained_run`, with `extra` overrides."""
+  return tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'mesh.data': 8} | extra)
+
+
 @pytest.fixture(scope='session')
 def pretrained_run(corpus_file, tokenizer_file, tmp_path_factory) -> pathlib.Path:
   """A finished 6-step tiny BERT run on 8 devices (checkpoints at steps 3 and 6)."""
   from ssljax.pretrain import loop as train
   path = tmp_path_factory.mktemp('run')
-  train.pretrain(tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file,
-                                             'mesh.data': 8}), path)
+  train.pretrain(pretrained_run_config(corpus_file, tokenizer_file), path)
   return path
+
+
+@pytest.fixture
+def run_copy(pretrained_run, tmp_path) -> pathlib.Path:
+  """A copy of `pretrained_run` to continue, change or break."""
+  shutil.copytree(pretrained_run, tmp_path / 'run')
+  return tmp_path / 'run'
 
 
 def run_steps(config, workdir, steps):

@@ -16,7 +16,7 @@ from ssljax import config as config_lib
 from ssljax.errors import UserError
 from ssljax.pretrain import checkpoint, loop as train, optimizer
 
-from conftest import tiny_config
+from conftest import pretrained_run_config as _config
 
 
 def _opt(**extra):
@@ -51,16 +51,6 @@ def test_two_extensions_chain():
   assert float(lr(120)) == pytest.approx(at_120)
   assert float(lr(140)) == pytest.approx(1e-3)
 
-
-@pytest.fixture
-def run_copy(pretrained_run, tmp_path):
-  """A copy of the finished 6-step tiny run (checkpoints at steps 3 and 6)."""
-  shutil.copytree(pretrained_run, tmp_path / 'run')
-  return tmp_path / 'run'
-
-
-def _config(corpus_file, tokenizer_file, **extra):
-  return tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'mesh.data': 8} | extra)
 
 
 def _rates(workdir):

@@ -2,7 +2,6 @@
 optimizer is built) before any array is read, a config change sets nothing aside, and no run
 starts from step 0 beside checkpoints that do not restore unless train.fresh_start says so."""
 
-import shutil
 
 import pytest
 
@@ -10,18 +9,7 @@ from ssljax import config as config_lib
 from ssljax.errors import UserError
 from ssljax.pretrain import loop as train
 
-from conftest import tiny_config
-
-
-@pytest.fixture
-def run_copy(pretrained_run, tmp_path):
-  """A copy of the finished tiny run (checkpoints at steps 3 and 6) to break."""
-  shutil.copytree(pretrained_run, tmp_path / 'run')
-  return tmp_path / 'run'
-
-
-def _config(corpus_file, tokenizer_file, **extra):
-  return tiny_config(corpus_file, **{'tokenizer.path': tokenizer_file, 'mesh.data': 8} | extra)
+from conftest import pretrained_run_config as _config
 
 
 def _steps(workdir):
