@@ -189,7 +189,7 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
   except BaseException:
     manager.close()
     raise
-  tx = optimizer.build(config.optimizer, segments[0][1], [tuple(s) for s in segments[1:]])
+  tx = optimizer.build(config.optimizer, *optimizer.from_segments(segments))
   spec = step_lib.build_spec(config, graphdef, tx, step_lib.vocab_ids(tokenizer))
   strategy = parallel.STRATEGIES[config.parallel.strategy](
       spec, parallel.init_fn(model_cfg, tx), abstract_params, config)
@@ -203,8 +203,9 @@ def schedule_segments(config, workdir, newest: tuple[int, dict] | None) -> list[
   """The schedule's segments (`Run.schedule`) for `config`, given the newest checkpoint's
   (step, metadata): its own segments, plus one from that step when train.steps changed.
 
-  A silent rebuild for the new train.steps would jump the rate (1.8e-5 at step 190 of 200,
-  1e-3 at step 210 of 300); so a change needs train.extend to say how the rate goes on.
+  A silent rebuild for the new train.steps would jump the rate (base config: 6.1e-5 at step
+  190 of 200, 3.3e-4 at step 210 of 300), so a change needs train.extend to say how it goes
+  on.
   """
   steps = config.train.steps
   if newest is None or newest[0] == 0:  # a fresh run, or import-hf's step 0: none trained
@@ -411,8 +412,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   writer = metrics_lib.Writer(run.workdir, enabled=lead)
   meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
                               run.schedule)
-  learning_rate = optimizer.schedule(config.optimizer, run.schedule[0][1],
-                                     [tuple(s) for s in run.schedule[1:]])
+  learning_rate = optimizer.schedule(config.optimizer, *optimizer.from_segments(run.schedule))
   if lead and start:
     print(_continuing(run, start, learning_rate), file=sys.stderr, flush=True)
   throughput = _Throughput.of(run)

@@ -27,6 +27,12 @@ def schedule(cfg, total_steps, extensions=()):
   return lr
 
 
+def from_segments(segments) -> tuple[int, list[tuple]]:
+  """(total_steps, extensions) of `schedule` from a run's saved segments, [[0, steps, ''],
+  [from_step, to_step, how], ...] (`loop.Run.schedule`)."""
+  return segments[0][1], [tuple(s) for s in segments[1:]]
+
+
 def _cycle(cfg, total_steps, start_value):
   """Warmup from `start_value` to optimizer.learning_rate, then decay over the rest."""
   steps = round(cfg.warmup_fraction * total_steps) if cfg.warmup_fraction else cfg.warmup_steps
