@@ -7,12 +7,12 @@ never as a traceback.
 import argparse
 import errno
 import glob
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
 
-import ssljax
 from ssljax.cli import adapt, compile as compile_cmd, encode, generate, interop, prepare, pretrain
 from ssljax.errors import EXTRAS, MissingExtra, UserError
 
@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
       'evaluation of what it pretrained: probes, fine-tuning, prompting, GLUE.',
       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('-v', '--verbose', action='store_true', help='log at INFO level')
-  p.add_argument('--version', action='version', version=f'ssljax {ssljax.__version__}')
+  p.add_argument('--version', action='version',  # the installed distribution's
+                 version=f"ssljax {importlib.metadata.version('ssljax')}")
   sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
   pretrain.add_commands(sub)
