@@ -213,4 +213,4 @@ def test_the_command_prints_its_report_and_nothing_else(tmp_path):
   for _ in range(2):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0 and done.stderr == '', done.stderr
-    assert done.stdout.splitlines()[-1].startswith('train.steps=600 at that bound: >= ')
+    assert done.stdout.splitlines()[-1].startswith('train.steps=1,000 at that bound: >= ')
