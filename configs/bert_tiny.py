@@ -13,7 +13,10 @@ folder transformers loads with AutoModelForMaskedLM (docs/interop.md).
 Expected, measured on 2 cores of a shared AMD EPYC host (AVX-512 with BF16), sentencepiece
 0.2.2: 6 to 6.5 min for 1,000 steps. Eval MLM accuracy at step 1,000 between 0.20 and 0.28:
 train.seed 0 / 1 / 2 gave 0.255 / 0.201 / 0.275 (eval MLM loss 4.96 / 5.40 / 4.71), from
-0.10-0.12 at step 200. Why 1,000 steps: every run first sits on the unigram plateau, and
+0.10-0.12 at step 200. On 8 simulated devices (XLA_FLAGS=
+--xla_force_host_platform_device_count=8, --set mesh.data=8) seed 0 gave 0.226: the same
+0.118 at step 200, then another float rounding and another exit, inside the band. Why 1,000
+steps: every run first sits on the unigram plateau, and
 the exit comes at a seed-dependent step; with the 600 steps this demo had, the rate decayed
 before some seeds left it, and step 600 landed anywhere from 0.14 to 0.22 (0.217 / 0.186 /
 0.138; MLM alone 0.191 / 0.129 / 0.209, no steadier). On the 1,000-step schedule every seed
