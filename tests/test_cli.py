@@ -40,11 +40,11 @@ def test_print_config(capsys):
 def test_a_machine_without_accelerators_starts_on_the_cpu_quietly(tmp_path):
   """With libtpu installed, jax tries a TPU at every start, and libtpu prints six lines of
   errors about host bounds and worker hostnames; the CLI sets JAX_PLATFORMS=cpu first."""
-  import glob
   import os
 
   from ssljax.cli.main import _cpu_without_accelerators
-  if any(glob.glob(p) for p in ('/dev/accel*', '/dev/vfio/[0-9]*', '/dev/nvidia[0-9]*')):
+  from ssljax.pretrain import chips
+  if chips.present(chips.TPU_FILES + chips.GPU_FILES):
     pytest.skip('this machine has an accelerator')
   environ: dict[str, str] = {}
   _cpu_without_accelerators(environ)

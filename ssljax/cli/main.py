@@ -6,7 +6,6 @@ never as a traceback.
 
 import argparse
 import errno
-import glob
 import importlib.metadata
 import logging
 import os
@@ -77,9 +76,9 @@ def _cpu_without_accelerators(environ=os.environ):
   and libtpu prints six lines of errors about host bounds and worker hostnames; there is
   nothing else to find. `ssljax compile` builds its compile-only devices either way.
   """
-  accelerators = ('/dev/accel*', '/dev/vfio/[0-9]*', '/dev/nvidia[0-9]*')
+  from ssljax.pretrain import chips  # no JAX: the parser stays light
   if (sys.platform == 'linux' and 'JAX_PLATFORMS' not in environ
-      and not any(glob.glob(pattern) for pattern in accelerators)):
+      and not chips.present(chips.TPU_FILES + chips.GPU_FILES)):
     environ['JAX_PLATFORMS'] = 'cpu'
 
 
@@ -109,9 +108,10 @@ def _main(argv):
   except UserError as e:
     return _fail(str(e))
   except ModuleNotFoundError as e:  # an optional dependency: name its extra
-    if (e.name or '').partition('.')[0] not in EXTRAS:
+    module = (e.name or '').partition('.')[0]
+    if module not in EXTRAS:
       raise
-    return _fail(str(MissingExtra(e.name.partition('.')[0], f'ssljax {args.command}')))
+    return _fail(str(MissingExtra(module, f'ssljax {args.command}')))
   except KeyboardInterrupt as e:  # pretraining's, after its save; or another handler's
     print(f'ssljax: {e or "interrupted"}', file=sys.stderr)
     return 130

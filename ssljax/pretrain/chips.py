@@ -10,6 +10,7 @@ Sources (bf16 dense peak, HBM capacity and bandwidth, ICI bandwidth per chip):
 """
 
 import dataclasses
+import glob
 import re
 
 from ssljax.errors import UserError
@@ -74,3 +75,12 @@ def topology(name: str) -> tuple[Chip, str]:
   if shape is None or len(shape) != chip.dims or min(shape) < 1:
     raise UserError(f'--topology {name!r}: not a {chip.name} slice shape; {usage}')
   return chip, f"{chip.name}:{'x'.join(map(str, shape))}"
+
+
+# Device files of accelerators on this machine: a TPU VM's chips, an NVIDIA GPU's.
+TPU_FILES, GPU_FILES = ('/dev/accel*', '/dev/vfio/[0-9]*'), ('/dev/nvidia[0-9]*',)
+
+
+def present(patterns) -> bool:
+  """Whether any device file of `patterns` (TPU_FILES, GPU_FILES) exists here."""
+  return any(glob.glob(pattern) for pattern in patterns)

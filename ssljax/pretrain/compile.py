@@ -33,7 +33,7 @@ def topology_devices(name: str):
   from jax.experimental import topologies
   # Compile-only: no chip is opened, so another process using libtpu is no conflict.
   os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
-  if not glob.glob('/dev/accel*') and not glob.glob('/dev/vfio/[0-9]*'):
+  if not chips.present(chips.TPU_FILES):
     # Off a TPU VM libtpu asks for this host's slice and workers and prints six lines of
     # errors when no metadata server answers; the topology asked for is unaffected.
     os.environ.setdefault('TPU_ACCELERATOR_TYPE', 'v5litepod-4')
