@@ -150,3 +150,25 @@ def test_seeds_and_inits_share_one_compiled_step(bert, tok):
     finetune.finetune(model, tok, SPECS['classification'], train, {}, cfg, seed)
     assert list(finetune._COMPILED.values())[-1] is compiled  # pylint: disable=protected-access
   assert (compiled.step._cache_size(), compiled.forward._cache_size()) == sizes
+
+
+@pytest.mark.parametrize('pooler', finetune.POOLERS)
+def test_the_pooler_starts_fresh_and_equal_for_both_inits(bert, tok, pooler):
+  """finetune.pooler=fresh: pretrained and scratch start from one pooler drawn from the seed
+  (a pooler trained by an objective that stayed at chance must not handicap the pretrained
+  start); =pretrained keeps the checkpoint's."""
+  cfg = _settings(pooling='cls', pooler=pooler)
+  train = _task('classification', 16, 0)
+  scratch = model_lib.build(bert.cfg, nnx.Rngs(7))
+  pretrained_pooler = nnx.to_pure_dict(nnx.state(bert.pooler))
+  starts = [finetune._prepare(model, tok, SPECS['classification'], train, cfg, 3).init  # pylint: disable=protected-access
+            for model in (bert, scratch)]
+  kernels = [np.asarray(s['model']['pooler']['kernel']) for s in starts]
+  if pooler == 'fresh':
+    np.testing.assert_array_equal(kernels[0], kernels[1])
+    assert not np.allclose(kernels[0], pretrained_pooler['kernel'])
+    head = np.asarray(starts[0]['head']['kernel'])
+    assert not np.allclose(head, kernels[0][:, :head.shape[1]])  # drawn apart from the head
+  else:
+    np.testing.assert_array_equal(kernels[0], pretrained_pooler['kernel'])
+    assert not np.allclose(kernels[0], kernels[1])

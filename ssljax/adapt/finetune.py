@@ -28,6 +28,7 @@ from ssljax.adapt import probe
 from ssljax.adapt.results import Trial
 from ssljax.errors import UserError
 from ssljax.inference import encoding
+from ssljax.models.layers import Dense
 from ssljax.pretrain import checkpoint, optimizer
 from ssljax.tasks import kinds, readers, task_rows
 
@@ -50,6 +51,24 @@ class Tuned(nnx.Module):
     if not self.per_position:
       hidden_BxLxH = encoding.pool(self.model, hidden_BxLxH, inputs['doc_ids'], self.pooling)
     return self.head(hidden_BxLxH).astype(jnp.float32)
+
+
+# Where the [CLS] pooler (dense + tanh) of a fine-tune starts: `fresh` draws it from the
+# seed, the same for both inits, so that the pretrained and the scratch model differ only in
+# the encoder; `pretrained` keeps the checkpoint's, trained by NSP or SOP. A pooler whose
+# sentence-pair objective stayed at chance (the demo's NSP) or never trained (MLM only) is
+# noise at best: from the demo checkpoint (1,000 SST-2 examples, 3 seeds) the pretrained
+# pooler scored below scratch (docs/pretraining.md). Re-drawing it helps few-sample
+# fine-tuning of BERT too (Zhang et al. 2021, "Revisiting few-sample BERT fine-tuning").
+POOLERS = ('fresh', 'pretrained')
+
+
+def fresh_pooler(model_cfg, rngs: nnx.Rngs) -> dict:
+  """A newly drawn [CLS] pooler's weights, as `nnx.to_pure_dict` gives them."""
+  with nnx.use_eager_sharding(False):  # as models.build: unsharded, placed with the model
+    pooler = Dense(model_cfg.hidden_size, model_cfg.hidden_size, ('embed', None), model_cfg,
+                   rngs=rngs)
+  return nnx.to_pure_dict(nnx.state(pooler))
 
 
 def layer_scales(params, num_layers: int, decay: float):
@@ -187,8 +206,11 @@ def _prepare(model, tokenizer, spec, train_examples, cfg, seed) -> _Seed:
                               doc_stride=cfg.doc_stride)
   fit_rows = rows_of([train_examples[i] for i in fit_index])
   val_examples = [train_examples[i] for i in val_index]
-  graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=nnx.Rngs(seed)))
+  rngs = nnx.Rngs(seed)
+  graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=rngs))
   init = nnx.to_pure_dict(state)
+  if cfg.pooler == 'fresh' and cfg.pooling == 'cls':
+    init['model']['pooler'] = fresh_pooler(model.cfg, rngs)
   order = task_rows.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
                                seed, fit_rows.lengths() if cfg.bucket_by_length else None)
   compiled = _compiled(graphdef, spec.kind, cfg, len(order), init, model.cfg.num_layers)

@@ -84,7 +84,8 @@ def settings() -> ml_collections.ConfigDict:
       dict(text='text', text_b='', label='label', kind='classification'))
   c.finetune = ml_collections.ConfigDict(  # lr: auto (finetune.LR_GRID), a number or a list
       dict(lr='auto', search='halving', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0,
-           bucket_by_length=True))  # batches of similar-length rows, each cut short
+           bucket_by_length=True,  # batches of similar-length rows, each cut short
+           pooler='fresh'))  # fresh | pretrained: the [CLS] pooler's start (finetune.POOLERS)
   c.probe = ml_collections.ConfigDict(
       dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4,  # kind: linear | ridge
            layer=0))  # the features of block `layer` (1 = the first); 0 = the last
@@ -101,7 +102,8 @@ def load_settings(overrides=()) -> ml_collections.ConfigDict:
 def check_settings(s: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`s` itself once every value is one the commands take; else one line naming the key."""
   for name, value, options in (('init', s.init, INITS), ('source', s.source, ('files', 'tfds')),
-                               ('probe.kind', s.probe.kind, ('linear', 'ridge'))):
+                               ('probe.kind', s.probe.kind, ('linear', 'ridge')),
+                               ('finetune.pooler', s.finetune.pooler, finetune.POOLERS)):
     if value not in options:
       raise UserError(f'{name}={value!r} is not one of {", ".join(options)}')
   if s.seeds < 1:
