@@ -32,7 +32,7 @@ SPECS = {'classification': readers.TaskSpec('three', 'classification', ('x', 'y'
 def _settings(**overrides):
   return types.SimpleNamespace(**{
       'pooling': 'mean', 'max_len': 32, 'batch_size': 8, 'val_fraction': 0.25,
-      'cache_key': '', 'lr': 1e-3, 'epochs': 1, 'weight_decay': 0.01, 'warmup': 0.1,
+      'lr': 1e-3, 'epochs': 1, 'weight_decay': 0.01, 'warmup': 0.1,
       'llrd': 1.0, 'doc_stride': 8, 'bucket_by_length': True, 'search': 'halving',
       'pooler': 'fresh'} | overrides)
 

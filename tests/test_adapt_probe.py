@@ -3,8 +3,10 @@ validation split, each against an independent reference."""
 
 import numpy as np
 import pytest
+from flax import nnx
 from sklearn import linear_model
 
+from ssljax import models as model_lib
 from ssljax.adapt import probe
 from ssljax.errors import UserError
 from ssljax.tasks import task_rows
@@ -75,17 +77,17 @@ def test_extract_equals_a_direct_forward(bert, tok, pooling):
 
 def test_extract_reads_its_cache(bert, tok, tmp_path, monkeypatch):
   examples = [Example(text=_text(n), label=n % 2) for n in (2, 5, 7)]
-  first = probe.extract(bert, tok, SST2, examples, _settings(cache_key='k'), tmp_path)
+  first = probe.extract(bert, tok, SST2, examples, _settings(), tmp_path, 'k')
   assert len(list(tmp_path.glob('k_sst2_mean_*.npz'))) == 1
 
   def forward(*args):
     raise AssertionError('the cached features were recomputed')
 
   monkeypatch.setattr(probe.encoding, 'features_of', forward)
-  again = probe.extract(bert, tok, SST2, examples, _settings(cache_key='k'), tmp_path)
+  again = probe.extract(bert, tok, SST2, examples, _settings(), tmp_path, 'k')
   np.testing.assert_array_equal(again.x, first.x)
   with pytest.raises(AssertionError, match='recomputed'):  # another key misses the cache
-    probe.extract(bert, tok, SST2, examples, _settings(cache_key='other'), tmp_path)
+    probe.extract(bert, tok, SST2, examples, _settings(), tmp_path, 'other')
 
 
 def test_extract_tokens_gives_one_row_per_word(bert, tok):
@@ -125,3 +127,18 @@ def test_carve_is_a_deterministic_partition(num, fraction):
 def test_user_errors(bert, tok, call, message):
   with pytest.raises(UserError, match=message):
     call(bert, tok)
+
+
+def test_layers_names_the_blocks_a_probe_fits():
+  assert probe.layers('best', 3) == [1, 2, 3]
+  assert probe.layers('last', 3) == probe.layers('0', 3) == probe.layers(0, 3) == [3]
+  assert probe.layers('2', 3) == [2]
+  for bad in ('4', 'top', '-1'):
+    with pytest.raises(UserError, match=f'probe.layer={bad}: use best, last or a block number '
+                                        'from 1 to 3'):
+      probe.layers(bad, 3)
+
+
+def test_model_digest_tells_weights_apart(bert):
+  other = model_lib.build(bert.cfg, nnx.Rngs(11))
+  assert probe.model_digest(bert) == probe.model_digest(bert) != probe.model_digest(other)

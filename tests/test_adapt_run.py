@@ -9,8 +9,9 @@ import json
 
 import numpy as np
 import pytest
+from flax import nnx
 
-from ssljax import cli
+from ssljax import cli, models as model_lib
 from ssljax.adapt import hooks, run as run_lib
 from ssljax.errors import UserError
 from ssljax.inference import encoding, loading
@@ -104,8 +105,9 @@ def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_w
 
 @pytest.mark.slow
 def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path):
-  s = run_lib.load_settings([f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2',
-                             'max_len=32'])
+  settings = lambda *more: run_lib.load_settings(
+      [f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2', 'max_len=32', *more])
+  s = settings('probe.layer=last')
   pre = loading.load(checkpoint)
   task = catalog.load_task('STS-B', s)
   results = run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))
@@ -119,14 +121,39 @@ def test_ridge_probe_regression_and_feature_cache(checkpoint, glue_dir, tmp_path
   assert [p.stat().st_mtime_ns for p in cached] == written
   assert again['metrics'] == results['metrics']
   # probe.layer=1: the first block's features, cached apart, as a model cut to one block.
-  lower = run_lib.run(pre, task, 'probe', tmp_path, run_lib.load_settings(
-      [f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=2', 'max_len=32', 'probe.layer=1']),
-                      str(checkpoint))
+  lower = run_lib.run(pre, task, 'probe', tmp_path, settings('probe.layer=1'), str(checkpoint))
   assert len(list((tmp_path / 'features').glob('*.npz'))) == 4
   cut = dataclasses.replace(pre, model=encoding.truncate(pre.model, 1))
   assert lower['metrics'] == run_lib.run(cut, task, 'probe', tmp_path / 'cut', s,
                                          str(checkpoint))['metrics'] != results['metrics']
   assert 'features of block 1;' in (tmp_path / 'report.md').read_text()
+  # probe.layer=best (the default): both blocks, from the cache, and per seed the one that
+  # scores best on validation.
+  best = run_lib.run(pre, task, 'probe', tmp_path, settings(), str(checkpoint))
+  assert len(list((tmp_path / 'features').glob('*.npz'))) == 4
+  for chosen, top, first in zip(best['runs'], results['runs'], lower['runs']):
+    expected = top if top['val']['pearson'] >= first['val']['pearson'] else first
+    assert chosen['layer'] == (2 if expected is top else 1)
+    assert chosen['evals'] == expected['evals']
+    assert [(b['layer'], b['val_pearson']) for b in chosen['layers']] == [
+        (1, first['val']['pearson']), (2, top['val']['pearson'])]
+  assert 'block chosen on validation by seed: pretrained ' in (tmp_path / 'report.md').read_text()
+  # Another model at the same step never reads these features: the cache is keyed by weights.
+  other = dataclasses.replace(pre, model=model_lib.build(pre.model_cfg, nnx.Rngs(5)))
+  moved = run_lib.run(other, task, 'probe', tmp_path, s, str(checkpoint))
+  assert len(list((tmp_path / 'features').glob('*.npz'))) == 6
+  assert moved['metrics'] != results['metrics']
+
+
+def test_a_damaged_feature_cache_is_computed_again(checkpoint, glue_dir, tmp_path):
+  s = run_lib.load_settings([f'data_dir={glue_dir}', 'probe.kind=ridge', 'seeds=1',
+                             'max_len=32', 'probe.layer=last', 'max_train_examples=20'])
+  pre, task = loading.load(checkpoint), catalog.load_task('sst2', s)
+  first = run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))
+  for file in (tmp_path / 'features').glob('*.npz'):
+    file.write_bytes(file.read_bytes()[:100])  # cut short, as by a full disk
+  assert run_lib.run(pre, task, 'probe', tmp_path, s, str(checkpoint))['metrics'] == (
+      first['metrics'])
 
 
 @pytest.mark.slow

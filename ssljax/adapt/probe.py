@@ -11,6 +11,7 @@ train, then refits on all of train. `ridge_probe_eval` wraps it for use during p
 import dataclasses
 import functools
 import hashlib
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -49,17 +50,24 @@ class Features:
     return Features(self.x[keep], rows, [self.examples[i] for i in index])
 
 
-def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
+def extract(model, tokenizer, spec, examples, cfg, cache=None, key: str = '') -> Features:
   """Features of `examples` under `cfg` (max_len, pooling, batch_size); read from or
-  written to `cache` (a directory) keyed by the inputs, the pooling and `cfg.cache_key`."""
+  written to `cache` (a directory) under `key` (what identifies the model: see
+  `model_digest`), the task, the pooling and the input ids. A cache file that cannot be
+  read is computed again and rewritten."""
   if spec.kind == 'span':
     raise UserError('a probe reads one vector per example or word; fine-tune extractive '
                     f'QA ({spec.name}) instead')
   encoding.check_pooling(model, cfg.pooling)
   rows = task_rows.build(tokenizer, spec, examples, task_rows.max_length(model.cfg, cfg.max_len))
-  path = _cache_path(cache, spec, rows, cfg)
+  path = _cache_path(cache, spec, rows, cfg, key)
   if path is not None and path.is_file():
-    return Features(paths.load_npz(path)['x'], rows, examples)
+    try:
+      cached = paths.load_npz(path)['x']
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+      cached = None  # cut short or damaged: computed again below
+    if cached is not None and cached.shape[0] == _feature_rows(rows):
+      return Features(cached, rows, examples)
   graphdef, state = nnx.split(model)
   bar = progress.bar(cfg, -(-len(rows) // cfg.batch_size), f'{spec.name} features', 'batch')
 
@@ -76,14 +84,43 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None) -> Features:
   return Features(x, rows, examples)
 
 
-def _cache_path(cache, spec, rows, cfg):
+def _feature_rows(rows) -> int:
+  """How many feature vectors `extract` gives: one per example, or per word."""
+  return len(rows) if rows.words is None else len(rows.words)
+
+
+def _cache_path(cache, spec, rows, cfg, key):
   if cache is None:
     return None
   digest = hashlib.sha1()
   for name in ('input_ids', 'segment_ids'):
     digest.update(np.ascontiguousarray(rows.arrays[name]).tobytes())
   return (paths.path(cache) /
-          f'{cfg.cache_key}_{spec.name}_{cfg.pooling}_{digest.hexdigest()[:12]}.npz')
+          f'{key}_{spec.name}_{cfg.pooling}_{digest.hexdigest()[:12]}.npz')
+
+
+def model_digest(model) -> str:
+  """A short hash of every weight of `model`: what a feature cache is keyed by, so that two
+  checkpoints at the same step (or one rewritten) never share cached features."""
+  digest = hashlib.sha1()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(model)))[0]:
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def layers(setting, num_layers: int) -> list[int]:
+  """The blocks whose features a probe fits (`probe.layer`): 'best' tries each of them and
+  keeps the one that scores best on validation, 'last' (or 0) the top one, N block N."""
+  text = str(setting).strip().lower()
+  if text == 'best':
+    return list(range(1, num_layers + 1))
+  if text in ('last', '0'):
+    return [num_layers]
+  if not text.isdigit() or not 1 <= int(text) <= num_layers:
+    raise UserError(f'probe.layer={setting}: use best, last or a block number from 1 to '
+                    f'{num_layers}')
+  return [int(text)]
 
 
 def carve(num: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +255,7 @@ def ridge_probe_eval(model, tokenizer, train_examples, eval_examples, spec, *,
   """
   cfg = ml_collections.ConfigDict(dict(pooling=pooling, max_len=max_len,
                                        batch_size=batch_size, val_fraction=val_fraction,
-                                       cache_key='', progress=False))  # under pretraining's bar
+                                       progress=False))  # under pretraining's bar
   train = extract(model, tokenizer, spec, train_examples, cfg)
   evaluation = extract(model, tokenizer, spec, eval_examples, cfg)
   result = ridge(train, {'eval': evaluation}, spec, cfg, seed)

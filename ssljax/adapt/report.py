@@ -29,9 +29,18 @@ def _cell(stats) -> str:
 
 
 def _layer(results) -> str:
-  """'features of block k; ' when a probe read a lower block than the last."""
-  layer = results.get('settings', {}).get('probe', {}).get('layer', 0)
-  if not results['method'].startswith('probe') or layer in (0, results['model']['num_layers']):
+  """Which blocks a probe read: those chosen on validation by group ('best'), or 'features
+  of block k; ' when one lower than the last was asked for."""
+  if not results['method'].startswith('probe'):
+    return ''
+  layer = str(results.get('settings', {}).get('probe', {}).get('layer', 0))
+  if layer == 'best':
+    chosen: dict[str, list[str]] = {}
+    for run in results['runs']:
+      chosen.setdefault(run['group'], []).append(str(run.get('layer', '?')))
+    return ('block chosen on validation by seed: ' +
+            ', '.join(f'{group} {"/".join(blocks)}' for group, blocks in chosen.items()) + '; ')
+  if layer in ('0', 'last', str(results['model']['num_layers'])):
     return ''
   return f'features of block {layer}; '
 

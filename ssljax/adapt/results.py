@@ -10,9 +10,9 @@ import dataclasses
 from typing import Any
 
 # (results.json key, SeedResult field) of the fields between init and evals, in file order.
-_BETWEEN = (('shots', 'shots'), ('seed', 'seed'), ('lr', 'lr'), ('lambda', 'penalty'),
-            ('epoch', 'epoch'), ('val', 'val'), ('val_loss', 'val_loss'), ('curve', 'curve'),
-            ('losses', 'losses'), ('grid', 'grid'))
+_BETWEEN = (('shots', 'shots'), ('seed', 'seed'), ('layer', 'layer'), ('lr', 'lr'),
+            ('lambda', 'penalty'), ('epoch', 'epoch'), ('val', 'val'), ('val_loss', 'val_loss'),
+            ('curve', 'curve'), ('losses', 'losses'), ('grid', 'grid'), ('layers', 'layers'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,7 @@ class SeedResult:
   seed: int
   evals: dict[str, dict]  # split -> {'metrics', 'confusion_matrix' for classifiers, ...}
   shots: int | None = None  # fewshot: demonstrations per prompt
+  layer: int | None = None  # probe: the block whose features were chosen on validation
   lr: float | None = None  # finetune: the rate chosen on validation
   penalty: float | None = None  # ridge probe: the penalty chosen ('lambda' in results.json)
   epoch: int | None = None  # finetune, linear probe: the epoch chosen
@@ -54,6 +55,7 @@ class SeedResult:
   curve: list[dict] | None = None  # validation (and loss) by epoch, or by penalty for ridge
   losses: list[float] | None = None  # finetune: the chosen rate's loss at every step
   grid: tuple[Trial, ...] | None = None  # finetune: every rate tried
+  layers: list[dict] | None = None  # probe of several blocks: each one's validation score
   seconds: float | None = None  # wall time of this seed
 
   def to_json(self) -> dict[str, Any]:

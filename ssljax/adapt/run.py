@@ -44,7 +44,6 @@ RANGES = {
     'val_fraction': '(0, 1)', 'doc_stride': '[1, inf)', 'finetune.epochs': '[1, inf)',
     'finetune.warmup': '[0, 1)', 'finetune.weight_decay': '[0, inf)', 'finetune.llrd': '(0, 1]',
     'probe.lr': '(0, inf)', 'probe.epochs': '[1, inf)', 'probe.weight_decay': '[0, inf)',
-    'probe.layer': '[0, inf)',
 }
 
 
@@ -88,7 +87,7 @@ def settings() -> ml_collections.ConfigDict:
            pooler='fresh'))  # fresh | pretrained: the [CLS] pooler's start (finetune.POOLERS)
   c.probe = ml_collections.ConfigDict(
       dict(kind='linear', lr=1e-3, epochs=30, weight_decay=1e-4,  # kind: linear | ridge
-           layer=0))  # the features of block `layer` (1 = the first); 0 = the last
+           layer='best'))  # best (each block, chosen on validation) | last | block N (1..)
   c.fewshot = ml_collections.ConfigDict(
       dict(template='{text}\\nAnswer:', verbalizers='', shots='0,1,4', normalize=False))
   return c
@@ -125,7 +124,7 @@ def method_settings(s, method: str, arch: str) -> ml_collections.ConfigDict:
   shared = {k: s[k] for k in ('max_len', 'batch_size', 'val_fraction', 'doc_stride',
                                'progress')}
   own = s[method].to_dict() if method in s else {}
-  return ml_collections.ConfigDict(shared | own | {'pooling': pooling, 'cache_key': ''})
+  return ml_collections.ConfigDict(shared | own | {'pooling': pooling})
 
 
 def _model(pre, init, seed):
@@ -136,20 +135,28 @@ def _model(pre, init, seed):
 
 
 def _probe_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
+  """Each (init, seed) fits a probe on the features of every block `probe.layer` names and
+  keeps the one that scores best on validation (ties: the higher block); the same search for
+  both inits. Pretrained features are cached on disk, keyed by the weights' digest."""
   fit = probe.ridge if cfg.kind == 'ridge' else probe.linear
-  extracted = {}  # the pretrained encoder's features are the same for every seed
+  blocks = probe.layers(cfg.layer, pre.model.cfg.num_layers)
+  main = task.spec.metrics[0]
+  digest = probe.model_digest(pre.model)
   for init in inits:
     for seed in seeds:
-      if init == 'scratch' or init not in extracted:
-        model = encoding.truncate(_model(pre, init, seed), cfg.layer)
+      tried = []
+      for block in blocks:
+        model = encoding.truncate(_model(pre, init, seed), block)
         cache = workdir / 'features' if init == 'pretrained' else None
-        cfg.cache_key = f'{init}{pre.step}layer{cfg.layer}'
-        extract = lambda examples: probe.extract(model, pre.tokenizer, task.spec, examples,
-                                                 cfg, cache)
-        extracted[init] = (extract(task.train), {k: extract(v) for k, v in task.evals.items()})
-      train, evals = extracted[init]
-      yield SeedResult.from_json({'group': init, 'init': init,
-                                  **fit(train, evals, task.spec, cfg, seed)})
+        extract = lambda examples: probe.extract(  # pylint: disable=cell-var-from-loop
+            model, pre.tokenizer, task.spec, examples, cfg, cache, f'{digest}layer{block}')
+        train, evals = extract(task.train), {k: extract(v) for k, v in task.evals.items()}
+        tried.append((block, fit(train, evals, task.spec, cfg, seed)))
+      block, best = max(tried, key=lambda t: (np.nan_to_num(t[1]['val'][main], nan=-np.inf),
+                                              t[0]))
+      by_block = [{'layer': b, f'val_{main}': r['val'][main]} for b, r in tried]
+      yield SeedResult.from_json({'group': init, 'init': init, **best, 'layer': block,
+                                  **({'layers': by_block} if len(tried) > 1 else {})})
 
 
 def _finetune_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
@@ -259,8 +266,8 @@ def _edge_of_grid(results) -> list[str]:
 def _seed_line(spec, one: SeedResult) -> str:
   """What a seed chose on validation and how it scored on each evaluation split."""
   main = spec.metrics[0]
-  settings = (('lr', one.lr, progress.rate), ('epoch', one.epoch, str),
-              ('lambda', one.penalty, progress.rate))
+  settings = (('block', one.layer, str), ('lr', one.lr, progress.rate),
+              ('epoch', one.epoch, str), ('lambda', one.penalty, progress.rate))
   chosen = [f'{name} {show(value)}' for name, value, show in settings if value is not None]
   picked = ''
   if chosen:

@@ -19,9 +19,11 @@ settings (--set KEY=VALUE, repeatable; defaults in ssljax/adapt/run.py settings(
     costs 2.3 x the time of one rate per seed); grid: every rate for every epoch (costs 4 x)
   finetune.epochs=3 finetune.warmup=0.1 finetune.weight_decay=0.01 finetune.llrd=1.0
   finetune.bucket_by_length=true (batches of similar-length rows, each cut to its longest row)
+  finetune.pooler=fresh|pretrained (fresh: the [CLS] pooler drawn from the seed, the same for
+    both inits; pretrained: the checkpoint's, trained by NSP/SOP)
   probe.kind=linear|ridge probe.lr=1e-3 probe.epochs=30 probe.weight_decay=1e-4
-  probe.layer=0 (the features of block N, 1 = the first; 0 = the last: probing each block
-    shows where a task's information lies)
+  probe.layer=best (each block's features, the best on validation kept, the same search
+    for both inits; last = the top block; N = block N, 1 = the first)
   fewshot.template='{text}\\nAnswer:' fewshot.verbalizers=' no| yes' fewshot.shots=0,1,4
 '''
 TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds), pos (CoNLL-U), '
