@@ -101,7 +101,8 @@ def encode_sentences(data, n):
 
 def ssljax_finetune(pre, examples, bucket):
   """Seconds and examples/s of each epoch of `finetune.finetune` at one rate."""
-  s = run.load_settings([f'finetune.lr={LR}', f'finetune.epochs={EPOCHS}', 'progress=False',
+  s = run.load_settings([f'finetune.lr={LR}', f'finetune.epochs={EPOCHS}', 'finetune.min_steps=0',
+                        'progress=False',
                          f'batch_size={BATCH}', f'finetune.bucket_by_length={bucket}'])
   cfg = run.method_settings(s, 'finetune', pre.model_cfg.arch)
   result = finetune.finetune(pre.model, pre.tokenizer, readers.POS, examples, {}, cfg, seed=0)

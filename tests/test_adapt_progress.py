@@ -29,6 +29,7 @@ def _lines(text, pattern):
 @pytest.mark.parametrize('search', ['grid', 'halving'])
 def test_finetune_prints_a_line_per_epoch_of_every_rate(bert, tok, monkeypatch, capsys, search):
   monkeypatch.setattr(finetune, 'LR_GRID', (1e-4, 1e-3))
+  monkeypatch.setattr(finetune, 'GRID_WIDTH', 32)  # the test model's width: unscaled
   result = finetune.finetune(bert, tok, SST2, _task('classification', 16, 0), {},
                              _settings(lr='auto', epochs=3, search=search), 2)
   out, err = capsys.readouterr()
@@ -76,6 +77,7 @@ def _pre(bert, tok):
 def test_run_prints_a_line_per_seed_and_records_the_baseline(bert, tok, tmp_path, capsys):
   task = catalog.Task(SST2, _task('classification', 24, 0), {'dev': _task('classification', 8, 1)})
   s = run_lib.load_settings(['seeds=2', 'finetune.lr=1e-3', 'finetune.epochs=1', 'max_len=32',
+                             'finetune.min_steps=0',
                              'batch_size=8'])
   results = run_lib.run(_pre(bert, tok), task, 'finetune', tmp_path, s)
   err = capsys.readouterr().err

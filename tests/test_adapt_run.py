@@ -70,7 +70,8 @@ def test_finetune_both_inits_writes_results_reports_and_a_model_predict_agrees_w
   out = tmp_path / 'ft'
   _cli('finetune', '--checkpoint', checkpoint, '--task', 'sst2', '--data-dir', glue_dir.parent,
        '--workdir', out, '--set', 'init=both', '--set', 'seeds=2', '--set', 'finetune.epochs=2',
-       '--set', 'finetune.lr=1e-3', '--set', 'batch_size=8', '--set', 'max_len=32')
+       '--set', 'finetune.min_steps=0', '--set', 'finetune.lr=1e-3', '--set', 'batch_size=8',
+       '--set', 'max_len=32')
   results = json.loads((out / 'results.json').read_text())
   assert (results['task'], results['method'], results['seeds']) == ('sst2', 'finetune', [0, 1])
   assert results['examples'] == {'train': 48, 'dev': 12}
@@ -276,8 +277,8 @@ def test_token_and_span_tasks_fine_tune_and_predict(kind, checkpoint, tmp_path):
     eval_file, _ = _squad_file(tmp_path / 'dev.json', 3)
     overrides = [f'train_file={train_file}', f'eval_file={eval_file}', 'doc_stride=8']
     inputs = json.dumps({'question': 'What does the fox jump over?', 'context': context}) + '\n'
-  s = run_lib.load_settings(overrides + ['seeds=1', 'finetune.epochs=1', 'finetune.lr=1e-3',
-                                         'batch_size=4', 'max_len=24'])
+  s = run_lib.load_settings(overrides + ['seeds=1', 'finetune.epochs=1', 'finetune.min_steps=0',
+                                         'finetune.lr=1e-3', 'batch_size=4', 'max_len=24'])
   results = run_lib.run(loading.load(checkpoint), catalog.load_task(kind, s), 'finetune',
                         tmp_path / 'out', s)
   split = {'pos': 'x-ud-dev', 'squad': 'dev'}[kind]  # named after the eval file

@@ -261,7 +261,8 @@ def test_what_import_cannot_reproduce_is_one_line(maker, change, message, tmp_pa
 
 @pytest.mark.parametrize('method, options', [
     ('probe', ['probe.kind=ridge']),
-    ('finetune', ['finetune.epochs=2', 'finetune.lr=1e-3', 'batch_size=8', 'init=both'])])
+    ('finetune', ['finetune.epochs=2', 'finetune.min_steps=0', 'finetune.lr=1e-3', 'batch_size=8',
+                  'init=both'])])
 def test_an_imported_llama_probes_and_finetunes(method, options, tmp_path):
   """An imported Llama-family folder adapts like an ssljax checkpoint: `ssljax probe` and
   `ssljax finetune` (pretrained and from scratch) run on it and write their results."""

@@ -128,6 +128,7 @@ def test_a_regressor_predicting_one_value_on_every_seed_is_flagged(method, advic
 
 def test_lr_auto_picks_the_best_validation_rate_and_epoch(bert, tok, monkeypatch):
   monkeypatch.setattr(finetune, 'LR_GRID', (1e-4, 1e-3, 1e-2))
+  monkeypatch.setattr(finetune, 'GRID_WIDTH', 32)  # the test model's width: unscaled
   # Validation pearson of each call: epoch 0, then epochs 1-2 of each rate in turn.
   seen = _script_pearson(monkeypatch, [0.0, 0.1, 0.2, 0.3, 0.8, 0.5, 0.4])
   train = _task('regression', 24, 0)
@@ -142,6 +143,7 @@ def test_lr_auto_picks_the_best_validation_rate_and_epoch(bert, tok, monkeypatch
 
 def test_halving_stops_the_worse_half_after_each_epoch(bert, tok, monkeypatch):
   monkeypatch.setattr(finetune, 'LR_GRID', (1e-5, 1e-4, 1e-3, 1e-2))
+  monkeypatch.setattr(finetune, 'GRID_WIDTH', 32)  # the test model's width: unscaled
   # Epoch 0; epoch 1 of the four rates; epoch 2 of the best two (1e-4 at 0.6, 1e-3 at 0.5,
   # also the two lowest losses); epoch 3 of the best one by its best epoch so far (1e-3's 0.7
   # beats 1e-4's 0.6, and its loss is the lower).
@@ -262,3 +264,16 @@ def test_the_help_states_the_grid_and_its_cost():
   for search in finetune.SEARCHES:
     cost = sum(finetune.trials_per_epoch(len(finetune.LR_GRID), epochs, search)) / epochs
     assert f'costs {cost:.2g} x' in cli_adapt.SETTINGS_HELP, search
+
+
+def test_auto_rates_scale_up_for_narrow_models():
+  assert finetune.learning_rates('auto', 768) == finetune.LR_GRID
+  assert finetune.learning_rates('auto', finetune.GRID_WIDTH) == finetune.LR_GRID
+  assert finetune.learning_rates('auto', 128) == (9e-5, 3e-4, 9e-4, 3e-3)
+  assert finetune.learning_rates('1e-3', 128) == (1e-3,)  # a rate given is a rate kept
+
+
+def test_small_training_sets_get_min_steps_updates():
+  assert finetune.epochs_for(3, 300, 29) == 11  # 1,000 examples at 32 a batch
+  assert finetune.epochs_for(3, 300, 2100) == 3  # all of SST-2: epochs as asked
+  assert finetune.epochs_for(3, 0, 5) == 3

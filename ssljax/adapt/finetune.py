@@ -100,6 +100,12 @@ def layer_scales(params, num_layers: int, decay: float):
 # decade apart from 3e-5 to 1e-3 covers both ends. Searched as a grid, the cost is one
 # fine-tune per rate, 4 times the time of a fixed rate per seed; by halving, about 2.3 times.
 LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
+# The width LR_GRID is for. Adam's best rate grows as a model narrows (about as 1 / width,
+# the muP rule for hidden weights), and the grid's top, 1e-3, was the choice of every seed of
+# both inits for the 128-wide demo model on POS and SST-2; 3e-3 won when offered
+# (docs/pretraining.md). Below this width the grid is scaled by GRID_WIDTH / hidden_size:
+# 128 wide tries 9e-5 .. 3e-3.
+GRID_WIDTH = 384
 # How the rates are searched: `halving` (successive halving, as Hyperband and ASHA do: after
 # each epoch but the last, the rates in neither the better half by validation score nor the
 # better half by validation loss stop; 4 rates over 3 epochs cost 7 to 12 epochs, 8 on
@@ -107,11 +113,13 @@ LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3)
 SEARCHES = ('halving', 'grid')
 
 
-def learning_rates(value) -> tuple[float, ...]:
-  """The rates to try: LR_GRID for 'auto', else the number given, or a comma-separated
-  list of them (a grid of one's own)."""
+def learning_rates(value, hidden_size: int = GRID_WIDTH) -> tuple[float, ...]:
+  """The rates to try: for 'auto' LR_GRID, scaled up by GRID_WIDTH / hidden_size for a
+  model narrower than GRID_WIDTH; else the number given, or a comma-separated list of them
+  (a grid of one's own)."""
   if isinstance(value, str) and value.strip().lower() == 'auto':
-    return LR_GRID
+    scale = max(1.0, GRID_WIDTH / hidden_size)
+    return tuple(float(f'{lr * scale:.3g}') for lr in LR_GRID)
   items = value.split(',') if isinstance(value, str) else [value]
   try:
     rates = tuple(float(item) for item in items)
@@ -168,12 +176,13 @@ class _Seed:
   val_rows: task_rows.Rows
   val_examples: list
   init: dict  # the weights every rate starts from
+  epochs: int  # cfg.epochs, or more to reach cfg.min_steps (`epochs_for`)
   order: np.ndarray  # steps x batch rows of fit_rows
   compiled: '_Compiled'
 
   @property
   def steps_per_epoch(self) -> int:
-    return len(self.order) // self.cfg.epochs
+    return len(self.order) // self.epochs
 
   def outputs(self, params, rows):
     return kinds.collect(lambda batch: self.compiled.forward(params, batch), rows,
@@ -211,11 +220,21 @@ def _prepare(model, tokenizer, spec, train_examples, cfg, seed) -> _Seed:
   init = nnx.to_pure_dict(state)
   if cfg.pooler == 'fresh' and cfg.pooling == 'cls':
     init['model']['pooler'] = fresh_pooler(model.cfg, rngs)
-  order = task_rows.epoch_order(len(fit_rows), min(cfg.batch_size, len(fit_rows)), cfg.epochs,
-                               seed, fit_rows.lengths() if cfg.bucket_by_length else None)
+  batch = min(cfg.batch_size, len(fit_rows))
+  epochs = epochs_for(cfg.epochs, cfg.min_steps, -(-len(fit_rows) // batch))
+  order = task_rows.epoch_order(len(fit_rows), batch, epochs, seed,
+                               fit_rows.lengths() if cfg.bucket_by_length else None)
   compiled = _compiled(graphdef, spec.kind, cfg, len(order), init, model.cfg.num_layers)
   return _Seed(spec, cfg, seed, rows_of, fit_rows, rows_of(val_examples), val_examples, init,
-               order, compiled)
+               epochs, order, compiled)
+
+
+def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+  """`epochs`, or more when that many passes over a small training set make fewer than
+  `min_steps` updates: with 1,000 examples 3 epochs are 90 steps, too few for either init to
+  learn (few-sample BERT fine-tuning needs more updates: Mosbach et al. 2021, Zhang et al.
+  2021). The best epoch on validation is kept, so a longer run can only choose more."""
+  return max(epochs, -(-min_steps // max(steps_per_epoch, 1)))
 
 
 # Jitted steps by everything they depend on. Seeds, inits (pretrained and scratch share one
@@ -316,7 +335,7 @@ def _epoch(run: _Seed, trial: _Trial, epoch: int, start, bar) -> bool:
     trial.losses.append(loss)
     bar.update(1)
     if number % 10 == 0:
-      bar.set_postfix(lr=progress.rate(trial.lr), epoch=f'{epoch}/{cfg.epochs}',
+      bar.set_postfix(lr=progress.rate(trial.lr), epoch=f'{epoch}/{run.epochs}',
                       loss=f'{float(loss):.4g}')
   trial.state = (params, opt_state)
   train_loss = float(np.mean(trial.losses[-steps_per_epoch:]))
@@ -326,7 +345,7 @@ def _epoch(run: _Seed, trial: _Trial, epoch: int, start, bar) -> bool:
   trial.curve.append({'epoch': epoch, 'step': first + steps_per_epoch, 'loss': train_loss,
                       f'val_{main}': result['metrics'][main], 'val_loss': val_loss,
                       'seconds': seconds, 'examples_per_s': speed})
-  progress.line(cfg, f'seed {run.seed} epoch {epoch}/{cfg.epochs} lr {progress.rate(trial.lr)}: '
+  progress.line(cfg, f'seed {run.seed} epoch {epoch}/{run.epochs} lr {progress.rate(trial.lr)}: '
                 f'val {main} {result["metrics"][main]:.4f}, val loss {val_loss:.4f}, '
                 f'loss {train_loss:.4f}, {speed:.0f} ex/s')
   trial.low_loss = min(trial.low_loss, val_loss if np.isfinite(val_loss) else np.inf)
@@ -348,19 +367,19 @@ def survivors(alive: list[_Trial], count: int) -> list[_Trial]:
   return [t for t in alive if t.rank[0] >= floor or t in by_loss]
 
 
-def _schedule(trials: list[_Trial], cfg, bar, steps_per_epoch: int):
+def _schedule(trials: list[_Trial], search: str, epochs: int, bar, steps_per_epoch: int):
   """(trial, epoch) in training order. `grid` trains one rate after another (one training
   state in memory); `halving` trains the rates side by side an epoch at a time and, after
   each epoch but the last, stops the worse half by their best validation score so far
   (`survivors`: the better half by score or by loss, so the bar's total may grow)."""
-  if cfg.search == 'grid':
+  if search == 'grid':
     for trial in trials:
-      for epoch in range(1, cfg.epochs + 1):
+      for epoch in range(1, epochs + 1):
         yield trial, epoch
       trial.state = None
     return
   alive = trials
-  for epoch, count in enumerate(trials_per_epoch(len(trials), cfg.epochs, 'halving'), start=1):
+  for epoch, count in enumerate(trials_per_epoch(len(trials), epochs, 'halving'), start=1):
     alive = survivors(alive, count)
     bar.total += (len(alive) - count) * steps_per_epoch
     for trial in trials:
@@ -378,15 +397,15 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
   which choose nothing."""
   if cfg.epochs < 1:
     raise UserError(f'epochs={cfg.epochs}: fine-tuning needs at least one epoch')
-  rates = learning_rates(cfg.lr)
+  rates = learning_rates(cfg.lr, model.cfg.hidden_size)
   run = _prepare(model, tokenizer, spec, train_examples, cfg, seed)
   start = run.validate(run.init)  # epoch 0: the same for every rate
-  epochs = sum(trials_per_epoch(len(rates), cfg.epochs, check_search(cfg.search)))
+  epochs = sum(trials_per_epoch(len(rates), run.epochs, check_search(cfg.search)))
   bar = progress.bar(cfg, epochs * run.steps_per_epoch, f'{spec.name} finetune seed {seed}')
   trials = [_Trial(i, lr) for i, lr in enumerate(rates)]
   best: _Trial | None = None
   best_key: tuple = ()
-  for trial, epoch in _schedule(trials, cfg, bar, run.steps_per_epoch):
+  for trial, epoch in _schedule(trials, cfg.search, run.epochs, bar, run.steps_per_epoch):
     if _epoch(run, trial, epoch, start, bar) and (best is None or trial.key() > best_key):
       best, best_key = trial, trial.key()
       best_params = jax.tree.map(np.array, trial.state[0])  # only the best epoch's weights kept

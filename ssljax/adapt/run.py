@@ -41,6 +41,7 @@ INITS = {'pretrained': ('pretrained',), 'scratch': ('scratch',),
 RANGES = {
     'max_train_examples': '[0, inf)', 'max_eval_examples': '[0, inf)', 'seed': '[0, inf)',
     'data_seed': '[0, inf)', 'max_len': '[8, inf)', 'batch_size': '[1, inf)',
+    'finetune.min_steps': '[0, inf)',
     'val_fraction': '(0, 1)', 'doc_stride': '[1, inf)', 'finetune.epochs': '[1, inf)',
     'finetune.warmup': '[0, 1)', 'finetune.weight_decay': '[0, inf)', 'finetune.llrd': '(0, 1]',
     'probe.lr': '(0, inf)', 'probe.epochs': '[1, inf)', 'probe.weight_decay': '[0, inf)',
@@ -82,7 +83,8 @@ def settings() -> ml_collections.ConfigDict:
   c.table = ml_collections.ConfigDict(
       dict(text='text', text_b='', label='label', kind='classification'))
   c.finetune = ml_collections.ConfigDict(  # lr: auto (finetune.LR_GRID), a number or a list
-      dict(lr='auto', search='halving', epochs=3, warmup=0.1, weight_decay=0.01, llrd=1.0,
+      dict(lr='auto', search='halving', epochs=3,  # or more, to reach min_steps updates
+           min_steps=300, warmup=0.1, weight_decay=0.01, llrd=1.0,
            bucket_by_length=True,  # batches of similar-length rows, each cut short
            pooler='fresh'))  # fresh | pretrained: the [CLS] pooler's start (finetune.POOLERS)
   c.probe = ml_collections.ConfigDict(

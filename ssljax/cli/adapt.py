@@ -11,8 +11,9 @@ settings (--set KEY=VALUE, repeatable; defaults in ssljax/adapt/run.py settings(
   train_file= eval_file= (pos, ner, squad, table; the split is named after eval_file)
   table.text= table.text_b= table.label= table.kind=
   finetune.lr=auto|NUMBER|N1,N2,..  auto: 3e-5,1e-4,3e-4,1e-3 (BERT-base's range up to a
-    1.5 M-parameter model's), keeping the rate and epoch best on the validation split carved
-    from train
+    1.5 M-parameter model's; scaled up by 384 / width below 384 wide: 9e-5..3e-3 at 128),
+    keeping the rate and epoch best on the validation split carved from train
+  finetune.min_steps=300 (epochs raised until a small training set gets this many updates)
   finetune.search=halving|grid  halving: the rates train side by side; after each epoch but
     the last, a rate in neither the better half by validation score (ties kept) nor the
     better half by validation loss stops (4 rates, 3 epochs: 4+2+1 epochs or a few more,
