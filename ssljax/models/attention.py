@@ -10,7 +10,8 @@
   bias), causality as `is_causal`.
 
 `auto` picks the backend's fused kernel where it computes what XLA's path does: no
-attention dropout (neither kernel has it) and, for splash, a length in 128-token tiles.
+attention dropout (neither kernel has it), for splash a length in 128-token tiles, for
+cuDNN a 16-bit compute dtype (it has no float32 kernel).
 """
 
 import dataclasses
@@ -54,23 +55,30 @@ def dense(mask):
   return mask.dense() if isinstance(mask, DocMask) else mask
 
 
-def resolve(setting: str, platform: str, *, dropout: bool, length: int | None = None) -> str:
+def resolve(setting: str, platform: str, *, dropout: bool, length: int | None = None,
+            dtype: str = 'bfloat16') -> str:
   """The kernel `setting` means on `platform` ('cpu', 'tpu', 'gpu'), for a run with or
-  without attention dropout and rows of `length` tokens (None: not known yet)."""
+  without attention dropout, rows of `length` tokens (None: not known yet) and `dtype`
+  (model.dtype) as the compute dtype."""
   if setting not in KERNELS:
     raise UserError(f"model.attention={setting!r}: choose one of {', '.join(KERNELS)}")
   if setting == 'xla':
     return 'xla'
   fused = FUSED.get(platform)
   tiles = length is None or length % SPLASH_TILE == 0
+  half = dtype != 'float32'
   if setting == 'auto':
-    return fused if fused and not dropout and (fused != 'splash' or tiles) else 'xla'
+    fits = tiles if fused == 'splash' else half
+    return fused if fused and not dropout and fits else 'xla'
   if fused != setting:
     raise UserError(f'model.attention={setting} runs on '
                     f"{'TPU' if setting == 'splash' else 'GPU'}, not on {platform}: use auto")
   if dropout:
     raise UserError(f'model.attention={setting} has no attention dropout: set '
                     'model.attention_dropout_rate=0 or model.attention=xla')
+  if setting == 'cudnn' and not half:
+    raise UserError('model.attention=cudnn runs in bfloat16: set model.dtype=bfloat16 or '
+                    'model.attention=xla')
   if setting == 'splash' and not tiles:
     raise UserError(f'model.attention=splash needs rows of a multiple of {SPLASH_TILE} '
                     f'tokens, not {length}: change data.seq_len or use model.attention=xla')
@@ -84,7 +92,8 @@ def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=('data', 'fs
   checks it where a run starts). `rows`: the mesh axes that split the batch; `interpret`
   runs a Pallas kernel in interpret mode (tests on CPU)."""
   if kernel == 'auto':
-    kernel = resolve('auto', jax.default_backend(), dropout=False, length=q_BxLxNxD.shape[1])
+    kernel = resolve('auto', jax.default_backend(), dropout=False, length=q_BxLxNxD.shape[1],
+                     dtype=q_BxLxNxD.dtype.name)
   if kernel == 'splash':
     return _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, rows, interpret)
   if kernel == 'cudnn':
