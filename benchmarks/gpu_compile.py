@@ -12,9 +12,13 @@ Needs the gpu-compile extra. Rows are written as they finish and a rerun with th
 loop this shares). Writes `gpu_compile.{json,md}` under --out-dir.
 """
 
+import os
 import pathlib
 import sys
 
+# Before jax starts: on a machine without a GPU the CUDA plugin then registers its compiler
+# only (the ssljax command sets this itself).
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_common  # noqa: E402
 import tpu_compile  # noqa: E402

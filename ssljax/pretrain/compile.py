@@ -181,7 +181,7 @@ def compile_step(config, topology: str) -> dict:
   with tempfile.TemporaryDirectory(prefix='ssljax-compile-') as dump:
     try:
       compiled = lowered.compile({'xla_dump_to': dump, 'xla_dump_hlo_as_text': True,
-                                  'xla_dump_hlo_pass_re': '^$', 'xla_gpu_dump_llvmir': False})
+                                  'xla_dump_hlo_pass_re': '^$'})
     except jax.errors.JaxRuntimeError as e:
       if 'RESOURCE_EXHAUSTED' not in str(e):
         raise
