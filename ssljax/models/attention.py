@@ -97,10 +97,20 @@ def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=('data', 'fs
   if kernel == 'splash':
     return _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, rows, interpret)
   if kernel == 'cudnn':
-    within = dense(DocMask(mask.doc_ids_BxL, causal=False))
-    return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=within,
-                                        is_causal=mask.causal, implementation='cudnn')
+    local = functools.partial(_cudnn_rows, causal=mask.causal)
+    if jax.sharding.get_abstract_mesh().manual_axes:
+      # Inside the data-parallel accumulation's shard_map, jax's partitioner of the cuDNN
+      # call fails (an AssertionError from custom_partitioning, found compiling albert_base
+      # for h100:8): the kernel then runs per device, as splash does.
+      return _per_device(local, q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL, rows)
+    return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
   return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=dense(mask))
+
+
+def _cudnn_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal):
+  within = dense(DocMask(doc_ids_BxL, causal=False))
+  return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=within,
+                                      is_causal=causal, implementation='cudnn')
 
 
 def _splash_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal, interpret):
@@ -132,13 +142,18 @@ def _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask: DocMask, rows, interpret):
   """Splash over a mesh: each device runs the kernel on its rows and heads. Padding (doc
   id 0) is a segment of its own, which real tokens never see."""
   local = functools.partial(_splash_rows, causal=mask.causal, interpret=interpret)
+  return _per_device(local, q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL, rows)
+
+
+def _per_device(local, q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, rows):
+  """`local` (q, k, v, doc ids) on each device's rows and heads of the mesh in use."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
-    return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
+    return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL)
   auto = set(mesh.axis_names) - set(mesh.manual_axes)  # inside a shard_map over data: the rest
   batch = tuple(a for a in rows if a in auto) or None
   heads = 'tensor' if 'tensor' in auto else None
   qkv = P(batch, None, heads, None)
   return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)),
                        out_specs=qkv, check_vma=False)(
-                           q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
+                           q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL)
