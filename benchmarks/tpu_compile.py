@@ -34,10 +34,10 @@ MODELS = {
 TOPOLOGIES = ('v4-8', 'v5e-16', 'v5p-64', 'v6e-8')
 
 
-def run_one(model, topology):
+def run_one(model, topology, models=MODELS):
   from ssljax import config as config_lib
   from ssljax.pretrain import compile as compile_lib
-  path, overrides = MODELS[model]
+  path, overrides = models[model]
   config = config_lib.load(path, overrides)
   r = compile_lib.compile_step(config, topology)
   row = {'model': model, 'topology': topology, 'config': path, 'set': overrides,
@@ -95,23 +95,29 @@ def markdown(rows, machine):
   return '\n'.join(lines) + '\n'
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
-  p.add_argument('--topologies', nargs='+', default=list(TOPOLOGIES))
+def main(name='tpu_compile', topologies=TOPOLOGIES, write_markdown=None,
+         packages=('jaxlib', 'libtpu', 'flax'), doc=__doc__, models=MODELS):
+  """Compiles --models x --topologies, skipping the rows NAME.partial.jsonl has; writes
+  NAME.{json,md} after every row (benchmarks/gpu_compile.py runs this for GPUs)."""
+  write_markdown = write_markdown or markdown
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  p.add_argument('--models', nargs='+', default=list(models), choices=list(models))
+  p.add_argument('--topologies', nargs='+', default=list(topologies))
   p.add_argument('--out-dir', default=str(bench_common.RESULTS))
   args = p.parse_args()
-  partial = pathlib.Path(args.out_dir) / 'tpu_compile.partial.jsonl'
+  partial = pathlib.Path(args.out_dir) / f'{name}.partial.jsonl'
   partial.parent.mkdir(parents=True, exist_ok=True)
   rows = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
   done = {(r['model'], r['topology']) for r in rows}
-  machine = bench_common.machine('jaxlib', 'libtpu', 'flax', peak_flops=1.0)
+  machine = bench_common.machine(*packages, peak_flops=1.0)
   machine.pop('f32_matmul_gflops')  # nothing here runs on this CPU but the compiler
+  write = lambda: _write(args.out_dir, name, topologies, models, rows, machine,
+                         write_markdown)
   for topology in args.topologies:
     for model in args.models:
       if (model, topology) in done:
         continue
-      row = run_one(model, topology)
+      row = run_one(model, topology, models)
       print(json.dumps({k: row.get(k) for k in ('model', 'topology', 'fits', 'bytes_per_chip',
                                                 'collective_over_bf16_params', 'attention',
                                                 'roofline_mfu', 'compile_seconds')}),
@@ -119,17 +125,17 @@ def main():
       rows.append(row)
       with open(partial, 'a') as f:
         f.write(json.dumps(row, default=float) + '\n')
-      _write(args.out_dir, rows, machine)  # after every row: a stopped run keeps its rows
-  _write(args.out_dir, rows, machine)
+      write()  # after every row: a stopped run keeps its rows
+  write()
 
 
-def _write(out_dir, rows, machine):
-  order = {m: i for i, m in enumerate(MODELS)}
-  rows = sorted(rows, key=lambda r: (TOPOLOGIES.index(r['topology']) if r['topology'] in
-                                     TOPOLOGIES else 99, order[r['model']]))
+def _write(out_dir, name, topologies, models, rows, machine, write_markdown):
+  order = {m: i for i, m in enumerate(models)}
+  rows = sorted(rows, key=lambda r: (topologies.index(r['topology']) if r['topology'] in
+                                     topologies else 99, order[r['model']]))
   result = {'machine': machine, 'rows': rows}
-  bench_common.write(out_dir, 'tpu_compile', json.loads(json.dumps(result, default=float)),
-                     markdown(rows, machine))
+  bench_common.write(out_dir, name, json.loads(json.dumps(result, default=float)),
+                     write_markdown(rows, machine))
 
 
 if __name__ == '__main__':

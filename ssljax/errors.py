@@ -11,6 +11,7 @@ class Interrupted(KeyboardInterrupt):
 
 # An optional module -> the extra of pyproject.toml that installs it.
 EXTRAS = {'safetensors': 'hf', 'tokenizers': 'hf', 'libtpu': 'tpu', 'apache_beam': 'prepare',
+          'jax_cuda12_plugin': 'gpu-compile',
           'pyarrow': 'prepare', 'lm_eval': 'eval', 'gcsfs': 'gcs', 's3fs': 's3'}
 
 

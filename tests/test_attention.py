@@ -101,3 +101,13 @@ def test_resolve(setting, platform, dropout, length, want):
 def test_resolve_refuses_in_one_line(setting, platform, dropout, length, message):
   with pytest.raises(UserError, match=message):
     attention.resolve(setting, platform, dropout=dropout, length=length)
+
+
+def test_cudnn_needs_a_16_bit_compute_dtype():
+  """cuDNN's fused attention has no float32 kernel (jax refuses it while tracing, found by
+  `ssljax compile --topology h100:8` of gpt_tiny): auto falls back to XLA's attention."""
+  assert attention.resolve('auto', 'gpu', dropout=False, dtype='float32') == 'xla'
+  assert attention.resolve('auto', 'gpu', dropout=False, dtype='bfloat16') == 'cudnn'
+  assert attention.resolve('auto', 'tpu', dropout=False, dtype='float32') == 'splash'
+  with pytest.raises(UserError, match='model.dtype=bfloat16'):
+    attention.resolve('cudnn', 'gpu', dropout=False, dtype='float32')

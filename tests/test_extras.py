@@ -29,6 +29,7 @@ def _run_hiding(module: str, args: list[str], cwd) -> subprocess.CompletedProces
     ('safetensors', 'hf', ['export-hf', 'run', '--out', 'hf']),
     ('safetensors', 'hf', ['import-hf', 'hf', '--out', 'run']),
     ('libtpu', 'tpu', ['compile', '--config', CONFIG, '--topology', 'v5e:2x2']),
+    ('jax_cuda12_plugin', 'gpu-compile', ['compile', '--config', CONFIG, '--topology', 'h100:8']),
     ('apache_beam', 'prepare', ['prepare', '--config', CONFIG, '--out', 'prepared']),
     ('pyarrow', 'prepare', ['pretrain', '--config', CONFIG, '--workdir', 'run', '--set',
                             'data.source=parquet', '--set', 'data.path=corpus.parquet']),

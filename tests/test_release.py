@@ -31,7 +31,9 @@ def dist(tmp_path_factory):
 
 
 def _modules() -> set[str]:
-  return {p.relative_to(ROOT).as_posix() for p in (ROOT / 'ssljax').rglob('*.py')}
+  """Every module, and the data that ships beside them (XLA's GPU target configs)."""
+  return {p.relative_to(ROOT).as_posix() for pattern in ('*.py', '*.txtpb')
+          for p in (ROOT / 'ssljax').rglob(pattern)}
 
 
 def test_the_wheel_and_the_sdist_hold_every_module(dist):

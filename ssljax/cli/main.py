@@ -96,6 +96,11 @@ def _main(argv):
   args = parser().parse_args(argv)
   if args.command != 'compile':  # compile-only executables do not cache (cli/compile.py)
     _compilation_cache()
+  elif not args.verbose:
+    # XLA's own log lines (jax's default level 1 shows warnings), read as jax starts its
+    # backends: for GPU, its rematerialization and scheduler say that a program exceeds the
+    # memory it knows of; the one-line verdict of `ssljax compile` says more. -v shows them.
+    os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
   logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                       format='%(levelname)s %(name)s: %(message)s')
   for noisy in ('absl', 'orbax', 'jax._src'):

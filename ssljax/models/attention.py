@@ -10,7 +10,8 @@
   bias), causality as `is_causal`.
 
 `auto` picks the backend's fused kernel where it computes what XLA's path does: no
-attention dropout (neither kernel has it) and, for splash, a length in 128-token tiles.
+attention dropout (neither kernel has it), for splash a length in 128-token tiles, for
+cuDNN a 16-bit compute dtype (it has no float32 kernel).
 """
 
 import dataclasses
@@ -54,23 +55,30 @@ def dense(mask):
   return mask.dense() if isinstance(mask, DocMask) else mask
 
 
-def resolve(setting: str, platform: str, *, dropout: bool, length: int | None = None) -> str:
+def resolve(setting: str, platform: str, *, dropout: bool, length: int | None = None,
+            dtype: str = 'bfloat16') -> str:
   """The kernel `setting` means on `platform` ('cpu', 'tpu', 'gpu'), for a run with or
-  without attention dropout and rows of `length` tokens (None: not known yet)."""
+  without attention dropout, rows of `length` tokens (None: not known yet) and `dtype`
+  (model.dtype) as the compute dtype."""
   if setting not in KERNELS:
     raise UserError(f"model.attention={setting!r}: choose one of {', '.join(KERNELS)}")
   if setting == 'xla':
     return 'xla'
   fused = FUSED.get(platform)
   tiles = length is None or length % SPLASH_TILE == 0
+  half = dtype != 'float32'
   if setting == 'auto':
-    return fused if fused and not dropout and (fused != 'splash' or tiles) else 'xla'
+    fits = tiles if fused == 'splash' else half
+    return fused if fused and not dropout and fits else 'xla'
   if fused != setting:
     raise UserError(f'model.attention={setting} runs on '
                     f"{'TPU' if setting == 'splash' else 'GPU'}, not on {platform}: use auto")
   if dropout:
     raise UserError(f'model.attention={setting} has no attention dropout: set '
                     'model.attention_dropout_rate=0 or model.attention=xla')
+  if setting == 'cudnn' and not half:
+    raise UserError('model.attention=cudnn runs in bfloat16: set model.dtype=bfloat16 or '
+                    'model.attention=xla')
   if setting == 'splash' and not tiles:
     raise UserError(f'model.attention=splash needs rows of a multiple of {SPLASH_TILE} '
                     f'tokens, not {length}: change data.seq_len or use model.attention=xla')
@@ -84,14 +92,25 @@ def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=('data', 'fs
   checks it where a run starts). `rows`: the mesh axes that split the batch; `interpret`
   runs a Pallas kernel in interpret mode (tests on CPU)."""
   if kernel == 'auto':
-    kernel = resolve('auto', jax.default_backend(), dropout=False, length=q_BxLxNxD.shape[1])
+    kernel = resolve('auto', jax.default_backend(), dropout=False, length=q_BxLxNxD.shape[1],
+                     dtype=q_BxLxNxD.dtype.name)
   if kernel == 'splash':
     return _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, rows, interpret)
   if kernel == 'cudnn':
-    within = dense(DocMask(mask.doc_ids_BxL, causal=False))
-    return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=within,
-                                        is_causal=mask.causal, implementation='cudnn')
+    local = functools.partial(_cudnn_rows, causal=mask.causal)
+    if jax.sharding.get_abstract_mesh().manual_axes:
+      # Inside the data-parallel accumulation's shard_map, jax's partitioner of the cuDNN
+      # call fails (an AssertionError from custom_partitioning, found compiling albert_base
+      # for h100:8): the kernel then runs per device, as splash does.
+      return _per_device(local, q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL, rows)
+    return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
   return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=dense(mask))
+
+
+def _cudnn_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal):
+  within = dense(DocMask(doc_ids_BxL, causal=False))
+  return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=within,
+                                      is_causal=causal, implementation='cudnn')
 
 
 def _splash_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal, interpret):
@@ -123,13 +142,18 @@ def _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask: DocMask, rows, interpret):
   """Splash over a mesh: each device runs the kernel on its rows and heads. Padding (doc
   id 0) is a segment of its own, which real tokens never see."""
   local = functools.partial(_splash_rows, causal=mask.causal, interpret=interpret)
+  return _per_device(local, q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL, rows)
+
+
+def _per_device(local, q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, rows):
+  """`local` (q, k, v, doc ids) on each device's rows and heads of the mesh in use."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
-    return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
+    return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL)
   auto = set(mesh.axis_names) - set(mesh.manual_axes)  # inside a shard_map over data: the rest
   batch = tuple(a for a in rows if a in auto) or None
   heads = 'tensor' if 'tensor' in auto else None
   qkv = P(batch, None, heads, None)
   return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)),
                        out_specs=qkv, check_vma=False)(
-                           q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask.doc_ids_BxL)
+                           q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL)

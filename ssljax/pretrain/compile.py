@@ -1,5 +1,6 @@
 """`ssljax compile`: the train step `pretrain` runs, compiled for a TPU topology's
-compile-only devices (libtpu on any machine), and what the compiler says of it.
+compile-only devices (libtpu on any machine) or a GPU node's (the CUDA plugin's compiler,
+from XLA's target config of the GPU: no GPU or driver needed), and what the compiler says.
 
 Nothing is allocated and no corpus or tokenizer is read: the state and the batch are
 ShapeDtypeStructs with their shardings, the vocabulary size comes from the config
@@ -10,6 +11,7 @@ optimized HLO that XLA dumps (loop bodies counted as often as they run, see `hlo
 
 import dataclasses
 import glob
+import importlib.resources
 import os
 import re
 import tempfile
@@ -18,17 +20,28 @@ import time
 import jax
 import numpy as np
 
-from ssljax import models
+from ssljax import errors, models
 from ssljax.errors import UserError, require
 from ssljax.models import attention
 from ssljax.pretrain import chips, hlo, metrics, optimizer, parallel, step as step_lib
 
+GiB = chips.GiB
+# What the figures of each platform leave out, said with them.
+APPROXIMATE = {
+    'tpu': [],
+    'gpu': ['no autotuning without a GPU: default GEMM tiles, cuDNN workspaces of 0 bytes '
+            '(memory may be low by those)',
+            'no cost analysis from the CUDA compiler: FLOPs are the matmuls and cuDNN '
+            'attention of the optimized HLO, masked blocks counted'],
+}
 SETTINGS = ('train.batch_size', 'train.grad_accum', 'mesh.fsdp', 'model.remat')
 
 
 def topology_devices(name: str):
   """(chip, compile-only devices) of a topology name (see `chips.topology`)."""
   chip, jax_name = chips.topology(name)
+  if chip.platform == 'gpu':
+    return chip, _gpu_devices(name, chip, jax_name)
   require('libtpu', f'--topology {name}')
   from jax.experimental import topologies
   # Compile-only: no chip is opened, so another process using libtpu is no conflict.
@@ -44,6 +57,36 @@ def topology_devices(name: str):
     detail = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
     raise UserError(f'--topology {name}: libtpu cannot build {jax_name} ({detail})') from None
   return per_device(chip, topo.devices), topo.devices
+
+
+def _gpu_devices(name, chip, jax_name):
+  """Compile-only CUDA devices of `jax_name` (slices x hosts x GPUs) from the target config
+  ssljax ships for `chip`. The plugin registers its compiler while jax starts; where jax
+  tried the GPU backend first on a machine without one, it failed and did not."""
+  require('jax_cuda12_plugin', f'--topology {name}')
+  from jax.experimental import topologies
+  config = (importlib.resources.files('ssljax.pretrain') / 'gpus' / chip.target_config)
+  try:
+    topo = topologies.get_topology_desc(platform='cuda', topology=jax_name,
+                                        target_config=config.read_text())
+  except NotImplementedError:
+    raise UserError(f'--topology {name}: the CUDA plugin did not start in this process; '
+                    'on a machine without a GPU set JAX_PLATFORMS=cpu before jax is imported '
+                    '(the ssljax command does)') from None
+  except RuntimeError as e:  # a target config this jax's XLA cannot read
+    detail = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+    raise UserError(f'--topology {name}: the CUDA plugin cannot build {jax_name} from '
+                    f'{chip.target_config} ({detail})') from None
+  return topo.devices
+
+
+def usable_bytes(chip: chips.Chip) -> int:
+  """The memory a step may use per device: a TPU's HBM; on a GPU what jax's allocator
+  takes at start, XLA_PYTHON_CLIENT_MEM_FRACTION (default 0.75) of it."""
+  if chip.platform == 'tpu':
+    return chip.hbm_bytes
+  fraction = float(os.environ.get('XLA_PYTHON_CLIENT_MEM_FRACTION', 0.75))
+  return int(chip.hbm_bytes * fraction)
 
 
 def per_device(chip: chips.Chip, devices) -> chips.Chip:
@@ -71,10 +114,15 @@ _OOM_USED = (re.compile(r'[Uu]sed ([\d.]+[KMGT]?) of ([\d.]+[KMGT]?) hbm'),
 _REPORT_ROW = re.compile(r'\s*[\d.]+\w*\(\s*\d+%\);\s*([\d.]+\w*);\s*\d+;\s*\d+;\s*(.*)')
 
 
-def _oom_line(error, dump, config, name) -> str:
+def _tpu_need(error) -> str:
   text = str(error)
   used = next((m for m in (r.search(text) for r in _OOM_USED) if m), None)
-  need = f'needs {used.group(1)} of {used.group(2)} HBM per chip' if used else 'does not fit'
+  return f'needs {used.group(1)} of {used.group(2)} HBM per chip' if used else 'does not fit'
+
+
+def _oom_line(need, dump, config, name) -> str:
+  """One line: what the program needs, its three largest allocations (XLA's memory-usage
+  report in `dump`) and the settings that would lower them."""
   report = sorted(glob.glob(os.path.join(dump, '*memory-usage-report*')))
   biggest = []
   for line in open(report[-1]).read().splitlines() if report else ():
@@ -106,9 +154,9 @@ def compile_step(config, topology: str) -> dict:
   chip, devices = topology_devices(topology)
   vocab_size = config.model.vocab_size or config.tokenizer.vocab_size
   m = config.model
-  # Tracing runs on this machine's CPU: the kernel is chosen for the TPU here.
-  kernel = attention.resolve(m.attention, 'tpu', dropout=m.attention_dropout_rate > 0,
-                             length=config.data.seq_len)
+  # Tracing runs on this machine's CPU: the kernel is chosen for the TPU or GPU here.
+  kernel = attention.resolve(m.attention, chip.platform, dropout=m.attention_dropout_rate > 0,
+                             length=config.data.seq_len, dtype=m.dtype)
   model_cfg = models.ModelConfig.from_config(m, vocab_size=vocab_size, attention=kernel)
   graphdef, abstract_params = models.abstract(model_cfg)
   tx = optimizer.build(config.optimizer, config.train.steps)
@@ -116,11 +164,20 @@ def compile_step(config, topology: str) -> dict:
   strategy = parallel.Jit(spec, parallel.init_fn(model_cfg, tx), abstract_params, config,
                           devices=devices)
   started = time.perf_counter()
-  lowered = strategy.lower_step(config)
   name = f'{config.model.arch} on {topology}'
+  try:
+    lowered = strategy.lower_step(config)
+  except RuntimeError as e:  # jax's cuDNN attention, where the plugin has no cuDNN beside it
+    if 'cuDNN' not in str(e):
+      raise
+    raise UserError(f'{name}: model.attention=cudnn needs cuDNN, from the gpu-compile extra: '
+                    f"{errors.install_line('gpu-compile')} (or set model.attention=xla)"
+                    ) from None
   mesh = dict(strategy.mesh.shape)
-  out = {'topology': topology, 'chip': chip.name, 'chips': len(devices), 'mesh': mesh,
-         'hbm_bytes': chip.hbm_bytes, 'attention': kernel, 'train_steps': config.train.steps}
+  out = {'topology': topology, 'chip': chip.name, 'platform': chip.platform,
+         'chips': len(devices), 'mesh': mesh, 'hbm_bytes': chip.hbm_bytes,
+         'usable_bytes': usable_bytes(chip), 'attention': kernel,
+         'train_steps': config.train.steps}
   with tempfile.TemporaryDirectory(prefix='ssljax-compile-') as dump:
     try:
       compiled = lowered.compile({'xla_dump_to': dump, 'xla_dump_hlo_as_text': True,
@@ -128,15 +185,19 @@ def compile_step(config, topology: str) -> dict:
     except jax.errors.JaxRuntimeError as e:
       if 'RESOURCE_EXHAUSTED' not in str(e):
         raise
-      return out | {'fits': False, 'error': _oom_line(e, dump, config, name),
+      return out | {'fits': False, 'error': _oom_line(_tpu_need(e), dump, config, name),
                     'compile_seconds': time.perf_counter() - started}
     texts = sorted(glob.glob(os.path.join(dump, '*after_optimizations.txt')),
                    key=os.path.getsize)
     program = hlo.parse(open(texts[-1]).read()) if texts else None
+    mem = compiled.memory_analysis()
+    per_chip = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+                + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
+    # XLA for GPU compiles whatever the size (it checks at run time): the verdict is ours.
+    need = f"needs {per_chip / GiB:.2f}G of {out['usable_bytes'] / GiB:.2f}G " + (
+        'HBM per chip' if chip.platform == 'tpu' else 'usable per GPU')
+    error = _oom_line(need, dump, config, name) if per_chip > out['usable_bytes'] else None
   seconds = time.perf_counter() - started
-  mem = compiled.memory_analysis()
-  per_chip = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
-              + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
   cost = compiled.cost_analysis() or {}
   cost = cost[0] if isinstance(cost, list) else cost
   state = strategy.abstract
@@ -153,16 +214,23 @@ def compile_step(config, topology: str) -> dict:
   # matmul's loop has few FLOPs and whole-activation buffers), so no FLOP ratio scales it.
   factor = program['loop_factor'] if program else 1.0
   flops = float(cost.get('flops', 0.0)) * factor
+  if not cost and program:  # GPU: no cost analysis; the HLO's matmuls and cuDNN attention
+    flops = program['flops']
   collective = program['collectives'] if program else {}
   hbm_traffic = (program['hbm_traffic'] if program
                  else float(cost.get('bytes accessed', 0.0)) * factor)
   n = len(devices)
   t_compute = flops / chip.peak_flops
   t_hbm = hbm_traffic / chip.hbm_bandwidth  # per chip: the cost analysis is per device
-  t_ici = sum(collective.values()) / chip.ici_bandwidth
-  t_step = max(t_compute, t_hbm, t_ici)
+  link, bandwidth = 'ici', chip.ici_bandwidth
+  if chip.platform == 'gpu':  # across hosts every ring crosses the network
+    hosts = len({d.process_index for d in devices})
+    link, bandwidth = ('network', chip.network_bandwidth) if hosts > 1 else ('nvlink', bandwidth)
+  t_link = sum(collective.values()) / bandwidth
+  t_step = max(t_compute, t_hbm, t_link)
   return out | {
-      'fits': per_chip <= chip.hbm_bytes,
+      'fits': error is None,
+      **({'error': error} if error else {}),
       'bytes_per_chip': int(per_chip),
       'memory': {'parameters': _shard_bytes(state.params), 'optimizer': opt_bytes,
                  'arguments': int(mem.argument_size_in_bytes),
@@ -175,7 +243,7 @@ def compile_step(config, topology: str) -> dict:
       'largest_collective': (program or {}).get('largest', {}),
       'all_reduced_shapes': (program or {}).get('all_reduced', []),
       'hbm_traffic_bytes': hbm_traffic,  # per chip and step, loops as they run
-      'roofline_seconds': {'compute': t_compute, 'hbm': t_hbm, 'ici': t_ici},
+      'roofline_seconds': {'compute': t_compute, 'hbm': t_hbm, link: t_link},
       'roofline_step_seconds': t_step,
       'roofline_mfu': model_flops / (chip.peak_flops * n) / t_step if t_step else 0.0,
       # train.steps at that bound: hours of the whole slice, so x its hourly price = cost floor
@@ -184,4 +252,5 @@ def compile_step(config, topology: str) -> dict:
       # Dropout and masking bits: uint32 element-ops per chip and step (0: no RNG work).
       'random_bit_ops': (program or {}).get('random_bit_ops', 0.0),
       'compile_seconds': seconds,
+      'approximate': APPROXIMATE[chip.platform],
   }

@@ -26,6 +26,7 @@ _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 _CHAIN = re.compile(r'channel_id=(\d+).*?chain_id="(\d+)"')
 # Fused attention as it appears in a program: Pallas splash kernels by name, cuDNN's by target.
 _KERNEL = re.compile(r'\bsplash_m[hq]a_\w+|__cudnn\$fmha\w*')
+_FMHA = re.compile(r'custom_call_target="__cudnn\$fmha')
 # Threefry's rounds are xors and shifts on uint32; XLA's own generator is one instruction.
 _RANDOM_BITS = ('xor', 'shift-left', 'shift-right-logical', 'rng-bit-generator')
 _BOUND = re.compile(r'[su]32\[\]\{?[^ ]*\s+constant\((\d+)\)')  # u32: windowed matmul loops
@@ -110,6 +111,19 @@ def _flops(op, out, lhs, rhs, line) -> float:
   return 2 * out_elems * float(np.prod(rhs)) / o_size / (int(groups.group(1)) if groups else 1)
 
 
+def _fmha_flops(result, operands, backward: bool) -> float:
+  """cuDNN attention's matmul FLOPs: q k^T and p v forward, 4 x B x N x L x S x D; five
+  such products backward (scores recomputed, then dv, dp, dq, dk): 2.5 times that. Masked
+  and causal blocks counted as computed. Operands: q, k, v as B x L x N x D (bwd: the same
+  first three)."""
+  if len(operands) < 3 or len(operands[0]) != 4 or len(operands[1]) != 4:
+    return 0.0
+  batch, length, heads, depth = operands[0]
+  keys = operands[1][1]
+  forward = 4.0 * batch * heads * length * keys * depth
+  return forward * 2.5 if backward else forward
+
+
 def _traffic(op, name, rest, line, comps, hbm) -> int:
   """HBM bytes one run of an instruction of a loop body or the entry reads and writes: an
   async op's start reads, its done writes; a fusion what `_fused_traffic` says."""
@@ -133,9 +147,10 @@ def _traffic(op, name, rest, line, comps, hbm) -> int:
 
 
 def parse(text: str) -> dict:
-  """{'collectives': {kind: bytes}, 'largest': {kind: bytes}, 'loop_factor': matmul FLOPs
-  with loops unrolled / with each body once (what cost_analysis counts)} of one chip per
-  step. A collective's bytes are its result's (all of a combined all-reduce's tuple),
+  """{'collectives': {kind: bytes}, 'largest': {kind: bytes}, 'flops': matmul (and cuDNN
+  attention) FLOPs with loops unrolled, 'loop_factor': those / with each body once (what
+  cost_analysis counts)} of one chip per step. A collective's bytes are its result's (all
+  of a combined all-reduce's tuple; of an async start, less the operands it also holds),
   a reduce-scatter's its operand's, a chain of fusions that runs one collective once;
   the TPU's windowed (collective) matmuls are loops with a uint32 counter; a loop runs as
   often as its condition's s32 or u32 bound says (or XLA's known_trip_count)."""
@@ -206,7 +221,10 @@ def parse(text: str) -> dict:
         if kind == 'reduce-scatter':
           arrays = [a for o in _operands(rest) for a in shapes.get(o, [])]
         sizes = [b for b, _ in arrays]
-        size = max(sizes, default=0) if op.endswith('-start') else sum(sizes)
+        size = sum(sizes)
+        if op.endswith('-start'):  # its result holds the operands too, except a GPU all-reduce's
+          operand_bytes = sum(b for o in _operands(rest) for b, _ in shapes.get(o, []))
+          size = size - operand_bytes if size > operand_bytes else size
         chain = _CHAIN.search(line)
         if chain:
           key = (kind, chain.group(1), chain.group(2))
@@ -218,6 +236,10 @@ def parse(text: str) -> dict:
         largest[kind] = max(largest[kind], max(sizes, default=0))
       elif op in _RANDOM_BITS and shapes[name] and ' u32[' in f" {line.split('=', 1)[1]}"[:8]:
         random_bits += n * float(np.prod(shapes[name][0][1]))
+      elif op == 'custom-call' and _FMHA.search(line):
+        f = _fmha_flops(shapes[name], [shapes.get(o, [(0, [])])[0][1] for o in _operands(rest)],
+                        'Backward' in line)
+        flops, flops_once = flops + n * f, flops_once + once[comp] * f
       elif op in ('dot', 'convolution'):
         ops = [shapes.get(o, [(0, [])])[0][1] for o in _operands(rest)[:2]]
         if len(ops) == 2 and shapes[name]:
@@ -228,6 +250,6 @@ def parse(text: str) -> dict:
   # Windowed (dilated) convolutions make the matmul count approximate; their ratio is not.
   return {'collectives': dict(total), 'largest': dict(largest), 'all_reduced': sorted(reduced),
           'hbm_traffic': traffic,
-          'loop_factor': flops / flops_once if flops_once else 1.0,
+          'loop_factor': flops / flops_once if flops_once else 1.0, 'flops': flops,
           'kernels': sorted(set(_KERNEL.findall(text))),
           'random_bit_ops': random_bits}

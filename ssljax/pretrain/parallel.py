@@ -155,7 +155,7 @@ def log_attention(config, platform) -> str:
   model.attention: one line if it cannot run there)."""
   m = config.model
   kernel = attention.resolve(m.attention, platform, dropout=m.attention_dropout_rate > 0,
-                             length=config.data.seq_len)
+                             length=config.data.seq_len, dtype=m.dtype)
   log.info('attention: %s on %s (model.attention=%s)', kernel, platform, m.attention)
   return kernel
 
