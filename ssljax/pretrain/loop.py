@@ -379,8 +379,8 @@ def pretrain(config, workdir, *, init: pretrained.Pretrained | None = None,
   """
   started = time.perf_counter()
   parallel.initialize_distributed(config.distributed)
-  with lock.held(workdir):  # one writer per workdir
-    return _pretrain(config, workdir, init, hooks, stop_after, started)
+  with lock.held(workdir) as held:  # one writer per workdir
+    return _pretrain(config, workdir, init, hooks, stop_after, started, held.check)
 
 
 def _continuing(run: Run, start: int, learning_rate) -> str:
@@ -401,7 +401,9 @@ def _continuing(run: Run, start: int, learning_rate) -> str:
   return line
 
 
-def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
+def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> dict:
+  """The loop of `pretrain`; `still_held()` raises once another run took the workdir's
+  lock, and is called before each write (checkpoints, metrics)."""
   if config.train.time_budget:
     config = budget.sized_config(config, workdir, functools.partial(setup, init=init), started)
   run = setup(config, workdir, init)
@@ -409,7 +411,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   cfg = config.train
   state, start = restore_or_init(run)
   lead = jax.process_index() == 0
-  writer = metrics_lib.Writer(run.workdir, enabled=lead)
+  writer = metrics_lib.Writer(run.workdir, enabled=lead, before_write=still_held)
   meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
                               run.schedule)
   learning_rate = optimizer.schedule(config.optimizer, *optimizer.from_segments(run.schedule))
@@ -470,6 +472,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
         # Step `done` is dispatched: read the ones before it, and itself if it is saved.
         drain(through=done if save else done - 1, always=done if save else None)
         if save:
+          still_held()
           checkpoint.save(run.manager, done, run.strategy.to_save(state),
                           run.batches.get_state(), meta)
           saved_step = done

@@ -31,10 +31,13 @@ class Writer:
   A local workdir gets each row at once. Object storage has no append, so for a gs:// or
   s3:// workdir rows are flushed every `remote_flush_s` seconds and at close, and the
   TensorBoard events are written to a local folder and copied up at each flush.
+  `before_write()` runs before each flush: the workdir lock's check (`lock.Lock.check`).
   """
 
-  def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0):
+  def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0,
+               before_write=lambda: None):
     self.enabled = enabled
+    self._before_write = before_write
     workdir = paths.path(workdir)
     self.path = workdir / 'metrics.jsonl'
     self._events = workdir / 'tensorboard'
@@ -65,6 +68,8 @@ class Writer:
       self.flush()
 
   def flush(self):
+    if self._rows or self._spool:
+      self._before_write()
     if self._rows and not self._cleaned:
       self._cleaned = True
       _keep_before(self.path, self._first)
@@ -77,9 +82,11 @@ class Writer:
   def close(self):
     if self._tb is not None:
       self._tb.close()
-      self.flush()
-      if self._spool:
-        shutil.rmtree(self._spool, ignore_errors=True)
+      try:
+        self.flush()
+      finally:
+        if self._spool:
+          shutil.rmtree(self._spool, ignore_errors=True)
 
 
 def _parse(text: str) -> tuple[list[dict], int]:
