@@ -48,6 +48,31 @@ def test_another_objective_is_one_line(run_copy, corpus_file, tokenizer_file):
     train.setup(_config(corpus_file, tokenizer_file, objective='mlm'), run_copy)
 
 
+@pytest.mark.parametrize('key, value', [('seed', 1), ('batch_size', 8), ('grad_accum', 2),
+                                        ('dropout_rng', 'rbg')])
+def test_a_change_that_breaks_exactness_is_refused(run_copy, corpus_file, tokenizer_file, key,
+                                                   value):
+  """train.seed, batch_size, grad_accum and dropout_rng set the data order, masks and
+  dropout: a resume under another value would silently be another run."""
+  before = sorted(p.name for p in run_copy.rglob('*'))
+  with pytest.raises(UserError) as raised:
+    train.pretrain(_config(corpus_file, tokenizer_file, **{'train.steps': 9,
+                                                            'train.extend': 'decay',
+                                                            f'train.{key}': value}), run_copy)
+  message = str(raised.value)
+  assert '\n' not in message and f'under train.{key}={value!r}' in message
+  assert 'new --workdir' in message and 'train.init_from=' in message
+  assert f'--set train.{key}=' in message
+  assert sorted(p.name for p in run_copy.rglob('*')) == before  # nothing written or moved
+
+
+def test_a_change_that_keeps_exactness_continues(run_copy, corpus_file, tokenizer_file):
+  """train.log_every and the like change no batch: the run continues."""
+  train.pretrain(_config(corpus_file, tokenizer_file, **{
+      'train.log_every': 2, 'train.steps': 9, 'train.extend': 'decay'}), run_copy)
+  assert '9' in _steps(run_copy)
+
+
 def test_a_run_written_before_a_key_existed_resumes():
   """A checkpoint's saved config lacks the keys added since (model.attention, model.norm):
   they count as their defaults, which keep the old behaviour; a changed value still stops."""

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 # Sections that must match to continue a run from its checkpoint.
 RESUME_KEYS = ('objective', 'model', 'mlm', 'data', 'tokenizer', 'optimizer')
+# train keys that must match too: they set the data order, masks and dropout bits, so a
+# change mid-run would make the resumed run another one than the run it continues.
+RESUME_TRAIN_KEYS = ('seed', 'batch_size', 'grad_accum', 'dropout_rng')
 # model keys that train.init_from leaves to the config; the rest come from the source.
 RUN_MODEL_KEYS = ('dropout_rate', 'attention_dropout_rate', 'remat', 'dtype')
 
@@ -245,6 +248,18 @@ def _check_resumable(config, meta, workdir, step):
                         '(which takes its architecture) and a new --workdir')
       raise UserError(f'{directory} holds a run with another config ({detail}); use a new '
                       '--workdir, or the same config to continue that run')
+  if step == 0:  # import-hf's step 0 trained nothing: any train settings start from it
+    return
+  trained = saved.get('train') if isinstance(saved.get('train'), dict) else {}
+  changed = [f'train.{k}={current["train"][k]!r} (it was trained with {trained.get(k)!r})'
+             for k in RESUME_TRAIN_KEYS if k in trained and trained[k] != current['train'][k]]
+  if changed:
+    same = ' '.join(f'train.{k}={trained[k]}' for k in RESUME_TRAIN_KEYS if k in trained
+                    and trained[k] != current['train'][k])
+    raise UserError(f'{directory} cannot continue exactly under {", ".join(changed)}: the '
+                    'data order, masks and dropout would change mid-run. Continue with '
+                    f'--set {same}, or start a new run with a new --workdir (--set '
+                    f'train.init_from={directory} starts it from these weights)')
 
 
 def restore_or_init(run: Run) -> tuple[TrainState, int]:
