@@ -416,6 +416,26 @@ def _continuing(run: Run, start: int, learning_rate) -> str:
   return line
 
 
+def _diverged(run: Run, step: int, values: dict, start: int, saved_step: int) -> str:
+  """What a non-finite loss at `step` says. Right after a resume (no checkpoint saved since)
+  the checkpoint it resumed from is the likelier cause than the learning rate: bytes that
+  changed without a checksum to catch them (a step an older ssljax wrote), or a state
+  saved as the run began to diverge. Saying so breaks the loop of reruns that resume from
+  it and stop again."""
+  said = (f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at step {step}; '
+          'stopped without saving')
+  if start and saved_step == start:
+    where = f'{run.workdir}/checkpoints/{start}'
+    return (f'{said}, {step - start} steps after resuming from {where}: that checkpoint may '
+            f'be damaged or already diverging. Set it aside (mv {where} '
+            f'{run.workdir}/checkpoints/unreadable-{start}) and rerun to resume from the one '
+            'before, or lower optimizer.learning_rate or set optimizer.clip_norm')
+  kept = (f'the last good checkpoint (step {saved_step}) is kept in '
+          f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
+  return (f'{said}: {kept}. Lower optimizer.learning_rate or set optimizer.clip_norm, then '
+          'rerun')
+
+
 def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> dict:
   """The loop of `pretrain`; `still_held()` raises once another run took the workdir's
   lock, and is called before each write (checkpoints, metrics)."""
@@ -455,11 +475,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
       step, step_metrics = pending.popleft()
       values = _host(step_metrics)
       if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
-        kept = (f'the last good checkpoint (step {saved_step}) is kept in '
-                f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
-        raise UserError(f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at '
-                        f'step {step}; stopped without saving: {kept}. Lower '
-                        'optimizer.learning_rate or set optimizer.clip_norm, then rerun')
+        raise UserError(_diverged(run, step, values, start, saved_step))
       if due(step, cfg.log_every, always):
         values |= throughput.update(step)
         values['learning_rate'] = float(learning_rate(step - 1))
