@@ -98,10 +98,11 @@ def _main(argv):
     _compilation_cache()
   logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                       format='%(levelname)s %(name)s: %(message)s')
-  for noisy in ('absl', 'orbax', 'jax._src'):
+  for noisy in ('orbax', 'jax._src'):
     logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
-  # Object-store clients log each failed retry with a traceback; the error ends in one line.
-  for quiet in ('gcsfs', 's3fs', 'aiobotocore', 'asyncio'):
+  # Object-store clients log each failed retry with a traceback, and Orbax (through absl)
+  # each of its threads that a full disk stopped; the error itself ends in one line.
+  for quiet in ('absl', 'gcsfs', 's3fs', 'aiobotocore', 'asyncio'):
     logging.getLogger(quiet).setLevel(logging.INFO if args.verbose else logging.CRITICAL)
   try:
     args.run(args)

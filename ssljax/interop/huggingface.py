@@ -579,12 +579,16 @@ def import_folder(folder, out) -> Report:
   params = nnx.to_pure_dict(nnx.state(pre.model))
   state = TrainState.create(params, optimizer.build(pre.config.optimizer, pre.config.train.steps))
   meta = checkpoint.make_meta(pre.config, pre.tokenizer.model_proto, pre.tokenizer.kind)
-  mgr = checkpoint.manager(out, keep=1, async_save=False)
-  checkpoint.save(mgr, 0, state, {}, meta)
-  mgr.wait_until_finished()
-  mgr.close()
-  with paths.staged(out) as stage:
-    pre.tokenizer.save(stage)
+  try:
+    mgr = checkpoint.manager(out, keep=1, async_save=False)
+    checkpoint.save(mgr, 0, state, {}, meta)
+    mgr.wait_until_finished()
+    mgr.close()
+    with paths.staged(out) as stage:
+      pre.tokenizer.save(stage)
+  except BaseException:  # a full disk: nothing half imported may block the rerun
+    (out / 'checkpoints').rmtree(missing_ok=True)
+    raise
   return report
 
 

@@ -13,6 +13,8 @@ aside as `unreadable-STEP` (renamed, never deleted) and the previous one used.
 """
 
 import base64
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -72,16 +74,45 @@ class Sealed(ocp.CheckpointManager):
     super().__init__(*args, **kwargs)
 
   def save(self, step, *args, **kwargs):
-    saved = super().save(step, *args, **kwargs)
+    with self._disk_full(step):
+      saved = super().save(step, *args, **kwargs)
     self._unsealed.add(step)
     return saved
 
   def wait_until_finished(self):
-    super().wait_until_finished()
+    with self._disk_full(max(self._unsealed, default=None)):
+      super().wait_until_finished()
     steps, self._unsealed = self._unsealed, set()
     if jax.process_index() == 0:
       for step in sorted(steps):
         checksums.seal(paths.path(self.directory) / str(step))
+
+
+  @contextlib.contextmanager
+  def _disk_full(self, step):
+    """A full disk inside Orbax's writer threads (an OSError, or TensorStore's ValueError
+    that carries errno 28) as one line; Orbax commits a step by a rename, so the steps
+    before it are intact and its unfinished directory is removed by the next manager."""
+    try:
+      yield
+    except Exception as e:
+      if not _disk_full(e):
+        raise
+      kept = (f'the steps saved before ({", ".join(map(str, self.all_steps()))}) are intact'
+              if self.all_steps() else 'no step was committed')
+      raise UserError(f'{self.directory}: no space left on the device while saving '
+                      f'checkpoint {step}; {kept}. Free some space (or pass a path on another '
+                      'disk) and rerun') from None
+
+
+def _disk_full(e: BaseException | None) -> bool:
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if any(word in str(e) for word in ('No space left on device', 'Disk quota exceeded')):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 class Staged(Sealed):
