@@ -61,8 +61,8 @@ def append_lines(file: epath.Path, lines: list[str]):
     with file.open('a') as f:
       f.write(text)
     return
-  previous = file.read_text() if file.exists() else ''
-  file.write_text(previous + text)
+  previous = file.read_bytes() if file.exists() else b''
+  file.write_bytes(previous + text.encode())
 
 
 def save_npz(file: epath.Path, **arrays):

@@ -89,6 +89,12 @@ class Writer:
           shutil.rmtree(self._spool, ignore_errors=True)
 
 
+def _text(path) -> str:
+  """The file's text; bytes that are not UTF-8 (a torn or overwritten block) become U+FFFD,
+  which no row holds, so that their lines count as torn instead of stopping the run."""
+  return path.read_bytes().decode('utf-8', errors='replace')
+
+
 def _parse(text: str) -> tuple[list[dict], int]:
   """(rows, lines that are not a row): a crash mid-write leaves a torn last line."""
   rows, bad = [], 0
@@ -96,7 +102,7 @@ def _parse(text: str) -> tuple[list[dict], int]:
     if not line.strip():
       continue
     try:
-      row = json.loads(line)
+      row = json.loads(line) if '\ufffd' not in line else None
     except ValueError:
       row = None
     if isinstance(row, dict) and isinstance(row.get('step'), int):
@@ -111,7 +117,7 @@ def _keep_before(path, first: int):
   them again) and torn lines are cut away, so that each step has one row."""
   if not path.exists():
     return
-  text = path.read_text()
+  text = _text(path)
   rows, bad = _parse(text)
   kept = [r for r in rows if r['step'] < first]
   if bad or len(kept) < len(rows) or (text and not text.endswith('\n')):
@@ -125,7 +131,7 @@ def read(workdir) -> list[dict]:
   path = paths.path(workdir) / 'metrics.jsonl'
   if not path.exists():
     raise UserError(f'{path} does not exist; pass the --workdir of `ssljax pretrain`')
-  rows, bad = _parse(path.read_text())
+  rows, bad = _parse(_text(path))
   if bad:
     log.warning('%s: skipped %d unreadable lines', path, bad)
   return rows
