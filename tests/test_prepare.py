@@ -206,18 +206,33 @@ def _break(folder, how: str):
   elif how == 'truncated chunk index':
     (index,) = shard.parent.glob(f'{shard.name}.chunks-*')
     index.write_bytes(index.read_bytes()[:-8])
+  elif how == 'garbage chunk index':  # the same size, other numbers
+    (index,) = shard.parent.glob(f'{shard.name}.chunks-*')
+    count = len(index.read_bytes()) // 8
+    index.write_bytes(np.random.default_rng(0).integers(0, 2**40, count).astype('<i8').tobytes())
+  elif how == 'manifest missing keys':
+    del manifest['splits']['train']['shards'][0]['bytes']
+    (folder / prepared.MANIFEST).write_text(json.dumps(manifest))
+  elif how == 'no manifest, missing shard':
+    (folder / prepared.MANIFEST).unlink()
+    shard.unlink()
+  elif how == 'garbage record':
+    (folder / 'shards' / 'split-00000.json').write_bytes(b'\xff garbage')
+    shard.unlink()
   return shard
 
 
 @pytest.mark.parametrize('how, says', [
     ('no manifest', 'rerun the same ssljax prepare command'),
     ('no shards', 'lists no training shard'),
-    ('missing shard', 'is missing; rerun ssljax prepare'),
+    ('missing shard', 'is missing; rerun the ssljax prepare command that wrote the folder'),
     ('truncated shard', 'bytes where the manifest says'),
     ('bad header', 'is corrupt (its header'),
     ('bad tokens', 'is corrupt (token id'),
     ('bad offsets', 'is corrupt (a document offset outside'),
     ('truncated chunk index', 'is shorter than the'),
+    ('garbage chunk index', 'is corrupt (a chunk outside its document)'),
+    ('manifest missing keys', "lacks a key or holds a value of another type ('bytes')"),
 ])
 def test_a_broken_folder_is_one_line_naming_the_shard(prepared_dir, corpus_file, tmp_path,
                                                       capsys, how, says):
@@ -228,8 +243,30 @@ def test_a_broken_folder_is_one_line_naming_the_shard(prepared_dir, corpus_file,
   with pytest.raises(UserError, match=None) as e:
     train.pretrain(config, tmp_path / 'run')
   assert says in str(e.value) and '\n' not in str(e.value)
-  if how not in ('no manifest', 'no shards'):
+  if how not in ('no manifest', 'no shards', 'manifest missing keys'):
     assert str(shard) in str(e.value)
+
+
+def _files(folder) -> dict:
+  return {f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob('*'))
+          if f.is_file() and f.name != pipeline.STATE}
+
+
+@pytest.mark.parametrize('how', [
+    'missing shard', 'truncated shard', 'bad header', 'bad tokens', 'bad offsets',
+    'truncated chunk index', 'garbage chunk index', 'no shards', 'manifest missing keys',
+    'no manifest, missing shard', 'garbage record',
+])
+def test_a_rerun_of_prepare_repairs_a_broken_folder(prepared_dir, corpus_file, tokenizer_file,
+                                                    tmp_path, how):
+  """The command a reader's error names really repairs the folder: prepare checks every
+  shard against its record (size, sha256) and every chunk index against its shard, and
+  rewrites what is missing or damaged, byte for byte what an unbroken prepare wrote."""
+  folder = _copy(prepared_dir, tmp_path / 'prep')
+  _break(folder, how)
+  _prepare(_config(corpus_file, tokenizer_file), folder, split_bytes=40_000)
+  assert _files(folder) == _files(prepared_dir)
+  prepared.open_folder(folder)
 
 
 def test_a_tokenizer_other_than_the_prepared_one_is_one_line(prepared_dir, corpus_file,

@@ -70,15 +70,19 @@ def prepare(config, out, beam_args=(), workers: int | None = None,
   key = fingerprint(config, plan)
   _claim(out, key)
   manifest_file = out / prepared.MANIFEST
-  if manifest_file.exists():
-    print_(f'{out} is already prepared from this source and config')
-    return json.loads(manifest_file.read_text())
   options = pipeline_options(beam_args, workers)
   tokenizer = _tokenizer(config, out, plan, options)
   folder = out / 'shards'
   folder.mkdir(parents=True, exist_ok=True)
   _remove_partials(folder)
+  _verify(folder, plan, key, tokenizer)
   todo = [s for s in plan.splits if not (folder / _record_name(s)).exists()]
+  if not todo and manifest_file.exists():
+    manifest = _manifest(config, out, plan, tokenizer, key)
+    if manifest_file.read_bytes() == _manifest_bytes(manifest):
+      print_(f'{out} is already prepared from this source and config; every shard checked')
+      return manifest
+    print_(f'{manifest_file} differs from what the shards record: rewriting it')
   started = time.perf_counter()
   if todo:
     encode = _Encode(config.to_dict(), os.fspath(folder), tokenizer.kind,
@@ -87,7 +91,7 @@ def prepare(config, out, beam_args=(), workers: int | None = None,
       _run(options, 'encode', todo, encode)
   manifest = _manifest(config, out, plan, tokenizer, key)
   seconds = time.perf_counter() - started
-  shards.write_atomic(manifest_file, json.dumps(manifest, indent=1).encode())
+  shards.write_atomic(manifest_file, _manifest_bytes(manifest))
   if (out / '.work').exists():  # the tokenizer's sample
     (out / '.work').rmtree()
   train = manifest['splits']['train']
@@ -95,6 +99,57 @@ def prepare(config, out, beam_args=(), workers: int | None = None,
          f'in {len(train["shards"])} shards, {manifest["splits"]["eval"]["documents"]} held '
          f'out ({seconds:.0f} s)')
   return manifest
+
+
+def _manifest_bytes(manifest: dict) -> bytes:
+  return json.dumps(manifest, indent=1).encode()
+
+
+def _verify(folder: paths.Path, plan: sources.Plan, key: str, tokenizer):
+  """Checks each finished split against its record: its shards' sizes and sha256, and its
+  chunk indexes against the shards' document indexes. A chunk index that differs is
+  rewritten from its shard; a split with a record that does not decode, was written with
+  another tokenizer, or whose shard is missing or damaged loses its record, so that the
+  encode pipeline writes it again. Every shard is read once."""
+  proto_sha = shards.sha256(tokenizer.model_proto)
+  for split in plan.splits:
+    record_file = folder / _record_name(split)
+    if not record_file.exists():
+      continue
+    problem = _split_problem(folder, record_file, key, proto_sha)
+    if problem:
+      tqdm.tqdm.write(f'{problem}: writing split {split.index} again')
+      record_file.unlink()
+
+
+def _split_problem(folder, record_file, key, proto_sha) -> str | None:
+  """What is wrong with the split `record_file` records, or None; repairs its chunk
+  indexes on the way (they are computed from the shard, which the sha256 vouches for)."""
+  try:
+    record = json.loads(record_file.read_bytes())
+    entries = [record[name] for name in prepared.SPLITS if record[name]]
+    if record['fingerprint'] != key or record.get('tokenizer', proto_sha) != proto_sha:
+      return f'{record_file} was written for another config or tokenizer'
+    checks = [(e['name'], e['bytes'], e['sha256'], e['documents'], e['chunks'])
+              for e in entries]
+  except (ValueError, KeyError, TypeError):
+    return f'{record_file} does not decode'
+  for name, size, sha, docs, chunks in checks:
+    shard = folder / name
+    if not shard.exists():
+      return f'shard {shard} is missing'
+    data = shard.read_bytes()
+    if len(data) != size or shards.sha256(data) != sha:
+      return f'shard {shard} does not match its recorded size and sha256'
+    offsets = np.frombuffer(data, '<i8', docs + 1, shards.HEADER)
+    for chunk_key in chunks:
+      index = folder / f'{name}.chunks-{chunk_key}'
+      size_, min_len = (int(v) for v in chunk_key.split('-'))
+      want = store_lib.chunk_counts(np.diff(offsets), size_, min_len).astype('<i8').tobytes()
+      if not index.exists() or index.read_bytes() != want:
+        tqdm.tqdm.write(f'chunk index {index} is missing or damaged: rewriting it')
+        shards.write_atomic(index, want)
+  return None
 
 
 def _claim(out: paths.Path, key: str):
@@ -145,12 +200,26 @@ def _tokenizer(config, out: paths.Path, plan: sources.Plan, options) -> tokenize
     if tokenizer.kind != 'sentencepiece':
       raise UserError(f'tokenizer.path {config.tokenizer.path} is a {tokenizer.kind} '
                       'tokenizer; prepare takes sentencepiece .model files')
-  elif file.exists():
-    return tokenizers.load(file)
+  elif file.exists() and (kept := _kept_tokenizer(file, out / STATE)) is not None:
+    return kept
   else:
     tokenizer = _train_tokenizer(config, out, plan, options)
   shards.write_atomic(file, tokenizer.model_proto)
+  state = out / STATE
+  shards.write_atomic(state, json.dumps(json.loads(state.read_bytes()) | {
+      'tokenizer_sha256': shards.sha256(tokenizer.model_proto)}).encode())
   return tokenizer
+
+
+def _kept_tokenizer(file: paths.Path, state: paths.Path) -> tokenizers.Tokenizer | None:
+  """The tokenizer an earlier prepare trained into `file`, or None when the file no longer
+  holds it (it is trained again, and every split written with another is encoded again)."""
+  want = json.loads(state.read_bytes()).get('tokenizer_sha256')
+  data = file.read_bytes()
+  if want is not None and shards.sha256(data) != want:
+    tqdm.tqdm.write(f'{file} differs from the tokenizer prepare trained: training it again')
+    return None
+  return tokenizers.load(file)
 
 
 def _train_tokenizer(config, out, plan, options):
@@ -238,7 +307,8 @@ class _Encode(beam.DoFn):
             < cfg.data.eval_fraction)
     chunking = examples_lib.chunking(cfg.objective, cfg.data.seq_len)
     dtype = shards.token_dtype(tokenizer.vocab_size)
-    record = {'fingerprint': self.key, 'split': split.index}
+    record = {'fingerprint': self.key, 'split': split.index,
+              'tokenizer': shards.sha256(self.proto)}
     for name, keep in (('train', ~held), ('eval', held)):
       docs = [t for t, k in zip(token_docs, keep) if k]
       record[name] = None
