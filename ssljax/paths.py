@@ -109,7 +109,8 @@ def input_lines(name, purpose: str) -> list[str]:
   empty file is one UserError."""
   source = path(name)
   if not source.is_file():
-    raise UserError(f'--input {source} does not exist')
+    what = 'is a folder; pass a text file' if source.is_dir() else 'does not exist'
+    raise UserError(f'--input {source} {what}')
   lines = read_utf8(source).splitlines()
   if not lines:
     raise UserError(f'--input {source} has no lines to {purpose}')

@@ -155,3 +155,13 @@ def test_pretraining_in_an_import_hf_folder(tmp_path, capsys, corpus_file):
   assert f'{tmp_path}/imported/checkpoints/0 is a model import-hf wrote, of another config' in err
   assert f'--set train.init_from={tmp_path}/imported' in err
   assert sorted(p.name for p in (tmp_path / 'imported').rglob('*')) == before
+
+
+def test_a_folder_given_for_a_file_says_so(tmp_path, capsys):
+  """Not "does not exist": the path exists, it is a folder."""
+  err = _one_line(capsys, 'pretrain', '--config', str(tmp_path), '--workdir',
+                  str(tmp_path / 'run'))
+  assert f'config file {tmp_path} is a folder, not a file' in err
+  err = _one_line(capsys, 'encode', '--checkpoint', str(tmp_path), '--input', str(tmp_path),
+                  '--output', str(tmp_path / 'out.npy'))
+  assert f'--input {tmp_path} is a folder; pass a text file' in err
