@@ -6,6 +6,7 @@ difference); a run on it resumes exactly; bad folders and sources are one line.
 """
 
 import json
+import logging
 import os
 import pathlib
 
@@ -267,6 +268,16 @@ def test_a_rerun_of_prepare_repairs_a_broken_folder(prepared_dir, corpus_file, t
   _prepare(_config(corpus_file, tokenizer_file), folder, split_bytes=40_000)
   assert _files(folder) == _files(prepared_dir)
   prepared.open_folder(folder)
+
+
+def test_a_vocab_size_the_prepared_folder_overrides_is_said(prepared_dir, corpus_file,
+                                                            tmp_path, caplog):
+  config = tiny_config(corpus_file, **{'data.source': 'prepared', 'data.path': str(prepared_dir),
+                                       'tokenizer.vocab_size': 500})
+  with caplog.at_level(logging.WARNING):
+    train.setup(config, tmp_path / 'run').manager.close()
+  assert ('tokenizer.vocab_size=500 is not used: ' + f'{prepared_dir} was prepared with a '
+          'tokenizer of 400 pieces') in caplog.text
 
 
 def test_a_tokenizer_other_than_the_prepared_one_is_one_line(prepared_dir, corpus_file,

@@ -145,6 +145,11 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
               f'tokenizer.path {config.tokenizer.path}' if config.tokenizer.path else
               f'the tokenizer of the run in {workdir}')
     prepared.check_tokenizer(folder, tokenizer, origin)
+    if (tokenizer.vocab_size != config.tokenizer.vocab_size and not config.tokenizer.path
+        and source is None and jax.process_index() == 0):
+      log.warning('tokenizer.vocab_size=%d is not used: %s was prepared with a tokenizer of '
+                  '%d pieces, which the run takes', config.tokenizer.vocab_size, data.path,
+                  tokenizer.vocab_size)
     return (tokenizer, folder.examples('train', config.objective, data.seq_len, seed),
             folder.examples('eval', config.objective, data.seq_len, seed + 1))
   if data.source == 'embedded' and jax.process_count() > 1 and jax.process_index() == 0:
