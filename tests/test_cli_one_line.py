@@ -101,6 +101,32 @@ def test_ctrl_c_in_setup_exits_130_even_inside_a_gc_callback(tmp_path):
   assert done.stderr.strip().splitlines()[-1] == 'ssljax: interrupted'
 
 
+def test_sigterm_in_setup_is_one_line_and_the_rerun_takes_the_lock(tmp_path):
+  """SIGTERM before the loop (which saves on it) holds it: one line, exit 143, and the lock
+  left behind names a process that is gone."""
+  script = textwrap.dedent('''
+      import os, signal, sys, time
+      from ssljax.cli.main import main
+      from ssljax.pretrain import loop
+
+      def setup(config, workdir, init=None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise SystemExit('SIGTERM was not handled')
+
+      loop.setup = setup
+      sys.exit(main(['pretrain', '--workdir', sys.argv[1]]))
+  ''')
+  done = subprocess.run([sys.executable, '-c', script, str(tmp_path / 'run')],
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 143, done.stderr
+  assert done.stderr.strip().splitlines() == [
+      'ssljax: terminated (SIGTERM); rerun the same command to continue']
+  from ssljax.pretrain import lock
+  with lock.held(tmp_path / 'run'):  # taken over: its process is gone
+    pass
+
+
 def test_a_run_whose_steps_are_cut_short_ends_in_one_line(pretrained_run, corpus_file,
                                                          tokenizer_file, tmp_path):
   """Every step misses its array data: each is set aside with a warning and the run stops
