@@ -5,6 +5,7 @@ examples the in-memory path gives (CLM rows do not cross shards: the one stated
 difference); a run on it resumes exactly; bad folders and sources are one line.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -365,6 +366,56 @@ def test_kill_9_during_prepare_then_a_rerun_gives_the_clean_folder(corpus_file, 
   assert resumed['splits'] == clean['splits']
   assert len(resumed['splits']['train']['shards']) > done
   assert not list(out.glob('shards/*.partial-*'))
+
+
+def _alive(pid: int) -> bool:
+  """Running, not a zombie waiting to be reaped."""
+  try:
+    return pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+WORKER = """
+import pickle, sys, time
+worker = pickle.loads(sys.stdin.buffer.read())  # as a Beam worker process unpickles a DoFn
+worker.setup()
+print('ready', flush=True)
+time.sleep(120)
+"""
+COMMAND = """
+import pickle, subprocess, sys, time
+from ssljax.prepare import pipeline
+worker = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdin=subprocess.PIPE)
+worker.stdin.write(pickle.dumps(pipeline._Encode({}, '', 'sentencepiece', b'', '')))
+worker.stdin.close()
+print(worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason="reads Linux's /proc")
+def test_a_beam_worker_ends_with_the_command_that_started_it(tmp_path):
+  """kill -9 (or Ctrl-C, which exits at once) of the command: a worker process that holds
+  one of prepare's DoFns ends within a second instead of encoding and writing on."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  command = subprocess.Popen([sys.executable, '-c', COMMAND, WORKER], stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)
+  try:
+    worker = int(command.stdout.readline())
+    assert command.stdout.readline().strip() == 'ready'
+    os.kill(command.pid, signal.SIGKILL)
+    command.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker):
+      time.sleep(0.1)
+    assert not _alive(worker)
+  finally:
+    with contextlib.suppress(ProcessLookupError):
+      os.killpg(command.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

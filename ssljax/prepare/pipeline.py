@@ -256,15 +256,42 @@ def _train_tokenizer(config, out, plan, options):
   return tokenizer
 
 
+class _Worker(beam.DoFn):
+  """A DoFn that ends its worker process with the command that started it.
+
+  The DirectRunner's workers are processes of their own: after a Ctrl-C (the CLI exits at
+  once) or a kill -9 of the command they went on encoding and writing into --out. In a
+  worker process (not the one that built the pipeline) a thread watches the parent and
+  exits once it is gone; every file is written whole, so a rerun finds no torn one.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self._launcher = os.getpid()
+
+  def setup(self):
+    if os.getpid() == self._launcher:
+      return
+    parent = os.getppid()
+
+    def watch():
+      while os.getppid() == parent:
+        time.sleep(0.5)
+      os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name='ssljax-parent-watch').start()
+
+
 def _doc_keys(split: sources.Split, count: int) -> np.ndarray:
   """A number per document of a split, for the seeded draws (sample, held-out split)."""
   return np.uint64(split.index) * np.uint64(2**32) + np.arange(count, dtype=np.uint64)
 
 
-class _Sample(beam.DoFn):
+class _Sample(_Worker):
   """Beam DoFn: a split's documents drawn with probability `rate`, with their draws."""
 
   def __init__(self, config: dict, work: str, rate: float):
+    super().__init__()
     self.config, self.work, self.rate = config, work, rate
 
   def process(self, split):
@@ -281,11 +308,12 @@ def _record_name(split: sources.Split) -> str:
   return f'split-{split.index:05d}.json'
 
 
-class _Encode(beam.DoFn):
+class _Encode(_Worker):
   """Beam DoFn: one split tokenized into its train and eval shards (and their chunk index
   for the config's objective and length), then the record that says they are whole."""
 
   def __init__(self, config: dict, folder: str, kind: str, proto: bytes, key: str):
+    super().__init__()
     self.config, self.folder, self.kind, self.proto, self.key = config, folder, kind, proto, key
     self._tokenizer = None
 
