@@ -376,6 +376,30 @@ def _alive(pid: int) -> bool:
     return False
 
 
+def test_a_full_disk_in_a_beam_worker_is_one_line_and_the_rerun_finishes(
+    corpus_file, tokenizer_file, tmp_path, monkeypatch):
+  import errno
+  write = pipeline.shards.write_atomic
+  calls = []
+
+  def full_after_two(file, data):  # two files of the encode workers fit, then none
+    if file.parent.name == 'shards':
+      calls.append(file)
+    if len(calls) > 2:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+    write(file, data)
+
+  monkeypatch.setattr(pipeline.shards, 'write_atomic', full_after_two)
+  config = _config(corpus_file, tokenizer_file)
+  with pytest.raises(UserError) as raised:
+    _prepare(config, tmp_path / 'out', split_bytes=40_000)
+  message = str(raised.value)
+  assert '\n' not in message and message.startswith(f'{tmp_path / "out" / "shards"}: no space')
+  monkeypatch.undo()
+  _prepare(config, tmp_path / 'out', split_bytes=40_000)
+  prepared.open_folder(tmp_path / 'out')
+
+
 WORKER = """
 import pickle, sys, time
 worker = pickle.loads(sys.stdin.buffer.read())  # as a Beam worker process unpickles a DoFn

@@ -10,6 +10,7 @@ process per core; `--runner=DataflowRunner ...` (or Flink, Spark) runs the same 
 on a cluster.
 """
 
+import errno
 import json
 import logging
 import os
@@ -88,7 +89,7 @@ def prepare(config, out, beam_args=(), workers: int | None = None,
     encode = _Encode(config.to_dict(), os.fspath(folder), tokenizer.kind,
                      tokenizer.model_proto, key)
     with _Progress(folder, len(plan.splits), len(plan.splits) - len(todo), progress):
-      _run(options, 'encode', todo, encode)
+      _run(options, 'encode', todo, encode, folder)
   manifest = _manifest(config, out, plan, tokenizer, key)
   seconds = time.perf_counter() - started
   shards.write_atomic(manifest_file, _manifest_bytes(manifest))
@@ -173,8 +174,9 @@ def _remove_partials(folder: paths.Path):
       partial.unlink()
 
 
-def _run(options, name: str, splits, fn):
-  """Runs `fn` over the splits; a worker's UserError comes back as one."""
+def _run(options, name: str, splits, fn, where: paths.Path):
+  """Runs `fn` over the splits, writing into `where`; a worker's UserError comes back as
+  one, and so does a full disk (its OSError comes back as a worker's traceback)."""
   try:
     with beam.Pipeline(options=options) as p:
       _ = (p | f'{name}: splits' >> beam.Create(list(splits))
@@ -189,6 +191,10 @@ def _run(options, name: str, splits, fn):
     found = _USER_ERROR.search(text)
     if found:
       raise UserError(found.group(1).strip()) from None
+    if any(f'[Errno {code}]' in text for code in (errno.ENOSPC, errno.EDQUOT)):
+      raise UserError(f'{where}: no space left on the device (or the disk quota is '
+                      'exceeded); free some space and rerun the same command: it keeps the '
+                      'splits already written') from None
     raise
 
 
@@ -230,7 +236,7 @@ def _train_tokenizer(config, out, plan, options):
   todo = [s for s in plan.splits if not (work / f'sample-{s.index:05d}.json').exists()]
   if todo:
     tqdm.tqdm.write(f'sampling documents for the tokenizer from {len(plan.splits)} splits')
-    _run(options, 'sample', todo, _Sample(config.to_dict(), os.fspath(work), rate))
+    _run(options, 'sample', todo, _Sample(config.to_dict(), os.fspath(work), rate), work)
   sample = []
   for s in plan.splits:
     sample += json.loads((work / f'sample-{s.index:05d}.json').read_text())
