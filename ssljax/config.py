@@ -169,7 +169,8 @@ def override(config: ml_collections.ConfigDict, items) -> ml_collections.ConfigD
 def _from_file(path: str) -> ml_collections.ConfigDict:
   file = paths.path(path)
   if not file.is_file():
-    raise UserError(f'config file {path} does not exist; the configs ship in configs/, '
+    what = 'is a folder, not a file' if file.is_dir() else 'does not exist'
+    raise UserError(f'config file {path} {what}; the configs ship in configs/, '
                     'e.g. --config configs/bert_tiny.py')
   if file.suffix != '.py':
     raise UserError(f'config file {path} is not a .py file: configs are Python modules with '

@@ -61,8 +61,8 @@ def append_lines(file: epath.Path, lines: list[str]):
     with file.open('a') as f:
       f.write(text)
     return
-  previous = file.read_text() if file.exists() else ''
-  file.write_text(previous + text)
+  previous = file.read_bytes() if file.exists() else b''
+  file.write_bytes(previous + text.encode())
 
 
 def save_npz(file: epath.Path, **arrays):
@@ -109,7 +109,8 @@ def input_lines(name, purpose: str) -> list[str]:
   empty file is one UserError."""
   source = path(name)
   if not source.is_file():
-    raise UserError(f'--input {source} does not exist')
+    what = 'is a folder; pass a text file' if source.is_dir() else 'does not exist'
+    raise UserError(f'--input {source} {what}')
   lines = read_utf8(source).splitlines()
   if not lines:
     raise UserError(f'--input {source} has no lines to {purpose}')

@@ -100,6 +100,30 @@ def test_export_and_import_refuse_a_run(pretrained_run, tmp_path, capsys):
   assert loading.load(tmp_path / 'run').step == 6
 
 
+def test_folders_of_other_things_do_not_mix(pretrained_run, tmp_path, capsys, monkeypatch):
+  """import-hf into an export-hf folder, export-hf into an unrelated folder: one line each,
+  nothing written; export-hf into an earlier export replaces it."""
+  monkeypatch.setattr(hf, '_export_tokenizer',  # the tokenizer's conversion is tested elsewhere
+                      lambda tokenizer, cfg, out: tokenizer.save(out))
+  assert cli.main(['export-hf', str(pretrained_run), '--out', str(tmp_path / 'hf')]) == 0
+  exported = {p.name: p.read_bytes() for p in (tmp_path / 'hf').iterdir()}
+  capsys.readouterr()
+  assert cli.main(['import-hf', str(tmp_path / 'hf'), '--out', str(tmp_path / 'hf')]) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'holds other files (config.json, model.safetensors' in err
+  assert 'import-hf writes a new workdir' in err
+  assert {p.name: p.read_bytes() for p in (tmp_path / 'hf').iterdir()} == exported
+  (tmp_path / 'mine').mkdir()
+  (tmp_path / 'mine' / 'notes.txt').write_text('my notes')
+  assert cli.main(['export-hf', str(pretrained_run), '--out', str(tmp_path / 'mine')]) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'holds other files (notes.txt); export-hf writes' in err
+  assert [p.name for p in (tmp_path / 'mine').iterdir()] == ['notes.txt']
+  assert cli.main(['export-hf', str(pretrained_run / 'checkpoints' / '3'), '--out',
+                   str(tmp_path / 'hf')]) == 0  # an earlier export is replaced
+  assert (tmp_path / 'hf' / 'model.safetensors').read_bytes() != exported['model.safetensors']
+
+
 def test_a_failed_export_keeps_the_previous_one(pretrained_run, tmp_path, monkeypatch):
   monkeypatch.setattr(hf, '_export_tokenizer',  # the tokenizer's conversion is tested elsewhere
                       lambda tokenizer, cfg, out: tokenizer.save(out))

@@ -18,6 +18,17 @@ def test_tokenizer_train(tmp_path, corpus_file, capsys):
   assert tok.vocab_size == 300 and tok.mask_id == 4
 
 
+@pytest.mark.parametrize('out, written', [('dir/', 'dir/tokenizer.model'),
+                                          ('tok.model', 'tok.model')])
+def test_tokenizer_train_out_as_a_folder_or_a_file_name(tmp_path, corpus_file, capsys, out,
+                                                        written):
+  """Not dir/.model nor tok.model.model."""
+  assert cli.main(['tokenizer', 'train', '--input', str(corpus_file), '--vocab-size', '300',
+                   '--out', str(tmp_path) + '/' + out]) == 0
+  assert f'wrote {tmp_path}/{written}:' in capsys.readouterr().out
+  assert [str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*.model')] == [written]
+
+
 @pytest.mark.slow
 def test_pretrain_then_plot_in_a_fresh_process(tmp_path, corpus_file, tokenizer_file):
   sets = [a for o in tiny_overrides(corpus_file, **{'tokenizer.path': tokenizer_file,

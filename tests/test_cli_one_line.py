@@ -101,6 +101,32 @@ def test_ctrl_c_in_setup_exits_130_even_inside_a_gc_callback(tmp_path):
   assert done.stderr.strip().splitlines()[-1] == 'ssljax: interrupted'
 
 
+def test_sigterm_in_setup_is_one_line_and_the_rerun_takes_the_lock(tmp_path):
+  """SIGTERM before the loop (which saves on it) holds it: one line, exit 143, and the lock
+  left behind names a process that is gone."""
+  script = textwrap.dedent('''
+      import os, signal, sys, time
+      from ssljax.cli.main import main
+      from ssljax.pretrain import loop
+
+      def setup(config, workdir, init=None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise SystemExit('SIGTERM was not handled')
+
+      loop.setup = setup
+      sys.exit(main(['pretrain', '--workdir', sys.argv[1]]))
+  ''')
+  done = subprocess.run([sys.executable, '-c', script, str(tmp_path / 'run')],
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 143, done.stderr
+  assert done.stderr.strip().splitlines() == [
+      'ssljax: terminated (SIGTERM); rerun the same command to continue']
+  from ssljax.pretrain import lock
+  with lock.held(tmp_path / 'run'):  # taken over: its process is gone
+    pass
+
+
 def test_a_run_whose_steps_are_cut_short_ends_in_one_line(pretrained_run, corpus_file,
                                                          tokenizer_file, tmp_path):
   """Every step misses its array data: each is set aside with a warning and the run stops
@@ -155,3 +181,13 @@ def test_pretraining_in_an_import_hf_folder(tmp_path, capsys, corpus_file):
   assert f'{tmp_path}/imported/checkpoints/0 is a model import-hf wrote, of another config' in err
   assert f'--set train.init_from={tmp_path}/imported' in err
   assert sorted(p.name for p in (tmp_path / 'imported').rglob('*')) == before
+
+
+def test_a_folder_given_for_a_file_says_so(tmp_path, capsys):
+  """Not "does not exist": the path exists, it is a folder."""
+  err = _one_line(capsys, 'pretrain', '--config', str(tmp_path), '--workdir',
+                  str(tmp_path / 'run'))
+  assert f'config file {tmp_path} is a folder, not a file' in err
+  err = _one_line(capsys, 'encode', '--checkpoint', str(tmp_path), '--input', str(tmp_path),
+                  '--output', str(tmp_path / 'out.npy'))
+  assert f'--input {tmp_path} is a folder; pass a text file' in err

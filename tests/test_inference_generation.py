@@ -223,7 +223,7 @@ def test_command_prints_continuations(gpt2, tmp_path, capsys):
 @pytest.mark.parametrize('case, args, message', [
     ('encoder', ['--prompt', 'hi'], 'is a bert encoder, which cannot generate text; pass a '
      'causal LM'),
-    ('long prompt', ['--prompt', 'word ' * 70], r'prompt 0 has \d+ tokens: the model reads 1 '
+    ('long prompt', ['--prompt', 'word ' * 70], r'prompt 1 has \d+ tokens: the model reads 1 '
      'to 64 tokens, prompt and max_new_tokens \\(32\\) together; shorten the prompt or lower '
      '--max-new-tokens'),
     ('top-p 0', ['--prompt', 'hi', '--top-p', '0'], r'top_p 0.0 \(--top-p\) must lie in '

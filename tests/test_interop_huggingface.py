@@ -214,6 +214,22 @@ def test_missing_and_unexpected_tensors_are_listed(bert_folder, tmp_path):
   assert report.unexpected == ['cls.extra.weight']
 
 
+def test_non_finite_weights_are_refused_at_import_and_load(bert_folder, tmp_path):
+  weights = hf.read_weights(bert_folder)
+  weights['bert.encoder.layer.0.attention.self.query.weight'][0, :2] = [np.nan, np.inf]
+  folder = tmp_path / 'src'
+  shutil.copytree(bert_folder, folder)
+  hf.safetensors.numpy.save_file(weights, folder / 'model.safetensors')
+  with pytest.raises(UserError) as raised:
+    hf.import_folder(folder, tmp_path / 'out')
+  message = str(raised.value)
+  assert '\n' not in message and message.startswith(f'{folder}: tensor bert.encoder.layer.0.')
+  assert 'holds 2 non-finite values' in message
+  assert not (tmp_path / 'out' / 'checkpoints').exists()  # nothing written: a rerun is free
+  with pytest.raises(UserError, match='holds 2 non-finite values'):
+    loading.load(folder)  # encode, probe and init_from read it through here
+
+
 def test_bad_folders_say_what_is_wrong(bert_folder, tmp_path):
   with pytest.raises(UserError, match='nor a Hugging Face folder'):
     loading.load(tmp_path)

@@ -5,7 +5,9 @@ examples the in-memory path gives (CLM rows do not cross shards: the one stated
 difference); a run on it resumes exactly; bad folders and sources are one line.
 """
 
+import contextlib
 import json
+import logging
 import os
 import pathlib
 
@@ -206,18 +208,33 @@ def _break(folder, how: str):
   elif how == 'truncated chunk index':
     (index,) = shard.parent.glob(f'{shard.name}.chunks-*')
     index.write_bytes(index.read_bytes()[:-8])
+  elif how == 'garbage chunk index':  # the same size, other numbers
+    (index,) = shard.parent.glob(f'{shard.name}.chunks-*')
+    count = len(index.read_bytes()) // 8
+    index.write_bytes(np.random.default_rng(0).integers(0, 2**40, count).astype('<i8').tobytes())
+  elif how == 'manifest missing keys':
+    del manifest['splits']['train']['shards'][0]['bytes']
+    (folder / prepared.MANIFEST).write_text(json.dumps(manifest))
+  elif how == 'no manifest, missing shard':
+    (folder / prepared.MANIFEST).unlink()
+    shard.unlink()
+  elif how == 'garbage record':
+    (folder / 'shards' / 'split-00000.json').write_bytes(b'\xff garbage')
+    shard.unlink()
   return shard
 
 
 @pytest.mark.parametrize('how, says', [
     ('no manifest', 'rerun the same ssljax prepare command'),
     ('no shards', 'lists no training shard'),
-    ('missing shard', 'is missing; rerun ssljax prepare'),
+    ('missing shard', 'is missing; rerun the ssljax prepare command that wrote the folder'),
     ('truncated shard', 'bytes where the manifest says'),
     ('bad header', 'is corrupt (its header'),
     ('bad tokens', 'is corrupt (token id'),
     ('bad offsets', 'is corrupt (a document offset outside'),
     ('truncated chunk index', 'is shorter than the'),
+    ('garbage chunk index', 'is corrupt (a chunk outside its document)'),
+    ('manifest missing keys', "lacks a key or holds a value of another type ('bytes')"),
 ])
 def test_a_broken_folder_is_one_line_naming_the_shard(prepared_dir, corpus_file, tmp_path,
                                                       capsys, how, says):
@@ -228,8 +245,40 @@ def test_a_broken_folder_is_one_line_naming_the_shard(prepared_dir, corpus_file,
   with pytest.raises(UserError, match=None) as e:
     train.pretrain(config, tmp_path / 'run')
   assert says in str(e.value) and '\n' not in str(e.value)
-  if how not in ('no manifest', 'no shards'):
+  if how not in ('no manifest', 'no shards', 'manifest missing keys'):
     assert str(shard) in str(e.value)
+
+
+def _files(folder) -> dict:
+  return {f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob('*'))
+          if f.is_file() and f.name != pipeline.STATE}
+
+
+@pytest.mark.parametrize('how', [
+    'missing shard', 'truncated shard', 'bad header', 'bad tokens', 'bad offsets',
+    'truncated chunk index', 'garbage chunk index', 'no shards', 'manifest missing keys',
+    'no manifest, missing shard', 'garbage record',
+])
+def test_a_rerun_of_prepare_repairs_a_broken_folder(prepared_dir, corpus_file, tokenizer_file,
+                                                    tmp_path, how):
+  """The command a reader's error names really repairs the folder: prepare checks every
+  shard against its record (size, sha256) and every chunk index against its shard, and
+  rewrites what is missing or damaged, byte for byte what an unbroken prepare wrote."""
+  folder = _copy(prepared_dir, tmp_path / 'prep')
+  _break(folder, how)
+  _prepare(_config(corpus_file, tokenizer_file), folder, split_bytes=40_000)
+  assert _files(folder) == _files(prepared_dir)
+  prepared.open_folder(folder)
+
+
+def test_a_vocab_size_the_prepared_folder_overrides_is_said(prepared_dir, corpus_file,
+                                                            tmp_path, caplog):
+  config = tiny_config(corpus_file, **{'data.source': 'prepared', 'data.path': str(prepared_dir),
+                                       'tokenizer.vocab_size': 500})
+  with caplog.at_level(logging.WARNING):
+    train.setup(config, tmp_path / 'run').manager.close()
+  assert ('tokenizer.vocab_size=500 is not used: ' + f'{prepared_dir} was prepared with a '
+          'tokenizer of 400 pieces') in caplog.text
 
 
 def test_a_tokenizer_other_than_the_prepared_one_is_one_line(prepared_dir, corpus_file,
@@ -317,6 +366,80 @@ def test_kill_9_during_prepare_then_a_rerun_gives_the_clean_folder(corpus_file, 
   assert resumed['splits'] == clean['splits']
   assert len(resumed['splits']['train']['shards']) > done
   assert not list(out.glob('shards/*.partial-*'))
+
+
+def _alive(pid: int) -> bool:
+  """Running, not a zombie waiting to be reaped."""
+  try:
+    return pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+def test_a_full_disk_in_a_beam_worker_is_one_line_and_the_rerun_finishes(
+    corpus_file, tokenizer_file, tmp_path, monkeypatch):
+  import errno
+  write = pipeline.shards.write_atomic
+  calls = []
+
+  def full_after_two(file, data):  # two files of the encode workers fit, then none
+    if file.parent.name == 'shards':
+      calls.append(file)
+    if len(calls) > 2:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+    write(file, data)
+
+  monkeypatch.setattr(pipeline.shards, 'write_atomic', full_after_two)
+  config = _config(corpus_file, tokenizer_file)
+  with pytest.raises(UserError) as raised:
+    _prepare(config, tmp_path / 'out', split_bytes=40_000)
+  message = str(raised.value)
+  assert '\n' not in message and message.startswith(f'{tmp_path / "out" / "shards"}: no space')
+  monkeypatch.undo()
+  _prepare(config, tmp_path / 'out', split_bytes=40_000)
+  prepared.open_folder(tmp_path / 'out')
+
+
+WORKER = """
+import pickle, sys, time
+worker = pickle.loads(sys.stdin.buffer.read())  # as a Beam worker process unpickles a DoFn
+worker.setup()
+print('ready', flush=True)
+time.sleep(120)
+"""
+COMMAND = """
+import pickle, subprocess, sys, time
+from ssljax.prepare import pipeline
+worker = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdin=subprocess.PIPE)
+worker.stdin.write(pickle.dumps(pipeline._Encode({}, '', 'sentencepiece', b'', '')))
+worker.stdin.close()
+print(worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason="reads Linux's /proc")
+def test_a_beam_worker_ends_with_the_command_that_started_it(tmp_path):
+  """kill -9 (or Ctrl-C, which exits at once) of the command: a worker process that holds
+  one of prepare's DoFns ends within a second instead of encoding and writing on."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  command = subprocess.Popen([sys.executable, '-c', COMMAND, WORKER], stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)
+  try:
+    worker = int(command.stdout.readline())
+    assert command.stdout.readline().strip() == 'ready'
+    os.kill(command.pid, signal.SIGKILL)
+    command.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker):
+      time.sleep(0.1)
+    assert not _alive(worker)
+  finally:
+    with contextlib.suppress(ProcessLookupError):
+      os.killpg(command.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

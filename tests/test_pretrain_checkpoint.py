@@ -15,7 +15,7 @@ import optax
 import pytest
 
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint
+from ssljax.pretrain import checkpoint, checksums
 from ssljax.pretrain.state import TrainState
 
 DEVICE = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -93,6 +93,48 @@ def test_a_corrupt_latest_is_set_aside_and_the_previous_used(workdir, caplog):
   jax.tree.map(np.testing.assert_array_equal, state, _state(2))
   assert 'could not be restored' in caplog.text
   assert (workdir / 'checkpoints' / 'unreadable-4').is_dir() and mgr.all_steps() == [2]
+
+
+def _flip_array_bytes(workdir, step):
+  """Overwrites bytes inside the largest file of the step's arrays, keeping its size: a
+  rotten disk block, which decodes to finite, wrong numbers without a checksum."""
+  files = [f for f in (workdir / 'checkpoints' / str(step) / 'state').rglob('*') if f.is_file()]
+  biggest = max(files, key=lambda f: f.stat().st_size)
+  data = bytearray(biggest.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 4] = bytes(b ^ 0x10 for b in data[middle:middle + 4])
+  biggest.write_bytes(bytes(data))
+  return biggest
+
+
+def test_every_committed_step_is_sealed_with_checksums(workdir):
+  for step in (2, 4):
+    sums = (workdir / 'checkpoints' / str(step) / checksums.NAME).read_text()
+    assert '"state/' in sums and '"meta/' in sums and '"data/' in sums
+    checksums.verify(workdir / 'checkpoints' / str(step))
+
+
+def test_overwritten_array_bytes_are_found_and_the_step_set_aside(workdir, caplog):
+  damaged = _flip_array_bytes(workdir, 4)
+  with pytest.raises(UserError) as raised:
+    checkpoint.restore_params(_manager(workdir), 4, _abstract(_state(1).params))
+  message = str(raised.value)
+  assert '\n' not in message and f'{damaged} does not match its checksum' in message
+  mgr = _manager(workdir)
+  with caplog.at_level(logging.WARNING):
+    step, state, data, _ = checkpoint.restore_latest(mgr, _abstract(_state(1)))
+  assert step == 2 and data == {'position': 2}  # the previous good step, exactly
+  jax.tree.map(np.testing.assert_array_equal, state, _state(2))
+  assert 'does not match its checksum' in caplog.text
+  assert (workdir / 'checkpoints' / 'unreadable-4').is_dir() and mgr.all_steps() == [2]
+
+
+def test_a_step_without_checksums_restores_unverified(workdir):
+  """Steps written before checksums existed keep restoring."""
+  (workdir / 'checkpoints' / '4' / checksums.NAME).unlink()
+  step, state, _, _ = checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))
+  assert step == 4
+  jax.tree.map(np.testing.assert_array_equal, state, _state(4))
 
 
 def test_none_restores(workdir, tmp_path):

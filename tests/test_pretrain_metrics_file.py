@@ -30,3 +30,18 @@ def test_plot_reads_what_is_readable(tmp_path, capsys):
   assert (tmp_path / 'loss.png').stat().st_size > 1000
   assert cli.main(['plot', str(tmp_path / 'none')]) == 2
   assert capsys.readouterr().err.count('\n') == 1
+
+
+def test_bytes_that_are_not_utf8_are_a_torn_line_not_a_stop(tmp_path):
+  """A block of metrics.jsonl overwritten with bytes that are not UTF-8: the resumed run
+  cuts that line like a torn one and keeps writing; plot reads the rest."""
+  text = _rows(range(1, 7)).encode()
+  broken = text.replace(b'"step": 3', b'"st\xff\xfe": 3')
+  (tmp_path / 'metrics.jsonl').write_bytes(broken)
+  assert [r['step'] for r in metrics.read(tmp_path)] == [1, 2, 4, 5, 6]
+  writer = metrics.Writer(tmp_path)
+  for step in (7, 8):
+    writer.write(step, {'loss': 1.0})
+  writer.close()
+  assert [r['step'] for r in metrics.read(tmp_path)] == [1, 2, 4, 5, 6, 7, 8]
+  assert (tmp_path / 'metrics.jsonl').read_bytes().decode('utf-8')  # clean again

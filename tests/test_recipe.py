@@ -120,3 +120,15 @@ def test_rope_scores_depend_on_relative_positions_only():
 def test_rope_models_have_no_position_table():
   params = nnx.to_pure_dict(nnx.state(_tiny_model(positions='rope', pre_ln=True)))
   assert 'position' not in params['embeddings']
+
+
+@pytest.mark.parametrize('text', ['{"steps": 1', '\xff\xfe', '{"seconds": 3}', '{"steps": "7"}',
+                                  '[]', '{"steps": 0}'])
+def test_a_damaged_budget_file_is_one_line(corpus_file, tmp_path, text):
+  config = tiny_config(corpus_file, **{'train.time_budget': 2.0})
+  (tmp_path / budget.FILE).write_bytes(text.encode('latin1'))
+  with pytest.raises(UserError) as raised:
+    budget.sized_config(config, tmp_path, None, 0.0)
+  message = str(raised.value)
+  assert '\n' not in message and message.startswith(f'{tmp_path / budget.FILE} holds no step')
+  assert 'delete it to measure the step rate again' in message

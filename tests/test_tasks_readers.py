@@ -411,6 +411,13 @@ def test_task_spec_lookup():
   _fails(lambda: readers.task_spec('squat'), "unknown task 'squat'", "did you mean 'squad'")
 
 
+def test_an_unknown_task_lists_every_task_a_command_takes():
+  from ssljax.tasks import catalog
+  assert catalog.known_task('SST-2') == 'sst2' and catalog.known_task('ner') == 'ner'
+  _fails(lambda: catalog.known_task('nerr'), "unknown task 'nerr'", "did you mean 'ner'",
+         'sst2', 'pos', 'ner', 'squad', 'table')
+
+
 def _manifest_counts(manifest: str, file: str) -> dict[str, str]:
   """The MANIFEST.md table row of `file`, keyed by its table's header."""
   header = []

@@ -5,8 +5,29 @@ Hugging Face libraries.
 """
 
 
+def _refuse_mixing(out, command: str):
+  """One line when --out holds files of something else, which the command's files would
+  mix with: import-hf writes a new workdir (a new or empty folder); export-hf writes a new
+  model folder or replaces an earlier export (a folder with config.json). A folder that
+  holds a run is refused by the command itself, naming the run."""
+  from ssljax import paths, pretrained
+  from ssljax.errors import UserError
+  out = paths.path(out)
+  if not out.is_dir() or pretrained.holds_run(out):
+    return
+  names = sorted(p.name for p in out.iterdir())
+  if not names or command == 'export-hf' and 'config.json' in names:
+    return
+  listing = ', '.join(names[:3]) + (f' and {len(names) - 3} more' if len(names) > 3 else '')
+  what = ('a new workdir' if command == 'import-hf' else
+          'a model folder (it replaces only an earlier export, a folder with config.json)')
+  raise UserError(f'--out {out} holds other files ({listing}); {command} writes {what}, '
+                  'and its files would mix with those: give a new or empty folder')
+
+
 def _import(args):
   from ssljax.interop import huggingface
+  _refuse_mixing(args.out, 'import-hf')
   report = huggingface.import_folder(args.folder, args.out)
   print(f'wrote {args.out}/checkpoints/0 from {args.folder}')
   if report.missing:
@@ -18,6 +39,7 @@ def _import(args):
 def _export(args):
   from ssljax.inference import loading
   from ssljax.interop import huggingface
+  _refuse_mixing(args.out, 'export-hf')
   out = huggingface.export(loading.load(args.checkpoint), args.out)
   print(f'wrote {out}: load it with transformers.AutoModel.from_pretrained({str(out)!r})')
 

@@ -84,12 +84,13 @@ def _cpu_without_accelerators(environ=os.environ):
 
 def main(argv=None):
   _cpu_without_accelerators()
-  previous = signal.signal(signal.SIGINT, _interrupted)
+  previous = {s: signal.signal(s, _interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
   sys.unraisablehook = _drop_closed_loop_noise  # kept: the stray reads outlive main()
   try:
     return _main(argv)
   finally:
-    signal.signal(signal.SIGINT, previous)
+    for s, handler in previous.items():
+      signal.signal(s, handler)
 
 
 def _main(argv):
@@ -103,10 +104,11 @@ def _main(argv):
     os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
   logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                       format='%(levelname)s %(name)s: %(message)s')
-  for noisy in ('absl', 'orbax', 'jax._src'):
+  for noisy in ('orbax', 'jax._src'):
     logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
-  # Object-store clients log each failed retry with a traceback; the error ends in one line.
-  for quiet in ('gcsfs', 's3fs', 'aiobotocore', 'asyncio'):
+  # Object-store clients log each failed retry with a traceback, and Orbax (through absl)
+  # each of its threads that a full disk stopped; the error itself ends in one line.
+  for quiet in ('absl', 'gcsfs', 's3fs', 'aiobotocore', 'asyncio'):
     logging.getLogger(quiet).setLevel(logging.INFO if args.verbose else logging.CRITICAL)
   try:
     args.run(args)
@@ -163,11 +165,15 @@ def _fail(message: str) -> int:
   return 2
 
 
-def _interrupted(signum=None, frame=None):
-  """Ctrl-C outside the training loop (which saves, then raises errors.Interrupted): one
-  line and exit 130 at once, even from inside a callback that would swallow the exception.
-  Every write is atomic, so nothing is left half written."""
-  del signum, frame
-  print('ssljax: interrupted', file=sys.stderr)
+def _interrupted(signum=signal.SIGINT, frame=None):
+  """Ctrl-C or SIGTERM outside the training loop (which saves first; SIGTERM then exits 0):
+  one line and exit 130 or 143 at once, even from inside a callback that would swallow the
+  exception. Every write is atomic, so nothing is left half written; a pretraining lock
+  left behind names a process that is gone, so the rerun takes it over."""
+  del frame
+  if signum == signal.SIGTERM:
+    print('ssljax: terminated (SIGTERM); rerun the same command to continue', file=sys.stderr)
+  else:
+    print('ssljax: interrupted', file=sys.stderr)
   sys.stderr.flush()
-  os._exit(130)
+  os._exit(128 + signum)

@@ -31,8 +31,18 @@ def _tokenizer_train(args):
   vocab = config.tokenizer.vocab_size if args.vocab_size is None else args.vocab_size
   config_lib.in_range('--vocab-size', vocab, config_lib.RANGES['tokenizer.vocab_size'])
   documents = corpus.load_documents(config.data)
-  tok = tokenizers.train(documents, vocab, args.out, config.tokenizer.model_type)
-  print(f'wrote {args.out}.model: {tok.vocab_size} pieces from {len(documents)} documents')
+  prefix = _model_prefix(args.out)
+  tok = tokenizers.train(documents, vocab, prefix, config.tokenizer.model_type)
+  print(f'wrote {prefix}.model: {tok.vocab_size} pieces from {len(documents)} documents')
+
+
+def _model_prefix(out: str) -> str:
+  """--out as the prefix of OUT.model: a folder (one that exists, or a path ending in /)
+  gets FOLDER/tokenizer.model, not FOLDER/.model; OUT.model is taken for OUT."""
+  import os
+  if out.endswith(('/', os.sep)) or os.path.isdir(out):
+    return os.path.join(out, 'tokenizer')
+  return out.removesuffix('.model')
 
 
 def _plot(args):
@@ -71,7 +81,8 @@ def add_commands(sub):
   config_args(q)
   q.add_argument('--input', help='text file, folder of .txt files, or .jsonl file')
   q.add_argument('--vocab-size', type=int, help='default: tokenizer.vocab_size')
-  q.add_argument('--out', required=True, help='output prefix: writes OUT.model')
+  q.add_argument('--out', required=True, help='output prefix: writes OUT.model '
+                 '(FOLDER/tokenizer.model for a folder)')
   q.set_defaults(run=_tokenizer_train)
 
   q = sub.add_parser('plot', help='plot the loss curves of a run',

@@ -80,11 +80,24 @@ def open_folder(path) -> Prepared:
   try:
     manifest = json.loads(paths.read_utf8(file))
   except json.JSONDecodeError as e:
-    raise UserError(f'{file} is not valid JSON ({e.msg}); run ssljax prepare again') from None
-  if manifest.get('format') != FORMAT:
-    raise UserError(f'{file} has format {manifest.get("format")!r}, not {FORMAT!r}; '
+    raise UserError(f'{file} is not valid JSON ({e.msg}); {store_lib.REPAIR}') from None
+  if not isinstance(manifest, dict) or manifest.get('format') != FORMAT:
+    found = manifest.get('format') if isinstance(manifest, dict) else None
+    raise UserError(f'{file} has format {found!r}, not {FORMAT!r}; '
                     'prepare the corpus again with this ssljax')
-  entries = {split: manifest['splits'][split]['shards'] for split in SPLITS}
+  try:
+    entries = {split: manifest['splits'][split]['shards'] for split in SPLITS}
+    typed = [(entry, key, kind) for entry in entries['train'] + entries['eval']
+             for key, kind in (('name', str), ('documents', int), ('tokens', int),
+                               ('bytes', int))]
+    typed += [(manifest['splits'][split], 'documents', int) for split in SPLITS]
+    typed += [(manifest['tokenizer'], key, str) for key in ('file', 'sha256', 'kind')]
+    for holder, key, kind in typed:
+      if not isinstance(holder[key], kind):
+        raise TypeError(key)
+  except (KeyError, TypeError) as e:
+    raise UserError(f'{file} lacks a key or holds a value of another type ({e}); '
+                    f'{store_lib.REPAIR}') from None
   if not entries['train']:
     raise UserError(f'{file} lists no training shard; the source had no document to '
                     'train on: point data.* at a corpus with text and prepare again')
@@ -104,22 +117,20 @@ def _check_shards(folder: paths.Path, entries: list[dict]):
   for entry in entries:
     size = listing.get(entry['name'])
     if size is None:
-      raise UserError(f'shard {folder / entry["name"]} is missing; rerun ssljax prepare '
-                      'with the same --out to rewrite it')
+      raise UserError(f'shard {folder / entry["name"]} is missing; {store_lib.REPAIR}')
     if size != entry['bytes']:
       raise UserError(f'shard {folder / entry["name"]} has {size} bytes where the '
-                      f'manifest says {entry["bytes"]}; it is corrupt: delete it and rerun '
-                      'ssljax prepare with the same --out')
+                      f'manifest says {entry["bytes"]}; it is corrupt: {store_lib.REPAIR}')
 
 
 def _tokenizer(folder: paths.Path, manifest: dict) -> tokenizers.Tokenizer:
   file = folder / manifest['tokenizer']['file']
   if not file.exists():
-    raise UserError(f'{file} is missing; prepare the corpus again')
+    raise UserError(f'{file} is missing; {store_lib.REPAIR}')
   data = file.read_bytes()
   if shards.sha256(data) != manifest['tokenizer']['sha256']:
     raise UserError(f'{file} does not match the manifest (sha256); it was changed after '
-                    'prepare: prepare the corpus again')
+                    f'prepare: {store_lib.REPAIR}')
   return tokenizers.from_proto(manifest['tokenizer']['kind'], data, f'tokenizer file {file}')
 
 

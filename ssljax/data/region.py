@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ssljax.data.store import REPAIR
 from ssljax.errors import UserError
 
 _MAP_FIXED = 0x10  # the same on Linux and macOS; Python's mmap module does not export it
@@ -74,7 +75,7 @@ class Region:
     try:
       if os.fstat(fd).st_size < size:
         raise UserError(f'{name} is shorter than the {size} bytes listed for it; it was '
-                        'changed after prepare: rerun ssljax prepare with the same --out')
+                        f'changed after prepare: {REPAIR}')
       got = _libc.mmap(address, size, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_FIXED, fd, 0)
     finally:
       os.close(fd)

@@ -65,8 +65,7 @@ def sha256(data: bytes) -> str:
 
 
 def _corrupt(name: str, what: str) -> UserError:
-  return UserError(f'shard {name} is corrupt ({what}); run ssljax prepare again with the '
-                   'same --out to rewrite missing or bad shards')
+  return UserError(f'shard {name} is corrupt ({what}); {store_lib.REPAIR}')
 
 
 def check_header(name: str, header: bytes, docs: int, tokens: int, dtype: np.dtype):

@@ -17,6 +17,11 @@ import numpy as np
 
 from ssljax.errors import UserError
 
+# What a reader's error about a prepared folder's files says to do: prepare checks every
+# file against the sizes and checksums it recorded and rewrites what is missing or damaged.
+REPAIR = ('rerun the ssljax prepare command that wrote the folder (the same --config, --set '
+          'and --out): it checks every shard and rewrites what is missing or damaged')
+
 
 def chunk_counts(lengths_D, size: int, min_len: int) -> np.ndarray:
   """[D + 1] cumulative chunk counts: a document of n tokens gives ceil(n / size) chunks,
@@ -114,8 +119,7 @@ class Store:
     if np.any(bad):
       p = int(np.broadcast_to(part_N, bad.shape)[bad].flat[0])
       raise UserError(f'shard {self.name(p)} is corrupt (a document offset outside its '
-                      f'{self.tokens_P[p]} tokens); rerun ssljax prepare with the same '
-                      '--out to rewrite missing or bad shards')
+                      f'{self.tokens_P[p]} tokens); {REPAIR}')
     return values
 
   def docs(self, doc_N) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +167,7 @@ class Chunks:
   (the chunks of each part) can be given so that no index is read to know the total."""
 
   def __init__(self, store: Store, size: int, min_len: int, counts_P=None):
-    self.store, self.size = store, size
+    self.store, self.size, self.key = store, size, chunk_key(size, min_len)
     self.ends = store.chunk_ends(size, min_len)
     if counts_P is None:
       counts_P = self.ends.take(np.arange(store.num_parts), store.docs_P)
@@ -181,4 +185,8 @@ class Chunks:
     start = (local_N - self.ends.take(part_N, d_N)) * self.size
     doc = self.store.doc_base[part_N] + d_N
     doc_start, length = self.store.docs(doc)
+    if np.any(bad := (start < 0) | (start >= length)):  # a chunk index that is not its shard's
+      p = int(part_N[np.argmax(bad)])
+      raise UserError(f'chunk index {self.store.name(p)}.chunks-{self.key} is corrupt (a '
+                      f'chunk outside its document); {REPAIR}')
     return doc, doc_start, start, np.minimum(start + self.size, length)

@@ -134,7 +134,7 @@ def generate_ids(pre: Pretrained, rows: list[np.ndarray], *, max_new_tokens: int
   limit = pre.model_cfg.context_length
   for i, row in enumerate(rows):
     if not len(row) or len(row) + max_new_tokens > limit:
-      raise UserError(f'prompt {i} has {len(row)} tokens: the model reads 1 to {limit} '
+      raise UserError(f'prompt {i + 1} has {len(row)} tokens: the model reads 1 to {limit} '
                       f'tokens, prompt and max_new_tokens ({max_new_tokens}) together; '
                       'shorten the prompt or lower --max-new-tokens')
   tok = pre.tokenizer

@@ -426,7 +426,17 @@ def read_weights(folder: paths.Path) -> dict[str, np.ndarray]:
     except (safetensors.SafetensorError, OSError, ValueError, TypeError) as e:
       raise UserError(f'{file} is not a readable safetensors file ({e}); it may be '
                       'truncated or unfinished: download or save it again') from None
+  _refuse_non_finite(weights, folder)
   return weights
+
+
+def _refuse_non_finite(weights: dict[str, np.ndarray], folder: paths.Path):
+  """NaN or inf weights would give NaN features or losses without a word: one line."""
+  for name, w in weights.items():
+    if w.dtype.kind not in 'biu' and (bad := int(w.size - np.isfinite(
+        w.astype(np.float32)).sum())):
+      raise UserError(f'{folder}: tensor {name} holds {bad} non-finite values (NaN or inf); '
+                      'the file is damaged or the model diverged: download or export it again')
 
 
 def _read_torch(file: paths.Path) -> dict[str, np.ndarray]:
@@ -439,8 +449,10 @@ def _read_torch(file: paths.Path) -> dict[str, np.ndarray]:
     state = torch.load(io.BytesIO(file.read_bytes()), map_location='cpu', weights_only=True)
   except Exception as e:  # torch raises many types for a damaged pickle
     raise UserError(f'{file} could not be read by torch ({type(e).__name__}: {e})') from None
-  return {k: v.float().numpy() if v.is_floating_point() else v.numpy()
-          for k, v in state.items()}
+  weights = {k: v.float().numpy() if v.is_floating_point() else v.numpy()
+             for k, v in state.items()}
+  _refuse_non_finite(weights, file.parent)
+  return weights
 
 
 _GATE = re.compile(r'(.*\.mlp\.)gate_proj\.(weight|bias)$')
@@ -567,12 +579,16 @@ def import_folder(folder, out) -> Report:
   params = nnx.to_pure_dict(nnx.state(pre.model))
   state = TrainState.create(params, optimizer.build(pre.config.optimizer, pre.config.train.steps))
   meta = checkpoint.make_meta(pre.config, pre.tokenizer.model_proto, pre.tokenizer.kind)
-  mgr = checkpoint.manager(out, keep=1, async_save=False)
-  checkpoint.save(mgr, 0, state, {}, meta)
-  mgr.wait_until_finished()
-  mgr.close()
-  with paths.staged(out) as stage:
-    pre.tokenizer.save(stage)
+  try:
+    mgr = checkpoint.manager(out, keep=1, async_save=False)
+    checkpoint.save(mgr, 0, state, {}, meta)
+    mgr.wait_until_finished()
+    mgr.close()
+    with paths.staged(out) as stage:
+      pre.tokenizer.save(stage)
+  except BaseException:  # a full disk: nothing half imported may block the rerun
+    (out / 'checkpoints').rmtree(missing_ok=True)
+    raise
   return report
 
 

@@ -10,6 +10,7 @@ process per core; `--runner=DataflowRunner ...` (or Flink, Spark) runs the same 
 on a cluster.
 """
 
+import errno
 import json
 import logging
 import os
@@ -70,24 +71,28 @@ def prepare(config, out, beam_args=(), workers: int | None = None,
   key = fingerprint(config, plan)
   _claim(out, key)
   manifest_file = out / prepared.MANIFEST
-  if manifest_file.exists():
-    print_(f'{out} is already prepared from this source and config')
-    return json.loads(manifest_file.read_text())
   options = pipeline_options(beam_args, workers)
   tokenizer = _tokenizer(config, out, plan, options)
   folder = out / 'shards'
   folder.mkdir(parents=True, exist_ok=True)
   _remove_partials(folder)
+  _verify(folder, plan, key, tokenizer)
   todo = [s for s in plan.splits if not (folder / _record_name(s)).exists()]
+  if not todo and manifest_file.exists():
+    manifest = _manifest(config, out, plan, tokenizer, key)
+    if manifest_file.read_bytes() == _manifest_bytes(manifest):
+      print_(f'{out} is already prepared from this source and config; every shard checked')
+      return manifest
+    print_(f'{manifest_file} differs from what the shards record: rewriting it')
   started = time.perf_counter()
   if todo:
     encode = _Encode(config.to_dict(), os.fspath(folder), tokenizer.kind,
                      tokenizer.model_proto, key)
     with _Progress(folder, len(plan.splits), len(plan.splits) - len(todo), progress):
-      _run(options, 'encode', todo, encode)
+      _run(options, 'encode', todo, encode, folder)
   manifest = _manifest(config, out, plan, tokenizer, key)
   seconds = time.perf_counter() - started
-  shards.write_atomic(manifest_file, json.dumps(manifest, indent=1).encode())
+  shards.write_atomic(manifest_file, _manifest_bytes(manifest))
   if (out / '.work').exists():  # the tokenizer's sample
     (out / '.work').rmtree()
   train = manifest['splits']['train']
@@ -95,6 +100,57 @@ def prepare(config, out, beam_args=(), workers: int | None = None,
          f'in {len(train["shards"])} shards, {manifest["splits"]["eval"]["documents"]} held '
          f'out ({seconds:.0f} s)')
   return manifest
+
+
+def _manifest_bytes(manifest: dict) -> bytes:
+  return json.dumps(manifest, indent=1).encode()
+
+
+def _verify(folder: paths.Path, plan: sources.Plan, key: str, tokenizer):
+  """Checks each finished split against its record: its shards' sizes and sha256, and its
+  chunk indexes against the shards' document indexes. A chunk index that differs is
+  rewritten from its shard; a split with a record that does not decode, was written with
+  another tokenizer, or whose shard is missing or damaged loses its record, so that the
+  encode pipeline writes it again. Every shard is read once."""
+  proto_sha = shards.sha256(tokenizer.model_proto)
+  for split in plan.splits:
+    record_file = folder / _record_name(split)
+    if not record_file.exists():
+      continue
+    problem = _split_problem(folder, record_file, key, proto_sha)
+    if problem:
+      tqdm.tqdm.write(f'{problem}: writing split {split.index} again')
+      record_file.unlink()
+
+
+def _split_problem(folder, record_file, key, proto_sha) -> str | None:
+  """What is wrong with the split `record_file` records, or None; repairs its chunk
+  indexes on the way (they are computed from the shard, which the sha256 vouches for)."""
+  try:
+    record = json.loads(record_file.read_bytes())
+    entries = [record[name] for name in prepared.SPLITS if record[name]]
+    if record['fingerprint'] != key or record.get('tokenizer', proto_sha) != proto_sha:
+      return f'{record_file} was written for another config or tokenizer'
+    checks = [(e['name'], e['bytes'], e['sha256'], e['documents'], e['chunks'])
+              for e in entries]
+  except (ValueError, KeyError, TypeError):
+    return f'{record_file} does not decode'
+  for name, size, sha, docs, chunks in checks:
+    shard = folder / name
+    if not shard.exists():
+      return f'shard {shard} is missing'
+    data = shard.read_bytes()
+    if len(data) != size or shards.sha256(data) != sha:
+      return f'shard {shard} does not match its recorded size and sha256'
+    offsets = np.frombuffer(data, '<i8', docs + 1, shards.HEADER)
+    for chunk_key in chunks:
+      index = folder / f'{name}.chunks-{chunk_key}'
+      size_, min_len = (int(v) for v in chunk_key.split('-'))
+      want = store_lib.chunk_counts(np.diff(offsets), size_, min_len).astype('<i8').tobytes()
+      if not index.exists() or index.read_bytes() != want:
+        tqdm.tqdm.write(f'chunk index {index} is missing or damaged: rewriting it')
+        shards.write_atomic(index, want)
+  return None
 
 
 def _claim(out: paths.Path, key: str):
@@ -118,8 +174,9 @@ def _remove_partials(folder: paths.Path):
       partial.unlink()
 
 
-def _run(options, name: str, splits, fn):
-  """Runs `fn` over the splits; a worker's UserError comes back as one."""
+def _run(options, name: str, splits, fn, where: paths.Path):
+  """Runs `fn` over the splits, writing into `where`; a worker's UserError comes back as
+  one, and so does a full disk (its OSError comes back as a worker's traceback)."""
   try:
     with beam.Pipeline(options=options) as p:
       _ = (p | f'{name}: splits' >> beam.Create(list(splits))
@@ -134,6 +191,10 @@ def _run(options, name: str, splits, fn):
     found = _USER_ERROR.search(text)
     if found:
       raise UserError(found.group(1).strip()) from None
+    if any(f'[Errno {code}]' in text for code in (errno.ENOSPC, errno.EDQUOT)):
+      raise UserError(f'{where}: no space left on the device (or the disk quota is '
+                      'exceeded); free some space and rerun the same command: it keeps the '
+                      'splits already written') from None
     raise
 
 
@@ -145,12 +206,26 @@ def _tokenizer(config, out: paths.Path, plan: sources.Plan, options) -> tokenize
     if tokenizer.kind != 'sentencepiece':
       raise UserError(f'tokenizer.path {config.tokenizer.path} is a {tokenizer.kind} '
                       'tokenizer; prepare takes sentencepiece .model files')
-  elif file.exists():
-    return tokenizers.load(file)
+  elif file.exists() and (kept := _kept_tokenizer(file, out / STATE)) is not None:
+    return kept
   else:
     tokenizer = _train_tokenizer(config, out, plan, options)
   shards.write_atomic(file, tokenizer.model_proto)
+  state = out / STATE
+  shards.write_atomic(state, json.dumps(json.loads(state.read_bytes()) | {
+      'tokenizer_sha256': shards.sha256(tokenizer.model_proto)}).encode())
   return tokenizer
+
+
+def _kept_tokenizer(file: paths.Path, state: paths.Path) -> tokenizers.Tokenizer | None:
+  """The tokenizer an earlier prepare trained into `file`, or None when the file no longer
+  holds it (it is trained again, and every split written with another is encoded again)."""
+  want = json.loads(state.read_bytes()).get('tokenizer_sha256')
+  data = file.read_bytes()
+  if want is not None and shards.sha256(data) != want:
+    tqdm.tqdm.write(f'{file} differs from the tokenizer prepare trained: training it again')
+    return None
+  return tokenizers.load(file)
 
 
 def _train_tokenizer(config, out, plan, options):
@@ -161,7 +236,7 @@ def _train_tokenizer(config, out, plan, options):
   todo = [s for s in plan.splits if not (work / f'sample-{s.index:05d}.json').exists()]
   if todo:
     tqdm.tqdm.write(f'sampling documents for the tokenizer from {len(plan.splits)} splits')
-    _run(options, 'sample', todo, _Sample(config.to_dict(), os.fspath(work), rate))
+    _run(options, 'sample', todo, _Sample(config.to_dict(), os.fspath(work), rate), work)
   sample = []
   for s in plan.splits:
     sample += json.loads((work / f'sample-{s.index:05d}.json').read_text())
@@ -187,15 +262,42 @@ def _train_tokenizer(config, out, plan, options):
   return tokenizer
 
 
+class _Worker(beam.DoFn):
+  """A DoFn that ends its worker process with the command that started it.
+
+  The DirectRunner's workers are processes of their own: after a Ctrl-C (the CLI exits at
+  once) or a kill -9 of the command they went on encoding and writing into --out. In a
+  worker process (not the one that built the pipeline) a thread watches the parent and
+  exits once it is gone; every file is written whole, so a rerun finds no torn one.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self._launcher = os.getpid()
+
+  def setup(self):
+    if os.getpid() == self._launcher:
+      return
+    parent = os.getppid()
+
+    def watch():
+      while os.getppid() == parent:
+        time.sleep(0.5)
+      os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name='ssljax-parent-watch').start()
+
+
 def _doc_keys(split: sources.Split, count: int) -> np.ndarray:
   """A number per document of a split, for the seeded draws (sample, held-out split)."""
   return np.uint64(split.index) * np.uint64(2**32) + np.arange(count, dtype=np.uint64)
 
 
-class _Sample(beam.DoFn):
+class _Sample(_Worker):
   """Beam DoFn: a split's documents drawn with probability `rate`, with their draws."""
 
   def __init__(self, config: dict, work: str, rate: float):
+    super().__init__()
     self.config, self.work, self.rate = config, work, rate
 
   def process(self, split):
@@ -212,11 +314,12 @@ def _record_name(split: sources.Split) -> str:
   return f'split-{split.index:05d}.json'
 
 
-class _Encode(beam.DoFn):
+class _Encode(_Worker):
   """Beam DoFn: one split tokenized into its train and eval shards (and their chunk index
   for the config's objective and length), then the record that says they are whole."""
 
   def __init__(self, config: dict, folder: str, kind: str, proto: bytes, key: str):
+    super().__init__()
     self.config, self.folder, self.kind, self.proto, self.key = config, folder, kind, proto, key
     self._tokenizer = None
 
@@ -238,7 +341,8 @@ class _Encode(beam.DoFn):
             < cfg.data.eval_fraction)
     chunking = examples_lib.chunking(cfg.objective, cfg.data.seq_len)
     dtype = shards.token_dtype(tokenizer.vocab_size)
-    record = {'fingerprint': self.key, 'split': split.index}
+    record = {'fingerprint': self.key, 'split': split.index,
+              'tokenizer': shards.sha256(self.proto)}
     for name, keep in (('train', ~held), ('eval', held)):
       docs = [t for t, k in zip(token_docs, keep) if k]
       record[name] = None

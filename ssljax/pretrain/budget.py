@@ -17,6 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from ssljax import paths
+from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def sized_config(config, workdir, setup, started: float) -> ml_collections.Confi
   path = paths.path(workdir) / FILE
   config = ml_collections.ConfigDict(config.to_dict())
   if path.is_file():
-    config.train.steps = json.loads(path.read_text())['steps']
+    config.train.steps = _recorded_steps(path)
     return config
   budget_s = config.train.time_budget * 60
   run = setup(config, workdir)
@@ -56,12 +57,27 @@ def sized_config(config, workdir, setup, started: float) -> ml_collections.Confi
   steps = int(multihost_utils.broadcast_one_to_all(np.int64(steps)))
   log.info('time budget %.1f min: %.3f s/step, set-up %.0f s -> train.steps=%d',
            config.train.time_budget, per_step, overhead, steps)
-  if jax.process_index() == 0:
-    path.write_text(json.dumps({'steps': steps, 'seconds_per_step': per_step,
-                                'overhead_seconds': overhead,
-                                'time_budget_minutes': config.train.time_budget}))
+  if jax.process_index() == 0:  # whole or absent: every later run reads it
+    paths.write_whole(path, json.dumps({'steps': steps, 'seconds_per_step': per_step,
+                                        'overhead_seconds': overhead,
+                                        'time_budget_minutes': config.train.time_budget}))
   config.train.steps = steps
   return config
+
+
+def _recorded_steps(path) -> int:
+  """The step count in WORKDIR/budget.json, or one line saying how to mend the file."""
+  try:
+    steps = json.loads(path.read_bytes())['steps']
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+      raise TypeError(f'steps={steps!r}')
+  except (ValueError, KeyError, TypeError) as e:
+    why = str(e) if isinstance(e, TypeError) else f'{type(e).__name__}: {e}'
+    raise UserError(f'{path} holds no step count ({why[:100]}); it records the train.steps '
+                    'that train.time_budget fixed for this run: write {"steps": N} back, or '
+                    'delete it to measure the step rate again (a run with checkpoints then '
+                    'asks for train.extend if the count changes)') from None
+  return steps
 
 
 def spent(started: float, minutes: float) -> bool:

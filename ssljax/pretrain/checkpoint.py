@@ -13,6 +13,8 @@ aside as `unreadable-STEP` (renamed, never deleted) and the previous one used.
 """
 
 import base64
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ import orbax.checkpoint as ocp
 
 from ssljax import paths
 from ssljax.errors import UserError
+from ssljax.pretrain import checksums
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ UPLOADED = 'ssljax-uploaded'  # written last into an s3:// step directory
 RETRY_WAITS = (1.0, 4.0, 16.0)  # seconds before each retry of a read that failed on I/O
 # Exceptions and status words of a step whose own files are bad: a part that is missing or
 # does not decode. Anything else may pass (I/O) or is not the files' fault (a tree mismatch).
-BAD_FILES = (FileNotFoundError, KeyError, json.JSONDecodeError, UnicodeDecodeError)
+BAD_FILES = (FileNotFoundError, KeyError, json.JSONDecodeError, UnicodeDecodeError,
+             checksums.Damaged)
 BAD_WORDS = ('DATA_LOSS', 'NOT_FOUND', 'not found', 'Unexpected end', 'corrupt', 'checksum',
              'decod', 'Truncated')
 ORBAX_WRAPPED = 'Encountered error while reading'
@@ -53,10 +57,65 @@ def manager(workdir, keep: int, async_save: bool = True) -> ocp.CheckpointManage
     return Staged(directory, options=options, item_names=ITEMS)
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
+  return Sealed(directory, options=options, item_names=ITEMS)
 
 
-class Staged(ocp.CheckpointManager):
+class Sealed(ocp.CheckpointManager):
+  """A CheckpointManager that writes the checksums of each step it saved (`checksums.seal`).
+
+  Every save (Orbax's `save` first waits for the one before), `close` and an explicit
+  wait end in `wait_until_finished`; once it returns, no save is in flight and every step
+  saved is committed (or deleted by max_to_keep), so that is where they get their checksums.
+  Steps this manager did not write are left alone: a reader writes nothing.
+  """
+
+  def __init__(self, *args, **kwargs):
+    self._unsealed: set[int] = set()
+    super().__init__(*args, **kwargs)
+
+  def save(self, step, *args, **kwargs):
+    with self._disk_full(step):
+      saved = super().save(step, *args, **kwargs)
+    self._unsealed.add(step)
+    return saved
+
+  def wait_until_finished(self):
+    with self._disk_full(max(self._unsealed, default=None)):
+      super().wait_until_finished()
+    steps, self._unsealed = self._unsealed, set()
+    if jax.process_index() == 0:
+      for step in sorted(steps):
+        checksums.seal(paths.path(self.directory) / str(step))
+
+
+  @contextlib.contextmanager
+  def _disk_full(self, step):
+    """A full disk inside Orbax's writer threads (an OSError, or TensorStore's ValueError
+    that carries errno 28) as one line; Orbax commits a step by a rename, so the steps
+    before it are intact and its unfinished directory is removed by the next manager."""
+    try:
+      yield
+    except Exception as e:
+      if not _disk_full(e):
+        raise
+      kept = (f'the steps saved before ({", ".join(map(str, self.all_steps()))}) are intact'
+              if self.all_steps() else 'no step was committed')
+      raise UserError(f'{self.directory}: no space left on the device while saving '
+                      f'checkpoint {step}; {kept}. Free some space (or pass a path on another '
+                      'disk) and rerun') from None
+
+
+def _disk_full(e: BaseException | None) -> bool:
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if any(word in str(e) for word in ('No space left on device', 'Disk quota exceeded')):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+class Staged(Sealed):
   """Checkpoints of an s3:// workdir, written locally and uploaded step by step.
 
   Orbax 0.12 writes arrays to local paths and gs:// only (google/orbax#2739 adds S3), so
@@ -220,6 +279,7 @@ def restore_params(mgr, step: int, abstract_params) -> dict:
   """Only the parameters of checkpoint `step` (no optimizer state is read), placed as the
   ShapeDtypeStructs of `abstract_params` say."""
   try:
+    checksums.verify(paths.path(mgr.directory) / str(step))
     target = {'params': abstract_params}
     return mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
@@ -282,6 +342,7 @@ def _described(shape_dtype) -> str:
 def _restore_items(mgr, step, abstract_state) -> dict:
   """The step's items one at a time, the small JSON ones first, and the arrays once their
   shapes are known to fit: one that fails leaves no other read in flight."""
+  checksums.verify(paths.path(mgr.directory) / str(step))
   items = {'meta': ocp.args.JsonRestore(), 'data': ocp.args.JsonRestore()}
   restored = {name: mgr.restore(step, args=ocp.args.Composite(**{name: args}))[name]
               for name, args in items.items()}

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 # Sections that must match to continue a run from its checkpoint.
 RESUME_KEYS = ('objective', 'model', 'mlm', 'data', 'tokenizer', 'optimizer')
+# train keys that must match too: they set the data order, masks and dropout bits, so a
+# change mid-run would make the resumed run another one than the run it continues.
+RESUME_TRAIN_KEYS = ('seed', 'batch_size', 'grad_accum', 'dropout_rng')
 # model keys that train.init_from leaves to the config; the rest come from the source.
 RUN_MODEL_KEYS = ('dropout_rate', 'attention_dropout_rate', 'remat', 'dtype')
 
@@ -142,6 +145,11 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
               f'tokenizer.path {config.tokenizer.path}' if config.tokenizer.path else
               f'the tokenizer of the run in {workdir}')
     prepared.check_tokenizer(folder, tokenizer, origin)
+    if (tokenizer.vocab_size != config.tokenizer.vocab_size and not config.tokenizer.path
+        and source is None and jax.process_index() == 0):
+      log.warning('tokenizer.vocab_size=%d is not used: %s was prepared with a tokenizer of '
+                  '%d pieces, which the run takes', config.tokenizer.vocab_size, data.path,
+                  tokenizer.vocab_size)
     return (tokenizer, folder.examples('train', config.objective, data.seq_len, seed),
             folder.examples('eval', config.objective, data.seq_len, seed + 1))
   if data.source == 'embedded' and jax.process_count() > 1 and jax.process_index() == 0:
@@ -245,6 +253,18 @@ def _check_resumable(config, meta, workdir, step):
                         '(which takes its architecture) and a new --workdir')
       raise UserError(f'{directory} holds a run with another config ({detail}); use a new '
                       '--workdir, or the same config to continue that run')
+  if step == 0:  # import-hf's step 0 trained nothing: any train settings start from it
+    return
+  trained = saved.get('train') if isinstance(saved.get('train'), dict) else {}
+  changed = [f'train.{k}={current["train"][k]!r} (it was trained with {trained.get(k)!r})'
+             for k in RESUME_TRAIN_KEYS if k in trained and trained[k] != current['train'][k]]
+  if changed:
+    same = ' '.join(f'train.{k}={trained[k]}' for k in RESUME_TRAIN_KEYS if k in trained
+                    and trained[k] != current['train'][k])
+    raise UserError(f'{directory} cannot continue exactly under {", ".join(changed)}: the '
+                    'data order, masks and dropout would change mid-run. Continue with '
+                    f'--set {same}, or start a new run with a new --workdir (--set '
+                    f'train.init_from={directory} starts it from these weights)')
 
 
 def restore_or_init(run: Run) -> tuple[TrainState, int]:
@@ -379,8 +399,8 @@ def pretrain(config, workdir, *, init: pretrained.Pretrained | None = None,
   """
   started = time.perf_counter()
   parallel.initialize_distributed(config.distributed)
-  with lock.held(workdir):  # one writer per workdir
-    return _pretrain(config, workdir, init, hooks, stop_after, started)
+  with lock.held(workdir) as held:  # one writer per workdir
+    return _pretrain(config, workdir, init, hooks, stop_after, started, held.check)
 
 
 def _continuing(run: Run, start: int, learning_rate) -> str:
@@ -401,7 +421,29 @@ def _continuing(run: Run, start: int, learning_rate) -> str:
   return line
 
 
-def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
+def _diverged(run: Run, step: int, values: dict, start: int, saved_step: int) -> str:
+  """What a non-finite loss at `step` says. Right after a resume (no checkpoint saved since)
+  the checkpoint it resumed from is the likelier cause than the learning rate: bytes that
+  changed without a checksum to catch them (a step an older ssljax wrote), or a state
+  saved as the run began to diverge. Saying so breaks the loop of reruns that resume from
+  it and stop again."""
+  said = (f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at step {step}; '
+          'stopped without saving')
+  if start and saved_step == start:
+    where = f'{run.workdir}/checkpoints/{start}'
+    return (f'{said}, {step - start} steps after resuming from {where}: that checkpoint may '
+            f'be damaged or already diverging. Set it aside (mv {where} '
+            f'{run.workdir}/checkpoints/unreadable-{start}) and rerun to resume from the one '
+            'before, or lower optimizer.learning_rate or set optimizer.clip_norm')
+  kept = (f'the last good checkpoint (step {saved_step}) is kept in '
+          f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
+  return (f'{said}: {kept}. Lower optimizer.learning_rate or set optimizer.clip_norm, then '
+          'rerun')
+
+
+def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> dict:
+  """The loop of `pretrain`; `still_held()` raises once another run took the workdir's
+  lock, and is called before each write (checkpoints, metrics)."""
   if config.train.time_budget:
     config = budget.sized_config(config, workdir, functools.partial(setup, init=init), started)
   run = setup(config, workdir, init)
@@ -409,7 +451,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   cfg = config.train
   state, start = restore_or_init(run)
   lead = jax.process_index() == 0
-  writer = metrics_lib.Writer(run.workdir, enabled=lead)
+  writer = metrics_lib.Writer(run.workdir, enabled=lead, before_write=still_held)
   meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
                               run.schedule)
   learning_rate = optimizer.schedule(config.optimizer, *optimizer.from_segments(run.schedule))
@@ -438,11 +480,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
       step, step_metrics = pending.popleft()
       values = _host(step_metrics)
       if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
-        kept = (f'the last good checkpoint (step {saved_step}) is kept in '
-                f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
-        raise UserError(f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at '
-                        f'step {step}; stopped without saving: {kept}. Lower '
-                        'optimizer.learning_rate or set optimizer.clip_norm, then rerun')
+        raise UserError(_diverged(run, step, values, start, saved_step))
       if due(step, cfg.log_every, always):
         values |= throughput.update(step)
         values['learning_rate'] = float(learning_rate(step - 1))
@@ -470,6 +508,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
         # Step `done` is dispatched: read the ones before it, and itself if it is saved.
         drain(through=done if save else done - 1, always=done if save else None)
         if save:
+          still_held()
           checkpoint.save(run.manager, done, run.strategy.to_save(state),
                           run.batches.get_state(), meta)
           saved_step = done

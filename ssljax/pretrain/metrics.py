@@ -31,10 +31,13 @@ class Writer:
   A local workdir gets each row at once. Object storage has no append, so for a gs:// or
   s3:// workdir rows are flushed every `remote_flush_s` seconds and at close, and the
   TensorBoard events are written to a local folder and copied up at each flush.
+  `before_write()` runs before each flush: the workdir lock's check (`lock.Lock.check`).
   """
 
-  def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0):
+  def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0,
+               before_write=lambda: None):
     self.enabled = enabled
+    self._before_write = before_write
     workdir = paths.path(workdir)
     self.path = workdir / 'metrics.jsonl'
     self._events = workdir / 'tensorboard'
@@ -65,6 +68,8 @@ class Writer:
       self.flush()
 
   def flush(self):
+    if self._rows or self._spool:
+      self._before_write()
     if self._rows and not self._cleaned:
       self._cleaned = True
       _keep_before(self.path, self._first)
@@ -77,9 +82,17 @@ class Writer:
   def close(self):
     if self._tb is not None:
       self._tb.close()
-      self.flush()
-      if self._spool:
-        shutil.rmtree(self._spool, ignore_errors=True)
+      try:
+        self.flush()
+      finally:
+        if self._spool:
+          shutil.rmtree(self._spool, ignore_errors=True)
+
+
+def _text(path) -> str:
+  """The file's text; bytes that are not UTF-8 (a torn or overwritten block) become U+FFFD,
+  which no row holds, so that their lines count as torn instead of stopping the run."""
+  return path.read_bytes().decode('utf-8', errors='replace')
 
 
 def _parse(text: str) -> tuple[list[dict], int]:
@@ -89,7 +102,7 @@ def _parse(text: str) -> tuple[list[dict], int]:
     if not line.strip():
       continue
     try:
-      row = json.loads(line)
+      row = json.loads(line) if '\ufffd' not in line else None
     except ValueError:
       row = None
     if isinstance(row, dict) and isinstance(row.get('step'), int):
@@ -104,7 +117,7 @@ def _keep_before(path, first: int):
   them again) and torn lines are cut away, so that each step has one row."""
   if not path.exists():
     return
-  text = path.read_text()
+  text = _text(path)
   rows, bad = _parse(text)
   kept = [r for r in rows if r['step'] < first]
   if bad or len(kept) < len(rows) or (text and not text.endswith('\n')):
@@ -118,7 +131,7 @@ def read(workdir) -> list[dict]:
   path = paths.path(workdir) / 'metrics.jsonl'
   if not path.exists():
     raise UserError(f'{path} does not exist; pass the --workdir of `ssljax pretrain`')
-  rows, bad = _parse(path.read_text())
+  rows, bad = _parse(_text(path))
   if bad:
     log.warning('%s: skipped %d unreadable lines', path, bad)
   return rows

@@ -32,11 +32,7 @@ class Task:
 
 def known_task(name: str) -> str:
   """The task's key; an unknown name raises, naming the closest known task."""
-  key = name.lower().replace('-', '')
-  if key not in readers.GLUE and key not in FILE_TASKS:
-    readers.task_spec(name)
-    raise AssertionError(name)
-  return key
+  return readers.lookup(name, [*readers.GLUE, *FILE_TASKS], 'task')
 
 
 def load_task(name: str, s: ml_collections.ConfigDict) -> Task:

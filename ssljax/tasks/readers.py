@@ -143,10 +143,12 @@ class _Columns:
 
 def task_spec(name: str) -> TaskSpec:
   """The spec of a named task, with the closest name suggested for a typo."""
-  return TASKS[_lookup(name, TASKS, 'task')]
+  return TASKS[lookup(name, TASKS, 'task')]
 
 
-def _lookup(name: str, registry: dict, what: str) -> str:
+def lookup(name: str, registry, what: str) -> str:
+  """`name`'s key in `registry` (GLUE's folder spellings too), or one line naming the
+  closest and every known name."""
   key = name.lower().replace('-', '')  # also GLUE's folder spellings: SST-2, STS-B
   if key in registry:
     return key
@@ -161,7 +163,7 @@ def read_glue(task: str, data_dir, split: str) -> list[Example]:
   `data_dir` is the GLUE folder (holding CoLA/, SST-2/, ...) or the task's own folder.
   Test splits have no labels: their examples keep label None.
   """
-  name = _lookup(task, GLUE, 'GLUE task')
+  name = lookup(task, GLUE, 'GLUE task')
   layout = _GLUE_LAYOUTS[name]
   path = _glue_file(name, layout, paths.path(data_dir), split)
   labelled = not split.startswith('test')
@@ -199,7 +201,7 @@ def read_glue_tfds(task: str, split: str, data_dir=None) -> list[Example]:
   Works when the dataset was prepared in array_record format; split names are those of
   read_glue ('dev' is tfds' 'validation').
   """
-  name = _lookup(task, GLUE, 'GLUE task')
+  name = lookup(task, GLUE, 'GLUE task')
   layout = _GLUE_LAYOUTS[name]
   _check_split(name, layout, split)
   dataset, tfds_split = f'glue/{name}', split.replace('dev', 'validation')
