@@ -1,0 +1,27 @@
+"""A fine-tuned model (the WORKDIR/model folder `ssljax finetune` saves) out to Hugging
+Face as a task model: its base model and head through `interop.hf_heads`."""
+
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from ssljax import paths, pretrained
+from ssljax.adapt import finetune
+from ssljax.interop import hf_heads
+
+
+def is_finetuned(folder) -> bool:
+  """Whether `folder` holds a model `finetune.save` wrote (and `predict` reads)."""
+  return (paths.path(folder) / 'meta.json').is_file()
+
+
+def to_hf(model_dir, out) -> tuple[paths.Path, str]:
+  """Writes the fine-tuned model in `model_dir` as a Hugging Face folder `out`; returns
+  `out` and the transformers class that loads it."""
+  tuned, spec, meta, tokenizer = finetune.load(model_dir)
+  head = nnx.to_pure_dict(nnx.state(tuned.head))
+  task = hf_heads.TaskHead(spec.kind, spec.name, tuple(spec.labels), meta['pooling'],
+                           np.asarray(head['kernel']), np.asarray(head['bias']))
+  pre = pretrained.Pretrained(ml_collections.ConfigDict(), tuned.model.cfg, tuned.model,
+                              tokenizer, 0)
+  return hf_heads.export(pre, task, out)
