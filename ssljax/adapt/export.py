@@ -15,13 +15,18 @@ def is_finetuned(folder) -> bool:
   return (paths.path(folder) / 'meta.json').is_file()
 
 
-def to_hf(model_dir, out) -> tuple[paths.Path, str]:
-  """Writes the fine-tuned model in `model_dir` as a Hugging Face folder `out`; returns
-  `out` and the transformers class that loads it."""
-  tuned, spec, meta, tokenizer = finetune.load(model_dir)
+def head_to_hf(tuned, spec, meta, tokenizer, out) -> tuple[paths.Path, str]:
+  """Writes a loaded fine-tuned model (`finetune.load`) as a Hugging Face folder `out`;
+  returns `out` and the transformers class that loads it."""
   head = nnx.to_pure_dict(nnx.state(tuned.head))
   task = hf_heads.TaskHead(spec.kind, spec.name, tuple(spec.labels), meta['pooling'],
                            np.asarray(head['kernel']), np.asarray(head['bias']))
   pre = pretrained.Pretrained(ml_collections.ConfigDict(), tuned.model.cfg, tuned.model,
                               tokenizer, 0)
   return hf_heads.export(pre, task, out)
+
+
+def to_hf(model_dir, out) -> tuple[paths.Path, str]:
+  """`head_to_hf` for the model saved in `model_dir`."""
+  tuned, spec, meta, tokenizer = finetune.load(model_dir)
+  return head_to_hf(tuned, spec, meta, tokenizer, out)

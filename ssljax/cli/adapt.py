@@ -71,7 +71,7 @@ def _evaluate(args):
 
 def _predict(args):
   from ssljax.adapt import predict
-  predictions = predict.predict(args.model, input_path=args.input)
+  predictions = predict.predict(args.model, input_path=args.input, show_progress=True)
   if args.output:
     print(f'wrote {predict.write(predictions, args.output)}: {len(predictions)} predictions')
   else:
