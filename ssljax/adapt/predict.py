@@ -67,10 +67,11 @@ def predict(model_dir, examples=None, input_path=None, batch_size: int = 32,
                                         {'skipped': 'blank line'}) for n, text, e in lines]
 
 
-def predictions(model, spec, meta, tokenizer, examples, batch_size: int = 32,
-                show_progress: bool = False) -> list[dict]:
-  """One dict per example from a loaded fine-tuned model (`finetune.load`); a bar on
-  stderr with `show_progress` when there is more than one batch."""
+def outputs_and_decoded(model, spec, meta, tokenizer, examples, batch_size: int = 32,
+                        show_progress: bool = False) -> tuple[np.ndarray, list]:
+  """The head's outputs (`kinds.collect`) and each example's decoded prediction (a class
+  id, score, tag list or answer text) from a loaded fine-tuned model (`finetune.load`); a
+  bar on stderr with `show_progress` when there is more than one batch."""
   rows = task_rows.build(tokenizer, spec, examples,
                         task_rows.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
   graphdef, state = nnx.split(model)
@@ -81,7 +82,14 @@ def predictions(model, spec, meta, tokenizer, examples, batch_size: int = 32,
       bar.update(1)
       return forward(state, batch)
     outputs = kinds.collect(step, rows, batch_size, spec)
-  decoded = kinds.KINDS[spec.kind].decode(spec, rows, outputs, examples)
+  return outputs, kinds.KINDS[spec.kind].decode(spec, rows, outputs, examples)
+
+
+def predictions(model, spec, meta, tokenizer, examples, batch_size: int = 32,
+                show_progress: bool = False) -> list[dict]:
+  """One dict per example (see the module docstring) from a loaded fine-tuned model."""
+  outputs, decoded = outputs_and_decoded(model, spec, meta, tokenizer, examples, batch_size,
+                                         show_progress)
   if spec.kind == 'classification':
     probs = np.asarray(jax.nn.softmax(outputs, axis=-1))
     return [{'label': spec.labels[i], 'probabilities': dict(zip(spec.labels, p.round(6).tolist()))}

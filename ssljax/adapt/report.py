@@ -232,3 +232,28 @@ def _main_stats(by_split):
     return None
   stats = next(iter(by_split.values()))
   return next(iter(stats.values()))
+
+
+def plot_compare(out, file):
+  """compare.png: for each task, method and split, every seed's main metric of A and of B
+  on one row (medians as bars), so a delta shows next to the spread of seeds."""
+  plt = _pyplot()
+  rows = [r for r in out['rows'] if r['main']]
+  fig, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * len(rows)))
+  colours = dict(zip(out['names'], plt.cm.tab10.colors))
+  for y, row in enumerate(rows):
+    for side, name, shift in (('a', out['names'][0], 0.15), ('b', out['names'][1], -0.15)):
+      values = row[side]['values']
+      ax.scatter(values, [y + shift] * len(values), color=colours[name], s=25, alpha=0.7,
+                 label=name if y == 0 else None)
+      ax.plot([row[side]['median']] * 2, [y + shift - 0.12, y + shift + 0.12],
+              color=colours[name], linewidth=2.5)
+  ax.set_yticks(range(len(rows)), [f'{r["task"]} {r["method"]} {r["group"]}\n{r["split"]} '
+                                   f'{r["metric"]}' for r in rows], fontsize=8)
+  ax.set_ylim(-0.6, len(rows) - 0.4)
+  ax.invert_yaxis()
+  ax.set(xlabel='main metric (dots: seeds, bars: medians)',
+         title=f'{out["names"][0]} against {out["names"][1]}')
+  ax.grid(alpha=0.3, axis='x')
+  ax.legend(fontsize=8)
+  return _save(plt, fig, file)
