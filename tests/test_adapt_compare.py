@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from test_adapt_run import _sst2_rows
 
 from ssljax import cli
 from ssljax.adapt import compare
 from ssljax.errors import UserError
+
+from test_adapt_run import _sst2_rows
 
 
 def _stats(values):

@@ -2,12 +2,13 @@
 before the first task runs."""
 
 import pytest
-from test_adapt_run import glue_dir  # noqa: F401  (a fixture)
 
 from ssljax.adapt import run as run_lib, suite
 from ssljax.errors import UserError
 from ssljax.inference import loading
 from ssljax.tasks import catalog
+
+from test_adapt_run import glue_dir  # noqa: F401  (a fixture)
 
 
 def test_max_len_beyond_the_positions_is_recorded_as_used(pretrained_run, glue_dir,  # noqa: F811

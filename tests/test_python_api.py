@@ -8,7 +8,6 @@ import re
 import jax
 import numpy as np
 import pytest
-from test_adapt_run import _sst2_rows
 
 import ssljax
 from ssljax import tokenizers
@@ -17,6 +16,7 @@ from ssljax.errors import UserError
 from ssljax.inference import encoding
 
 from conftest import pretrained_run_config
+from test_adapt_run import _sst2_rows
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / 'docs' / 'python.md'
 
