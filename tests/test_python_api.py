@@ -114,3 +114,27 @@ def test_keyword_settings_are_set_items():
       'data_dir=GLUE', 'finetune.lr=0.0001', 'finetune.epochs=2', 'seeds=1', 'probe.layer=2']
   with pytest.raises(UserError, match='learning_rate'):
     ssljax.finetune('nowhere', task='sst2', learning_rate=1e-4)
+
+
+def test_encode_and_the_adaptation_commands_read_a_fine_tuned_model(bert, tmp_path):
+  """A fine-tuned model/ folder is a checkpoint too: its model without the head."""
+  from flax import nnx
+
+  from ssljax import cli
+  from ssljax.adapt import finetune
+  from ssljax.tasks import readers
+  tuned = finetune.Tuned(bert.model, readers.GLUE['sst2'], 'cls', rngs=nnx.Rngs(0))
+  settings = type('S', (), {'pooling': 'cls', 'max_len': 32, 'doc_stride': 8})
+  finetune.save(tmp_path / 'model', nnx.to_pure_dict(nnx.state(tuned)), bert.model_cfg,
+                readers.GLUE['sst2'], settings, bert.tokenizer)
+  loaded = adapt_api.load_model(tmp_path / 'model')
+  assert loaded.model_cfg == bert.model_cfg and loaded.tokenizer.kind == bert.tokenizer.kind
+  (tmp_path / 'in.txt').write_text('the function returns a list\na module name\n')
+  assert cli.main(['encode', '--checkpoint', str(tmp_path / 'model'), '--input',
+                   str(tmp_path / 'in.txt'), '--output', str(tmp_path / 'out.npy'),
+                   '--normalize']) == 0
+  want = encoding.sentence_features(bert, ['the function returns a list', 'a module name'],
+                                    normalize=True)
+  np.testing.assert_allclose(np.load(tmp_path / 'out.npy'), want, atol=1e-6)
+  assert repr(ssljax.from_pretrained(tmp_path / 'model')).startswith(
+      'ssljax fine-tuned bert (2 layers, hidden 32, pooling cls): sst2 classification')

@@ -96,6 +96,15 @@ class Finetuned:
     return export.head_to_hf(self.model, self.spec, self.meta, self.tokenizer, out)[0]
 
 
+def load_model(path) -> Pretrained:
+  """`inference.loading.load(path)`, and for a fine-tuned model folder its model without
+  the head (`export.as_pretrained`)."""
+  if export.is_finetuned(path):
+    tuned, _, _, tokenizer = finetune_lib.load(path)
+    return export.as_pretrained(tuned, tokenizer)
+  return loading.load(path)
+
+
 def finetune(checkpoint, task: str, workdir=None, **settings) -> Finetuned:
   """Fine-tunes `checkpoint` (a path, or a model `ssljax.from_pretrained` loaded) on `task`
   as `ssljax finetune` does, writing results.json, report.md and model/ into `workdir` (a
@@ -104,7 +113,7 @@ def finetune(checkpoint, task: str, workdir=None, **settings) -> Finetuned:
   if isinstance(checkpoint, Pretrained):
     pre, name = checkpoint, ''
   else:
-    pre, name = loading.load(checkpoint), str(checkpoint)
+    pre, name = load_model(checkpoint), str(checkpoint)
   workdir = paths.path(workdir or tempfile.mkdtemp(prefix=f'ssljax-finetune-{task}-'))
   results = run.run(pre, catalog.load_task(task, s), 'finetune', workdir, s, name)
   return Finetuned.load(workdir / 'model', results, workdir)

@@ -21,9 +21,14 @@ def head_to_hf(tuned, spec, meta, tokenizer, out) -> tuple[paths.Path, str]:
   head = nnx.to_pure_dict(nnx.state(tuned.head))
   task = hf_heads.TaskHead(spec.kind, spec.name, tuple(spec.labels), meta['pooling'],
                            np.asarray(head['kernel']), np.asarray(head['bias']))
-  pre = pretrained.Pretrained(ml_collections.ConfigDict(), tuned.model.cfg, tuned.model,
-                              tokenizer, 0)
-  return hf_heads.export(pre, task, out)
+  return hf_heads.export(as_pretrained(tuned, tokenizer), task, out)
+
+
+def as_pretrained(tuned, tokenizer) -> pretrained.Pretrained:
+  """A fine-tuned model's encoder (or decoder) without its head, as every command that
+  takes a checkpoint takes it: `encode` its features, `probe` or fine-tune it again."""
+  return pretrained.Pretrained(ml_collections.ConfigDict(), tuned.model.cfg, tuned.model,
+                               tokenizer, 0)
 
 
 def to_hf(model_dir, out) -> tuple[paths.Path, str]:

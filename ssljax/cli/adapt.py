@@ -29,12 +29,11 @@ TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds),
 
 
 def _load(args):
-  from ssljax.adapt import run
-  from ssljax.inference import loading
+  from ssljax.adapt import api, run
   overrides = list(args.set)
   if args.data_dir:
     overrides.insert(0, f'data_dir={args.data_dir}')
-  return loading.load(args.checkpoint), run.load_settings(overrides)
+  return api.load_model(args.checkpoint), run.load_settings(overrides)
 
 
 def _method(name):
@@ -82,9 +81,8 @@ def _predict(args):
 
 def _compare(args):
   from ssljax import paths
-  from ssljax.adapt import compare, run, suite as suite_lib
+  from ssljax.adapt import api, compare, run, suite as suite_lib
   from ssljax.errors import UserError
-  from ssljax.inference import loading
   names = [n.strip() for n in args.names.split(',')]
   if len(names) != 2 or not all(names) or names[0] == names[1]:
     raise UserError(f'--names {args.names!r}: give two different names split by a comma')
@@ -98,7 +96,7 @@ def _compare(args):
                       'evaluate it here, or the --workdir of an earlier evaluation')
     overrides = ([f'data_dir={args.data_dir}'] if args.data_dir else []) + list(args.set)
     workdir = paths.path(args.workdir) / name
-    suite_lib.run_suite(loading.load(source), [t for t in args.tasks.split(',') if t],
+    suite_lib.run_suite(api.load_model(source), [t for t in args.tasks.split(',') if t],
                         [m for m in args.methods.split(',') if m], workdir,
                         run.load_settings(overrides), source)
     sides.append(workdir)
@@ -117,7 +115,8 @@ def add_commands(subparsers, formatter):
 
   def common(q, *, task=True):
     q.add_argument('--checkpoint', required=True, help='a pretraining workdir (latest '
-                   'checkpoint), a checkpoints/STEP directory, or a Hugging Face folder')
+                   'checkpoint), a checkpoints/STEP directory, a fine-tuned model/ folder '
+                   '(its model without the head), or a Hugging Face folder')
     if task:
       q.add_argument('--task', required=True, help=TASKS_HELP)
     q.add_argument('--data-dir', default='', help='the GLUE folder (or a folder holding '

@@ -12,14 +12,15 @@ from ssljax.errors import UserError
 def _encode(args):
   import numpy as np
 
-  from ssljax.inference import encoding, loading
+  from ssljax.adapt import api
+  from ssljax.inference import encoding
   from ssljax.interop import sentence_transformers
   texts = paths.input_lines(args.input, 'encode')
   if args.batch_size < 1:
     raise UserError(f'--batch-size {args.batch_size} must be at least 1')
   pooling, normalize = sentence_transformers.encode_settings(args.checkpoint, args.pooling,
                                                              args.normalize)
-  out_NxH = encoding.sentence_features(loading.load(args.checkpoint), texts, pooling,
+  out_NxH = encoding.sentence_features(api.load_model(args.checkpoint), texts, pooling,
                                        args.batch_size, normalize, show_progress=True)
   with paths.path(args.output).open('wb') as f:
     np.save(f, out_NxH)
@@ -34,7 +35,7 @@ def add_commands(subparsers):
       description='Writes one row per line of --input: the last hidden states pooled over '
       'the line\'s tokens.')
   q.add_argument('--checkpoint', required=True, help='an ssljax workdir, a checkpoints/STEP '
-                 'directory, or a Hugging Face folder')
+                 'directory, a fine-tuned model/ folder, or a Hugging Face folder')
   q.add_argument('--input', required=True, help='UTF-8 text, one text per line')
   q.add_argument('--output', required=True, help='the .npy file to write (a local path, gs:// '
                  'or s3://)')
