@@ -409,6 +409,8 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
   cfg = config.train
   state, start = restore_or_init(run)
   lead = jax.process_index() == 0
+  if lead:  # readable without a checkpoint: what this start of the run trains with
+    paths.write_whole(run.workdir / 'config.json', config.to_json(indent=1) + '\n')
   writer = metrics_lib.Writer(run.workdir, enabled=lead)
   meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
                               run.schedule)
