@@ -11,7 +11,8 @@ class Interrupted(KeyboardInterrupt):
 
 # An optional module -> the extra of pyproject.toml that installs it.
 EXTRAS = {'safetensors': 'hf', 'tokenizers': 'hf', 'libtpu': 'tpu', 'apache_beam': 'prepare',
-          'pyarrow': 'prepare', 'lm_eval': 'eval', 'gcsfs': 'gcs', 's3fs': 's3'}
+          'pyarrow': 'prepare', 'lm_eval': 'eval', 'gcsfs': 'gcs', 's3fs': 's3',
+          'wandb': 'wandb'}
 
 
 class MissingExtra(UserError):

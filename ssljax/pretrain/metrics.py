@@ -33,8 +33,9 @@ class Writer:
   TensorBoard events are written to a local folder and copied up at each flush.
   """
 
-  def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0):
+  def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0, tracker=None):
     self.enabled = enabled
+    self._tracker = tracker  # also logs each row (wandb_log.Run), or None
     workdir = paths.path(workdir)
     self.path = workdir / 'metrics.jsonl'
     self._events = workdir / 'tensorboard'
@@ -61,6 +62,8 @@ class Writer:
     for k, v in row.items():
       if k != 'step' and math.isfinite(v):
         self._tb.add_scalar(k, v, int(step))
+    if self._tracker is not None:
+      self._tracker.log(int(step), {k: v for k, v in row.items() if k != 'step'})
     if time.monotonic() - self._flushed >= self._flush_s:
       self.flush()
 
@@ -80,6 +83,9 @@ class Writer:
       self.flush()
       if self._spool:
         shutil.rmtree(self._spool, ignore_errors=True)
+    if self._tracker is not None:
+      self._tracker.finish()
+      self._tracker = None
 
 
 def _parse(text: str) -> tuple[list[dict], int]:
