@@ -67,7 +67,8 @@ class Finetuned:
 
   @classmethod
   def load(cls, model_dir, results=None, workdir=None) -> 'Finetuned':
-    return cls(*finetune_lib.load(model_dir), results=results, workdir=workdir)
+    model, spec, meta, tokenizer = finetune_lib.load(model_dir)
+    return cls(model, spec, meta, tokenizer, results, workdir)
 
   def __repr__(self):
     cfg = self.model.model.cfg

@@ -39,7 +39,7 @@ def read_runs(workdir) -> dict[tuple[str, str], tuple[dict, paths.Path]]:
     raise UserError(f'{file} is not valid JSON ({e}); run the evaluation again') from None
   if 'runs' in results:
     return {(results['task'], results['method']): (results, folder)}
-  out = {}
+  out: dict[tuple[str, str], tuple[dict, paths.Path]] = {}
   for task, columns in results.get('tasks', {}).items():
     for method in dict.fromkeys(c.split(' ')[0].split('_')[0] for c in columns
                                 if c != 'baseline'):
@@ -101,7 +101,7 @@ def paired_tests(a, b) -> dict[str, dict[str, dict]]:
     decoded[side] = {split: predict.outputs_and_decoded(model, spec, meta, tokenizer,
                                                         examples, show_progress=True)[1]
                      for split, examples in task.evals.items()}
-  out = {}
+  out: dict[str, dict[str, dict]] = {}
   for split, examples in task.evals.items():
     truths = kinds.KINDS[task.spec.kind].truths(task.spec, examples)
     out[split] = {}

@@ -70,7 +70,8 @@ class Model(Pretrained):
     token after each position."""
     rows = self.token_ids(texts)
     graphdef, state = nnx.split(self.model)
-    limit, out = self.model_cfg.context_length, [None] * len(rows)
+    limit = self.model_cfg.context_length
+    out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(rows)
     groups = batching.by_length([len(r) for r in rows], batch_size)
     with progress.bar(show_progress and len(groups) > 1, len(groups), 'logits',
                       unit='batch') as bar:
