@@ -73,6 +73,18 @@ def test_runs_without_models_give_deltas_and_spread(tmp_path):
     compare.compare(tmp_path / 'nothing', b, tmp_path / 'cmp3')
 
 
+def test_two_evaluate_suites_compare_task_by_task(tmp_path):
+  for side, shift in (('a', 0.0), ('b', 0.05)):
+    for task in ('sst2', 'rte'):
+      _results(tmp_path / side / task / 'finetune', task, 'finetune',
+               [0.7 + shift, 0.72 + shift], [0.6, 0.6])
+    (tmp_path / side / 'results.json').write_text(json.dumps({'tasks': {
+        task: {'finetune pretrained': {}, 'baseline': {}} for task in ('sst2', 'rte')}}))
+  out = compare.compare(tmp_path / 'a', tmp_path / 'b', tmp_path / 'cmp')
+  main = [(r['task'], round(r['delta'], 6)) for r in out['rows'] if r['main']]
+  assert main == [('sst2', 0.05), ('rte', 0.05)]
+
+
 @pytest.mark.slow
 def test_a_checkpoint_against_its_hugging_face_export(pretrained_run, tmp_path, capsys):
   """The same weights through two loaders: the report has every seed of both, deltas of
