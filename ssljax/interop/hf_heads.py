@@ -14,7 +14,9 @@ every position (token classification) or on every position with a start and an e
 
 and is refused in one line where it does not: transformers' GPT-2, GPT-NeoX and Llama
 sequence classifiers score with a linear layer without a bias, and ModernBERT's heads put a
-dense layer, an activation and a LayerNorm before theirs.
+dense layer, an activation and a LayerNorm before theirs. A GPT's task rows start and end
+with its end-of-text token, which the exported tokenizer does not add: transformers gives
+ssljax's outputs for the same ids.
 """
 
 import dataclasses
