@@ -1,5 +1,6 @@
 """A fine-tuned model (the WORKDIR/model folder `ssljax finetune` saves) out to Hugging
-Face as a task model: its base model and head through `interop.hf_heads`."""
+Face as a task model: its base model and head through `interop.hf_heads`, imported only
+to export (safetensors is the `hf` extra; loading a model for use needs none of it)."""
 
 import ml_collections
 import numpy as np
@@ -7,7 +8,6 @@ from flax import nnx
 
 from ssljax import paths, pretrained
 from ssljax.adapt import finetune
-from ssljax.interop import hf_heads
 
 
 def is_finetuned(folder) -> bool:
@@ -18,6 +18,7 @@ def is_finetuned(folder) -> bool:
 def head_to_hf(tuned, spec, meta, tokenizer, out) -> tuple[paths.Path, str]:
   """Writes a loaded fine-tuned model (`finetune.load`) as a Hugging Face folder `out`;
   returns `out` and the transformers class that loads it."""
+  from ssljax.interop import hf_heads
   head = nnx.to_pure_dict(nnx.state(tuned.head))
   task = hf_heads.TaskHead(spec.kind, spec.name, tuple(spec.labels), meta['pooling'],
                            np.asarray(head['kernel']), np.asarray(head['bias']))
