@@ -118,6 +118,11 @@ def base() -> ml_collections.ConfigDict:
   e.lm_eval_limit = 0  # examples per task; 0 = all
   e.lm_eval_batch_size = 16
 
+  c.metrics = ml_collections.ConfigDict()  # where metrics go besides metrics.jsonl, tensorboard/
+  c.metrics.wandb_project = ''  # '' = off; a Weights & Biases project (the `wandb` extra)
+  c.metrics.wandb_entity = ''  # '' = wandb's default entity
+  c.metrics.wandb_mode = ''  # '' = wandb's default (WANDB_MODE); online | offline | disabled
+
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'adamw'  # adamw | lamb
   o.learning_rate = 1e-3

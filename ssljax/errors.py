@@ -12,7 +12,8 @@ class Interrupted(KeyboardInterrupt):
 # An optional module -> the extra of pyproject.toml that installs it.
 EXTRAS = {'safetensors': 'hf', 'tokenizers': 'hf', 'libtpu': 'tpu', 'apache_beam': 'prepare',
           'jax_cuda12_plugin': 'gpu-compile',
-          'pyarrow': 'prepare', 'lm_eval': 'eval', 'gcsfs': 'gcs', 's3fs': 's3'}
+          'pyarrow': 'prepare', 'lm_eval': 'eval', 'gcsfs': 'gcs', 's3fs': 's3',
+          'wandb': 'wandb'}
 
 
 class MissingExtra(UserError):

@@ -127,3 +127,26 @@ def test_fewshot_command_writes_accuracy_against_k(corpus_file, tokenizer_file, 
   assert results['metrics']['0-shot']['dev']['accuracy']['values'][0] == \
       results['metrics']['0-shot']['dev']['accuracy']['values'][1]  # no demos: seed-free
   assert (tmp_path / 'out' / 'shots.png').is_file()
+
+
+def test_zero_shot_is_scored_once_whatever_the_seed(gpt, monkeypatch):
+  calls = []
+  score = scoring.continuation_scores
+  monkeypatch.setattr(scoring, 'continuation_scores',
+                      lambda *a, **k: calls.append(1) or score(*a, **k))
+  train, examples = _examples(8), _examples(6)
+  run = lambda pre, seed, shots=(0, 1): fewshot.classify(
+      pre, SPEC, train, examples, template=TEMPLATE, verbalizers=VERBALIZERS, shots=shots,
+      seed=seed)
+  first = run(gpt, 0)
+  assert len(calls) == 2
+  second = run(gpt, 1)
+  assert len(calls) == 3  # only the 1-shot prompts of seed 1
+  assert second[0] == first[0]
+  other = pretrained.Pretrained(gpt.config, gpt.model_cfg,
+                                model.build(gpt.model_cfg, nnx.Rngs(9)), gpt.tokenizer, 0)
+  run(other, 1, shots=(0,))  # another model (a scratch init): scored again
+  assert len(calls) == 4
+  fewshot.classify(gpt, SPEC, train, examples, template=TEMPLATE, verbalizers=VERBALIZERS,
+                   shots=(0,), seed=0, normalize=True)  # another prompt setting
+  assert len(calls) == 5

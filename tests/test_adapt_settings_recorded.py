@@ -2,12 +2,13 @@
 before the first task runs."""
 
 import pytest
-from test_adapt_run import glue_dir  # noqa: F401  (a fixture)
 
 from ssljax.adapt import run as run_lib, suite
 from ssljax.errors import UserError
 from ssljax.inference import loading
 from ssljax.tasks import catalog
+
+from test_adapt_run import glue_dir  # noqa: F401  (a fixture)
 
 
 def test_max_len_beyond_the_positions_is_recorded_as_used(pretrained_run, glue_dir,  # noqa: F811
@@ -25,3 +26,17 @@ def test_an_unknown_task_is_refused_before_any_runs(tmp_path):
     suite.run_suite(None, ['sst2', 'foo'], ['probe'], tmp_path / 'eval',
                      run_lib.load_settings([]))
   assert not (tmp_path / 'eval').exists()
+
+
+def test_every_tasks_data_is_checked_before_any_runs(glue_dir, tmp_path):  # noqa: F811
+  s = run_lib.load_settings([f'data_dir={glue_dir}'])
+  with pytest.raises(UserError, match='does not exist: GLUE keeps mnli train in MNLI/'):
+    suite.run_suite(None, ['sst2', 'mnli'], ['probe'], tmp_path / 'eval', s)
+  with pytest.raises(UserError, match='task pos needs --set train_file=FILE'):
+    suite.run_suite(None, ['sst2', 'pos'], ['probe'], tmp_path / 'eval', s)
+  s = run_lib.load_settings([f'data_dir={glue_dir}', f'train_file={tmp_path}/train.csv',
+                             f'eval_file={tmp_path}/dev.csv'])
+  with pytest.raises(UserError, match='table train_file .*train.csv does not exist'):
+    suite.run_suite(None, ['sst2', 'table'], ['probe'], tmp_path / 'eval', s)
+  assert not (tmp_path / 'eval').exists()
+  catalog.check_data('sst2', s)  # SST-2's files are there

@@ -81,3 +81,21 @@ def test_init_from_is_loaded_by_the_caller_and_pretrain_says_so_when_it_is_not(c
     loop.setup(config, tmp_path / 'run')
   with pytest.raises(UserError, match='neither a pretraining workdir'):
     loading.init_from(config)
+
+
+def test_a_run_writes_its_config_and_still_loads_as_a_run(workdir, tmp_path):
+  """WORKDIR/config.json is the run's config, readable without a checkpoint; it does not
+  make the workdir pass for a Hugging Face folder, even before the first checkpoint."""
+  import json
+  import shutil
+
+  written = json.loads((workdir / 'config.json').read_text())
+  loaded = loading.load(workdir)
+  assert written == json.loads(loaded.config.to_json())
+  assert written['train']['steps'] == 6 and written['model']['hidden_size'] == 32
+  early = tmp_path / 'early'  # a run killed before its first checkpoint
+  early.mkdir()
+  shutil.copy(workdir / 'config.json', early)
+  shutil.copy(workdir / 'metrics.jsonl', early)
+  with pytest.raises(UserError, match='holds a run that has saved no checkpoint yet'):
+    loading.load(early)

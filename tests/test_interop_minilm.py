@@ -78,3 +78,22 @@ def test_encoder_matches_sentence_transformers():
                              atol=2e-5)
   batches = [{'text': SENTENCES[:4]}, {'text': SENTENCES[4:]}]  # MTEB 2 passes a DataLoader
   np.testing.assert_allclose(ours.encode(batches), expected, atol=2e-5)
+
+
+def test_modules_json_makes_encode_give_sentence_transformers_embeddings(tmp_path, capsys):
+  """Told nothing, `from_pretrained(...).encode` and `ssljax encode` pool and normalise as
+  the folder's modules.json says (mean, Normalize), as SentenceTransformer does."""
+  st = pytest.importorskip('sentence_transformers')
+  import ssljax  # pylint: disable=g-import-not-at-top
+  from ssljax import cli  # pylint: disable=g-import-not-at-top
+  expected = st.SentenceTransformer(str(FOLDER), device='cpu').encode(
+      SENTENCES, convert_to_numpy=True)  # no normalize_embeddings: its Normalize module does it
+  pre = ssljax.from_pretrained(FOLDER)
+  assert pre.encode_defaults == ('mean', True)
+  np.testing.assert_allclose(pre.encode(SENTENCES, show_progress=False), expected, atol=2e-5)
+  (tmp_path / 'in.txt').write_text('\n'.join(s.replace('\t', ' ') for s in SENTENCES[:6]))
+  assert cli.main(['encode', '--checkpoint', str(FOLDER), '--input', str(tmp_path / 'in.txt'),
+                   '--output', str(tmp_path / 'out.npy')]) == 0
+  assert '(mean pooling, unit length)' in capsys.readouterr().out
+  np.testing.assert_allclose(np.load(tmp_path / 'out.npy'), pre.encode(
+      [s.replace('\t', ' ') for s in SENTENCES[:6]], show_progress=False), atol=1e-6)

@@ -266,9 +266,9 @@ def test_what_import_cannot_reproduce_is_one_line(maker, change, message, tmp_pa
 def test_an_imported_llama_probes_and_finetunes(method, options, tmp_path):
   """An imported Llama-family folder adapts like an ssljax checkpoint: `ssljax probe` and
   `ssljax finetune` (pretrained and from scratch) run on it and write their results."""
-  from test_adapt_run import _sst2_rows  # pylint: disable=g-import-not-at-top
-
   from ssljax import cli  # pylint: disable=g-import-not-at-top
+
+  from test_adapt_run import _sst2_rows  # pylint: disable=g-import-not-at-top
   torch.manual_seed(2)
   _llama(tmp_path / 'llama').save_pretrained(tmp_path / 'llama')
   for split, (count, offset) in {'train': (32, 0), 'dev': (12, 1)}.items():

@@ -108,9 +108,13 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
 CASES = {
     'pretrain.loop': ('import ssljax.pretrain.loop',
                       ('ssljax.adapt', 'ssljax.inference', 'ssljax.interop', 'safetensors',
-                       'transformers', 'torch')),
+                       'transformers', 'torch', 'wandb')),
     'inference.loading': ('import ssljax.inference.loading', ('ssljax.interop', 'safetensors')),
     'cli': ('import ssljax.cli; ssljax.cli.parser()', ('jax', 'jaxlib')),
+    # what ssljax.from_pretrained imports: the Python API loads an ssljax checkpoint without
+    # the hf extra (export-hf imports it when it exports)
+    'python api': ('import ssljax.adapt.api, ssljax.inference.api',
+                   ('ssljax.interop.huggingface', 'safetensors', 'transformers', 'torch')),
 }
 
 

@@ -3,6 +3,8 @@ steps a resumed run logs again are not kept twice, and `plot` reads what is read
 
 import json
 
+import numpy as np
+
 from ssljax import cli
 from ssljax.pretrain import metrics
 
@@ -45,3 +47,35 @@ def test_bytes_that_are_not_utf8_are_a_torn_line_not_a_stop(tmp_path):
   writer.close()
   assert [r['step'] for r in metrics.read(tmp_path)] == [1, 2, 4, 5, 6, 7, 8]
   assert (tmp_path / 'metrics.jsonl').read_bytes().decode('utf-8')  # clean again
+
+
+def test_a_gpt_plot_draws_its_loss_once_and_its_perplexity(tmp_path, monkeypatch):
+  rows = [{'step': s, 'loss': 6.0 - s / 10, 'clm_loss': 6.0 - s / 10,
+           'clm_perplexity': float(np.exp(6.0 - s / 10)), 'clm_accuracy': s / 100}
+          for s in range(1, 21)]
+  rows += [{'step': s, 'eval_loss': 6.1 - s / 10, 'eval_clm_loss': 6.1 - s / 10}
+           for s in (10, 20)]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  figures = []
+  monkeypatch.setattr(metrics.paths, 'save_figure', lambda fig, out: figures.append(fig))
+  metrics.plot(tmp_path)
+  loss, perplexity, accuracy = figures[0].axes
+  assert [line.get_label() for line in loss.lines] == ['clm_loss (= loss)',
+                                                       'eval_clm_loss (= eval_loss)']
+  assert perplexity.get_yscale() == 'log'
+  drawn = {line.get_label(): line.get_ydata() for line in perplexity.lines}
+  assert set(drawn) == {'clm_perplexity', 'eval_clm_perplexity'}
+  np.testing.assert_allclose(drawn['eval_clm_perplexity'], np.exp([5.1, 4.1]))
+  assert [line.get_label() for line in accuracy.lines] == ['clm_accuracy']
+
+
+def test_an_mlm_nsp_plot_keeps_every_loss(tmp_path, monkeypatch):
+  rows = [{'step': s, 'loss': 7.0 - s / 10, 'mlm_loss': 6.5 - s / 10, 'nsp_loss': 0.5}
+          for s in range(1, 5)]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  figures = []
+  monkeypatch.setattr(metrics.paths, 'save_figure', lambda fig, out: figures.append(fig))
+  metrics.plot(tmp_path)
+  assert len(figures[0].axes) == 1
+  assert [line.get_label() for line in figures[0].axes[0].lines] == ['loss', 'mlm_loss',
+                                                                     'nsp_loss']

@@ -12,6 +12,7 @@ continuations are scored by `inference.scoring`.
 """
 
 import logging
+import weakref
 
 import numpy as np
 
@@ -82,19 +83,38 @@ def candidate_rows(pre: Pretrained, spec: TaskSpec, examples: list[Example],
   return rows, lengths
 
 
+# The last zero-shot result: with no demonstrations it does not depend on the seed, so the
+# seeds of a run score it once. It is reused only for the same model (a weak reference, so
+# a model that is gone never matches), the same examples (held) and the same prompt.
+_zero_shot: dict = {}
+
+
+def _cached_zero_shot(pre, examples, prompt) -> dict | None:
+  if not _zero_shot or _zero_shot['model']() is not pre.model:
+    return None
+  return _zero_shot['result'] if (_zero_shot['examples'] is examples and
+                                  _zero_shot['prompt'] == prompt) else None
+
+
 def classify(pre: Pretrained, spec: TaskSpec, train: list[Example], examples: list[Example],
              *, template: str, verbalizers, shots, seed: int, batch_size: int = 16,
              normalize: bool = False, separator: str = '\n\n',
              show_progress: bool = False) -> dict:
   """{k: {'metrics', 'confusion_matrix', 'predictions'}} on `examples` for each k in shots;
-  `show_progress`: a bar over the batches on stderr."""
+  `show_progress`: a bar over the batches on stderr. Zero-shot is scored once for a model
+  and its examples, whatever the seed."""
   check(pre, spec, template, verbalizers)
   truths = [e.label for e in examples]
   batches = -(-len(examples) * len(spec.labels) // batch_size)
-  bar = progress.bar(show_progress, len(shots) * batches, f'{spec.name} prompts seed {seed}',
-                     'batch')
+  prompt = (template, tuple(verbalizers), normalize, separator)
+  cached = _cached_zero_shot(pre, examples, prompt) if 0 in shots else None
+  bar = progress.bar(show_progress, (len(shots) - (cached is not None)) * batches,
+                     f'{spec.name} prompts seed {seed}', 'batch')
   out = {}
   for k in shots:
+    if k == 0 and cached is not None:
+      out[k] = cached
+      continue
     rows, lengths = candidate_rows(pre, spec, examples, demonstrations(train, k, seed),
                                    template, verbalizers, separator)
     logp = scoring.continuation_scores(pre, rows, lengths, batch_size, bar)
@@ -105,5 +125,8 @@ def classify(pre: Pretrained, spec: TaskSpec, train: list[Example], examples: li
               'confusion_matrix': scores.confusion_matrix(truths, predictions,
                                                           len(spec.labels)).tolist(),
               'predictions': predictions}
+    if k == 0:
+      _zero_shot.update(model=weakref.ref(pre.model), examples=examples, prompt=prompt,
+                        result=out[k])
   bar.close()
   return out

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from ssljax import paths
+from ssljax import paths, progress
 from ssljax.adapt import finetune
 from ssljax.errors import UserError
 from ssljax.tasks import kinds, readers, task_rows
@@ -53,26 +53,43 @@ def _example(line, spec, where, is_json) -> readers.Example:
   return readers.Example(text=text, text_b=text_b or None, where=where)
 
 
-def predict(model_dir, examples=None, input_path=None, batch_size: int = 32) -> list[dict]:
+def predict(model_dir, examples=None, input_path=None, batch_size: int = 32,
+            show_progress: bool = False) -> list[dict]:
   """One dict per example, or per line of `input_path` with its line number and text (a
   blank line is marked skipped), from the model in `model_dir`."""
   model, spec, meta, tokenizer = finetune.load(model_dir)
   if examples is not None:
-    return _predictions(model, spec, meta, tokenizer, examples, batch_size)
+    return predictions(model, spec, meta, tokenizer, examples, batch_size, show_progress)
   lines = read_inputs(input_path, spec)
-  found = iter(_predictions(model, spec, meta, tokenizer,
-                            [e for _, _, e in lines if e is not None], batch_size))
+  found = iter(predictions(model, spec, meta, tokenizer,
+                           [e for _, _, e in lines if e is not None], batch_size, show_progress))
   return [{'line': n, 'input': text} | (next(found) if e is not None else
                                         {'skipped': 'blank line'}) for n, text, e in lines]
 
 
-def _predictions(model, spec, meta, tokenizer, examples, batch_size) -> list[dict]:
+def outputs_and_decoded(model, spec, meta, tokenizer, examples, batch_size: int = 32,
+                        show_progress: bool = False) -> tuple[np.ndarray, list]:
+  """The head's outputs (`kinds.collect`) and each example's decoded prediction (a class
+  id, score, tag list or answer text) from a loaded fine-tuned model (`finetune.load`); a
+  bar on stderr with `show_progress` when there is more than one batch."""
   rows = task_rows.build(tokenizer, spec, examples,
                         task_rows.max_length(model.model.cfg, meta['max_len']), meta['doc_stride'])
   graphdef, state = nnx.split(model)
   forward = jax.jit(functools.partial(finetune.outputs, graphdef))
-  outputs = kinds.collect(lambda batch: forward(state, batch), rows, batch_size, spec)
-  decoded = kinds.KINDS[spec.kind].decode(spec, rows, outputs, examples)
+  batches = -(-len(rows) // batch_size)
+  with progress.bar(show_progress and batches > 1, batches, 'predict', unit='batch') as bar:
+    def step(batch):
+      bar.update(1)
+      return forward(state, batch)
+    outputs = kinds.collect(step, rows, batch_size, spec)
+  return outputs, kinds.KINDS[spec.kind].decode(spec, rows, outputs, examples)
+
+
+def predictions(model, spec, meta, tokenizer, examples, batch_size: int = 32,
+                show_progress: bool = False) -> list[dict]:
+  """One dict per example (see the module docstring) from a loaded fine-tuned model."""
+  outputs, decoded = outputs_and_decoded(model, spec, meta, tokenizer, examples, batch_size,
+                                         show_progress)
   if spec.kind == 'classification':
     probs = np.asarray(jax.nn.softmax(outputs, axis=-1))
     return [{'label': spec.labels[i], 'probabilities': dict(zip(spec.labels, p.round(6).tolist()))}

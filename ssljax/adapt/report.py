@@ -99,19 +99,32 @@ def _grid_table(results) -> list[str]:
   return lines
 
 
+# What each plot shows, as report.md captions it.
+_CAPTIONS = {'curves.png': 'validation metric and training loss by epoch',
+             'confusion.png': 'confusion matrix', 'shots.png': 'accuracy against shots'}
+
+
 def write(results: dict, workdir, spec) -> list[paths.Path]:
-  """report.md and the plots that fit the method and task; returns the paths written."""
+  """The plots that fit the method and task, then report.md showing them; returns the
+  paths written."""
   workdir = paths.path(workdir)
-  paths.write_whole(workdir / 'report.md', markdown(results))
-  written = [workdir / 'report.md']
+  plots = []
   runs = seed_results(results)
   if any(r.curve for r in runs):
-    written.append(_curves(runs, results, workdir / 'curves.png'))
+    plots.append(_curves(runs, results, workdir / 'curves.png'))
   if spec.kind == 'classification' and 'confusion_matrix' in _first_eval(runs[0]):
-    written.append(_confusion(runs, spec, workdir / 'confusion.png'))
+    plots.append(_confusion(runs, spec, workdir / 'confusion.png'))
   if any(r.shots is not None for r in runs):
-    written.append(_shots(runs, results, workdir / 'shots.png'))
-  return written
+    plots.append(_shots(runs, results, workdir / 'shots.png'))
+  paths.write_whole(workdir / 'report.md', markdown(results) + embedded(plots))
+  return [workdir / 'report.md', *plots]
+
+
+def embedded(plots) -> str:
+  """Markdown that shows each PNG (written next to report.md) under the tables."""
+  if not plots:
+    return ''
+  return '\n' + ''.join(f'![{_CAPTIONS.get(p.name, p.stem)}]({p.name})\n\n' for p in plots)
 
 
 def _first_eval(one: SeedResult) -> dict:
@@ -119,27 +132,46 @@ def _first_eval(one: SeedResult) -> dict:
 
 
 def _curves(runs: list[SeedResult], results, out):
-  """Validation metric (and training loss) by epoch, or by penalty for ridge: one line per
-  seed, a colour per init."""
+  """Validation metric (and training loss) by epoch, or by penalty for ridge: one colour
+  per seed, a line style per init, a star where each seed's chosen epoch (or penalty) is,
+  and the trivial baseline's score on the evaluation split as a dotted line."""
   plt = _pyplot()
+  from matplotlib import ticker
   main = results['metrics_names'][0]
   curves = [(r, r.curve or []) for r in runs]
   has_loss = any('loss' in p for _, curve in curves for p in curve)
   fig, axes = plt.subplots(1, 1 + has_loss, figsize=(6 + 5 * has_loss, 4), squeeze=False)
-  colours = dict(zip(dict.fromkeys(r.group for r in runs), plt.cm.tab10.colors))
+  seeds = list(dict.fromkeys(r.seed for r in runs))
+  colours = {seed: plt.cm.tab10.colors[i % 10] for i, seed in enumerate(seeds)}
+  styles = dict(zip(dict.fromkeys(r.group for r in runs), ('-', '--', ':', '-.')))
   x = 'epoch' if 'epoch' in curves[0][1][0] else 'lambda'  # the ridge probe's penalty
+  chosen = {'epoch': lambda r: r.epoch, 'lambda': lambda r: r.penalty}[x]
   for r, curve in curves:
+    style = dict(color=colours[r.seed], linestyle=styles[r.group])
     label = f'{r.group} seed {r.seed}'
     points = [(p[x], p[f'val_{main}']) for p in curve]
-    axes[0, 0].plot(*zip(*points), color=colours[r.group], marker='o', label=label)
+    axes[0, 0].plot(*zip(*points), marker='o', markersize=4, label=label, **style)
+    best = [(px, py) for px, py in points if px == chosen(r)]
+    if best:
+      axes[0, 0].plot(*best[0], marker='*', markersize=14, color=colours[r.seed],
+                      markeredgecolor='black', linestyle='none')
     losses = [(p['epoch'], p['loss']) for p in curve if 'loss' in p]
     if has_loss and losses:
-      axes[0, 1].plot(*zip(*losses), color=colours[r.group], label=label)
+      axes[0, 1].plot(*zip(*losses), marker='o', markersize=4, label=label, **style)
+  split, base = next(iter(results.get('baseline', {}).items()), (None, {}))
+  if main in base:
+    axes[0, 0].axhline(base[main], color='grey', linestyle=':', linewidth=1.5,
+                       label=f'baseline ({results["baseline_name"]}) on {split}')
+  axes[0, 0].plot([], [], marker='*', markersize=12, color='white', markeredgecolor='black',
+                  linestyle='none', label=f'chosen {x}')
   axes[0, 0].set(xlabel=x, ylabel=f'validation {main}', xscale='log' if x == 'lambda' else 'linear',
                  title=f'{results["task"]} {results["method"]}')
   if has_loss:
-    axes[0, 1].set(xlabel='epoch', ylabel='training loss', title='training loss')
+    axes[0, 1].set(xlabel='epoch', ylabel='training loss (mean over the epoch)',
+                   title='training loss')
   for ax in axes[0]:
+    if x == 'epoch':
+      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   return _save(plt, fig, out)
@@ -147,22 +179,36 @@ def _curves(runs: list[SeedResult], results, out):
 
 def _confusion(runs: list[SeedResult], spec, out):
   """Rows: true label, columns: predicted; counts of the first init summed over seeds."""
-  plt = _pyplot()
   group = runs[0].group
   split = next(iter(runs[0].evals))
   counts = np.sum([r.evals[split]['confusion_matrix'] for r in runs if r.group == group],
                   axis=0)
-  fig, ax = plt.subplots(figsize=(1.2 * len(spec.labels) + 3, 1.2 * len(spec.labels) + 2))
-  ax.imshow(counts, cmap='Blues')
+  fig = confusion_figure(counts, spec.labels, f'{spec.name} {split}, {group} '
+                         f'({sum(r.group == group for r in runs)} seeds summed)')
+  return _save(_pyplot(), fig, out)
+
+
+def confusion_figure(counts, labels, title):
+  """The counts on a colour scale from 0 (white) to the largest count, each cell's number
+  in black or white, whichever stands out from the cell's own colour."""
+  plt = _pyplot()
+  counts = np.asarray(counts)
+  fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.2 * len(labels) + 2))
+  image = ax.imshow(counts, cmap='Blues', vmin=0, vmax=max(int(counts.max()), 1))
+  fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label='examples')
   for (i, j), n in np.ndenumerate(counts):
-    ax.text(j, i, int(n), ha='center', va='center',
-            color='white' if n > counts.max() / 2 else 'black')
-  ticks = range(len(spec.labels))
-  ax.set_xticks(ticks, spec.labels, rotation=45, ha='right')
-  ax.set_yticks(ticks, spec.labels)
-  ax.set(xlabel='predicted', ylabel='true', title=f'{spec.name} {split}, {group} '
-         f'({sum(r.group == group for r in runs)} seeds summed)')
-  return _save(plt, fig, out)
+    ax.text(j, i, int(n), ha='center', va='center', color=text_colour(image.cmap(image.norm(n))))
+  ticks = range(len(labels))
+  ax.set_xticks(ticks, labels, rotation=45, ha='right')
+  ax.set_yticks(ticks, labels)
+  ax.set(xlabel='predicted', ylabel='true', title=title)
+  return fig
+
+
+def text_colour(rgba) -> str:
+  """Black on a light background, white on a dark one (relative luminance, WCAG)."""
+  r, g, b = rgba[:3]
+  return 'white' if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else 'black'
 
 
 def _shots(runs: list[SeedResult], results, out):
@@ -241,3 +287,28 @@ def _main_stats(by_split):
     return None
   stats = next(iter(by_split.values()))
   return next(iter(stats.values()))
+
+
+def plot_compare(out, file):
+  """compare.png: for each task, method and split, every seed's main metric of A and of B
+  on one row (medians as bars), so a delta shows next to the spread of seeds."""
+  plt = _pyplot()
+  rows = [r for r in out['rows'] if r['main']]
+  fig, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * len(rows)))
+  colours = dict(zip(out['names'], plt.cm.tab10.colors))
+  for y, row in enumerate(rows):
+    for side, name, shift in (('a', out['names'][0], 0.15), ('b', out['names'][1], -0.15)):
+      values = row[side]['values']
+      ax.scatter(values, [y + shift] * len(values), color=colours[name], s=25, alpha=0.7,
+                 label=name if y == 0 else None)
+      ax.plot([row[side]['median']] * 2, [y + shift - 0.12, y + shift + 0.12],
+              color=colours[name], linewidth=2.5)
+  ax.set_yticks(range(len(rows)), [f'{r["task"]} {r["method"]} {r["group"]}\n{r["split"]} '
+                                   f'{r["metric"]}' for r in rows], fontsize=8)
+  ax.set_ylim(-0.6, len(rows) - 0.4)
+  ax.invert_yaxis()
+  ax.set(xlabel='main metric (dots: seeds, bars: medians)',
+         title=f'{out["names"][0]} against {out["names"][1]}')
+  ax.grid(alpha=0.3, axis='x')
+  ax.legend(fontsize=8)
+  return _save(plt, fig, file)

@@ -27,8 +27,10 @@ def run_suite(pre: Pretrained, task_names: list[str], methods: list[str], workdi
   for method in methods:
     if method not in run_lib.METHODS:
       raise UserError(f'method {method!r} is not one of {", ".join(run_lib.METHODS)}')
-  for name in task_names:  # every name before the first task runs
+  for name in task_names:  # every name, then every task's files, before the first task runs
     catalog.known_task(name)
+  for name in task_names:
+    catalog.check_data(name, s)
   workdir = paths.path(workdir)
   suite: dict[str, Any] = {'checkpoint': str(checkpoint), 'methods': list(methods), 'tasks': {},
            'warnings': []}

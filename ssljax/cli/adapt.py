@@ -32,12 +32,11 @@ TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds),
 
 
 def _load(args):
-  from ssljax.adapt import run
-  from ssljax.inference import loading
+  from ssljax.adapt import api, run
   overrides = list(args.set)
   if args.data_dir:
     overrides.insert(0, f'data_dir={args.data_dir}')
-  return loading.load(args.checkpoint), run.load_settings(overrides)
+  return api.load_model(args.checkpoint), run.load_settings(overrides)
 
 
 def _method(name):
@@ -74,7 +73,7 @@ def _evaluate(args):
 
 def _predict(args):
   from ssljax.adapt import predict
-  predictions = predict.predict(args.model, input_path=args.input)
+  predictions = predict.predict(args.model, input_path=args.input, show_progress=True)
   if args.output:
     print(f'wrote {predict.write(predictions, args.output)}: {len(predictions)} predictions')
   else:
@@ -83,12 +82,44 @@ def _predict(args):
       print(json.dumps(p, ensure_ascii=False))
 
 
+def _compare(args):
+  from ssljax import paths
+  from ssljax.adapt import api, compare, run, suite as suite_lib
+  from ssljax.errors import UserError
+  names = [n.strip() for n in args.names.split(',')]
+  if len(names) != 2 or not all(names) or names[0] == names[1]:
+    raise UserError(f'--names {args.names!r}: give two different names split by a comma')
+  sides = []
+  for name, source in zip(names, (args.a, args.b)):
+    if (paths.path(source) / 'results.json').is_file():
+      sides.append(source)
+      continue
+    if not args.tasks:
+      raise UserError(f'{source} holds no results.json: pass --tasks (and --methods) to '
+                      'evaluate it here, or the --workdir of an earlier evaluation')
+    overrides = ([f'data_dir={args.data_dir}'] if args.data_dir else []) + list(args.set)
+    workdir = paths.path(args.workdir) / name
+    suite_lib.run_suite(api.load_model(source), [t for t in args.tasks.split(',') if t],
+                        [m for m in args.methods.split(',') if m], workdir,
+                        run.load_settings(overrides), source)
+    sides.append(workdir)
+  out = compare.compare(*sides, args.workdir, names)
+  print(f'wrote {args.workdir}/compare.md, compare.json and compare.png')
+  for row in out['rows']:
+    if row['main']:
+      print(f'  {row["task"]} {row["method"]} {row["group"]} {row["split"]} {row["metric"]}: '
+            f'{names[0]} {row["a"]["median"]:.4f}, {names[1]} {row["b"]["median"]:.4f}, '
+            f'delta {row["delta"]:+.4f}' +
+            (f', paired p = {row["paired"]["p"]:.3g}' if row['paired'] else ''))
+
+
 def add_commands(subparsers, formatter):
   """Adds the adaptation commands to the `ssljax` subcommands."""
 
   def common(q, *, task=True):
     q.add_argument('--checkpoint', required=True, help='a pretraining workdir (latest '
-                   'checkpoint), a checkpoints/STEP directory, or a Hugging Face folder')
+                   'checkpoint), a checkpoints/STEP directory, a fine-tuned model/ folder '
+                   '(its model without the head), or a Hugging Face folder')
     if task:
       q.add_argument('--task', required=True, help=TASKS_HELP)
     q.add_argument('--data-dir', default='', help='the GLUE folder (or a folder holding '
@@ -146,6 +177,31 @@ def add_commands(subparsers, formatter):
   q.add_argument('--methods', default='probe,finetune', help='comma-separated: probe, '
                  'finetune, fewshot (default probe,finetune)')
   q.set_defaults(run=_evaluate)
+
+  q = subparsers.add_parser(
+      'compare', help='two models on the same tasks: deltas, seed spread, paired tests',
+      formatter_class=formatter,
+      description='Compares A and B: each the --workdir of an earlier probe, finetune, '
+      'fewshot or evaluate run, or a checkpoint (workdir, checkpoints/STEP, Hugging Face '
+      'folder) that is evaluated here on --tasks by --methods into WORKDIR/NAME. Writes '
+      'WORKDIR/compare.md, compare.json and compare.png: per task, method, split and metric '
+      'the median and spread over seeds of each side and the delta B - A, with a paired test '
+      'on the same evaluation examples where both saved a fine-tuned model (McNemar\'s exact '
+      'test for accuracy, a paired bootstrap otherwise).',
+      epilog='example:\n  ssljax compare runs/bert_tiny hf_minilm --tasks sst2 --methods '
+      'finetune --data-dir GLUE --workdir out/cmp --names ours,minilm\n\n' + SETTINGS_HELP)
+  q.add_argument('a', help='a results workdir or a checkpoint')
+  q.add_argument('b', help='a results workdir or a checkpoint')
+  q.add_argument('--workdir', required=True, help='where compare.md, .json and .png go')
+  q.add_argument('--names', default='A,B', help='what to call the two sides (default A,B)')
+  q.add_argument('--tasks', default='', help='comma-separated, to evaluate a checkpoint: ' +
+                 TASKS_HELP)
+  q.add_argument('--methods', default='finetune', help='comma-separated: probe, finetune, '
+                 'fewshot (default finetune: the method with a paired test)')
+  q.add_argument('--data-dir', default='', help='same as --set data_dir=')
+  q.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                 help='override a setting (see below)')
+  q.set_defaults(run=_compare)
 
   q = subparsers.add_parser(
       'predict', help='labels, scores, tags or answers for new inputs',

@@ -37,6 +37,12 @@ def _import(args):
 
 
 def _export(args):
+  from ssljax.adapt import export
+  if export.is_finetuned(args.checkpoint):
+    out, task_class = export.to_hf(args.checkpoint, args.out)
+    print(f'wrote {out}: load it with transformers.{task_class}.from_pretrained({str(out)!r}) '
+          'or the matching AutoModelFor... class')
+    return
   from ssljax.inference import loading
   from ssljax.interop import huggingface
   _refuse_mixing(args.out, 'export-hf')
@@ -63,8 +69,11 @@ def add_commands(subparsers):
       description='Writes config.json, model.safetensors and the tokenizer (tokenizer.json; '
       'a sentencepiece tokenizer also as spiece.model) into OUT, loadable with '
       'transformers.AutoModel and with BertForPreTraining, RobertaForMaskedLM, '
-      'AlbertForPreTraining or GPT2LMHeadModel.')
-  q.add_argument('checkpoint', help='an ssljax workdir, a checkpoints/STEP directory, or a '
-                 'Hugging Face folder')
+      'AlbertForPreTraining or GPT2LMHeadModel. A fine-tuned model (the WORKDIR/model '
+      'folder of `ssljax finetune`) exports with its head and labels, loadable with '
+      'AutoModelForSequenceClassification, AutoModelForTokenClassification or '
+      'AutoModelForQuestionAnswering.')
+  q.add_argument('checkpoint', help='an ssljax workdir, a checkpoints/STEP directory, a '
+                 'fine-tuned model/ folder, or a Hugging Face folder')
   q.add_argument('--out', required=True, help='the folder to write')
   q.set_defaults(run=_export)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ssljax import models
+from ssljax import models, progress
 from ssljax.data import rows as rows_lib
 from ssljax.errors import UserError
 from ssljax.inference import batching
@@ -125,18 +125,30 @@ def _batch(rows: list[np.ndarray], size: int, length: int,
 
 
 def sentence_features(pre: Pretrained, texts: list[str], pooling: str = 'mean',
-                      batch_size: int = 64) -> np.ndarray:
-  """[len(texts), hidden] float32 features of `pre`."""
+                      batch_size: int = 64, normalize: bool = False,
+                      show_progress: bool = False) -> np.ndarray:
+  """[len(texts), hidden] float32 features of `pre`, unit length with `normalize` (as
+  sentence-transformers' Normalize module makes them); a bar on stderr with
+  `show_progress` when there is more than one batch."""
   check_pooling(pre.model, pooling)
   rows = token_rows(pre, texts)
   limit = pre.model_cfg.context_length
   graphdef, state = nnx.split(pre.model)
   out = np.zeros((len(rows), pre.model_cfg.hidden_size), np.float32)
-  for index in batching.by_length([len(r) for r in rows], batch_size):
-    length = rows_lib.padded_length(max(len(rows[i]) for i in index), limit)
-    batch = _batch([rows[i] for i in index], batch_size, length, pre.tokenizer.pad_id)
-    out[index] = np.asarray(features_of(graphdef, state, batch, pooling))[:len(index)]
-  return out
+  groups = batching.by_length([len(r) for r in rows], batch_size)
+  with progress.bar(show_progress and len(groups) > 1, len(texts), 'encode',
+                    unit='text') as bar:
+    for index in groups:
+      length = rows_lib.padded_length(max(len(rows[i]) for i in index), limit)
+      batch = _batch([rows[i] for i in index], batch_size, length, pre.tokenizer.pad_id)
+      out[index] = np.asarray(features_of(graphdef, state, batch, pooling))[:len(index)]
+      bar.update(len(index))
+  return unit_length(out) if normalize else out
+
+
+def unit_length(x_NxH: np.ndarray) -> np.ndarray:
+  """Each row divided by its L2 norm (a zero row stays zero)."""
+  return x_NxH / np.maximum(np.linalg.norm(x_NxH, axis=1, keepdims=True), 1e-12)
 
 
 class SentenceEncoder:
@@ -159,7 +171,5 @@ class SentenceEncoder:
     if not all(isinstance(t, str) for t in texts):
       raise UserError('SentenceEncoder.encode takes a list of strings (or batches of '
                       '{"text": ...})')
-    out_NxH = sentence_features(self.pre, texts, self.pooling, batch_size or self.batch_size)
-    if self.normalize:
-      out_NxH /= np.maximum(np.linalg.norm(out_NxH, axis=1, keepdims=True), 1e-12)
-    return out_NxH
+    return sentence_features(self.pre, texts, self.pooling, batch_size or self.batch_size,
+                             self.normalize)

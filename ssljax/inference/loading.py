@@ -15,7 +15,7 @@ import jax
 import ml_collections
 from flax import nnx
 
-from ssljax import models, paths, tokenizers
+from ssljax import models, paths, pretrained, tokenizers
 from ssljax.errors import UserError
 from ssljax.pretrain import checkpoint
 from ssljax.pretrained import Pretrained
@@ -26,6 +26,9 @@ def _locate(path: paths.Path) -> tuple[paths.Path, int | None]:
     return path, None
   if path.name.isdigit() and path.parent.name == 'checkpoints':
     return path.parent.parent, int(path.name)
+  if pretrained.holds_run(path):
+    raise UserError(f'{path} holds a run that has saved no checkpoint yet (a run saves at '
+                    'train.checkpoint_every and when it ends); wait for one, or resume it')
   raise UserError(f'{path} is neither a pretraining workdir (with checkpoints/), a '
                   'checkpoints/STEP directory, nor a Hugging Face folder (with config.json); '
                   'pass the --workdir of `ssljax pretrain`')
@@ -34,7 +37,9 @@ def _locate(path: paths.Path) -> tuple[paths.Path, int | None]:
 def load(path) -> Pretrained:
   """The model, tokenizer and config at `path` (see the module docstring)."""
   path = paths.path(path)
-  if (path / 'config.json').is_file() and not (path / 'checkpoints').is_dir():
+  # A pretraining workdir writes a config.json too (its run's config), and has checkpoints/
+  # or, before its first checkpoint, a lock or metrics (`pretrained.holds_run`).
+  if (path / 'config.json').is_file() and not pretrained.holds_run(path):
     from ssljax.interop import huggingface  # the hf extra: only for Hugging Face folders
     return huggingface.load_folder(path)[0]
   workdir, step = _locate(path)

@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -713,10 +714,12 @@ def _identity_projection(flat: dict, cfg: models.ModelConfig) -> dict:
                  ('embeddings', 'project', 'bias'): np.zeros(cfg.hidden_size, np.float32)}
 
 
-def export(pre: pretrained.Pretrained, out) -> paths.Path:
+def export(pre: pretrained.Pretrained, out, head: Callable[[dict, dict], tuple[dict, dict]]
+           | None = None) -> paths.Path:
   """Writes config.json, model.safetensors and the tokenizer files into `out`, each whole
   (`paths.staged`); a folder that holds a pretraining run is refused, since its config.json
-  would make `pretrained.load` take the export for the run."""
+  would make `pretrained.load` take the export for the run. `head(config, weights)` gives
+  the (config, weights) of a task model instead (`hf_heads`)."""
   out = paths.path(out)
   if pretrained.holds_run(out):
     raise UserError(f'{out} holds a pretraining run (checkpoints, metrics or a lock); export '
@@ -734,6 +737,8 @@ def export(pre: pretrained.Pretrained, out) -> paths.Path:
   weights = {t.hf: t.to_hf([np.asarray(flat[p], np.float32) for p in t.ours])
              for t in _present(tensors(model_type, cfg, prefixed=True), flat)}
   weights = from_table_layout(weights, model_type, cfg)
+  if head is not None:
+    config, weights = head(config, weights)
   with paths.staged(out) as stage:
     (stage / 'model.safetensors').write_bytes(
         safetensors.numpy.save(weights, metadata={'format': 'pt'}))

@@ -39,6 +39,7 @@ from ssljax.pretrain import (
   parallel,
   profile,
   step as step_lib,
+  wandb_log,
 )
 from ssljax.pretrain.hooks import Hook, HookInfo
 from ssljax.pretrain.state import TrainState
@@ -451,7 +452,10 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
   cfg = config.train
   state, start = restore_or_init(run)
   lead = jax.process_index() == 0
-  writer = metrics_lib.Writer(run.workdir, enabled=lead, before_write=still_held)
+  if lead:  # readable without a checkpoint: what this start of the run trains with
+    paths.write_whole(run.workdir / 'config.json', config.to_json(indent=1) + '\n')
+  writer = metrics_lib.Writer(run.workdir, enabled=lead, before_write=still_held,
+                              tracker=wandb_log.start(config, run.workdir) if lead else None)
   meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
                               run.schedule)
   learning_rate = optimizer.schedule(config.optimizer, *optimizer.from_segments(run.schedule))

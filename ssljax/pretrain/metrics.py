@@ -35,9 +35,10 @@ class Writer:
   """
 
   def __init__(self, workdir, enabled=True, remote_flush_s: float = 30.0,
-               before_write=lambda: None):
+               before_write=lambda: None, tracker=None):
     self.enabled = enabled
     self._before_write = before_write
+    self._tracker = tracker  # also logs each row (wandb_log.Run), or None
     workdir = paths.path(workdir)
     self.path = workdir / 'metrics.jsonl'
     self._events = workdir / 'tensorboard'
@@ -64,6 +65,8 @@ class Writer:
     for k, v in row.items():
       if k != 'step' and math.isfinite(v):
         self._tb.add_scalar(k, v, int(step))
+    if self._tracker is not None:
+      self._tracker.log(int(step), {k: v for k, v in row.items() if k != 'step'})
     if time.monotonic() - self._flushed >= self._flush_s:
       self.flush()
 
@@ -87,6 +90,9 @@ class Writer:
       finally:
         if self._spool:
           shutil.rmtree(self._spool, ignore_errors=True)
+    if self._tracker is not None:
+      self._tracker.finish()
+      self._tracker = None
 
 
 def _text(path) -> str:
@@ -137,8 +143,37 @@ def read(workdir) -> list[dict]:
   return rows
 
 
+def _repeats_total(rows, keys) -> dict[str, str]:
+  """{head loss: total} where a run has one objective head, so that its total `loss` (and
+  `eval_loss`) is that head's loss step for step: drawn once, as the head's."""
+  out = {}
+  for total in ('loss', 'eval_loss'):
+    prefix = total[:-len('loss')]
+    heads = [k for k in keys if k != total and k.endswith('_loss') and k.startswith(prefix)
+             and (prefix or not k.startswith('eval_'))]
+    pairs = [(r[total], r[heads[0]]) for r in rows if heads and total in r and heads[0] in r]
+    if total in keys and len(heads) == 1 and pairs and all(
+        abs(a - b) <= 1e-6 * max(1.0, abs(a)) for a, b in pairs):
+      out[heads[0]] = total
+  return out
+
+
+def _perplexities(rows) -> dict[str, list]:
+  """{name: [(step, perplexity)]}: the logged *_perplexity, else exp of each *clm_loss."""
+  keys = {k for r in rows for k in r}
+  out = {k: [(r['step'], r[k]) for r in rows if k in r]
+         for k in sorted(keys) if k.endswith('_perplexity')}
+  for k in sorted(keys):
+    if k.endswith('clm_loss') and k.replace('_loss', '_perplexity') not in out:
+      out[k.replace('_loss', '_perplexity')] = [(r['step'], float(np.exp(r[k])))
+                                                for r in rows if k in r]
+  return out
+
+
 def plot(workdir, out=None) -> paths.Path:
-  """Losses, and accuracies with any probe scores, against step: a PNG beside the metrics."""
+  """Losses, a causal LM's perplexity (log scale), and accuracies with any probe scores,
+  against step: a PNG beside the metrics. A total loss that only repeats its one head's
+  loss is drawn once, labelled with both names."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -147,18 +182,26 @@ def plot(workdir, out=None) -> paths.Path:
   workdir = paths.path(workdir)
   out = paths.path(out) if out else workdir / 'loss.png'
   losses = sorted({k for r in rows for k in r if k.endswith('_loss') or k == 'loss'})
+  same = _repeats_total(rows, losses)
+  losses = [k for k in losses if k not in same.values()]
   scores = sorted({k for r in rows for k in r
                    if k.endswith('_accuracy') or k.startswith('probe_') and 'lambda' not in k})
-  panels = [('loss', losses)] + ([('accuracy / probe score', scores)] if scores else [])
-  fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4), squeeze=False)
+  perplexities = _perplexities(rows)
+  series = {k: [(r['step'], r[k]) for r in rows if k in r] for k in losses + scores}
+  series |= perplexities
+  panels = ([('loss', losses)] + ([('perplexity', list(perplexities))] if perplexities else [])
+            + ([('accuracy / probe score', scores)] if scores else []))
+  fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
   for ax, (label, keys) in zip(axes[0], panels):
     for key in keys:
-      points = [(r['step'], r[key]) for r in rows if key in r]
       marker = 'o' if key.startswith(('eval_', 'probe_')) else None
-      ax.plot(*zip(*points), label=key, marker=marker)
+      name = f'{key} (= {same[key]})' if key in same else key
+      ax.plot(*zip(*series[key]), label=name, marker=marker)
     ax.set_xlabel('step')
-    ax.set_ylabel(label)
-    ax.set_title(workdir.name)
+    ax.set_ylabel(label + (' (log scale)' if label == 'perplexity' else ''))
+    if label == 'perplexity':
+      ax.set_yscale('log')
+    ax.set_title(f'{workdir.name}: {label}')
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
   paths.save_figure(fig, out)

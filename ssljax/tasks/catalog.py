@@ -50,20 +50,46 @@ def load_task(name: str, s: ml_collections.ConfigDict) -> Task:
               evals={k: _subset(v, s.max_eval_examples, s.data_seed) for k, v in evals.items()})
 
 
-def _glue(name, s):
+def check_data(name: str, s: ml_collections.ConfigDict) -> None:
+  """The one line `load_task` would raise for a missing file or folder, without reading
+  any: `evaluate` checks every task before the first one runs for hours. (Prepared
+  tensorflow-datasets are checked when read.)"""
+  key = known_task(name)
+  if key not in readers.GLUE:
+    for which in (0, 1):
+      path = _locate(s, key, which)
+      if not path.is_file():
+        raise UserError(f'{key} {("train_file", "eval_file")[which]} {path} does not exist')
+    return
+  splits = _glue_splits(key, s)
+  if s.source != 'tfds':
+    for split in ['train', *splits]:
+      readers.glue_path(key, _glue_folder(key, s), split)
+
+
+def _glue_splits(name, s) -> list[str]:
   default = 'dev_matched,dev_mismatched' if name == 'mnli' else 'dev'
   splits = [x.strip() for x in (s.eval_splits or default).split(',') if x.strip()]
   if 'train' in splits:
     raise UserError('eval_splits names train: scoring the training split says nothing; '
                     'score dev')
+  return splits
+
+
+def _glue_folder(name, s) -> paths.Path:
+  if not s.data_dir:
+    raise UserError(f'{name} is read from the GLUE folder: pass --data-dir GLUE_DIR (or '
+                    '--set source=tfds)')
+  folder = paths.path(s.data_dir)
+  return folder / 'glue' if (folder / 'glue').is_dir() else folder
+
+
+def _glue(name, s):
+  splits = _glue_splits(name, s)
   if s.source == 'tfds':
     read = lambda split: readers.read_glue_tfds(name, split, s.data_dir or None)
   else:
-    if not s.data_dir:
-      raise UserError(f'{name} is read from the GLUE folder: pass --data-dir GLUE_DIR (or '
-                      '--set source=tfds)')
-    folder = paths.path(s.data_dir)
-    folder = folder / 'glue' if (folder / 'glue').is_dir() else folder
+    folder = _glue_folder(name, s)
     read = lambda split: readers.read_glue(name, folder, split)
   return readers.GLUE[name], read('train'), {split: read(split) for split in splits}
 

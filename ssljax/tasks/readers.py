@@ -174,6 +174,12 @@ def read_glue(task: str, data_dir, split: str) -> list[Example]:
   return _nonempty([columns.example(r, w, i) for i, (w, r) in enumerate(records)], path)
 
 
+def glue_path(task: str, data_dir, split: str) -> paths.Path:
+  """The file `read_glue` reads, checked to exist (one line naming the layout if not)."""
+  name = lookup(task, GLUE, 'GLUE task')
+  return _glue_file(name, _GLUE_LAYOUTS[name], paths.path(data_dir), split)
+
+
 def _check_split(name: str, layout: _GlueLayout, split: str) -> None:
   if split not in layout.splits:
     raise UserError(f'GLUE {name} has no split {split!r}; use one of '

@@ -1,0 +1,117 @@
+"""Fine-tuned models out to Hugging Face: the base model `huggingface.export` writes, with
+the task head in the place transformers' task class reads it.
+
+ssljax's head is one linear layer: on the pooled vector (classification, regression), on
+every position (token classification) or on every position with a start and an end output
+(extractive QA). It maps exactly where transformers' class computes the same:
+
+  BERT, ALBERT   *ForSequenceClassification: classifier(tanh(pooler([CLS]))), so the
+                 model must have been fine-tuned with pooling=cls (the default)
+  RoBERTa        classifier.out_proj(tanh(classifier.dense(<s>))): the pooler moves to
+                 classifier.dense; again pooling=cls
+  encoders, GPT-2, GPT-NeoX, Llama   *ForTokenClassification and *ForQuestionAnswering:
+                 one linear layer on every position, the pooler dropped
+
+and is refused in one line where it does not: transformers' GPT-2, GPT-NeoX and Llama
+sequence classifiers score with a linear layer without a bias, and ModernBERT's heads put a
+dense layer, an activation and a LayerNorm before theirs. A GPT's task rows start and end
+with its end-of-text token, which the exported tokenizer does not add: transformers gives
+ssljax's outputs for the same ids.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from ssljax import paths, pretrained
+from ssljax.errors import UserError
+from ssljax.interop import huggingface
+
+# ssljax task kind -> the transformers class suffix and the head's inputs.
+_TASK_CLASS = {'classification': 'ForSequenceClassification',
+               'regression': 'ForSequenceClassification',
+               'tokens': 'ForTokenClassification', 'span': 'ForQuestionAnswering'}
+_FAMILY = {'bert': 'Bert', 'roberta': 'Roberta', 'albert': 'Albert', 'gpt2': 'GPT2',
+           'gpt_neox': 'GPTNeoX', 'llama': 'Llama', 'modernbert': 'ModernBert'}
+# (family, task class suffix) -> (the head's module, where ssljax's pooler goes; None: the
+# class has no pooler, so it is left out). A pair not here has no exact twin: _NO_TWIN.
+_HEADS = {
+    ('bert', 'ForSequenceClassification'): ('classifier', 'bert.pooler.dense'),
+    ('roberta', 'ForSequenceClassification'): ('classifier.out_proj', 'classifier.dense'),
+    ('albert', 'ForSequenceClassification'): ('classifier', 'albert.pooler'),
+} | {(family, 'ForTokenClassification'): ('score' if family == 'llama' else 'classifier', None)
+     for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')
+     } | {(family, 'ForQuestionAnswering'): ('qa_outputs', None)
+          for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')}
+_NO_TWIN = {
+    'modernbert': 'ModernBERT\'s task heads put a dense layer, an activation and a LayerNorm '
+                  '(ModernBertPredictionHead) before the classifier, where ssljax has one '
+                  'linear layer',
+    'sequence': 'transformers\' {name}ForSequenceClassification scores with a linear layer '
+                'without a bias, where ssljax\'s head has one',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskHead:
+  """What a fine-tuned model adds to its base model."""
+  kind: str  # classification | regression | tokens | span (tasks.kinds)
+  name: str  # the task's name: the one label of a regression
+  labels: tuple[str, ...]  # class or tag names, in output order
+  pooling: str  # how a sequence head pooled the last hidden states
+  kernel_HxC: np.ndarray
+  bias_C: np.ndarray
+
+
+def task_class(model_type: str, head: TaskHead) -> str:
+  """The transformers class that computes what `head` does on this family, or one line
+  saying why none does."""
+  suffix = _TASK_CLASS[head.kind]
+  name = _FAMILY[model_type]
+  if (model_type, suffix) not in _HEADS:
+    why = _NO_TWIN.get(model_type) or _NO_TWIN['sequence'].format(name=name)
+    raise UserError(f'this fine-tuned {name} {head.kind} model has no exact Hugging Face '
+                    f'twin: {why}')
+  if _HEADS[model_type, suffix][1] and head.pooling != 'cls':
+    raise UserError(f'this model was fine-tuned with pooling={head.pooling}, but '
+                    f'{name}{suffix} reads the first token through the tanh pooler; only '
+                    'pooling=cls (the fine-tuning default) exports exactly: fine-tune again '
+                    'with --set pooling=cls')
+  return name + suffix
+
+
+def _with_head(model_type: str, head: TaskHead, config: dict, weights: dict):
+  """The base model's tensors (pretraining heads left out) and config, made a task model."""
+  module, pooler_to = _HEADS[model_type, _TASK_CLASS[head.kind]]
+  prefix = huggingface._PREFIX[model_type] + '.'
+  pooler = {'bert': 'bert.pooler.dense', 'roberta': 'roberta.pooler.dense',
+            'albert': 'albert.pooler'}.get(model_type)
+  out = {}
+  for name, value in weights.items():
+    if pooler and name.startswith(pooler + '.'):
+      if pooler_to:
+        out[pooler_to + name[len(pooler):]] = value
+    elif name.startswith(prefix):
+      out[name] = value
+  out[f'{module}.weight'] = np.ascontiguousarray(np.asarray(head.kernel_HxC, np.float32).T)
+  out[f'{module}.bias'] = np.asarray(head.bias_C, np.float32)
+  labels = {'classification': head.labels, 'tokens': head.labels,
+            'regression': (head.name,), 'span': ('start', 'end')}[head.kind]
+  config = config | {'architectures': [task_class(model_type, head)],
+                     'id2label': dict(enumerate(labels)),
+                     'label2id': {label: i for i, label in enumerate(labels)}}
+  if head.kind in ('classification', 'regression'):
+    config['problem_type'] = ('regression' if head.kind == 'regression'
+                              else 'single_label_classification')
+  return config, out
+
+
+def export(pre: pretrained.Pretrained, head: TaskHead, out) -> tuple[paths.Path, str]:
+  """Writes the fine-tuned model `pre` + `head` as a folder that transformers' Auto class
+  for the task loads (AutoModelForSequenceClassification, ...ForTokenClassification,
+  ...ForQuestionAnswering), with the labels named; returns it and the class. Refused in
+  one line where the head has no exact twin."""
+  model_type = huggingface.check_twin(pre.model_cfg)
+  name = task_class(model_type, head)
+  return huggingface.export(pre, out, functools.partial(_with_head, model_type, head)), name

@@ -1,0 +1,157 @@
+"""Fine-tuned models out to Hugging Face: `ssljax export-hf WORKDIR/model` writes a folder
+that transformers' task class loads with the same outputs, and whose pipeline predicts what
+`ssljax predict` predicts; a head transformers cannot reproduce is refused in one line."""
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
+
+from ssljax import models, tokenizers as tokenizer_lib  # noqa: E402
+from ssljax.adapt import finetune, predict  # noqa: E402
+from ssljax.cli import interop as hf_cli  # noqa: E402
+from ssljax.errors import UserError  # noqa: E402
+from ssljax.tasks import task_rows  # noqa: E402
+from ssljax.tasks.readers import Example  # noqa: E402
+
+from adapt_helpers import MRPC, SPECS, SQUAD, _settings, _task  # noqa: E402
+from conftest import tiny_config  # noqa: E402
+
+TOL = 1e-5
+FAMILIES = {
+    'bert': {},
+    'roberta': {'model.position_offset': 2, 'model.max_len': 34},
+    'albert': {'model.arch': 'albert', 'model.share_layers': True, 'model.embed_size': 16,
+               'objective': 'mlm_sop'},
+    'gpt2': {'model.arch': 'gpt', 'objective': 'clm', 'model.activation': 'gelu_tanh'},
+    'gpt_neox': {'model.arch': 'gpt', 'objective': 'clm', 'model.positions': 'rope',
+                 'model.activation': 'gelu_tanh', 'model.layer_norm_eps': 1e-5},
+    'llama': {'model.arch': 'gpt', 'objective': 'clm', 'model.positions': 'rope',
+              'model.norm': 'rms', 'model.activation': 'swiglu', 'model.use_bias': False,
+              'model.layer_norm_eps': 1e-6, 'model.tie_embeddings': False},
+    'modernbert': {'model.pre_ln': True, 'model.positions': 'rope', 'model.activation': 'geglu',
+                   'model.first_attention_norm': False, 'objective': 'mlm'},
+}
+AUTO = {'classification': 'AutoModelForSequenceClassification',
+        'regression': 'AutoModelForSequenceClassification',
+        'tokens': 'AutoModelForTokenClassification', 'span': 'AutoModelForQuestionAnswering'}
+TEXTS = ['the function returns a list of values', 'a module name', 'python is an object',
+         'this file is for the value of it']
+
+
+def _bumped(params, seed):
+  """Every parameter moved by noise, so that a misplaced norm, bias or head shows."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda v: np.asarray(v) + rng.normal(0, 0.2, np.shape(v)).astype(np.float32), params)
+
+
+def _saved(family, spec, pooling, corpus_file, tokenizer_file, folder):
+  """A fine-tuned model folder as `ssljax finetune` saves it, with random weights."""
+  config = tiny_config(corpus_file, **FAMILIES[family])
+  tok = tokenizer_lib.load(tokenizer_file)
+  model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
+  tuned = finetune.Tuned(models.build(model_cfg, nnx.Rngs(3)), spec, pooling,
+                         rngs=nnx.Rngs(4))
+  params = _bumped(nnx.to_pure_dict(nnx.state(tuned)), 5)
+  finetune.save(folder, params, model_cfg, spec, _settings(pooling=pooling), tok)
+  return folder
+
+
+def _export(model_dir, out):
+  parser = argparse.ArgumentParser(prog='ssljax')
+  hf_cli.add_commands(parser.add_subparsers(dest='command', required=True))
+  args = parser.parse_args(['export-hf', str(model_dir), '--out', str(out)])
+  args.run(args)
+  return out
+
+
+def _theirs(hf_model, batch, encoder):
+  inputs = {'input_ids': torch.tensor(batch['input_ids'], dtype=torch.long),
+            'attention_mask': torch.tensor(batch['doc_ids'] > 0, dtype=torch.long)}
+  if encoder and hf_model.config.model_type != 'modernbert':
+    inputs['token_type_ids'] = torch.tensor(batch['segment_ids'], dtype=torch.long)
+  with torch.no_grad():
+    out = hf_model(**inputs)
+  if hasattr(out, 'start_logits'):
+    return np.stack([out.start_logits.numpy(), out.end_logits.numpy()], axis=-1)
+  return out.logits.numpy()
+
+
+@pytest.mark.parametrize('family, spec', [
+    ('bert', SPECS['classification']), ('bert', MRPC), ('bert', SPECS['regression']),
+    ('bert', SPECS['tokens']), ('bert', SQUAD),
+    ('roberta', SPECS['classification']), ('roberta', SPECS['tokens']),
+    ('albert', SPECS['regression']), ('albert', SQUAD),
+    ('gpt2', SPECS['tokens']), ('gpt_neox', SQUAD), ('llama', SPECS['tokens']),
+])
+def test_transformers_gives_the_fine_tuned_outputs(family, spec, corpus_file, tokenizer_file,
+                                                   tmp_path, capsys):
+  model_dir = _saved(family, spec, 'last' if family in ('gpt2', 'gpt_neox', 'llama') else 'cls',
+                     corpus_file, tokenizer_file, tmp_path / 'model')
+  out = _export(model_dir, tmp_path / 'hf')
+  config = json.loads((out / 'config.json').read_text())
+  assert config['architectures'][0] in capsys.readouterr().out
+  hf_model = getattr(transformers, AUTO[spec.kind]).from_pretrained(out).eval()
+  assert type(hf_model).__name__ == config['architectures'][0]
+  if spec.kind in ('classification', 'tokens'):
+    assert hf_model.config.id2label == dict(enumerate(spec.labels))
+  if spec.kind == 'regression':
+    assert hf_model.config.problem_type == 'regression' and hf_model.config.num_labels == 1
+
+  tuned, _, _, tok = finetune.load(model_dir)
+  examples = _task(spec.kind, 6, 1) if spec.kind == 'span' or not spec.pair else [
+      Example(text=a, text_b=b, label=0) for a, b in zip(TEXTS, TEXTS[1:])]
+  rows = task_rows.build(tok, spec, examples, 32, 8)
+  batch = {k: v[:len(rows)] for k, v in task_rows.gather(rows, np.arange(len(rows))).items()}
+  ours = np.asarray(tuned(batch))
+  theirs = _theirs(hf_model, batch, tuned.model.cfg.arch != 'gpt')
+  if ours.ndim == 3:  # per position: padding is no output
+    real = (batch['doc_ids'] > 0)[..., None]
+    ours, theirs = ours * real, theirs * real
+  diff = float(np.abs(ours - theirs).max())
+  assert diff < TOL, diff
+  assert np.abs(ours).max() > 0.1  # the head says something
+
+
+@pytest.mark.parametrize('family, spec', [('bert', SPECS['classification']),
+                                          ('roberta', SPECS['regression']),
+                                          ('albert', SPECS['classification'])])
+def test_the_pipeline_predicts_what_ssljax_predict_does(family, spec, corpus_file,
+                                                        tokenizer_file, tmp_path):
+  model_dir = _saved(family, spec, 'cls', corpus_file, tokenizer_file, tmp_path / 'model')
+  out = _export(model_dir, tmp_path / 'hf')
+  ours = predict.predict(model_dir, examples=[Example(text=t) for t in TEXTS])
+  classify = transformers.pipeline('text-classification', model=str(out))
+  if spec.kind == 'regression':
+    theirs = classify(TEXTS, function_to_apply='none')
+    assert [p['label'] for p in theirs] == [spec.name] * len(TEXTS)
+    np.testing.assert_allclose([p['score'] for p in theirs], [p['score'] for p in ours],
+                               atol=TOL)
+    return
+  theirs = classify(TEXTS, top_k=None)
+  for mine, their in zip(ours, theirs):
+    assert max(their, key=lambda p: p['score'])['label'] == mine['label']
+    assert {p['label']: round(p['score'], 5) for p in their} == pytest.approx(
+        mine['probabilities'], abs=TOL)
+
+
+@pytest.mark.parametrize('family, spec, pooling, why', [
+    ('bert', SPECS['classification'], 'mean', 'pooling=mean.*--set pooling=cls'),
+    ('gpt2', SPECS['classification'], 'last', 'GPT2ForSequenceClassification.*without a bias'),
+    ('llama', SPECS['regression'], 'last', 'LlamaForSequenceClassification.*without a bias'),
+    ('modernbert', SPECS['tokens'], 'cls', 'ModernBertPredictionHead'),
+])
+def test_heads_without_an_exact_twin_are_refused(family, spec, pooling, why, corpus_file,
+                                                 tokenizer_file, tmp_path):
+  model_dir = _saved(family, spec, pooling, corpus_file, tokenizer_file, tmp_path / 'model')
+  with pytest.raises(UserError, match=why):
+    _export(model_dir, tmp_path / 'hf')
+  assert not (tmp_path / 'hf').exists()
+
