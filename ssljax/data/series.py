@@ -4,6 +4,8 @@
   ucr:NAME[:train|test]  a UCR/UEA archive set that the aeon wheel ships (GunPoint,
                          ItalyPowerDemand, BasicMotions, ...), read from its .ts files
                          without importing aeon; the train split unless named
+  aeon:FILE              any other .ts or .csv file under aeon/datasets/data, e.g.
+                         aeon:KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv
   FILE.npy               N x T or N x T x C numbers
   FILE.npz               the same under `values` (labels, if any, under `labels`)
   FILE.csv               one long series: a row per time step, a channel per numeric
@@ -83,8 +85,12 @@ def _ucr(spec: str) -> Series:
     shipped = sorted(p.name for p in _aeon_data().iterdir() if (p / f'{p.name}_TRAIN.ts').exists())
     raise UserError(f'data.path={spec}: aeon ships no {name}_{split}.ts; its sets: '
                     f'{", ".join(shipped)}')
+  return dataclasses.replace(_ts(file), name=f'{name} ({split.lower()})')
+
+
+def _ts(file) -> Series:
   values, labels = _parse_ts(file.read_text(), str(file))
-  return Series(values, labels, f'{name} ({split.lower()})')
+  return Series(values, labels, str(file))
 
 
 def _csv(file) -> Series:
@@ -122,17 +128,15 @@ def load(spec: str) -> Series:
     raise UserError('data.source=series needs data.path: ucr:NAME (e.g. ucr:GunPoint), or a '
                     '.npy, .npz or .csv file')
   if spec.startswith('ucr:'):
-    series = _ucr(spec)
-  else:
-    file = paths.path(spec)
-    if not file.exists():
-      raise UserError(f'data.path={spec} does not exist')
-    readers = {'.csv': _csv, '.npy': _numpy, '.npz': _numpy}
-    if file.suffix not in readers:
-      raise UserError(f'data.path={spec}: series are read from .npy, .npz or .csv files, '
-                      'or ucr:NAME')
-    series = readers[file.suffix](file)
-  return _checked(series)
+    return _checked(_ucr(spec))
+  file = _aeon_data() / spec[5:] if spec.startswith('aeon:') else paths.path(spec)
+  if not file.exists():
+    raise UserError(f'data.path={spec} does not exist')
+  readers = {'.csv': _csv, '.npy': _numpy, '.npz': _numpy, '.ts': _ts}
+  if file.suffix not in readers:
+    raise UserError(f'data.path={spec}: series are read from .npy, .npz, .csv or .ts files, '
+                    'or ucr:NAME')
+  return _checked(readers[file.suffix](file))
 
 
 def _checked(series: Series) -> Series:

@@ -3,7 +3,10 @@
 masked_patch (PatchTST, MAE): a fixed share (mlm.rate) of each window's patches is replaced
 by the mask vector; the loss is the mean squared error of the reconstructed masked patches,
 in the normalisation the encoder reads. next_patch: position t of the causal decoder
-predicts patch t + 1, in the normalisation of patches 0..t.
+predicts patch t + 1, in the normalisation of patches 0..t, scored from t = L / 2 on: with
+less context the running spread of a smooth series is tiny and the next patch lies tens of
+spreads away, so the first positions' squared errors would drown the rest (the forecast, at
+the last position, has the whole window).
 
 Sums, never means, as in `objectives`: loss = squared error summed over the predicted patches'
 values / (P x C), count = predicted patches; the step divides by the global count.
@@ -23,6 +26,11 @@ def num_masked(length: int, rate: float) -> int:
   return min(max(1, round(length * rate)), length - 1)
 
 
+def predicting(length: int) -> int:
+  """Positions whose next patch next_patch scores: t = length // 2 .. length - 2."""
+  return length - 1 - length // 2
+
+
 def mask_patches(key, rows_B, length: int, rate: float):
   """B x L booleans, exactly `num_masked` True per row, drawn from (key, global row) so that
   any mesh or pmap masks the same patches."""
@@ -40,7 +48,7 @@ def prepare(objective, batch, key, rows_B, patch_len: int, rate: float):
   b, steps = batch['values'].shape[:2]
   length = steps // patch_len
   if objective == 'next_patch':
-    return batch, {}, {'next_patch': jnp.asarray(float(b * (length - 1)))}
+    return batch, {}, {'next_patch': jnp.asarray(float(b * predicting(length)))}
   masked_BxL = mask_patches(key, rows_B, length, rate)
   return (dict(batch, masked=masked_BxL), {'masked': masked_BxL},
           {'masked_patch': jnp.asarray(float(b * num_masked(length, rate)))})
@@ -61,6 +69,9 @@ def head_sums(model, hidden_BxLxH, batch, masks, objective):
   # position t's prediction against patch t + 1, normalised by the statistics of 0..t
   raw_BxLxPxC = patches.to_patches(batch['values'].astype(jnp.float32), model.cfg.patch_len)
   mean_BxLx1xC, std_BxLx1xC = patches.causal_stats(raw_BxLxPxC)
-  target_BxKxPxC = (raw_BxLxPxC[:, 1:] - mean_BxLx1xC[:, :-1]) / std_BxLx1xC[:, :-1]
+  first = raw_BxLxPxC.shape[1] // 2
+  target_BxKxPxC = ((raw_BxLxPxC[:, first + 1:] - mean_BxLx1xC[:, first:-1])
+                    / std_BxLx1xC[:, first:-1])
   weights_BxK = jnp.ones(target_BxKxPxC.shape[:2], jnp.float32)
-  return {objective: _squared_error_sums(pred_BxLxPxC[:, :-1], target_BxKxPxC, weights_BxK)}
+  return {objective: _squared_error_sums(pred_BxLxPxC[:, first:-1], target_BxKxPxC,
+                                         weights_BxK)}
