@@ -195,8 +195,14 @@ def split(values_NxTxC: np.ndarray, fraction: float, window: int, seed: int
     order = np.random.default_rng(seed).permutation(n)
     held = max(1, round(n * fraction))
     return values_NxTxC[np.sort(order[held:])], values_NxTxC[np.sort(order[:held])]
-  cut = min(round(steps * (1 - fraction)), steps - window)
+  cut = held_out_start(steps, fraction, window)
   return values_NxTxC[:, :cut], values_NxTxC[:, cut:]
+
+
+def held_out_start(steps: int, fraction: float, window: int) -> int:
+  """The first held-out step of one series of `steps`: its last `fraction`, at least a
+  window."""
+  return max(0, min(round(steps * (1 - fraction)), steps - window))
 
 
 def examples(data, patch_len: int, seed: int

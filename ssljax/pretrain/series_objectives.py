@@ -64,7 +64,8 @@ def head_sums(model, hidden_BxLxH, batch, masks, objective):
   patches of the unmasked batch."""
   pred_BxLxPxC = model.predict_patches(hidden_BxLxH)
   if objective == 'masked_patch':
-    return {objective: _squared_error_sums(pred_BxLxPxC, model.normalise(batch['values']),
+    target_BxLxPxC = model.normalise(batch['values'], masks['masked'])
+    return {objective: _squared_error_sums(pred_BxLxPxC, target_BxLxPxC,
                                            masks['masked'].astype(jnp.float32))}
   # position t's prediction against patch t + 1, normalised by the statistics of 0..t
   raw_BxLxPxC = patches.to_patches(batch['values'].astype(jnp.float32), model.cfg.patch_len)
