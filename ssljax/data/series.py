@@ -43,7 +43,7 @@ def _aeon_data():
   return paths.path(spec.submodule_search_locations[0]) / 'datasets' / 'data'
 
 
-def _parse_ts(text: str, origin: str) -> tuple[np.ndarray, np.ndarray]:
+def _parse_ts(text: str, origin: str) -> tuple[np.ndarray, np.ndarray | None]:
   """values N x T x C and labels N of a .ts file (the UCR/UEA archive's text format)."""
   lines = iter(text.splitlines())
   has_labels = False

@@ -69,7 +69,9 @@ def load(path) -> Pretrained:
                           nnx.to_pure_dict(abstract))
     params = checkpoint.restore_params(mgr, step, params)
     checkpoint.check_finite(params, where)
-  return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)
+  # tokenizer is None for a series model: Pretrained.tokenizer is typed for text models only
+  return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer,  # type: ignore[arg-type]
+                    step)
 
 
 def init_from(config: ml_collections.ConfigDict) -> Pretrained | None:

@@ -3,8 +3,8 @@
 A series of T time steps and C channels is cut into L = T / P patches of P steps; one patch
 (P x C values) is one token, embedded by a dense layer instead of a table, then read by the
 same `Stack` of blocks as text. Values are normalised per series and channel first, so that
-the model predicts shapes rather than levels: the encoder by the mean and spread of the
-patches it sees (instance norm), the decoder causally, patch t by the statistics of patches 0..t, so
+the model predicts shapes rather than levels: the encoder by the whole series' mean and
+spread (instance norm), the decoder causally, patch t by the statistics of patches 0..t, so
 that no position sees the future through its normalisation and a forecast normalises the
 way training did.
 
@@ -28,17 +28,15 @@ def to_patches(values_BxTxC, patch_len: int):
   return values_BxTxC.reshape(b, t // patch_len, patch_len, c)
 
 
-def instance_norm(patches_BxLxPxC, masked_BxL=None):
-  """Patches normalised by each series and channel's mean and spread over its steps; over
-  the visible patches only when some are masked, so that masked values leak nothing."""
-  p = patches_BxLxPxC.shape[2]
-  seen_BxLx1x1 = (jnp.ones(patches_BxLxPxC.shape[:2]) if masked_BxL is None
-                  else ~masked_BxL).astype(jnp.float32)[..., None, None]
-  count_Bx1x1x1 = p * seen_BxLx1x1.sum(1, keepdims=True)
-  mean_Bx1x1xC = (patches_BxLxPxC * seen_BxLx1x1).sum((1, 2), keepdims=True) / count_Bx1x1x1
-  centred_BxLxPxC = patches_BxLxPxC - mean_Bx1x1xC
-  var_Bx1x1xC = (centred_BxLxPxC ** 2 * seen_BxLx1x1).sum((1, 2), keepdims=True) / count_Bx1x1x1
-  return centred_BxLxPxC / jnp.sqrt(var_Bx1x1xC + EPS)
+def instance_norm(patches_BxLxPxC):
+  """Patches normalised by each series and channel's mean and spread over all its steps.
+
+  Masked patches count too (PatchTST's RevIN): two numbers per channel reach the encoder
+  from them, and without them the spread of a few visible flat patches can be tiny and a
+  masked target tens of spreads away (GunPoint's loss spiked from 0.4 to 5 that way)."""
+  mean_Bx1x1xC = patches_BxLxPxC.mean((1, 2), keepdims=True)
+  var_Bx1x1xC = patches_BxLxPxC.var((1, 2), keepdims=True)
+  return (patches_BxLxPxC - mean_Bx1x1xC) / jnp.sqrt(var_Bx1x1xC + EPS)
 
 
 def causal_stats(patches_BxLxPxC):
@@ -101,11 +99,11 @@ class PatchTransformer(nnx.Module):
     self.patch_head = Dense(cfg.hidden_size, cfg.patch_len * cfg.channels, ('embed', None), cfg,
                             rngs=rngs)
 
-  def normalise(self, values_BxTxC, masked_BxL=None):
+  def normalise(self, values_BxTxC):
     """The normalised B x L x P x C patches this model reads (and its objective predicts)."""
     patches_BxLxPxC = to_patches(values_BxTxC.astype(jnp.float32), self.cfg.patch_len)
     if not self.causal:
-      return instance_norm(patches_BxLxPxC, masked_BxL)
+      return instance_norm(patches_BxLxPxC)
     mean_BxLx1xC, std_BxLx1xC = causal_stats(patches_BxLxPxC)
     return (patches_BxLxPxC - mean_BxLx1xC) / std_BxLx1xC
 
@@ -113,7 +111,7 @@ class PatchTransformer(nnx.Module):
     """Last hidden states B x L x H of batch['values'] (B x T x C); patches that
     batch['masked'] (B x L, optional) marks read the mask vector instead of their values."""
     keys = jax.random.split(key) if key is not None else (None, None)
-    patches_BxLxPxC = self.normalise(batch['values'], batch.get('masked'))
+    patches_BxLxPxC = self.normalise(batch['values'])
     b, length = patches_BxLxPxC.shape[:2]
     positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
     x_BxLxH = self.embeddings(patches_BxLxPxC, positions_BxL, batch.get('masked'), keys[0])

@@ -495,8 +495,10 @@ def _pretrain(config, workdir, init, hooks, stop_after, started) -> dict:
           record(done, evaluate(run, state))
         for hook in hooks:
           if due(done, hook.every, cfg.steps):
+            # (series runs have no hooks: config.validate refuses them, so a tokenizer is here)
             record(done, hook.fn(HookInfo(done, run.strategy.to_save(state).params,
-                                          run.graphdef, run.model_cfg, run.tokenizer)))
+                                          run.graphdef, run.model_cfg,
+                                          run.tokenizer)))  # type: ignore[arg-type]
         if stop:
           if done < cfg.steps and stop_after is None:
             why = signal_name or f'time budget of {cfg.time_budget} min spent'

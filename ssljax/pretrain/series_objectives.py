@@ -64,7 +64,7 @@ def head_sums(model, hidden_BxLxH, batch, masks, objective):
   patches of the unmasked batch."""
   pred_BxLxPxC = model.predict_patches(hidden_BxLxH)
   if objective == 'masked_patch':
-    target_BxLxPxC = model.normalise(batch['values'], masks['masked'])
+    target_BxLxPxC = model.normalise(batch['values'])
     return {objective: _squared_error_sums(pred_BxLxPxC, target_BxLxPxC,
                                            masks['masked'].astype(jnp.float32))}
   # position t's prediction against patch t + 1, normalised by the statistics of 0..t
