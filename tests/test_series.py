@@ -254,6 +254,20 @@ def test_probe_beats_the_majority_class(tmp_path):
   assert '| majority | 0.500 |' in (tmp_path / 'out' / 'report.md').read_text()
 
 
+def test_fine_tuning_beats_the_majority_class(tmp_path):
+  values, labels = waves(48, 64, seed=2)
+  np.savez(tmp_path / 'train.npz', values=values[:24], labels=labels[:24])
+  np.savez(tmp_path / 'test.npz', values=values[24:], labels=labels[24:])
+  assert cli.main(['pretrain', '--workdir', str(tmp_path / 'run'),
+                   *tiny_run(tmp_path / 'train.npz')]) == 0
+  assert cli.main(['series', 'finetune', str(tmp_path / 'run'), '--train',
+                   str(tmp_path / 'train.npz'), '--test', str(tmp_path / 'test.npz'),
+                   '--seeds', '1', '--out', str(tmp_path / 'out')]) == 0
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert results['method'] == 'series_finetune'
+  assert results['summary']['pretrained'] > 0.8 and results['summary']['scratch'] > 0.8
+
+
 def test_forecasts_are_scored_against_naive_and_seasonal_naive(tmp_path):
   t = np.arange(1200)
   np.save(tmp_path / 'one.npy', (np.sin(2 * np.pi * t / 24) + 0.01 * t)[None])

@@ -4,7 +4,7 @@ probe: the encoder's mean-pooled last hidden states of each whole series -> a ri
 classifier (one-hot targets, penalty chosen by 5-fold cross-validation on the training
 split), for the pretrained weights and for the same architecture at random init (init=both),
 beside the majority class and 1-nearest-neighbour on the raw values (the UCR archive's
-reference classifier).
+reference classifier). finetune: the same, with the encoder and a linear head trained.
 
 forecast: rolling forecasts over the part of the run's series that pretraining held out
 (data.eval_fraction): from every patch boundary there, a context of data.seq_len - 1
@@ -21,6 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from ssljax import models, paths
@@ -32,6 +33,8 @@ from ssljax.tasks import scores
 
 PENALTIES = np.logspace(-3, 4, 15)
 FOLDS = 5
+# fine-tuning, fixed in advance (tens of training series leave no validation split)
+FINETUNE_STEPS, FINETUNE_LR, FINETUNE_BATCH = 200, 1e-3, 16
 
 
 # ---------------------------------------------------------------- classification: probe
@@ -80,6 +83,44 @@ def ridge_classifier(train_x, train_y, test_x, num_classes: int, seed: int) -> n
   return (test_x @ kernel + bias).argmax(1)
 
 
+def finetune_classifier(model, train_x, train_y, test_x, num_classes: int, seed: int,
+                        steps: int = FINETUNE_STEPS, lr: float = FINETUNE_LR) -> np.ndarray:
+  """Test predictions of the whole encoder plus a linear head on its mean-pooled states,
+  trained with AdamW on cross-entropy for a fixed number of steps (no validation split to
+  choose them from with tens of training series: they are fixed in advance)."""
+  graphdef, state = nnx.split(model)
+  head = {'kernel': 0.02 * jax.random.normal(jax.random.key(seed), (model.cfg.hidden_size,
+                                                                     num_classes)),
+          'bias': jnp.zeros(num_classes)}
+  params = {'encoder': state, 'head': head}
+  tx = optax.adamw(lr, weight_decay=0.01)
+
+  def logits(params, x_BxTxC):
+    hidden_BxLxH = nnx.merge(graphdef, params['encoder'])({'values': x_BxTxC})
+    return hidden_BxLxH.astype(jnp.float32).mean(1) @ params['head']['kernel'] + params[
+        'head']['bias']
+
+  @jax.jit
+  def step(params, opt_state, x_BxTxC, y_B):
+    loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(logits(p, x_BxTxC),
+                                                                     y_B).mean()
+    grads = jax.grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  batch = min(FINETUNE_BATCH, len(train_x))
+  rng = np.random.default_rng(seed)
+  order = np.concatenate([rng.permutation(len(train_x))
+                          for _ in range(steps * batch // len(train_x) + 1)])
+  opt_state = tx.init(params)
+  for i in range(steps):
+    rows = order[i * batch:(i + 1) * batch]
+    params, opt_state = step(params, opt_state, train_x[rows], train_y[rows])
+  predict = jax.jit(logits)
+  return np.concatenate([np.asarray(predict(params, test_x[i:i + 64])).argmax(1)
+                         for i in range(0, len(test_x), 64)])
+
+
 def nearest_neighbour(train_x, train_y, test_x) -> np.ndarray:
   """1-NN by Euclidean distance on the raw series (all channels)."""
   flat = lambda v: v.reshape(len(v), -1).astype(np.float64)
@@ -103,9 +144,10 @@ def _labelled(spec):
   return series
 
 
-def probe(workdir, train_spec: str, test_spec: str, seeds=(0, 1, 2)) -> dict:
-  """Accuracy on `test_spec` of ridge probes on the pretrained and on randomly initialised
-  encoders (one per seed), the majority class and 1-NN; returns results.json's dict."""
+def probe(workdir, train_spec: str, test_spec: str, seeds=(0, 1, 2), method='ridge') -> dict:
+  """Accuracy on `test_spec` of ridge probes (or, method='finetune', fine-tuned encoders)
+  from the pretrained and from randomly initialised encoders (one per seed), the majority
+  class and 1-NN; returns results.json's dict."""
   pretrained = loading.load(workdir)
   cfg = pretrained.model_cfg
   train, test = _labelled(train_spec), _labelled(test_spec)
@@ -125,14 +167,17 @@ def probe(workdir, train_spec: str, test_spec: str, seeds=(0, 1, 2)) -> dict:
       started = time.perf_counter()
       model = (pretrained.model if init == 'pretrained'
                else models.build(cfg, nnx.Rngs(jax.random.key(seed))))
-      pred = ridge_classifier(features(model, train_x), train_y, features(model, test_x),
-                              len(classes), seed)
+      if method == 'finetune':
+        pred = finetune_classifier(model, train_x, train_y, test_x, len(classes), seed)
+      else:
+        pred = ridge_classifier(features(model, train_x), train_y, features(model, test_x),
+                                len(classes), seed)
       runs.append({'init': init, 'seed': seed, 'accuracy': score(pred),
                    'seconds': round(time.perf_counter() - started, 2)})
   majority = np.bincount(train_y, minlength=len(classes)).argmax()
   baselines = {'majority': score(np.full_like(test_y, majority)),
                '1nn_euclidean': score(nearest_neighbour(train_x, train_y, test_x))}
-  return {'method': 'series_probe', 'checkpoint': str(workdir), 'step': pretrained.step,
+  return {'method': f'series_{method}', 'checkpoint': str(workdir), 'step': pretrained.step,
           'train': train_spec, 'test': test_spec, 'classes': len(classes),
           'train_size': len(train_y), 'test_size': len(test_y), 'runs': runs,
           'baselines': baselines, 'summary': _medians(runs)}
@@ -231,14 +276,15 @@ def forecast(workdir, horizon_patches: int = 2, period: int = 0) -> dict:
 
 
 def markdown(results: dict) -> str:
-  if results['method'] == 'series_probe':
-    lines = [f"# Linear probe: {results['test']} ({results['classes']} classes, "
+  if results['method'] != 'series_forecast':
+    how = 'fine-tuned' if results['method'] == 'series_finetune' else 'ridge probe'
+    lines = [f"# Classification ({how}): {results['test']} ({results['classes']} classes, "
              f"{results['train_size']} training series, {results['test_size']} test series)",
              '', f"Checkpoint {results['checkpoint']} at step {results['step']}.", '',
              '| features | test accuracy (median of seeds) | seeds |', '| --- | --- | --- |']
     for init, median in results['summary'].items():
       each = ', '.join(f"{r['accuracy']:.3f}" for r in results['runs'] if r['init'] == init)
-      lines.append(f'| {init} encoder + ridge | {median:.3f} | {each} |')
+      lines.append(f'| {init} encoder, {how} | {median:.3f} | {each} |')
     for name, value in results['baselines'].items():
       lines.append(f'| {name} | {value:.3f} | |')
     return '\n'.join(lines) + '\n'

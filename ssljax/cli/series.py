@@ -14,7 +14,7 @@ def _probe(args):
     train, test = args.train, args.test
   else:
     train, test = series.split_names(loading.load(args.checkpoint).config.data.path)
-  results = series.probe(args.checkpoint, train, test, tuple(range(args.seeds)))
+  results = series.probe(args.checkpoint, train, test, tuple(range(args.seeds)), args.method)
   series.write(results, args.out)
   print(series.markdown(results), end='')
   print(f'wrote {args.out}/results.json and report.md')
@@ -33,19 +33,21 @@ def add_commands(sub):
                      description='Evaluates a run of objective=masked_patch (probe) or '
                      'next_patch (forecast); see docs/beyond_text.md.')
   actions = q.add_subparsers(dest='series_command', required=True, metavar='ACTION')
-  p = actions.add_parser(
-      'probe', help='ridge probe on pretrained vs randomly initialised encoder features',
-      description='Test accuracy of a ridge classifier on the mean-pooled encoder features '
-      'of each series, pretrained and at random init (one per seed), beside the majority '
-      'class and 1-nearest-neighbour on the raw series. Example: ssljax series probe '
-      'runs/patchtst_gunpoint --out out/gunpoint')
-  p.add_argument('checkpoint', help='the --workdir of ssljax pretrain')
-  p.add_argument('--train', help='labelled series to fit the probe (default: the ucr: '
-                 "set's train split that the run pretrained on)")
-  p.add_argument('--test', help='labelled series to score it (default: its test split)')
-  p.add_argument('--seeds', type=int, default=3, help='random inits and CV folds (3)')
-  p.add_argument('--out', required=True, help='folder for results.json and report.md')
-  p.set_defaults(run=_probe)
+  for method, text in (('probe', 'ridge probe on frozen encoder features'),
+                       ('finetune', 'fine-tune the encoder with a linear head')):
+    p = actions.add_parser(
+        method, help=f'{text}: pretrained vs random init',
+        description=f'Test accuracy of a {text} (mean-pooled over patches), from the '
+        'pretrained encoder and from a random init (one per seed), beside the majority '
+        'class and 1-nearest-neighbour on the raw series. Example: ssljax series '
+        f'{method} runs/patchtst_gunpoint --out out/gunpoint')
+    p.add_argument('checkpoint', help='the --workdir of ssljax pretrain')
+    p.add_argument('--train', help='labelled series to fit on (default: the ucr: set\'s '
+                   'train split that the run pretrained on)')
+    p.add_argument('--test', help='labelled series to score on (default: its test split)')
+    p.add_argument('--seeds', type=int, default=3, help='random inits and CV folds (3)')
+    p.add_argument('--out', required=True, help='folder for results.json and report.md')
+    p.set_defaults(run=_probe, method='finetune' if method == 'finetune' else 'ridge')
   f = actions.add_parser(
       'forecast', help='rolling forecasts on the held-out end of the run\'s series',
       description='MSE and MAE of the patch decoder\'s forecasts from every patch boundary '
