@@ -250,7 +250,7 @@ def test_probe_beats_the_majority_class(tmp_path):
                    '--seeds', '1', '--out', str(tmp_path / 'out')]) == 0
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   assert results['baselines']['majority'] == 0.5
-  assert results['summary']['pretrained'] > 0.8 and results['summary']['scratch'] > 0.8
+  assert results['summary']['pretrained'] > 0.65 and results['summary']['scratch'] > 0.65
   assert '| majority | 0.500 |' in (tmp_path / 'out' / 'report.md').read_text()
 
 
@@ -284,6 +284,7 @@ def test_forecasts_are_scored_against_naive_and_seasonal_naive(tmp_path):
 def test_seasonal_period_and_nearest_neighbour():
   t = np.arange(500)
   assert series_eval.seasonal_period(np.sin(2 * np.pi * t / 37), 200) == 37
+  assert series_eval.seasonal_period(np.sin(2 * np.pi * t / 37) + 0.05 * t, 200) == 37
   x = np.array([[[0.0]], [[10.0]]])
   pred = series_eval.nearest_neighbour(x, np.array([0, 1]), np.array([[[9.0]], [[1.0]]]))
   assert pred.tolist() == [1, 0]

@@ -192,8 +192,10 @@ def _medians(runs) -> dict:
 
 
 def seasonal_period(x_T: np.ndarray, longest: int) -> int:
-  """The lag of the highest autocorrelation peak after the first zero crossing (the
-  dominant cycle), among lags below `longest`; 1 when the series has no cycle."""
+  """The lag of the highest autocorrelation peak of the series' differences (a trend
+  removed) after their first zero crossing (the dominant cycle), among lags below
+  `longest`; 1 when the series has no cycle."""
+  x_T = np.diff(x_T)
   x_T = x_T - x_T.mean()
   acf = np.correlate(x_T, x_T, 'full')[len(x_T) - 1:][:longest]
   negative = np.flatnonzero(acf < 0)
