@@ -7,7 +7,8 @@ Classification: configs/patchtst_gunpoint.py (masked patch modelling) pretrained
 UEA set's training split only (train.seed = s), then `ssljax series probe`: a ridge probe on
 the pretrained encoder's features and on a random init of seed s, scored on the test split,
 beside the majority class, 1-NN (Euclidean) on the raw series and the archive's published
-1-NN accuracies. Forecasting: configs/patch_decoder_bleeding.py (next-patch) pretrained per
+1-NN accuracies, and the same with the encoder fine-tuned (`ssljax series finetune`).
+Forecasting: configs/patch_decoder_bleeding.py (next-patch) pretrained per
 seed, then `ssljax series forecast` (2 patches = 32 steps ahead) on the held-out end of the
 series against naive and seasonal-naive. Writes series_cpu.{json,md} under --out-dir.
 """
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT / 'benchmarks'))
 import bench_common  # noqa: E402
 
 # set -> (patch_len, patches per series); the series' length is their product
+METHODS = ('ridge', 'finetune')
 SETS = {'GunPoint': (10, 15), 'ItalyPowerDemand': (4, 6), 'BasicMotions': (10, 10)}
 # 1-NN accuracies on the archive's split: Euclidean and DTW (full window). UCR: Dau et al.
 # 2019, the archive's table; UEA: Bagnall et al. 2018 (BasicMotions: ED, DTW_D).
@@ -48,13 +50,16 @@ def classify(name, seeds, steps, work):
     started = time.perf_counter()
     final = loop.pretrain(config, workdir)
     pretrain_s = time.perf_counter() - started
-    result = series.probe(workdir, f'ucr:{name}:train', f'ucr:{name}:test', (seed,))
-    runs.append({'seed': seed, 'pretrain_seconds': round(pretrain_s, 1),
-                 'eval_masked_patch_loss': final.get('eval_masked_patch_loss'),
-                 **{r['init']: r['accuracy'] for r in result['runs']}})
+    run = {'seed': seed, 'pretrain_seconds': round(pretrain_s, 1),
+           'eval_masked_patch_loss': final.get('eval_masked_patch_loss')}
+    for method in METHODS:
+      result = series.probe(workdir, f'ucr:{name}:train', f'ucr:{name}:test', (seed,), method)
+      run |= {f"{method}_{r['init']}": r['accuracy'] for r in result['runs']}
+    runs.append(run)
+  columns = [f'{m}_{i}' for m in METHODS for i in ('pretrained', 'scratch')]
   return {'set': name, 'classes': result['classes'], 'train_size': result['train_size'],
           'test_size': result['test_size'], 'runs': runs,
-          'median': {i: statistics.median(r[i] for r in runs) for i in ('pretrained', 'scratch')},
+          'median': {c: statistics.median(r[c] for r in runs) for c in columns},
           'baselines': result['baselines'], 'published': PUBLISHED[name]}
 
 
@@ -80,19 +85,23 @@ def forecast(seeds, steps, work):
 def markdown(result) -> str:
   lines = ['# Series: pretrained against scratch (CPU)', '',
            bench_common.describe(result['machine']), '',
-           f"Linear (ridge) probe, test accuracy, median of {len(result['seeds'])} seeds; "
-           f"masked patch modelling for {result['steps']} steps on the training split only.",
-           '', '| set | classes | train / test | pretrained | scratch | majority | 1-NN ED '
-           '(ours) | 1-NN ED / DTW (published) |', '| --- ' * 8 + '|']
+           f"Test accuracy, median of {len(result['seeds'])} seeds (each seed's value in "
+           f"brackets); masked patch modelling for {result['steps']} steps on the training "
+           'split only, then a ridge probe on frozen features or fine-tuning (200 steps), from '
+           'the pretrained weights and from a random init. 1-NN ED: ours on series '
+           'z-normalised per channel; published: the archives\' tables.', '',
+           '| set | classes | train / test | probe: pretrained | probe: scratch | fine-tune: '
+           'pretrained | fine-tune: scratch | majority | 1-NN ED (ours) | 1-NN ED / DTW '
+           '(published) |', '| --- ' * 10 + '|']
   for c in result['classification']:
-    def each(init, c=c):
-      return '/'.join(f'{r[init]:.3f}' for r in c['runs'])
+    def cell(column, c=c):
+      each = '/'.join(f'{r[column]:.3f}' for r in c['runs'])
+      return f"{c['median'][column]:.3f} ({each})"
     lines.append(
         f"| {c['set']} | {c['classes']} | {c['train_size']} / {c['test_size']} | "
-        f"{c['median']['pretrained']:.3f} ({each('pretrained')}) | "
-        f"{c['median']['scratch']:.3f} ({each('scratch')}) | {c['baselines']['majority']:.3f} | "
-        f"{c['baselines']['1nn_euclidean']:.3f} | {c['published']['1nn_ed']:.3f} / "
-        f"{c['published']['1nn_dtw']:.3f} |")
+        + ' | '.join(cell(f'{m}_{i}') for m in METHODS for i in ('pretrained', 'scratch'))
+        + f" | {c['baselines']['majority']:.3f} | {c['baselines']['1nn_euclidean']:.3f} | "
+        f"{c['published']['1nn_ed']:.3f} / {c['published']['1nn_dtw']:.3f} |")
   if 'forecast' in result:
     f = result['forecast']
     lines += ['', f"Forecasts of {f['horizon']} steps from {f['origins']} origins of the "

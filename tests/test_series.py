@@ -285,9 +285,10 @@ def test_seasonal_period_and_nearest_neighbour():
   t = np.arange(500)
   assert series_eval.seasonal_period(np.sin(2 * np.pi * t / 37), 200) == 37
   assert series_eval.seasonal_period(np.sin(2 * np.pi * t / 37) + 0.05 * t, 200) == 37
-  x = np.array([[[0.0]], [[10.0]]])
-  pred = series_eval.nearest_neighbour(x, np.array([0, 1]), np.array([[[9.0]], [[1.0]]]))
-  assert pred.tolist() == [1, 0]
+  up, down = np.arange(4.0)[:, None], -np.arange(4.0)[:, None]
+  pred = series_eval.nearest_neighbour(np.stack([up, down]), np.array([0, 1]),
+                                       np.stack([10 * down + 3, up + 100]))
+  assert pred.tolist() == [1, 0]  # shapes, whatever their level and scale
 
 
 def test_the_probe_refuses_a_decoder_free_forecast(tmp_path):
