@@ -173,6 +173,12 @@ def test_windows_and_the_held_out_end_of_one_series():
   assert w.shape == (14, 16, 1) and w[1, 0, 0] == 4
 
 
+def test_ucr_without_aeon_names_the_extra(monkeypatch):
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
+  with pytest.raises(UserError, match=r"\[series\]'.*--no-deps aeon"):
+    series.load('ucr:GunPoint')
+
+
 @pytest.mark.skipif(not AEON, reason='the aeon wheel (series extra) ships the UCR sets')
 def test_ucr_sets_come_from_the_aeon_wheel():
   gun = series.load('ucr:GunPoint')

@@ -21,7 +21,7 @@ import io
 import numpy as np
 
 from ssljax import paths
-from ssljax.errors import UserError
+from ssljax.errors import UserError, install_line
 
 LABEL_COLUMNS = ('label', 'is_anomaly')
 
@@ -38,8 +38,9 @@ class Series:
 def _aeon_data():
   spec = importlib.util.find_spec('aeon')  # finds the package without running it
   if spec is None or not spec.submodule_search_locations:
-    raise UserError('ucr: sets are read from the aeon wheel, which is not installed: pip '
-                    'install --no-deps aeon (ssljax reads its data files only)')
+    raise UserError('ucr: and aeon: series are read from the aeon wheel, which is not '
+                    f"installed: {install_line('series')} (or pip install --no-deps aeon: "
+                    'ssljax reads its data files only)')
   return paths.path(spec.submodule_search_locations[0]) / 'datasets' / 'data'
 
 
