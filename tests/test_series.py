@@ -233,13 +233,16 @@ def test_pretraining_lowers_the_masked_patch_loss(tmp_path):
   assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:3])  # about 0.5 of it
 
 
-def test_the_mesh_step_equals_one_device(tmp_path):
+@pytest.mark.slow  # three runs
+def test_the_mesh_and_pmap_steps_equal_one_device(tmp_path):
   np.save(tmp_path / 'w.npy', waves(40, 64)[0])
   finals = []
-  for data in (1, 8):
-    config = _config(tmp_path / 'w.npy', **{'mesh.data': data, 'train.eval_every': 0})
-    finals.append(loop.pretrain(config, tmp_path / f'run{data}'))
-  assert finals[0]['loss'] == pytest.approx(finals[1]['loss'], rel=1e-4)
+  for strategy, data in (('jit', 1), ('jit', 8), ('pmap', -1)):
+    config = _config(tmp_path / 'w.npy', **{'mesh.data': data, 'train.eval_every': 0,
+                                            'parallel.strategy': strategy})
+    finals.append(loop.pretrain(config, tmp_path / f'{strategy}{data}')['loss'])
+  assert finals[1] == pytest.approx(finals[0], rel=1e-4)
+  assert finals[2] == pytest.approx(finals[0], rel=1e-4)
 
 
 # ----------------------------------------------------------------------- evaluations
