@@ -290,6 +290,33 @@ def test_forecasts_are_scored_against_naive_and_seasonal_naive(tmp_path):
   assert (tmp_path / 'out' / 'forecast.png').stat().st_size > 1000
 
 
+def test_auroc_counts_ties_half_and_needs_both_classes():
+  assert series_eval.auroc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+  assert series_eval.auroc([0, 1, 0, 1], [1, 1, 1, 1]) == 0.5
+  assert series_eval.auroc([1, 0, 0], [0.1, 0.5, 0.2]) == 0.0
+  with pytest.raises(UserError, match='both normal and anomalous'):
+    series_eval.auroc([0, 0], [1, 2])
+
+
+def test_anomaly_scores_find_a_labelled_spike(tmp_path):
+  t = np.arange(1200)
+  value = np.sin(2 * np.pi * t / 24)
+  np.save(tmp_path / 'normal.npy', value[None])
+  labels = (t >= 1000) & (t < 1004)
+  value = np.where(labels, value + 3, value)
+  (tmp_path / 'test.csv').write_text('value,is_anomaly\n' + ''.join(
+      f'{v},{int(a)}\n' for v, a in zip(value, labels)))
+  assert cli.main(['pretrain', '--workdir', str(tmp_path / 'run'), *tiny_run(
+      tmp_path / 'normal.npy', 'next_patch')]) == 0
+  assert cli.main(['series', 'anomaly', str(tmp_path / 'run'), '--data',
+                   str(tmp_path / 'test.csv'), '--out', str(tmp_path / 'out')]) == 0
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert results['anomalous_steps'] == 4 and results['period'] == 24
+  seasonal = results['scores']['seasonal_naive']
+  assert seasonal['auroc'] > 0.99 and seasonal['top_in_anomaly']
+  assert 0 <= results['scores']['model']['auroc'] <= 1
+
+
 def test_seasonal_period_and_nearest_neighbour():
   t = np.arange(500)
   assert series_eval.seasonal_period(np.sin(2 * np.pi * t / 37), 200) == 37

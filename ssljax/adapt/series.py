@@ -278,11 +278,65 @@ def forecast(workdir, horizon_patches: int = 2, period: int = 0) -> dict:
                       'seasonal_naive': seasonal[len(origins) // 2, :, 0].tolist()}}
 
 
+# ---------------------------------------------------------------- anomalies
+
+
+def auroc(labels_N, scores_N) -> float:
+  """Area under the ROC curve: the chance that a random positive scores above a random
+  negative (ties count half), from average ranks (Mann-Whitney U)."""
+  labels_N, scores_N = np.asarray(labels_N, bool), np.asarray(scores_N, np.float64)
+  order = np.argsort(scores_N, kind='stable')
+  ranks = np.empty(len(scores_N))
+  ranks[order] = np.arange(1, len(scores_N) + 1)
+  for value in np.unique(scores_N[np.diff(np.sort(scores_N), prepend=np.nan) == 0]):
+    tied = scores_N == value
+    ranks[tied] = ranks[tied].mean()
+  positives, negatives = labels_N.sum(), (~labels_N).sum()
+  if not positives or not negatives:
+    raise UserError('AUROC needs both normal and anomalous steps among the labels')
+  return float((ranks[labels_N].sum() - positives * (positives + 1) / 2)
+               / (positives * negatives))
+
+
+def anomaly(workdir, spec: str, period: int = 0) -> dict:
+  """AUROC of per-step anomaly scores on the labelled series `spec`: the squared error of
+  the decoder's one-patch forecast of each step, against the errors of the naive and
+  seasonal-naive forecasts as scores; and whether each score's maximum falls within 100
+  steps of a labelled anomaly (the UCR anomaly archive's own test)."""
+  pretrained = loading.load(workdir)
+  cfg, data = pretrained.model_cfg, pretrained.config.data
+  if cfg.arch != 'patch_decoder':
+    raise UserError(f'{workdir} holds a {cfg.arch}; anomaly scores come from a '
+                    'patch_decoder (objective=next_patch)')
+  series = series_lib.load(spec)
+  if len(series.values) != 1 or series.labels is None:
+    raise UserError(f'{spec}: anomaly scores need one series with a label per step '
+                    '(a CSV with an is_anomaly or label column)')
+  values_TxC, labels_T = series.values[0], np.asarray(series.labels).astype(bool)
+  window, p = (data.seq_len - 1) * cfg.patch_len, cfg.patch_len
+  period = period or seasonal_period(values_TxC[:, 0], window)
+  origins = np.arange(max(window, period + p), len(values_TxC) - p + 1, p)
+  steps = (origins[:, None] + np.arange(p)).ravel()
+  truth = values_TxC[steps]
+  model = rolling_forecasts(pretrained.model, values_TxC, origins, window, p).reshape(
+      truth.shape)
+  scores_by = {'model': ((model - truth) ** 2).mean(1),
+               'naive': ((values_TxC[np.repeat(origins - 1, p)] - truth) ** 2).mean(1),
+               'seasonal_naive': ((values_TxC[steps - period] - truth) ** 2).mean(1)}
+  anomalous = np.flatnonzero(labels_T)
+  near = lambda score: bool(np.abs(anomalous - steps[score.argmax()]).min() <= 100)
+  return {'method': 'series_anomaly', 'checkpoint': str(workdir), 'step': pretrained.step,
+          'data': spec, 'scored_steps': len(steps), 'anomalous_steps': int(labels_T[steps].sum()),
+          'period': period,
+          'scores': {name: {'auroc': auroc(labels_T[steps], score), 'top_in_anomaly': near(score)}
+                     for name, score in scores_by.items()}}
+
+
 # ---------------------------------------------------------------- reports
 
 
 def markdown(results: dict) -> str:
-  if results['method'] != 'series_forecast':
+  if results['method'] in ('series_ridge', 'series_finetune'):
     how = 'fine-tuned' if results['method'] == 'series_finetune' else 'ridge probe'
     lines = [f"# Classification ({how}): {results['test']} ({results['classes']} classes, "
              f"{results['train_size']} training series, {results['test_size']} test series)",
@@ -295,6 +349,16 @@ def markdown(results: dict) -> str:
       lines.append(f'| {name} | {value:.3f} | |')
     return '\n'.join(lines) + '\n'
   s = results['scores']
+  if results['method'] == 'series_anomaly':
+    lines = [f"# Anomaly scores: {results['data']}", '',
+             f"Checkpoint {results['checkpoint']} at step {results['step']}; "
+             f"{results['scored_steps']} steps scored, {results['anomalous_steps']} of them "
+             f"labelled anomalous; seasonal period {results['period']}.", '',
+             '| score: squared error of | AUROC | top score within 100 steps of the anomaly |',
+             '| --- | --- | --- |']
+    lines += [f"| {name} forecast | {v['auroc']:.3f} | {'yes' if v['top_in_anomaly'] else 'no'} |"
+              for name, v in s.items()]
+    return '\n'.join(lines) + '\n'
   lines = [f"# Forecasts: {results['data']}", '',
            f"Checkpoint {results['checkpoint']} at step {results['step']}; "
            f"{results['origins']} origins from step {results['held_out_from']} on (held out "

@@ -28,6 +28,14 @@ def _forecast(args):
   print(f'wrote {args.out}/results.json, report.md and forecast.png')
 
 
+def _anomaly(args):
+  from ssljax.adapt import series
+  results = series.anomaly(args.checkpoint, args.data, args.period)
+  series.write(results, args.out)
+  print(series.markdown(results), end='')
+  print(f'wrote {args.out}/results.json and report.md')
+
+
 def add_commands(sub):
   q = sub.add_parser('series', help='probe or forecast with a pretrained series model',
                      description='Evaluates a run of objective=masked_patch (probe) or '
@@ -60,3 +68,16 @@ def add_commands(sub):
                  help='seasonal period in steps (0: the autocorrelation peak)')
   f.add_argument('--out', required=True, help='folder for results.json, report.md, forecast.png')
   f.set_defaults(run=_forecast)
+  a = actions.add_parser(
+      'anomaly', help='AUROC of forecast errors as anomaly scores on a labelled series',
+      description='Scores each step of --data by the squared error of the patch decoder\'s '
+      'one-patch forecast of it, beside the naive and seasonal-naive forecasts\' errors: '
+      'AUROC against the labelled steps, and whether the top score lies within 100 steps '
+      'of an anomaly. Example: ssljax series anomaly runs/bleeding_normal --data '
+      'aeon:KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv --out out/anomaly')
+  a.add_argument('checkpoint', help='the --workdir of ssljax pretrain (objective=next_patch)')
+  a.add_argument('--data', required=True, help='one series with a label per step (CSV)')
+  a.add_argument('--period', type=int, default=0,
+                 help='seasonal period in steps (0: the autocorrelation peak)')
+  a.add_argument('--out', required=True, help='folder for results.json and report.md')
+  a.set_defaults(run=_anomaly)
