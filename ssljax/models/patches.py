@@ -63,8 +63,9 @@ class PatchEmbeddings(nnx.Module):
     h, d = cfg.hidden_size, cfg.patch_len * cfg.channels
     self.cfg = cfg
     self.project = Dense(d, h, (None, 'embed'), cfg, rngs=rngs)
-    self.mask = nnx.Param(0.02 * jax.random.normal(rngs.params(), (h,)),
-                          out_sharding=('embed',))
+    self.mask = (nnx.Param(0.02 * jax.random.normal(rngs.params(), (h,)),
+                           out_sharding=('embed',))
+                 if cfg.arch == 'patch_encoder' else None)  # the decoder masks nothing
     self.position = (nnx.Embed(cfg.max_len, h, dtype=DTYPES[cfg.dtype],
                                embedding_init=nnx.with_partitioning(
                                    nnx.initializers.normal(0.02), (None, 'embed')), rngs=rngs)
@@ -74,7 +75,7 @@ class PatchEmbeddings(nnx.Module):
   def __call__(self, patches_BxLxPxC, positions_BxL, masked_BxL, key):
     b, length = patches_BxLxPxC.shape[:2]
     x_BxLxH = self.project(patches_BxLxPxC.reshape(b, length, -1).astype(DTYPES[self.cfg.dtype]))
-    if masked_BxL is not None:
+    if masked_BxL is not None and self.mask is not None:
       x_BxLxH = jnp.where(masked_BxL[..., None], self.mask[...].astype(x_BxLxH.dtype), x_BxLxH)
     if self.position is not None:
       x_BxLxH += self.position(positions_BxL)
