@@ -26,7 +26,7 @@ def get_config():
                       attention_dropout_rate=0.0))
   c.mlm.rate = 0.4
   c.data.update(dict(source='series', path='ucr:GunPoint', seq_len=15, eval_fraction=0.1))
-  c.train.update(dict(steps=300, batch_size=16, log_every=20, eval_every=100, eval_batches=2,
+  c.train.update(dict(steps=600, batch_size=16, log_every=20, eval_every=100, eval_batches=2,
                       checkpoint_every=100))
   c.optimizer.update(dict(learning_rate=1e-3, warmup_steps=20))
   return c
