@@ -16,6 +16,12 @@ from ssljax import paths
 from ssljax.errors import UserError
 
 OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop', 'clm')
+# On patches of series (data.source=series): the MLM and CLM of arrays.
+SERIES_OBJECTIVES = ('masked_patch', 'next_patch')
+# The objectives each model.arch trains with.
+ARCH_OBJECTIVES = {'bert': ('mlm', 'mlm_nsp', 'mlm_sop'), 'albert': ('mlm', 'mlm_nsp', 'mlm_sop'),
+                   'gpt': ('clm',), 'patch_encoder': ('masked_patch',),
+                   'patch_decoder': ('next_patch',)}
 DROPOUT_RNGS = ('threefry2x32', 'rbg', 'unsafe_rbg')  # jax.random key implementations
 
 
@@ -23,9 +29,10 @@ def base() -> ml_collections.ConfigDict:
   """Every key ssljax reads, with defaults that fit a quick CPU run."""
   c = ml_collections.ConfigDict()
   c.objective = 'mlm_nsp'  # mlm | mlm_nsp (BERT) | mlm_sop (ALBERT) | clm (GPT)
+  # series: masked_patch (PatchTST; mlm.rate of the patches) | next_patch (a patch decoder)
 
   c.model = m = ml_collections.ConfigDict()
-  m.arch = 'bert'  # bert | albert | gpt
+  m.arch = 'bert'  # bert | albert | gpt | patch_encoder | patch_decoder (series)
   m.vocab_size = 0  # 0: taken from the tokenizer
   m.hidden_size = 128
   m.num_layers = 2
@@ -52,6 +59,8 @@ def base() -> ml_collections.ConfigDict:
   m.scan_layers = False
   m.remat = False
   m.dtype = 'float32'  # compute dtype; parameters stay float32
+  m.patch_len = 8  # patch models: time steps per patch (a token); data.seq_len counts patches
+  m.channels = 0  # patch models: values per time step; 0 = from the data
 
   c.mlm = ml_collections.ConfigDict()
   c.mlm.rate = 0.15
@@ -62,7 +71,9 @@ def base() -> ml_collections.ConfigDict:
 
   c.data = d = ml_collections.ConfigDict()
   d.source = 'embedded'  # embedded | text | jsonl | parquet | tfds | prepared (ssljax prepare)
+  #   | series (arrays of numbers: data/series.py)
   d.path = ''  # text/jsonl/parquet: a file, a folder or a glob; prepared: the folder
+  #   series: ucr:NAME[:train|test] (the aeon wheel's UCR/UEA sets), FILE.npy, .npz or .csv
   d.text_field = 'text'  # jsonl key
   d.tfds_name = ''
   d.tfds_split = 'train'
@@ -257,6 +268,7 @@ RANGES = {
     'model.embed_size': '[0, inf)', 'model.dropout_rate': '[0, 1)',
     'model.attention_dropout_rate': '[0, 1)', 'model.layer_norm_eps': '(0, inf)',
     'model.position_offset': '[0, inf)', 'model.rope_base': '(0, inf)',
+    'model.patch_len': '[1, inf)', 'model.channels': '[0, inf)',
     'mlm.mask_fraction': '[0, 1]',
     'mlm.random_fraction': '[0, 1]', 'data.seq_len': '[2, inf)',
     'data.eval_fraction': '[0, 1)', 'tokenizer.vocab_size': '[6, inf)',
@@ -287,10 +299,10 @@ def validate(c):
   for name, interval in RANGES.items():
     section, key = name.split('.')
     in_range(name, c[section][key], interval)
-  _choice('objective', c.objective, OBJECTIVES)
-  _choice('model.arch', c.model.arch, ('bert', 'albert', 'gpt'))
+  _choice('objective', c.objective, OBJECTIVES + SERIES_OBJECTIVES)
+  _choice('model.arch', c.model.arch, tuple(ARCH_OBJECTIVES))
   _choice('data.source', c.data.source, ('embedded', 'text', 'jsonl', 'parquet', 'tfds',
-                                        'prepared'))
+                                        'prepared', 'series'))
   _choice('optimizer.name', c.optimizer.name, ('adamw', 'lamb'))
   _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
   _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
@@ -300,9 +312,11 @@ def validate(c):
   _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu', 'swiglu'))
   _choice('model.norm', c.model.norm, ('layer', 'rms'))
   _choice('model.positions', c.model.positions, ('learned', 'rope'))
-  if (c.model.arch == 'gpt') != (c.objective == 'clm'):
+  if c.objective not in ARCH_OBJECTIVES[c.model.arch]:
     raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
-                    'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop')
+                    'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop; '
+                    'patch_encoder with masked_patch, patch_decoder with next_patch')
+  _validate_series(c)
   if c.eval.lm_eval_tasks and c.model.arch != 'gpt':
     raise UserError(f'eval.lm_eval_tasks scores text with a causal LM; model.arch='
                     f'{c.model.arch} is an encoder: use probe.task, or model.arch=gpt')
@@ -340,3 +354,15 @@ def validate(c):
   if c.train.batch_size % c.train.grad_accum:
     raise UserError(f'train.batch_size={c.train.batch_size} is not divisible by '
                     f'train.grad_accum={c.train.grad_accum}')
+
+
+def _validate_series(c):
+  """Series objectives read arrays (data.source=series) and have no text hooks."""
+  series = c.objective in SERIES_OBJECTIVES
+  if series != (c.data.source == 'series'):
+    raise UserError(f'objective={c.objective} does not read data.source={c.data.source}: '
+                    'masked_patch and next_patch read data.source=series; the text '
+                    'objectives read text')
+  if series and (c.probe.task or c.eval.lm_eval_tasks or c.train.init_from):
+    raise UserError('probe.task, eval.lm_eval_tasks and train.init_from are for text '
+                    'models; series runs are probed after pretraining with ssljax series')

@@ -12,7 +12,16 @@ import os
 import signal
 import sys
 
-from ssljax.cli import adapt, compile as compile_cmd, encode, generate, interop, prepare, pretrain
+from ssljax.cli import (
+  adapt,
+  compile as compile_cmd,
+  encode,
+  generate,
+  interop,
+  prepare,
+  pretrain,
+  series,
+)
 from ssljax.errors import EXTRAS, MissingExtra, UserError
 
 EPILOG = '''examples:
@@ -28,6 +37,8 @@ EPILOG = '''examples:
   ssljax encode --checkpoint runs/bert_tiny --input lines.txt --output features.npy
   ssljax generate --checkpoint runs/gpt --prompt "The function" --max-new-tokens 20
   ssljax lm-eval --model ssljax --model_args checkpoint=runs/gpt --tasks my_task.yaml
+  ssljax pretrain --config configs/patchtst_gunpoint.py --workdir runs/gunpoint
+  ssljax series probe runs/gunpoint --out out/gunpoint
 '''
 
 
@@ -48,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
   encode.add_commands(sub)
   generate.add_commands(sub)
   compile_cmd.add_commands(sub)
+  series.add_commands(sub)
   return p
 
 

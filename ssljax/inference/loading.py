@@ -55,23 +55,28 @@ def load(path) -> Pretrained:
                       f'{mgr.all_steps()}')
     where = f'{workdir}/checkpoints/{step}'
     meta = checkpoint.read_meta(mgr, step)
+    tokenizer = None  # a series model (tokenizer kind 'none') reads numbers
     try:
-      tokenizer = tokenizers.from_proto(checkpoint.tokenizer_kind(meta),
-                                        checkpoint.tokenizer_proto(meta),
-                                        origin=f'the tokenizer in {where}')
+      if checkpoint.tokenizer_kind(meta) != 'none':
+        tokenizer = tokenizers.from_proto(checkpoint.tokenizer_kind(meta),
+                                          checkpoint.tokenizer_proto(meta),
+                                          origin=f'the tokenizer in {where}')
     except (KeyError, ValueError) as e:
       raise UserError(f'{where} has no readable tokenizer ({e}); it was not written by '
                       '`ssljax pretrain`') from None
     config = ml_collections.ConfigDict(meta['config'])
     model_cfg = models.ModelConfig.from_config(
-        config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
+        config.model, vocab_size=config.model.vocab_size or (tokenizer.vocab_size if tokenizer
+                                                             else 0))
     graphdef, abstract = models.abstract(model_cfg)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                           nnx.to_pure_dict(abstract))
     params = checkpoint.restore_params(mgr, step, params)
     checkpoint.check_finite(params, where)
-  return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer, step)
+  # tokenizer is None for a series model: Pretrained.tokenizer is typed for text models only
+  return Pretrained(config, model_cfg, nnx.merge(graphdef, params), tokenizer,  # type: ignore[arg-type]
+                    step)
 
 
 def init_from(config: ml_collections.ConfigDict) -> Pretrained | None:

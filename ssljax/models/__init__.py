@@ -6,8 +6,10 @@ from flax import nnx
 from ssljax.models.config import DTYPES, ModelConfig
 from ssljax.models.decoder import Decoder
 from ssljax.models.encoder import Encoder
+from ssljax.models.patches import PatchTransformer
 
-ARCHS = {'bert': Encoder, 'albert': Encoder, 'gpt': Decoder}
+ARCHS = {'bert': Encoder, 'albert': Encoder, 'gpt': Decoder,
+         'patch_encoder': PatchTransformer, 'patch_decoder': PatchTransformer}
 
 __all__ = ['ARCHS', 'DTYPES', 'ModelConfig', 'abstract', 'build']
 

@@ -36,6 +36,8 @@ class ModelConfig:
   scan_layers: bool = False
   remat: bool = False
   dtype: str = 'float32'
+  patch_len: int = 0  # patch models: time steps per patch (models.patches)
+  channels: int = 0  # patch models: values per time step
 
   @property
   def context_length(self) -> int:

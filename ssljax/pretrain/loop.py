@@ -27,7 +27,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ssljax import config as config_lib, models, paths, pretrained, tokenizers
-from ssljax.data import batches as batches_lib, corpus, examples, prepared
+from ssljax.data import batches as batches_lib, corpus, examples, prepared, series
 from ssljax.errors import Interrupted, UserError
 from ssljax.pretrain import (
   budget,
@@ -65,7 +65,7 @@ class Run:
   """What a pretraining run is made of, built once from the config."""
   config: ml_collections.ConfigDict
   workdir: paths.Path
-  tokenizer: tokenizers.Tokenizer
+  tokenizer: tokenizers.Tokenizer | None  # None for series (data.source=series)
   model_cfg: models.ModelConfig
   graphdef: nnx.GraphDef
   batches: batches_lib.Batches
@@ -139,6 +139,8 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
   """(tokenizer, training examples, held-out examples or None) of the corpus `data.*`
   names: a folder `ssljax prepare` wrote, read lazily, or documents read into memory."""
   data, seed = config.data, config.train.seed
+  if data.source == 'series':  # arrays, no tokenizer
+    return (None, *series.examples(data, config.model.patch_len, seed))
   if data.source == 'prepared':
     folder = prepared.open_folder(data.path)
     tokenizer = load_tokenizer(config, workdir, None, source, prepared_with=folder.tokenizer)
@@ -176,9 +178,12 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
   config, source = init_source(config, init)
   seed = config.train.seed
   tokenizer, train_examples, eval_examples = corpus_examples(config, workdir, source)
+  if tokenizer is None:  # series: the model reads the data's channels
+    config = _with_channels(config, train_examples.channels)
   model_cfg = models.ModelConfig.from_config(
-      config.model, vocab_size=config.model.vocab_size or tokenizer.vocab_size)
-  if model_cfg.vocab_size < tokenizer.vocab_size:
+      config.model, vocab_size=config.model.vocab_size or (tokenizer.vocab_size if tokenizer
+                                                           else 0))
+  if tokenizer is not None and model_cfg.vocab_size < tokenizer.vocab_size:
     raise UserError(f'model.vocab_size={model_cfg.vocab_size} is smaller than the '
                     f'tokenizer vocabulary ({tokenizer.vocab_size}); set model.vocab_size=0')
   batches = batches_lib.Batches(train_examples, config.train.batch_size, seed,
@@ -199,13 +204,25 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
     manager.close()
     raise
   tx = optimizer.build(config.optimizer, *optimizer.from_segments(segments))
-  spec = step_lib.build_spec(config, graphdef, tx, step_lib.vocab_ids(tokenizer))
+  spec = step_lib.build_spec(config, graphdef, tx,
+                             step_lib.vocab_ids(tokenizer) if tokenizer is not None else {})
   strategy = parallel.STRATEGIES[config.parallel.strategy](
       spec, parallel.init_fn(model_cfg, tx), abstract_params, config)
   init_params = (jax.device_get(nnx.to_pure_dict(nnx.state(source.model)))
                  if source is not None else None)
   return Run(config, workdir, tokenizer, model_cfg, graphdef, batches, eval_batches, strategy,
              manager, segments, init_params)
+
+
+def _with_channels(config, channels: int) -> ml_collections.ConfigDict:
+  """A copy of `config` whose model.channels is the data's (0 asks for that), or one line
+  when the config names another number."""
+  if config.model.channels not in (0, channels):
+    raise UserError(f'model.channels={config.model.channels} but {config.data.path} has '
+                    f'{channels} channels; set model.channels=0 to take them from the data')
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.channels = channels
+  return config
 
 
 def schedule_segments(config, workdir, newest: tuple[int, dict] | None) -> list[list]:
@@ -456,8 +473,9 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
     paths.write_whole(run.workdir / 'config.json', config.to_json(indent=1) + '\n')
   writer = metrics_lib.Writer(run.workdir, enabled=lead, before_write=still_held,
                               tracker=wandb_log.start(config, run.workdir) if lead else None)
-  meta = checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
-                              run.schedule)
+  meta = (checkpoint.make_meta(config, run.tokenizer.model_proto, run.tokenizer.kind,
+                               run.schedule) if run.tokenizer is not None
+          else checkpoint.make_meta(config, b'', 'none', run.schedule))
   learning_rate = optimizer.schedule(config.optimizer, *optimizer.from_segments(run.schedule))
   if lead and start:
     print(_continuing(run, start, learning_rate), file=sys.stderr, flush=True)
@@ -520,8 +538,10 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
           record(done, evaluate(run, state))
         for hook in hooks:
           if due(done, hook.every, cfg.steps):
+            # (series runs have no hooks: config.validate refuses them, so a tokenizer is here)
             record(done, hook.fn(HookInfo(done, run.strategy.to_save(state).params,
-                                          run.graphdef, run.model_cfg, run.tokenizer)))
+                                          run.graphdef, run.model_cfg,
+                                          run.tokenizer)))  # type: ignore[arg-type]
         if stop:
           if done < cfg.steps and stop_after is None:
             why = signal_name or f'time budget of {cfg.time_budget} min spent'

@@ -223,6 +223,8 @@ def flops_per_token(params, model_cfg, objective, seq_len, mlm_fraction=1.0):
   other = matmul_params({k: p for k, p in params.items()
                          if k not in ('stack', 'mlm_head', 'pooler', 'sentence_head')})
   per_token = stack + other
+  if 'patch_head' in params:  # a patch model: its head runs on every patch, no vocabulary
+    return 6 * per_token + 12 * layers * seq_len * h
   if objective == 'clm':
     per_token += v * h
   else:

@@ -19,7 +19,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from ssljax.models import layers
-from ssljax.pretrain import masking, objectives
+from ssljax.pretrain import masking, objectives, series_objectives
 from ssljax.pretrain.state import TrainState
 
 
@@ -34,6 +34,7 @@ class StepSpec:
   num_predictions: int
   seed: int
   grad_accum: int = 1
+  patch_len: int = 0  # series objectives: time steps per patch
   dropout_rng: str = 'threefry2x32'  # a jax.random key implementation
   axis_name: str | None = None
   # jit with micro-batches: each shard of this mesh axis sums its own gradient over them (a
@@ -60,7 +61,7 @@ def build_spec(config, graphdef, tx, vocab: dict) -> StepSpec:
       graphdef=graphdef, tx=tx, objective=config.objective, mlm=config.mlm, vocab=vocab,
       num_predictions=masking.num_predictions(config.data.seq_len, config.mlm.rate),
       seed=config.train.seed, grad_accum=config.train.grad_accum,
-      dropout_rng=config.train.dropout_rng)
+      dropout_rng=config.train.dropout_rng, patch_len=config.model.patch_len)
 
 
 def _row_indices(batch_size, axis_name):
@@ -77,6 +78,11 @@ def _psum(tree, axis_name):
 
 def prepare(spec: StepSpec, batch, key):
   """Masks the batch (MLM objectives); returns (model inputs, masks, global counts)."""
+  if spec.objective in series_objectives.OBJECTIVES:
+    rows_B = _row_indices(batch['values'].shape[0], spec.axis_name)
+    inputs, masks, counts = series_objectives.prepare(spec.objective, batch, key, rows_B,
+                                                      spec.patch_len, spec.mlm.rate)
+    return inputs, masks, _psum(counts, spec.axis_name)
   masks = {}
   inputs = batch
   if spec.objective != 'clm':
@@ -90,8 +96,11 @@ def prepare(spec: StepSpec, batch, key):
 def _loss(spec, params, batch, inputs, masks, counts, dropout_key):
   model = nnx.merge(spec.graphdef, params)
   hidden_BxLxH = model(inputs, key=dropout_key)
-  sums = objectives.head_sums(model, hidden_BxLxH, batch, masks, spec.objective,
-                              spec.mlm.masked_positions_only)
+  if spec.objective in series_objectives.OBJECTIVES:
+    sums = series_objectives.head_sums(model, hidden_BxLxH, batch, masks, spec.objective)
+  else:
+    sums = objectives.head_sums(model, hidden_BxLxH, batch, masks, spec.objective,
+                                spec.mlm.masked_positions_only)
   loss = sum(sums[h]['loss'] / counts[h] for h in sums)
   return loss, sums
 
@@ -158,13 +167,14 @@ def eval_step(spec: StepSpec, params, batch, index):
 
 
 def summarize(sums, counts=None):
-  """Per-head loss and accuracy, total loss, and CLM perplexity."""
+  """Per-head loss and accuracy (heads that classify), total loss, and CLM perplexity."""
   metrics = {}
   total = 0.0
   for head, s in sums.items():
     count = counts[head] if counts is not None else jnp.maximum(s['count'], 1.0)
     metrics[f'{head}_loss'] = s['loss'] / count
-    metrics[f'{head}_accuracy'] = s['correct'] / count
+    if 'correct' in s:
+      metrics[f'{head}_accuracy'] = s['correct'] / count
     total += metrics[f'{head}_loss']
   metrics['loss'] = total
   if 'clm' in sums:

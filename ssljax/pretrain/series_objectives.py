@@ -1,0 +1,78 @@
+"""The continuous twins of MLM and CLM, on patches of series (models.patches).
+
+masked_patch (PatchTST, MAE): a fixed share (mlm.rate) of each window's patches is replaced
+by the mask vector; the loss is the mean squared error of the reconstructed masked patches,
+in the normalisation the encoder reads. next_patch: position t of the causal decoder
+predicts patch t + 1, in the normalisation of patches 0..t, scored from t = L / 2 on: with
+less context the running spread of a smooth series is tiny and the next patch lies tens of
+spreads away, so the first positions' squared errors would drown the rest (the forecast, at
+the last position, has the whole window).
+
+Sums, never means, as in `objectives`: loss = squared error summed over the predicted patches'
+values / (P x C), count = predicted patches; the step divides by the global count.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ssljax.models import patches
+
+OBJECTIVES = ('masked_patch', 'next_patch')
+ARCH = {'masked_patch': 'patch_encoder', 'next_patch': 'patch_decoder'}
+
+
+def num_masked(length: int, rate: float) -> int:
+  """Patches masked in every window of `length` patches: at least one, one left visible."""
+  return min(max(1, round(length * rate)), length - 1)
+
+
+def predicting(length: int) -> int:
+  """Positions whose next patch next_patch scores: t = length // 2 .. length - 2."""
+  return length - 1 - length // 2
+
+
+def mask_patches(key, rows_B, length: int, rate: float):
+  """B x L booleans, exactly `num_masked` True per row, drawn from (key, global row) so that
+  any mesh or pmap masks the same patches."""
+  count = num_masked(length, rate)
+
+  def row(r):
+    score_L = jax.random.uniform(jax.random.fold_in(key, r), (length,))
+    return jnp.argsort(jnp.argsort(score_L)) < count
+
+  return jax.vmap(row)(rows_B)
+
+
+def prepare(objective, batch, key, rows_B, patch_len: int, rate: float):
+  """(model inputs, masks, counts before any psum) of a batch of B x T x C windows."""
+  b, steps = batch['values'].shape[:2]
+  length = steps // patch_len
+  if objective == 'next_patch':
+    return batch, {}, {'next_patch': jnp.asarray(float(b * predicting(length)))}
+  masked_BxL = mask_patches(key, rows_B, length, rate)
+  return (dict(batch, masked=masked_BxL), {'masked': masked_BxL},
+          {'masked_patch': jnp.asarray(float(b * num_masked(length, rate)))})
+
+
+def _squared_error_sums(pred_BxLxPxC, target_BxLxPxC, weights_BxL):
+  per_patch_BxL = ((pred_BxLxPxC - target_BxLxPxC) ** 2).mean((2, 3))
+  return {'loss': (per_patch_BxL * weights_BxL).sum(), 'count': weights_BxL.sum()}
+
+
+def head_sums(model, hidden_BxLxH, batch, masks, objective):
+  """{objective: {loss, count}} of the model's patch predictions against the normalised
+  patches of the unmasked batch."""
+  pred_BxLxPxC = model.predict_patches(hidden_BxLxH)
+  if objective == 'masked_patch':
+    target_BxLxPxC = model.normalise(batch['values'])
+    return {objective: _squared_error_sums(pred_BxLxPxC, target_BxLxPxC,
+                                           masks['masked'].astype(jnp.float32))}
+  # position t's prediction against patch t + 1, normalised by the statistics of 0..t
+  raw_BxLxPxC = patches.to_patches(batch['values'].astype(jnp.float32), model.cfg.patch_len)
+  mean_BxLx1xC, std_BxLx1xC = patches.causal_stats(raw_BxLxPxC)
+  first = raw_BxLxPxC.shape[1] // 2
+  target_BxKxPxC = ((raw_BxLxPxC[:, first + 1:] - mean_BxLx1xC[:, first:-1])
+                    / std_BxLx1xC[:, first:-1])
+  weights_BxK = jnp.ones(target_BxKxPxC.shape[:2], jnp.float32)
+  return {objective: _squared_error_sums(pred_BxLxPxC[:, first:-1], target_BxKxPxC,
+                                         weights_BxK)}
