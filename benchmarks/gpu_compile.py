@@ -40,7 +40,7 @@ def markdown(rows, machine):
            'Compiled on ' + bench_common.describe(machine), '',
            'Each row: the train step `pretrain` runs, compiled by the CUDA plugin (jax '
            "0.10.2) for compile-only devices built from XLA's target config of the GPU "
-           '(`ssljax/pretrain/gpus/`), at the config\'s own global batch and mesh (FSDP over '
+           '(`ssljax/aot/gpus/`), at the config\'s own global batch and mesh (FSDP over '
            'every GPU for BERT and GPT, data parallel for ALBERT). `h100:2x8` is two hosts of '
            'eight. Memory per GPU is `memory_analysis()` against what jax\'s allocator takes '
            '(75 % of the device memory unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise); '

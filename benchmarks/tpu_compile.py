@@ -36,7 +36,7 @@ TOPOLOGIES = ('v4-8', 'v5e-16', 'v5p-64', 'v6e-8')
 
 def run_one(model, topology, models=MODELS):
   from ssljax import config as config_lib
-  from ssljax.pretrain import compile as compile_lib
+  from ssljax.aot import compile as compile_lib
   path, overrides = models[model]
   config = config_lib.load(path, overrides)
   r = compile_lib.compile_step(config, topology)

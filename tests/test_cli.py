@@ -53,8 +53,8 @@ def test_a_machine_without_accelerators_starts_on_the_cpu_quietly(tmp_path):
   errors about host bounds and worker hostnames; the CLI sets JAX_PLATFORMS=cpu first."""
   import os
 
+  from ssljax import chips
   from ssljax.cli.main import _cpu_without_accelerators
-  from ssljax.pretrain import chips
   if chips.present(chips.TPU_FILES + chips.GPU_FILES):
     pytest.skip('this machine has an accelerator')
   environ: dict[str, str] = {}

@@ -9,10 +9,10 @@ import re
 import numpy as np
 import pytest
 
-from ssljax import config as config_lib
+from ssljax import chips, config as config_lib
+from ssljax.aot import compile as compile_lib
 from ssljax.cli import compile as compile_cli
 from ssljax.errors import UserError
-from ssljax.pretrain import chips, compile as compile_lib
 
 pytestmark = pytest.mark.libtpu  # run last: jax's profiler crashes once libtpu is loaded
 
@@ -195,7 +195,7 @@ def test_hlo_counts_chains_once_loops_as_they_run_and_tpu_reduce_scatters():
   """A TPU collective chained over fusions counts once; a windowed-matmul loop (uint32
   counter, bound 16) counts its body 16 times; an all-reduce fused with its slice is a
   reduce-scatter of its operand."""
-  from ssljax.pretrain import hlo
+  from ssljax.aot import hlo
   got = hlo.parse(HLO)['collectives']
   assert got == {'all-gather': 1024 * 2, 'collective-permute': 16 * 8 * 4,
                  'reduce-scatter': 64 * 2}, got

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from ssljax import config as config_lib
+from ssljax import chips, config as config_lib
+from ssljax.aot import compile as compile_lib, hlo
 from ssljax.cli import compile as compile_cli
 from ssljax.errors import UserError
-from ssljax.pretrain import chips, compile as compile_lib, hlo
 
 needs_plugin = pytest.mark.skipif(importlib.util.find_spec('jax_cuda12_plugin') is None,
                                   reason='the CUDA plugin (the gpu-compile extra) is not '
@@ -44,7 +44,7 @@ def test_each_gpu_ships_its_target_config_with_its_source():
   for chip in chips.CHIPS.values():
     if chip.platform != 'gpu':
       continue
-    text = (importlib.resources.files('ssljax.pretrain') / 'gpus' / chip.target_config
+    text = (importlib.resources.files('ssljax.aot') / 'gpus' / chip.target_config
             ).read_text()
     assert re.search(r'^# From openxla/xla, \S+\.txtpb at commit [0-9a-f]{40}$', text, re.M)
     assert int(re.search(r'device_memory_size: (\d+)', text).group(1)) == chip.hbm_bytes

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from ssljax.pretrain import hlo, loop as train
+from ssljax.aot import hlo
+from ssljax.pretrain import loop as train
 
 from conftest import run_steps, tiny_config
 

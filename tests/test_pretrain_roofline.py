@@ -1,6 +1,6 @@
 """HBM traffic as `hlo.parse` counts it, on a program small enough to count by hand."""
 
-from ssljax.pretrain import hlo
+from ssljax.aot import hlo
 
 # A loop of 4 trips: each reads row i of a 4x256 f32 buffer (1 KiB) through a fused
 # dynamic-slice, scales it, and writes it into row i of another in place; a VMEM (S(1))

@@ -16,8 +16,8 @@ def _compile(args):
   # compile anyway.
   jax.config.update('jax_enable_compilation_cache', False)
   from ssljax import config as config_lib
+  from ssljax.aot import compile as compile_lib
   from ssljax.errors import UserError
-  from ssljax.pretrain import compile as compile_lib
   config = config_lib.load(args.config, args.set)
   r = compile_lib.compile_step(config, args.topology)
   if args.json:

@@ -88,7 +88,7 @@ def _cpu_without_accelerators(environ=os.environ):
   and libtpu prints six lines of errors about host bounds and worker hostnames; there is
   nothing else to find. `ssljax compile` builds its compile-only devices either way.
   """
-  from ssljax.pretrain import chips  # no JAX: the parser stays light
+  from ssljax import chips  # no JAX: the parser stays light
   if (sys.platform == 'linux' and 'JAX_PLATFORMS' not in environ
       and not chips.present(chips.TPU_FILES + chips.GPU_FILES)):
     environ['JAX_PLATFORMS'] = 'cpu'

@@ -268,7 +268,7 @@ def peak_flops() -> float:
   """`measure_peak_flops` of this machine's device kind, measured once and then read from
   the cache (the measurement runs ~170 GFLOP: seconds on a CPU, at every run otherwise).
   TPUs and GPUs in `chips.CHIPS` use their published bf16 peak instead."""
-  from ssljax.pretrain import chips
+  from ssljax import chips
   device = jax.devices()[0]
   chip = chips.for_device(device) if device.platform != 'cpu' else None
   if chip is not None:

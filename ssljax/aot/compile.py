@@ -20,10 +20,11 @@ import time
 import jax
 import numpy as np
 
-from ssljax import errors, models
+from ssljax import chips, errors, models
+from ssljax.aot import hlo
 from ssljax.errors import UserError, require
 from ssljax.models import attention
-from ssljax.pretrain import chips, hlo, metrics, optimizer, parallel, step as step_lib
+from ssljax.pretrain import metrics, optimizer, parallel, step as step_lib
 
 GiB = chips.GiB
 # What the figures of each platform leave out, said with them.
@@ -65,7 +66,7 @@ def _gpu_devices(name, chip, jax_name):
   tried the GPU backend first on a machine without one, it failed and did not."""
   require('jax_cuda12_plugin', f'--topology {name}')
   from jax.experimental import topologies
-  config = (importlib.resources.files('ssljax.pretrain') / 'gpus' / chip.target_config)
+  config = (importlib.resources.files('ssljax.aot') / 'gpus' / chip.target_config)
   try:
     topo = topologies.get_topology_desc(platform='cuda', topology=jax_name,
                                         target_config=config.read_text())
