@@ -12,10 +12,10 @@ import ml_collections
 from flax import nnx
 
 from ssljax import models, paths, tokenizers
-from ssljax.pretrain import lock
 
+LOCK_FILE = 'lock.json'  # the run's owner (pretrain/lock.py)
 # What a pretraining workdir (or an import-hf folder) holds: no other writer may go there.
-RUN_FILES = ('checkpoints', 'metrics.jsonl', lock.NAME)
+RUN_FILES = ('checkpoints', 'metrics.jsonl', LOCK_FILE)
 
 
 @dataclasses.dataclass

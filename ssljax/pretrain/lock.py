@@ -31,12 +31,12 @@ import uuid
 
 import jax
 
-from ssljax import paths
+from ssljax import paths, pretrained
 from ssljax.errors import UserError
 
 log = logging.getLogger(__name__)
 
-NAME = 'lock.json'
+NAME = pretrained.LOCK_FILE  # a workdir's files are named where `holds_run` reads them
 BEAT = 60.0  # seconds between heartbeats
 STALE = 600.0  # a heartbeat older than this belongs to a run that is gone
 
