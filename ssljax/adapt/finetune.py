@@ -76,7 +76,7 @@ def layer_scales(params, num_layers: int, decay: float):
   depth i + 1 (ALBERT's shared block the top one's), everything above num_layers + 1."""
 
   def scale(path, leaf):
-    keys = [getattr(k, 'key', None) for k in path]
+    keys: list = [getattr(k, 'key', None) for k in path]
     if 'scanned' in keys:  # stacked blocks: one scale per layer along the leading axis
       per_layer = decay ** (num_layers - np.arange(num_layers))
       return jnp.asarray(per_layer.reshape((-1,) + (1,) * (leaf.ndim - 1)), jnp.float32)
@@ -445,8 +445,8 @@ def load(directory):
                     'folder that `ssljax finetune` writes in its workdir')
   try:
     meta = json.loads((directory / 'meta.json').read_text())
-    spec = readers.TaskSpec(**{k: tuple(v) if isinstance(v, list) else v
-                             for k, v in meta['spec'].items()})
+    fields: dict = {k: tuple(v) if isinstance(v, list) else v for k, v in meta['spec'].items()}
+    spec = readers.TaskSpec(**fields)
     model_cfg = models.ModelConfig(**meta['model'])
     graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
         models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))

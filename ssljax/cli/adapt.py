@@ -103,7 +103,7 @@ def _compare(args):
                         [m for m in args.methods.split(',') if m], workdir,
                         run.load_settings(overrides), source)
     sides.append(workdir)
-  out = compare.compare(*sides, args.workdir, names)
+  out = compare.compare(sides[0], sides[1], args.workdir, names)
   print(f'wrote {args.workdir}/compare.md, compare.json and compare.png')
   for row in out['rows']:
     if row['main']:

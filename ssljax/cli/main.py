@@ -68,7 +68,7 @@ def _compilation_cache():
   import jax
 
   from ssljax.pretrain import metrics
-  if not jax.config.jax_compilation_cache_dir:
+  if not jax.config.values.get('jax_compilation_cache_dir'):
     jax.config.update('jax_compilation_cache_dir', str(metrics.cache_dir() / 'xla'))
 
 

@@ -14,7 +14,7 @@ def _pretrain(args):
     print(config)
     return
   final = loop.pretrain(config, args.workdir, init=loading.init_from(config),
-                        hooks=hooks.from_config(config))
+                        hooks=tuple(hooks.from_config(config)))
   if not final:  # nothing trained: the loop's start-up line said why
     return
   shown = {k: round(v, 4) for k, v in final.items() if 'loss' in k or 'accuracy' in k}

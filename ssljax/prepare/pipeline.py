@@ -321,7 +321,7 @@ class _Encode(_Worker):
   def __init__(self, config: dict, folder: str, kind: str, proto: bytes, key: str):
     super().__init__()
     self.config, self.folder, self.kind, self.proto, self.key = config, folder, kind, proto, key
-    self._tokenizer = None
+    self._tokenizer: tokenizers.Tokenizer | None = None
 
   def process(self, split):
     cfg = ml_collections.ConfigDict(self.config)

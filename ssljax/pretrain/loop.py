@@ -253,14 +253,14 @@ def schedule_segments(config, workdir, newest: tuple[int, dict] | None) -> list[
 
 def _check_resumable(config, meta, workdir, step):
   directory = f'{workdir}/checkpoints/{step}'
-  saved = meta.get('config') if isinstance(meta.get('config'), dict) else {}
+  saved: dict = meta['config'] if isinstance(meta.get('config'), dict) else {}
   current, defaults = config.to_dict(), config_lib.base().to_dict()
   for key, value in saved.items():  # a key added since the run was written has its default,
     if isinstance(value, dict) and isinstance(defaults.get(key), dict):  # as it had then
       saved[key] = defaults[key] | value
   for key in RESUME_KEYS:
     if saved.get(key) != current[key]:
-      old = saved.get(key) if isinstance(saved.get(key), dict) else {}
+      old: dict = saved[key] if isinstance(saved.get(key), dict) else {}
       diffs = [f'{key}.{k}: {old.get(k)!r} -> {v!r}'
                for k, v in (current[key].items() if isinstance(current[key], dict) else ())
                if old.get(k) != v]
@@ -273,7 +273,7 @@ def _check_resumable(config, meta, workdir, step):
                       '--workdir, or the same config to continue that run')
   if step == 0:  # import-hf's step 0 trained nothing: any train settings start from it
     return
-  trained = saved.get('train') if isinstance(saved.get('train'), dict) else {}
+  trained: dict = saved['train'] if isinstance(saved.get('train'), dict) else {}
   changed = [f'train.{k}={current["train"][k]!r} (it was trained with {trained.get(k)!r})'
              for k in RESUME_TRAIN_KEYS if k in trained and trained[k] != current['train'][k]]
   if changed:
@@ -323,7 +323,7 @@ def preemption_flag():
   With several processes JAX's preemption notifier owns SIGTERM (jax.distributed installs
   it): see `preempted`.
   """
-  flag = {'signal': None}
+  flag: dict[str, str | None] = {'signal': None}
   if jax.process_count() > 1:
     yield flag
     return

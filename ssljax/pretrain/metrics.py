@@ -73,7 +73,7 @@ class Writer:
   def flush(self):
     if self._rows or self._spool:
       self._before_write()
-    if self._rows and not self._cleaned:
+    if self._rows and not self._cleaned and self._first is not None:
       self._cleaned = True
       _keep_before(self.path, self._first)
     paths.append_lines(self.path, self._rows)

@@ -56,7 +56,7 @@ def initialize_distributed(cfg):
     return
   # Only CPU collectives read this; set before the backend starts (as initialize must be).
   jax.config.update('jax_cpu_collectives_implementation', cfg.cpu_collectives)
-  kwargs = {}
+  kwargs: dict = {}
   if coordinator:
     num = cfg.num_processes or int(os.environ.get('SSLJAX_NUM_PROCESSES', '0'))
     pid = cfg.process_id if cfg.process_id >= 0 else int(os.environ.get('SSLJAX_PROCESS_ID', '-1'))

@@ -127,7 +127,7 @@ def _self_times(ops):
   ops of a `while` or `call` body run inside the loop's own event."""
   ops = sorted(ops, key=lambda op: (op[1], -op[2]))
   inner = [0.0] * len(ops)
-  open_ops = []  # indices of the ops that enclose the current one, outermost first
+  open_ops: list[int] = []  # indices of the ops that enclose the current one, outermost first
   for i, (_, start, end) in enumerate(ops):
     while open_ops and ops[open_ops[-1]][2] <= start:
       open_ops.pop()

@@ -34,7 +34,8 @@ def _mean(spec, train):
 
 
 def _tag_per_word(spec, train):
-  by_word = collections.defaultdict(lambda: np.zeros(len(spec.labels), np.int64))
+  by_word: dict[str, np.ndarray] = collections.defaultdict(
+      lambda: np.zeros(len(spec.labels), np.int64))
   for e in train:
     for word, tag in zip(e.words, e.tags):
       by_word[word][tag] += 1

@@ -86,7 +86,7 @@ def best_spans(start_NxL, end_NxL, offsets_NxLx2, example_N, contexts, max_answe
   length = offsets_NxLx2.shape[1]
   i_LxL, j_LxL = np.indices((length, length))
   allowed_LxL = (j_LxL >= i_LxL) & (j_LxL - i_LxL < max_answer_len)
-  best = {}
+  best: dict = {}
   for row in range(len(example_N)):
     context_L = offsets_NxLx2[row, :, 0] >= 0
     valid_LxL = allowed_LxL & context_L[:, None] & context_L[None, :]
