@@ -221,8 +221,9 @@ def _wrapped(cause):
     (ValueError('DATA_LOSS: Error decoding chunk'), 'bad'),
     (_wrapped(ValueError('FAILED_PRECONDITION: Error reading "params.k/0.0": Truncated '
                          'Zstd-compressed stream')), 'bad'),  # a chunk file cut short
-    (ValueError('Requested shape: (2, 4) is not compatible with the stored shape: (2, 3)'),
+    (checkpoint.ShapeMismatch('params.k', ((2, 4), 'float32'), ((2, 3), 'float32')),
      'mismatch'),
+    (ValueError('params.k: not compatible with the stored shape'), 'io'),  # by type, not text
 ])
 def test_what_counts_as_broken(error, kind):
   assert checkpoint._kind(error) == kind

@@ -37,15 +37,24 @@ log = logging.getLogger(__name__)
 ITEMS = ('state', 'data', 'meta')
 UPLOADED = 'ssljax-uploaded'  # written last into an s3:// step directory
 RETRY_WAITS = (1.0, 4.0, 16.0)  # seconds before each retry of a read that failed on I/O
-# Exceptions and status words of a step whose own files are bad: a part that is missing or
-# does not decode. Anything else may pass (I/O) or is not the files' fault (a tree mismatch).
+# Exceptions of a step whose own files are bad: a part that is missing or does not decode.
+# Anything else may pass (I/O) or is not the files' fault (`ShapeMismatch`).
 BAD_FILES = (FileNotFoundError, KeyError, json.JSONDecodeError, UnicodeDecodeError,
              checksums.Damaged)
+# TensorStore and Orbax raise a plain ValueError for every failed read, with an absl status
+# code or the codec's words as the only sign of what failed: these say the bytes are bad.
 BAD_WORDS = ('DATA_LOSS', 'NOT_FOUND', 'not found', 'Unexpected end', 'corrupt', 'checksum',
              'decod', 'Truncated')
 ORBAX_WRAPPED = 'Encountered error while reading'
-MISMATCH_WORDS = ('tree structures do not match', 'not compatible with the stored shape',
-                  'dtype', 'Topology mismatch')
+
+
+class ShapeMismatch(Exception):
+  """The run builds another array than the checkpoint holds: another config or version."""
+
+  def __init__(self, key: str, wanted, stored):
+    super().__init__(f'{key}: this run builds {_described(wanted)}, not compatible with the '
+                     f'stored shape {_described(stored)}')
+    self.key, self.wanted, self.stored = key, wanted, stored
 
 
 def manager(workdir, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
@@ -207,14 +216,14 @@ def _first_line(e) -> str:
 def _kind(e) -> str:
   """'bad' (the step's own files), 'mismatch' (the code wants another tree) or 'io'.
 
-  Orbax wraps a failed array read in an Exception whose text dumps the TensorStore spec
-  (which names a dtype); the error it wraps is the one that says what happened.
+  Orbax wraps a failed array read in an Exception whose text dumps the TensorStore spec;
+  the error it wraps is the one that says what happened.
   """
+  if isinstance(e, ShapeMismatch):
+    return 'mismatch'
   while str(e).startswith(ORBAX_WRAPPED) and e.__cause__ is not None:
     e = e.__cause__
   text = str(e)
-  if any(word in text for word in MISMATCH_WORDS) and not isinstance(e, BAD_FILES):
-    return 'mismatch'
   if isinstance(e, BAD_FILES) or (not isinstance(e, OSError) and
                                   any(word in text for word in BAD_WORDS)):
     return 'bad'
@@ -319,7 +328,7 @@ def _shapes(tree) -> dict[str, tuple]:
 
 
 def _check_shapes(directory, abstract_state):
-  """Raises a mismatch error naming the first array the run and the checkpoint disagree on.
+  """Raises `ShapeMismatch` naming the first array the run and the checkpoint disagree on.
   Read from the array metadata before any array: an array read that fails strands the
   others in Orbax's closed event loop, which print "Event loop is closed" when collected."""
   handler = ocp.StandardCheckpointHandler()
@@ -331,8 +340,7 @@ def _check_shapes(directory, abstract_state):
   params_first = lambda key: (not key.startswith('params.'), key)  # before optimizer state
   for key in sorted(stored.keys() | wanted.keys(), key=params_first):
     if stored.get(key) != wanted.get(key):
-      raise ValueError(f'{key}: this run builds {_described(wanted.get(key))}, not '
-                       f'compatible with the stored shape {_described(stored.get(key))}')
+      raise ShapeMismatch(key, wanted.get(key), stored.get(key))
 
 
 def _described(shape_dtype) -> str:
