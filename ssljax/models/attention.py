@@ -19,8 +19,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
 
+from ssljax import sharding
 from ssljax.errors import UserError
 
 KERNELS = ('auto', 'xla', 'splash', 'cudnn')
@@ -85,7 +85,7 @@ def resolve(setting: str, platform: str, *, dropout: bool, length: int | None = 
   return setting
 
 
-def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=('data', 'fsdp'),
+def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=sharding.BATCH,
            interpret: bool = False):
   """softmax(q k^T / sqrt(D)) v over the keys `mask` allows, B x L x N x D, by `kernel`:
   `auto` is the fused kernel of the backend in use, a named one is taken as given (`resolve`
@@ -150,10 +150,7 @@ def _per_device(local, q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, rows):
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return local(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL)
-  auto = set(mesh.axis_names) - set(mesh.manual_axes)  # inside a shard_map over data: the rest
-  batch = tuple(a for a in rows if a in auto) or None
-  heads = 'tensor' if 'tensor' in auto else None
-  qkv = P(batch, None, heads, None)
-  return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None)),
+  qkv, doc_ids = sharding.per_device_specs(rows)  # inside a shard_map over data: the rest
+  return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, doc_ids),
                        out_specs=qkv, check_vma=False)(
                            q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL)

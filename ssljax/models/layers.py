@@ -3,7 +3,7 @@ the transformer block, the block stack and the embeddings.
 
 One `Block` serves all three architectures (post-LN or pre-LN, bidirectional or causal).
 Parameters carry logical axis names ('vocab', 'embed', 'heads', 'mlp', 'layers');
-`ssljax.pretrain.parallel` maps them to mesh axes. Dropout takes an explicit key per call,
+`ssljax.sharding` maps them to mesh axes. Dropout takes an explicit key per call,
 so the model state holds parameters only and a training step is a pure function of
 (params, batch, key).
 
@@ -17,26 +17,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax.sharding import PartitionSpec as P
 
+from ssljax import sharding
 from ssljax.models import attention
 from ssljax.models.config import DTYPES
 
-ROW_AXES = ('data', 'fsdp')  # the mesh axes that split the batch
-
-
-def constrain_rows(x, axis=0):
-  """Under a (data, fsdp, ...) mesh, keeps `x` split by rows (dim `axis`) over data x fsdp.
-
-  Without it GSPMD may follow the fsdp-sharded weights instead and all-reduce whole-batch
-  activations in every layer; with it weights are all-gathered per layer and gradients
-  reduce-scattered (FSDP). A no-op with no such mesh (one device, pmap).
-  """
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or not set(ROW_AXES) <= set(mesh.axis_names):
-    return x
-  axes = tuple(a for a in ROW_AXES if a not in mesh.manual_axes)  # a shard_map split those
-  return jax.lax.with_sharding_constraint(x, P(*(None,) * axis, axes)) if axes else x
 
 def _init(stddev, names):
   return nnx.with_partitioning(nnx.initializers.normal(stddev), names)
@@ -50,22 +35,8 @@ def _ones(names):
   return nnx.with_partitioning(nnx.initializers.ones_init(), names)
 
 
-def gather_weight(w):
-  """Under a mesh that splits nothing but rows, `w` whole on every chip (FSDP gathers it).
-
-  Else XLA may keep the kernel split over its contraction dim and run the matmul as a
-  windowed loop, one trip per shard, that reads and writes whole activations each trip
-  (issue 20: 394 of 470 GB of HBM traffic per chip and step, gpt_small on v5p-64).
-  """
-  mesh = jax.sharding.get_abstract_mesh()
-  if (mesh.empty or mesh.size == 1 or not set(ROW_AXES) <= set(mesh.axis_names)
-      or mesh.manual_axes or any(n > 1 for a, n in mesh.shape.items() if a not in ROW_AXES)):
-    return w
-  return jax.lax.with_sharding_constraint(w, P())
-
-
 def _gathered_dot(lhs, rhs, *args, **kwargs):
-  return jax.lax.dot_general(lhs, gather_weight(rhs), *args, **kwargs)
+  return jax.lax.dot_general(lhs, sharding.gather_whole(rhs), *args, **kwargs)
 
 
 class Dense(nnx.Linear):
@@ -207,7 +178,7 @@ class Block(nnx.Module):
     q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = self.qkv(x_BxLxH, positions_BxL)
     if key is None or self.cfg.attention_dropout_rate == 0.0:
       out_BxLxNxD = attention.attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_Bx1xLxL,
-                                     self.cfg.attention, rows=ROW_AXES)
+                                     self.cfg.attention)
     else:  # the kernels have no dropout: spell the softmax out
       scale = (h // self.num_heads) ** -0.5
       logits_BxNxLxL = jnp.einsum('blnd,bmnd->bnlm', q_BxLxNxD, k_BxLxNxD) * scale
@@ -272,8 +243,8 @@ class Stack(nnx.Module):
     cfg = self.cfg
     keys = (jax.random.split(key, cfg.num_layers) if key is not None
             else [None] * cfg.num_layers)
-    apply = lambda block, x, k, first: constrain_rows(
-        block(constrain_rows(x), mask_Bx1xLxL, positions_BxL, k, first))
+    apply = lambda block, x, k, first: sharding.constrain_rows(
+        block(sharding.constrain_rows(x), mask_Bx1xLxL, positions_BxL, k, first))
     if cfg.remat:
       apply = nnx.remat(apply)
     firsts = jnp.arange(cfg.num_layers) == 0  # block 0 may skip its attention norm

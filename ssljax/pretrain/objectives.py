@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import PartitionSpec as P
+
+from ssljax import sharding
 
 CLM_CHUNK = 128  # positions whose float32 logits exist at once in the causal LM loss
 
@@ -60,20 +61,17 @@ def _chunk(length):
 
 def _vocab_tables_whole(model, dtype):
   """The model with its vocabulary tables in `dtype` and whole on each chip of an FSDP mesh
-  (split by vocab over 'tensor' only). The CLM loss's loop over chunks then uses a table
+  (split by its vocab dim only). The CLM loss's loop over chunks then uses a table
   gathered once before it, and its gradient is reduce-scattered once after it; otherwise
   both happen in every chunk (16x the table's bytes per step for GPT-2 small)."""
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or 'fsdp' not in mesh.axis_names:
+  if not sharding.splits_params():
     return model
   graphdef, state = nnx.split(model)
-  vocab = 'tensor' if 'tensor' in mesh.axis_names else None
 
-  def whole(x, spec):
-    if 'vocab' not in tuple(spec):
+  def whole(x, names):
+    if 'vocab' not in tuple(names):
       return x
-    spec = P(*(vocab if name == 'vocab' else None for name in spec))
-    return jax.lax.with_sharding_constraint(x.astype(dtype), spec)
+    return jax.lax.with_sharding_constraint(x.astype(dtype), sharding.vocab_only(names))
 
   return nnx.merge(graphdef, jax.tree.map(whole, state, nnx.get_partition_spec(state)))
 

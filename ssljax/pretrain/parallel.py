@@ -1,10 +1,9 @@
 """Devices: multi-host start-up, the (data, fsdp, tensor) mesh, and the two strategies
 that run a step over devices behind one small interface.
 
-Parameters name their axes logically ('embed', 'heads', 'mlp', 'vocab', 'layers'); RULES
-map those names to mesh axes. The batch is split over data and fsdp; fsdp also shards
-parameters and optimizer state along 'embed'; tensor shards attention heads, MLP units and
-the vocabulary (so the causal LM's logits are split over it).
+Parameters name their axes logically ('embed', 'heads', 'mlp', 'vocab', 'layers');
+`ssljax.sharding` maps those names to mesh axes (the batch over data x fsdp, parameters and
+optimizer state along 'embed' over fsdp, heads, MLP units and vocabulary over tensor).
 
 `Jit`: one program over the mesh; parameters and optimizer state are sharded by their
 logical axes, the batch over data x fsdp. Multi-host safe.
@@ -24,7 +23,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
-from ssljax import models
+from ssljax import models, sharding
 from ssljax.errors import UserError
 from ssljax.models import attention
 from ssljax.pretrain import step as step_lib
@@ -32,15 +31,6 @@ from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
 
-AXES = ('data', 'fsdp', 'tensor')
-BATCH_AXES = ('data', 'fsdp')
-RULES = (
-    ('embed', 'fsdp'),
-    ('heads', 'tensor'),
-    ('mlp', 'tensor'),
-    ('vocab', 'tensor'),  # the embedding and the logits over vocab are split too
-    ('layers', None),
-)
 
 
 def initialize_distributed(cfg):
@@ -70,7 +60,7 @@ def initialize_distributed(cfg):
 
 def mesh_shape(cfg, num_devices):
   """(data, fsdp, tensor) sizes; one of them may be -1: every device the others leave."""
-  sizes = {'data': cfg.data, 'fsdp': cfg.fsdp, 'tensor': cfg.tensor}
+  sizes = {axis: cfg[axis] for axis in sharding.AXES}  # config key = axis name
   shown = ' '.join(f'mesh.{k}={v}' for k, v in sizes.items())
   free = [k for k, v in sizes.items() if v == -1]
   if len(free) > 1 or any(v == 0 or v < -1 for v in sizes.values()):
@@ -85,7 +75,7 @@ def mesh_shape(cfg, num_devices):
   if num_devices % size:
     raise UserError(f'{shown}: data*fsdp*tensor={size} does not divide the {num_devices} '
                     'devices; choose sizes whose product divides it')
-  return tuple(sizes[a] for a in AXES)
+  return tuple(sizes[a] for a in sharding.AXES)
 
 
 def make_mesh(cfg, devices=None) -> jax.sharding.Mesh:
@@ -94,49 +84,45 @@ def make_mesh(cfg, devices=None) -> jax.sharding.Mesh:
   devices = jax.devices() if devices is None else list(devices)
   shape = mesh_shape(cfg, len(devices))
   devices = np.asarray(devices[:int(np.prod(shape))])
-  auto = (jax.sharding.AxisType.Auto,) * len(AXES)
-  return jax.sharding.Mesh(devices.reshape(shape), AXES, axis_types=auto)
+  auto = (jax.sharding.AxisType.Auto,) * len(sharding.AXES)
+  return jax.sharding.Mesh(devices.reshape(shape), sharding.AXES, axis_types=auto)
 
 
 def check_divisible(config, mesh):
   """Batch and model dimensions must split evenly over the mesh axes that shard them."""
-  batch_shards = mesh.shape['data'] * mesh.shape['fsdp']
+  batch_shards = int(np.prod([mesh.shape[a] for a in sharding.BATCH]))
   micro = config.train.batch_size // config.train.grad_accum
   if micro % batch_shards:
     raise UserError(f'train.batch_size/train.grad_accum={micro} is not divisible by '
                     f'mesh data*fsdp={batch_shards}')
   m = config.model
-  for name, size, axis in (('model.hidden_size', m.hidden_size, 'fsdp'),
-                           ('model.num_heads', m.num_heads, 'tensor'),
-                           ('model.mlp_dim', m.mlp_dim, 'tensor')):
+  for name, size, logical in (('model.hidden_size', m.hidden_size, 'embed'),
+                              ('model.num_heads', m.num_heads, 'heads'),
+                              ('model.mlp_dim', m.mlp_dim, 'mlp')):
+    axis = sharding.RULES[logical]
     if size % mesh.shape[axis]:
       raise UserError(f'{name}={size} is not divisible by mesh.{axis}={mesh.shape[axis]}')
-
-
-def logical_to_mesh(spec: P) -> P:
-  rules = dict(RULES)
-  return P(*(rules.get(name) if isinstance(name, str) else name for name in spec))
 
 
 def param_shardings(abstract_state: nnx.State, mesh) -> dict:
   """NamedShardings for a pure-dict of parameters, from their logical axis names."""
   specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
-  return jax.tree.map(lambda s: NamedSharding(mesh, logical_to_mesh(s)), specs,
+  return jax.tree.map(lambda s: NamedSharding(mesh, sharding.to_mesh(s)), specs,
                       is_leaf=lambda x: isinstance(x, P))
 
 
 def batch_sharding(mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(BATCH_AXES))
+  return NamedSharding(mesh, P(sharding.BATCH))
 
 
 def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def abstract_batch(config, sharding) -> dict:
+def abstract_batch(config, batch_sh) -> dict:
   """The global batch as ShapeDtypeStructs: what `ssljax compile` lowers the step on."""
   rows, length = config.train.batch_size, config.data.seq_len
-  field = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+  field = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sh)
   batch = {k: field((rows, length), jnp.int32)
            for k in ('input_ids', 'segment_ids', 'positions', 'doc_ids')}
   return batch | {'word_start': field((rows, length), jnp.bool_),
@@ -145,8 +131,8 @@ def abstract_batch(config, sharding) -> dict:
 
 def global_batch(local_batch: dict, mesh) -> dict:
   """Each process's rows -> one global array per field (multi-host safe)."""
-  sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, v)
+  batch_sh = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(batch_sh, v)
           for k, v in local_batch.items()}
 
 
@@ -178,8 +164,8 @@ class Jit:
     self.mesh = make_mesh(config.mesh, devices)
     check_divisible(config, self.mesh)
     self.attention = log_attention(config, self.mesh.devices.flat[0].platform)
-    if spec.grad_accum > 1 and self.mesh.shape['data'] > 1:
-      spec = dataclasses.replace(spec, shard_axis='data')
+    if spec.grad_accum > 1 and self.mesh.shape[sharding.ACCUMULATION] > 1:
+      spec = dataclasses.replace(spec, shard_axis=sharding.ACCUMULATION)
     self.spec = spec
     params_sh = param_shardings(abstract_params_state, self.mesh)
     shapes = jax.eval_shape(init, 0)
@@ -208,7 +194,7 @@ class Jit:
   def put_batch(self, local_batch):
     return global_batch(local_batch, self.mesh)
 
-  # Under the mesh, models.layers.constrain_rows keeps activations split by rows.
+  # Under the mesh, sharding.constrain_rows keeps activations split by rows.
   def step(self, state, batch):
     with jax.set_mesh(self.mesh):
       return self._step(state, batch)

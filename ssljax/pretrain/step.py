@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from ssljax.models import layers
+from ssljax import sharding
 from ssljax.pretrain import masking, objectives, series_objectives
 from ssljax.pretrain.state import TrainState
 
@@ -109,7 +109,7 @@ def _split_micro(tree, n):
   """n micro-batches; micro-batch i holds rows i, i + n, ...: rows of every device's shard,
   so each micro-batch runs on all devices and accumulation saves memory."""
   split = lambda x: x.reshape((x.shape[0] // n, n) + x.shape[1:]).swapaxes(0, 1)
-  return jax.tree.map(lambda x: layers.constrain_rows(split(x), axis=1), tree)
+  return jax.tree.map(lambda x: sharding.constrain_rows(split(x), axis=1), tree)
 
 
 def _gradients(spec: StepSpec, params, batch, step):
