@@ -133,3 +133,20 @@ def test_import_loads_nothing_of_the_layers_above(case):
   assert statement.split(';')[0].split()[-1] in modules
   bad = [m for m in modules if any(m == b or m.startswith(b + '.') for b in banned)]
   assert not bad, f'`{statement}` imported {bad}'
+
+
+def test_only_the_sharding_module_names_a_mesh_axis():
+  """'fsdp' and 'tensor' are mesh axes wherever they appear as strings; 'data' is one where
+  it indexes a mesh's shape. Every other module asks `ssljax.sharding` by logical name."""
+  found = []
+  for path in PACKAGE.rglob('*.py'):
+    if path.name == 'sharding.py':
+      continue
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      axis = isinstance(node, ast.Constant) and node.value in ('fsdp', 'tensor')
+      shape_index = (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
+                     and node.value.attr == 'shape' and isinstance(node.slice, ast.Constant)
+                     and isinstance(node.slice.value, str))
+      if axis or shape_index:
+        found.append(f'{path.relative_to(PACKAGE)}:{node.lineno}')
+  assert not found, found
