@@ -8,7 +8,7 @@ import jax
 import pytest
 
 from ssljax import config as config_lib
-from ssljax.errors import UserError
+from ssljax.errors import InexactResume, NonFiniteLoss, ResumeMismatch, UserError
 from ssljax.pretrain import checkpoint, loop as train
 
 from conftest import pretrained_run_config as _config
@@ -21,9 +21,10 @@ def _steps(workdir):
 def test_another_config_is_refused_by_every_steps_metadata(run_copy, corpus_file,
                                                            tokenizer_file):
   (run_copy / 'checkpoints' / '6' / 'meta' / 'metadata').unlink()
-  with pytest.raises(UserError, match=r'checkpoints/3 holds a run with another config '
-                     r'\(model.mlp_dim: 64 -> 128\)'):
+  with pytest.raises(ResumeMismatch, match=r'checkpoints/3 holds a run with another config '
+                     r'\(model.mlp_dim: 64 -> 128\)') as raised:
     train.setup(_config(corpus_file, tokenizer_file, **{'model.mlp_dim': 128}), run_copy)
+  assert (raised.value.step, raised.value.differences) == (3, ['model.mlp_dim: 64 -> 128'])
   assert _steps(run_copy) == ['3', '6']  # nothing set aside
 
 
@@ -57,10 +58,11 @@ def test_a_change_that_breaks_exactness_is_refused(run_copy, corpus_file, tokeni
   """train.seed, batch_size, grad_accum and dropout_rng set the data order, masks and
   dropout: a resume under another value would silently be another run."""
   before = sorted(p.name for p in run_copy.rglob('*'))
-  with pytest.raises(UserError) as raised:
+  with pytest.raises(InexactResume) as raised:
     train.pretrain(_config(corpus_file, tokenizer_file, **{'train.steps': 9,
                                                             'train.extend': 'decay',
                                                             f'train.{key}': value}), run_copy)
+  assert list(raised.value.changed) == [key] and raised.value.changed[key][1] == value
   message = str(raised.value)
   assert '\n' not in message and f'under train.{key}={value!r}' in message
   assert 'new --workdir' in message and 'train.init_from=' in message
@@ -106,8 +108,9 @@ def test_a_nan_loss_right_after_a_resume_names_the_checkpoint(run_copy, corpus_f
   run.manager.reload()
   checkpoint.save(run.manager, step, state, data, meta)
   run.manager.close()
-  with pytest.raises(UserError) as raised:
+  with pytest.raises(NonFiniteLoss) as raised:
     train.pretrain(config, run_copy)
+  assert raised.value.step == 7
   message = str(raised.value)
   assert '\n' not in message and 'after resuming from' in message
   assert f'mv {run_copy}/checkpoints/6 {run_copy}/checkpoints/unreadable-6' in message

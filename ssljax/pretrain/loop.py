@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 
 from ssljax import config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples, prepared, series
-from ssljax.errors import Interrupted, UserError
+from ssljax.errors import InexactResume, Interrupted, NonFiniteLoss, ResumeMismatch, UserError
 from ssljax.pretrain import (
   budget,
   checkpoint,
@@ -252,7 +252,8 @@ def schedule_segments(config, workdir, newest: tuple[int, dict] | None) -> list[
 
 
 def _check_resumable(config, meta, workdir, step):
-  directory = f'{workdir}/checkpoints/{step}'
+  """Raises ResumeMismatch for another model, data or objective; InexactResume for train
+  settings under which the run would not continue exactly."""
   saved: dict = meta['config'] if isinstance(meta.get('config'), dict) else {}
   current, defaults = config.to_dict(), config_lib.base().to_dict()
   for key, value in saved.items():  # a key added since the run was written has its default,
@@ -264,25 +265,15 @@ def _check_resumable(config, meta, workdir, step):
       diffs = [f'{key}.{k}: {old.get(k)!r} -> {v!r}'
                for k, v in (current[key].items() if isinstance(current[key], dict) else ())
                if old.get(k) != v]
-      detail = ', '.join(diffs) or f'{key}: {saved.get(key)!r} -> {current[key]!r}'
-      if step == 0:  # only import-hf writes step 0
-        raise UserError(f'{directory} is a model import-hf wrote, of another config '
-                        f'({detail}); pretrain from it with --set train.init_from={workdir} '
-                        '(which takes its architecture) and a new --workdir')
-      raise UserError(f'{directory} holds a run with another config ({detail}); use a new '
-                      '--workdir, or the same config to continue that run')
+      raise ResumeMismatch(workdir, step,
+                           diffs or [f'{key}: {saved.get(key)!r} -> {current[key]!r}'])
   if step == 0:  # import-hf's step 0 trained nothing: any train settings start from it
     return
   trained: dict = saved['train'] if isinstance(saved.get('train'), dict) else {}
-  changed = [f'train.{k}={current["train"][k]!r} (it was trained with {trained.get(k)!r})'
-             for k in RESUME_TRAIN_KEYS if k in trained and trained[k] != current['train'][k]]
+  changed = {k: (trained[k], current['train'][k]) for k in RESUME_TRAIN_KEYS
+             if k in trained and trained[k] != current['train'][k]}
   if changed:
-    same = ' '.join(f'train.{k}={trained[k]}' for k in RESUME_TRAIN_KEYS if k in trained
-                    and trained[k] != current['train'][k])
-    raise UserError(f'{directory} cannot continue exactly under {", ".join(changed)}: the '
-                    'data order, masks and dropout would change mid-run. Continue with '
-                    f'--set {same}, or start a new run with a new --workdir (--set '
-                    f'train.init_from={directory} starts it from these weights)')
+    raise InexactResume(f'{workdir}/checkpoints/{step}', changed)
 
 
 def restore_or_init(run: Run) -> tuple[TrainState, int]:
@@ -439,26 +430,6 @@ def _continuing(run: Run, start: int, learning_rate) -> str:
   return line
 
 
-def _diverged(run: Run, step: int, values: dict, start: int, saved_step: int) -> str:
-  """What a non-finite loss at `step` says. Right after a resume (no checkpoint saved since)
-  the checkpoint it resumed from is the likelier cause than the learning rate: bytes that
-  changed without a checksum to catch them (a step an older ssljax wrote), or a state
-  saved as the run began to diverge. Saying so breaks the loop of reruns that resume from
-  it and stop again."""
-  said = (f'loss is {values["loss"]} (gradient norm {values["grad_norm"]}) at step {step}; '
-          'stopped without saving')
-  if start and saved_step == start:
-    where = f'{run.workdir}/checkpoints/{start}'
-    return (f'{said}, {step - start} steps after resuming from {where}: that checkpoint may '
-            f'be damaged or already diverging. Set it aside (mv {where} '
-            f'{run.workdir}/checkpoints/unreadable-{start}) and rerun to resume from the one '
-            'before, or lower optimizer.learning_rate or set optimizer.clip_norm')
-  kept = (f'the last good checkpoint (step {saved_step}) is kept in '
-          f'{run.workdir}/checkpoints' if saved_step else 'no checkpoint was saved yet')
-  return (f'{said}: {kept}. Lower optimizer.learning_rate or set optimizer.clip_norm, then '
-          'rerun')
-
-
 def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> dict:
   """The loop of `pretrain`; `still_held()` raises once another run took the workdir's
   lock, and is called before each write (checkpoints, metrics)."""
@@ -502,7 +473,8 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
       step, step_metrics = pending.popleft()
       values = _host(step_metrics)
       if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
-        raise UserError(_diverged(run, step, values, start, saved_step))
+        raise NonFiniteLoss(str(run.workdir), step, values['loss'], values['grad_norm'],
+                            start, saved_step)
       if due(step, cfg.log_every, always):
         values |= throughput.update(step)
         values['learning_rate'] = float(learning_rate(step - 1))
