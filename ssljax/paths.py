@@ -4,7 +4,7 @@
 wraps a user's path in pathlib. `etils.epath` (Orbax's own path type) reaches object
 storage through fsspec: `gcsfs` for gs:// and `s3fs` for s3://, installed by the `gcs` and
 `s3` extras. Object stores have no append and no atomic rename; `append_lines` and the
-checkpoint layer (see `pretrain/checkpoint.py`) are written for that.
+checkpoint layer (see `checkpoint.py`) are written for that.
 """
 
 import contextlib

@@ -72,7 +72,7 @@ def test_a_truncated_or_non_finite_model_is_one_line(bert, tok, tmp_path):
 
 
 def test_non_finite_pretrained_parameters_are_one_line(pretrained_run, monkeypatch):
-  from ssljax.pretrain import checkpoint
+  from ssljax import checkpoint
   real = checkpoint.restore_params
 
   def noisy(*args):  # what random bytes in a parameter file can decode to
@@ -152,7 +152,7 @@ def test_write_whole_leaves_the_old_file_on_failure(tmp_path, monkeypatch):
 def test_sharded_non_finite_parameters_are_named_where_they_lie():
   """The resume check counts under jit, so parameters sharded over devices (and hosts)
   are checked without gathering them; the line names the tensor."""
-  from ssljax.pretrain import checkpoint  # pylint: disable=g-import-not-at-top
+  from ssljax import checkpoint  # pylint: disable=g-import-not-at-top
   mesh = jax.make_mesh((len(jax.devices()),), ('data',),
                        axis_types=(jax.sharding.AxisType.Auto,))
   kernel = np.ones((len(jax.devices()) * 2, 3), np.float32)

@@ -142,7 +142,7 @@ def test_a_run_whose_steps_are_cut_short_ends_in_one_line(pretrained_run, corpus
   done = subprocess.run(command, capture_output=True, text=True, timeout=300)
   lines = done.stderr.splitlines()
   assert done.returncode == 2 and len(lines) == 3, done.stderr
-  assert all(line.startswith('WARNING ssljax.pretrain.checkpoint: checkpoint ') and
+  assert all(line.startswith('WARNING ssljax.checkpoint: checkpoint ') and
              'kept as' in line for line in lines[:2]), done.stderr
   assert lines[2].startswith('ssljax: error: ') and 'holds unreadable-3, unreadable-6' in lines[2]
 

@@ -10,9 +10,10 @@ import sys
 import orbax.checkpoint as ocp
 import pytest
 
+from ssljax import checksums
 from ssljax.errors import UserError
 from ssljax.interop import huggingface as hf
-from ssljax.pretrain import checksums, loop as train
+from ssljax.pretrain import loop as train
 
 from conftest import pretrained_run_config as _config, tiny_overrides
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssljax import models, tokenizers
+from ssljax import checkpoint, models, tokenizers
 from ssljax.errors import UserError
 from ssljax.inference import loading
-from ssljax.pretrain import checkpoint, optimizer
+from ssljax.pretrain import optimizer
 from ssljax.pretrain.state import TrainState
 
 from conftest import tiny_config

@@ -6,8 +6,8 @@ own rank or below, never above, and the module graph has no cycle, not even thro
 import inside a function:
 
   0 errors paths progress chips sharding     1 config tokenizers     2 data models
-  3 prepare pretrained     4 pretrain     5 aot interop     6 inference     7 tasks
-  8 adapt     9 cli     10 ssljax (the Python API functions)
+  3 prepare pretrained checkpoint checksums     4 pretrain     5 aot interop
+  6 inference     7 tasks     8 adapt     9 cli     10 ssljax (the Python API functions)
 
 So models know nothing of training, `pretrain` nothing of interop, inference, tasks or
 adaptation (a run that starts from a checkpoint is handed the loaded `Pretrained`), and
@@ -28,8 +28,9 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'ssljax'
 RANKS = {'errors': 0, 'paths': 0, 'progress': 0, 'chips': 0, 'sharding': 0, 'config': 1,
-         'tokenizers': 1, 'data': 2, 'models': 2, 'prepare': 3, 'pretrained': 3, 'pretrain': 4,
-         'aot': 5, 'interop': 5, 'inference': 6, 'tasks': 7, 'adapt': 8, 'cli': 9, '': 10}
+         'tokenizers': 1, 'data': 2, 'models': 2, 'prepare': 3, 'pretrained': 3,
+         'checkpoint': 3, 'checksums': 3, 'pretrain': 4, 'aot': 5, 'interop': 5,
+         'inference': 6, 'tasks': 7, 'adapt': 8, 'cli': 9, '': 10}
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -20,10 +20,10 @@ import sys
 import numpy as np
 import pytest
 
-from ssljax import cli, paths
+from ssljax import checkpoint, cli, paths
 from ssljax.errors import UserError
 from ssljax.inference import loading
-from ssljax.pretrain import checkpoint, loop as train, metrics
+from ssljax.pretrain import loop as train, metrics
 
 from conftest import tiny_config
 

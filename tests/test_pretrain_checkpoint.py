@@ -1,4 +1,4 @@
-"""ssljax.pretrain.checkpoint: state, data position and meta round trip; a corrupt latest
+"""ssljax.checkpoint: state, data position and meta round trip; a corrupt latest
 checkpoint is set aside and the previous one used; a read failing on I/O is retried and never
 taken for corruption; parameters alone can be read. No read is left in flight by one that
 fails (Orbax's closed event loop prints "Event loop is closed" for those when collected)."""
@@ -14,8 +14,8 @@ import numpy as np
 import optax
 import pytest
 
+from ssljax import checkpoint, checksums
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint, checksums
 from ssljax.pretrain.state import TrainState
 
 DEVICE = jax.sharding.SingleDeviceSharding(jax.devices()[0])

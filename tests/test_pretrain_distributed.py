@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from ssljax.pretrain import checkpoint, loop as train, metrics
+from ssljax import checkpoint
+from ssljax.pretrain import loop as train, metrics
 
 import process_helpers as ph
 from conftest import tiny_config

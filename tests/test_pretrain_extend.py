@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from ssljax import config as config_lib
+from ssljax import checkpoint, config as config_lib
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint, loop as train, optimizer
+from ssljax.pretrain import loop as train, optimizer
 
 from conftest import pretrained_run_config as _config
 

@@ -8,8 +8,8 @@ import signal
 import numpy as np
 import pytest
 
-from ssljax import cli
-from ssljax.pretrain import checkpoint, metrics
+from ssljax import checkpoint, cli
+from ssljax.pretrain import metrics
 
 import process_helpers as ph
 from conftest import tiny_overrides

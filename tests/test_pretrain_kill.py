@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from ssljax.pretrain import checkpoint, loop as train
+from ssljax import checkpoint
+from ssljax.pretrain import loop as train
 
 import process_helpers as ph
 from conftest import tiny_config

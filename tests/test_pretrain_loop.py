@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from ssljax import checkpoint
 from ssljax.errors import UserError
 from ssljax.inference import loading
-from ssljax.pretrain import checkpoint, loop as train, metrics
+from ssljax.pretrain import loop as train, metrics
 
 from conftest import tiny_config, tiny_overrides
 

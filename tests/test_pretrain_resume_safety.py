@@ -7,9 +7,9 @@ import dataclasses
 import jax
 import pytest
 
-from ssljax import config as config_lib
+from ssljax import checkpoint, config as config_lib
 from ssljax.errors import InexactResume, NonFiniteLoss, ResumeMismatch, UserError
-from ssljax.pretrain import checkpoint, loop as train
+from ssljax.pretrain import loop as train
 
 from conftest import pretrained_run_config as _config
 

@@ -23,13 +23,13 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ssljax import models, paths, progress, tokenizers
+from ssljax import checkpoint, models, paths, progress, tokenizers
 from ssljax.adapt import probe
 from ssljax.adapt.results import Trial
 from ssljax.errors import UserError
 from ssljax.inference import encoding
 from ssljax.models.layers import Dense
-from ssljax.pretrain import checkpoint, optimizer
+from ssljax.pretrain import optimizer
 from ssljax.tasks import kinds, readers, task_rows
 
 

@@ -15,9 +15,8 @@ import jax
 import ml_collections
 from flax import nnx
 
-from ssljax import models, paths, pretrained, tokenizers
+from ssljax import checkpoint, models, paths, pretrained, tokenizers
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint
 from ssljax.pretrained import Pretrained
 
 

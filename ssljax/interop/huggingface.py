@@ -30,9 +30,9 @@ import safetensors
 import safetensors.numpy
 from flax import nnx, traverse_util
 
-from ssljax import config as config_lib, models, paths, pretrained, tokenizers
+from ssljax import checkpoint, config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.errors import UserError
-from ssljax.pretrain import checkpoint, optimizer
+from ssljax.pretrain import optimizer
 from ssljax.pretrain.state import TrainState
 from ssljax.tokenizers import huggingface as hf_tokenizer
 

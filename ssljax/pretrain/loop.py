@@ -26,12 +26,11 @@ import tqdm
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from ssljax import config as config_lib, models, paths, pretrained, tokenizers
+from ssljax import checkpoint, config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples, prepared, series
 from ssljax.errors import InexactResume, Interrupted, NonFiniteLoss, ResumeMismatch, UserError
 from ssljax.pretrain import (
   budget,
-  checkpoint,
   lock,
   masking,
   metrics as metrics_lib,

@@ -27,9 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ssljax import paths
+from ssljax import checksums, paths
 from ssljax.errors import UserError
-from ssljax.pretrain import checksums
 
 log = logging.getLogger(__name__)
 
