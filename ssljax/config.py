@@ -1,19 +1,23 @@
-"""Configs as code: every key with its default, loading, and `--set key=value` overrides.
+"""Configs as code: every key with its default, doc and constraint, loading, and
+`--set key=value` overrides.
 
-A config file under `configs/` is a Python module with `get_config()` that starts from
-`base()` and overrides what differs. `base()` is the single list of keys: an unknown key,
-in a file or on the command line, is an error that names the closest known key.
+`Config` (one frozen dataclass per section, `schema.key` fields) is the single list of keys;
+`base()` is its defaults as a ConfigDict. A config file under `configs/` is a Python module
+with `get_config()` that starts from `base()` and overrides what differs. An unknown key, in
+a file or on the command line, is an error that names the closest known key.
 """
 
 import ast
+import dataclasses
 import difflib
 import importlib.util
 from collections.abc import Sequence
 
 import ml_collections
 
-from ssljax import paths
+from ssljax import paths, schema
 from ssljax.errors import UserError
+from ssljax.schema import key, section
 
 OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop', 'clm')
 # On patches of series (data.source=series): the MLM and CLM of arrays.
@@ -25,143 +29,223 @@ ARCH_OBJECTIVES = {'bert': ('mlm', 'mlm_nsp', 'mlm_sop'), 'albert': ('mlm', 'mlm
 DROPOUT_RNGS = ('threefry2x32', 'rbg', 'unsafe_rbg')  # jax.random key implementations
 
 
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """The network (`models.ModelConfig` holds it for the modules)."""
+  arch: str = key('bert', 'the architecture; gpt trains with clm, patch models on series',
+                  choices=tuple(ARCH_OBJECTIVES))
+  vocab_size: int = key(0, '0: taken from the tokenizer', at_least=0)
+  hidden_size: int = key(128, 'width H', at_least=1)
+  num_layers: int = key(2, 'blocks', at_least=1)
+  num_heads: int = key(2, 'attention heads; must divide hidden_size', at_least=1)
+  mlp_dim: int = key(512, 'MLP width F', at_least=1)
+  max_len: int = key(128, 'size of the position table', at_least=1)
+  type_vocab_size: int = key(2, 'segment ids (2 for NSP/SOP pairs)', at_least=0)
+  embed_size: int = key(0, 'ALBERT factorised embedding E; 0 means E = hidden_size', at_least=0)
+  share_layers: bool = key(False, 'ALBERT cross-layer sharing')
+  pre_ln: bool = key(False, 'pre-LN blocks; BERT is post-LN, GPT always pre-LN')
+  activation: str = key('gelu', 'gelu (BERT), gelu_tanh (GPT-2, ALBERT); geglu, swiglu '
+                        '(Llama) are gated', choices=('gelu', 'gelu_tanh', 'geglu', 'swiglu'))
+  positions: str = key('learned', 'learned (BERT, GPT-2) or rope (rotary: relative, learns '
+                       'local attention fast)', choices=('learned', 'rope'))
+  rope_base: float = key(10000.0, 'rotary frequency base (Llama 3: 500000, ModernBERT: '
+                         '160000)', above=0)
+  norm: str = key('layer', 'LayerNorm, or RMSNorm without bias (Llama)', choices=('layer', 'rms'))
+  first_attention_norm: bool = key(True, 'False: block 0 reads the embedding norm\'s output '
+                                   '(ModernBERT)')
+  tie_embeddings: bool = key(True, 'False: logits read an output table of their own (most '
+                             'Llamas)')
+  use_bias: bool = key(True, 'False: no biases in dense layers, norms and the MLM output '
+                       '(Cramming)')
+  dropout_rate: float = key(0.1, 'dropout on activations', at_least=0, below=1)
+  attention_dropout_rate: float = key(0.1, 'dropout on attention weights', at_least=0, below=1)
+  attention: str = key('auto', 'the kernel: auto (the TPU/GPU\'s fused one where it applies), '
+                       'xla, splash or cudnn')
+  layer_norm_eps: float = key(1e-12, 'norm epsilon', above=0)
+  position_offset: int = key(0, 'position p reads table row p + offset (RoBERTa: 2)',
+                             at_least=0)
+  scan_layers: bool = key(False, 'one jax.lax.scan over stacked blocks (compiles once)')
+  remat: bool = key(False, 'recompute activations in the backward pass (less memory)')
+  dtype: str = key('float32', 'compute dtype; parameters stay float32',
+                   choices=('float32', 'bfloat16'))
+  patch_len: int = key(8, 'patch models: time steps per patch (a token); data.seq_len counts '
+                       'patches', at_least=1)
+  channels: int = key(0, 'patch models: values per time step; 0 = from the data', at_least=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mlm:
+  """Masked language modelling (and masked_patch, which reads `rate`)."""
+  rate: float = key(0.15, 'share of maskable tokens (or patches) chosen', above=0, below=1)
+  mask_fraction: float = key(0.8, 'of the chosen: -> [MASK]', at_least=0, at_most=1)
+  random_fraction: float = key(0.1, 'of the chosen: -> a random token (the rest stay)',
+                               at_least=0, at_most=1)
+  whole_word: bool = key(False, 'choose whole words')
+  masked_positions_only: bool = key(True, 'run the MLM head on chosen positions only')
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """The corpus and how rows are cut from it."""
+  source: str = key('embedded', 'embedded (Python\'s docs), text, jsonl, parquet, tfds, '
+                    'prepared (ssljax prepare) or series (arrays of numbers: data/series.py)',
+                    choices=('embedded', 'text', 'jsonl', 'parquet', 'tfds', 'prepared',
+                             'series'))
+  path: str = key('', 'text/jsonl/parquet: a file, folder or glob; prepared: the folder; '
+                  'series: ucr:NAME[:train|test], FILE.npy, .npz or .csv')
+  text_field: str = key('text', 'jsonl key')
+  tfds_name: str = key('', 'a tensorflow-datasets name (source=tfds)')
+  tfds_split: str = key('train', 'its split')
+  tfds_data_dir: str = key('', 'its data_dir; \'\' = tfds\'s default')
+  seq_len: int = key(128, 'tokens (patches for series) per row', at_least=2)
+  eval_fraction: float = key(0.02, 'documents held out for evaluation', at_least=0, below=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenizer:
+  """The sentencepiece model (trained on the corpus unless given)."""
+  path: str = key('', 'an existing sentencepiece .model; \'\' trains one on the corpus')
+  vocab_size: int = key(8000, 'pieces of a trained tokenizer', at_least=6)
+  model_type: str = key('unigram', 'sentencepiece\'s: unigram, bpe, char or word')
+  sample_chars: int = key(20_000_000, 'ssljax prepare trains the tokenizer on a sample this '
+                          'large', at_least=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Train:
+  """The loop: steps, batch, seeds, logging, checkpoints."""
+  steps: int = key(200, 'optimizer updates', at_least=1)
+  batch_size: int = key(32, 'rows per update: global, over all devices and hosts', at_least=1)
+  grad_accum: int = key(1, 'micro-batches per update; must divide batch_size', at_least=1)
+  seed: int = key(0, 'parameters, data order and masks', at_least=0)
+  dropout_rng: str = key('threefry2x32', 'dropout bits: threefry2x32 is the same on every '
+                         'backend; rbg and unsafe_rbg are XLA\'s RngBitGenerator (TPU '
+                         'hardware; the same on any mesh, not across CPU, GPU and TPU). Masks '
+                         'always use threefry', choices=DROPOUT_RNGS)
+  log_every: int = key(10, 'steps between metrics rows', at_least=1)
+  eval_every: int = key(100, 'steps between evaluations; 0 = none', at_least=0)
+  eval_batches: int = key(4, 'held-out batches per evaluation', at_least=1)
+  checkpoint_every: int = key(100, 'steps between checkpoints', at_least=1)
+  keep_checkpoints: int = key(3, 'newest checkpoints kept', at_least=1)
+  fresh_start: bool = key(False, 'True: start from step 0 when no checkpoint in WORKDIR '
+                          'restores')
+  extend: str = key('', 'how a run with checkpoints continues under another train.steps: '
+                    '\'\' refuses; decay falls from the rate it reached to '
+                    'optimizer.end_learning_rate; rewarm warms up again first',
+                    choices=('', 'decay', 'rewarm'))
+  progress: bool = key(True, 'a progress bar on stderr')
+  time_budget: float = key(0.0, 'minutes; > 0 sizes train.steps to the budget once '
+                           '(WORKDIR/budget.json)', at_least=0)
+  init_from: str = key('', 'a checkpoint or Hugging Face folder whose weights start a fresh '
+                       'run')
+  profile_steps: int = key(0, '> 0: trace that many steps with jax.profiler '
+                           '(WORKDIR/profile.md)', at_least=0)
+  profile_from: int = key(10, '... those after this step (past compiling and warm-up)',
+                          at_least=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+  """A ridge probe while pretraining."""
+  task: str = key('', '\'\' = off; a task of `ssljax probe`: sst2, cola, ..., pos, table')
+  every: int = key(0, 'steps between probes; 0 = at each evaluation (train.eval_every)',
+                   at_least=0)
+  data_dir: str = key('', 'as `ssljax probe --data-dir`')
+  train_file: str = key('', 'pos, ner, table: the training file')
+  eval_file: str = key('', '... and the one scored')
+  max_train_examples: int = key(2000, 'a fixed subset keeps each probe to seconds',
+                                at_least=1)
+  max_eval_examples: int = key(1000, 'examples scored', at_least=1)
+  pooling: str = key('mean', 'how a sentence\'s features are pooled: cls, first, mean, last')
+  layer: int = key(0, 'the features of block `layer` (1 = the first); 0 = the last',
+                   at_least=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eval:
+  """lm-evaluation-harness while pretraining (gpt)."""
+  lm_eval_tasks: str = key('', '\'\' = off; lm-eval task names or local YAML files, '
+                           'comma-separated')
+  lm_eval_every: int = key(0, 'steps between runs; 0 = at each evaluation', at_least=0)
+  lm_eval_limit: int = key(0, 'examples per task; 0 = all', at_least=0)
+  lm_eval_batch_size: int = key(16, 'rows per forward pass', at_least=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+  """Where metrics go besides metrics.jsonl and tensorboard/."""
+  wandb_project: str = key('', '\'\' = off; a Weights & Biases project (the wandb extra)')
+  wandb_entity: str = key('', '\'\' = wandb\'s default entity')
+  wandb_mode: str = key('', '\'\' = wandb\'s default (WANDB_MODE); online, offline or '
+                        'disabled')
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """The update rule and its schedule."""
+  name: str = key('adamw', 'the optimizer', choices=('adamw', 'lamb'))
+  learning_rate: float = key(1e-3, 'peak rate', above=0)
+  warmup_steps: int = key(20, 'linear warm-up from 0', at_least=0)
+  warmup_fraction: float = key(0.0, '> 0: warm up over this share of train.steps instead '
+                               '(0.5: a triangle)', at_least=0, below=1)
+  decay: str = key('linear', 'after the warm-up, to end_learning_rate',
+                   choices=('linear', 'cosine', 'constant'))
+  end_learning_rate: float = key(0.0, 'the rate at train.steps', at_least=0)
+  weight_decay: float = key(0.01, 'decoupled; not on biases and norms', at_least=0)
+  b1: float = key(0.9, 'first-moment decay', at_least=0, below=1)
+  b2: float = key(0.999, 'second-moment decay', at_least=0, below=1)
+  eps: float = key(1e-6, 'added to the second moment\'s root', above=0)
+  clip_norm: float = key(1.0, 'global gradient-norm clipping; 0 = off', at_least=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+  """How a step runs over devices."""
+  strategy: str = key('jit', 'jit (one program over the mesh) or pmap (classic data '
+                      'parallel)', choices=('jit', 'pmap'))
+
+
+@dataclasses.dataclass(frozen=True)
+class Mesh:
+  """Mesh axis sizes (ssljax.sharding names the axes); one may be -1: every device left."""
+  data: int = key(-1, 'data parallel: splits rows')
+  fsdp: int = key(1, 'splits rows, parameters and optimizer state')
+  tensor: int = key(1, 'splits heads, MLP units and the vocabulary')
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+  """jax.distributed over several hosts."""
+  initialize: bool = key(False, 'start jax.distributed (also on when SSLJAX_COORDINATOR is '
+                         'set)')
+  coordinator_address: str = key('', 'host:port of process 0 (not needed on a TPU pod)')
+  num_processes: int = key(0, 'hosts in all (or SSLJAX_NUM_PROCESSES)')
+  process_id: int = key(-1, 'this host\'s rank (or SSLJAX_PROCESS_ID)')
+  cpu_collectives: str = key('gloo', 'jax_cpu_collectives_implementation (CPU hosts)')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Every key ssljax pretrain reads, with defaults that fit a quick CPU run."""
+  objective: str = key('mlm_nsp', 'mlm, mlm_nsp (BERT), mlm_sop (ALBERT), clm (GPT); series: '
+                       'masked_patch, next_patch', choices=OBJECTIVES + SERIES_OBJECTIVES)
+  model: Model = section(Model)
+  mlm: Mlm = section(Mlm)
+  data: Data = section(Data)
+  tokenizer: Tokenizer = section(Tokenizer)
+  train: Train = section(Train)
+  probe: Probe = section(Probe)
+  eval: Eval = section(Eval)
+  metrics: Metrics = section(Metrics)
+  optimizer: Optimizer = section(Optimizer)
+  parallel: Parallel = section(Parallel)
+  mesh: Mesh = section(Mesh)
+  distributed: Distributed = section(Distributed)
+
+
 def base() -> ml_collections.ConfigDict:
-  """Every key ssljax reads, with defaults that fit a quick CPU run."""
-  c = ml_collections.ConfigDict()
-  c.objective = 'mlm_nsp'  # mlm | mlm_nsp (BERT) | mlm_sop (ALBERT) | clm (GPT)
-  # series: masked_patch (PatchTST; mlm.rate of the patches) | next_patch (a patch decoder)
-
-  c.model = m = ml_collections.ConfigDict()
-  m.arch = 'bert'  # bert | albert | gpt | patch_encoder | patch_decoder (series)
-  m.vocab_size = 0  # 0: taken from the tokenizer
-  m.hidden_size = 128
-  m.num_layers = 2
-  m.num_heads = 2
-  m.mlp_dim = 512
-  m.max_len = 128  # size of the position table
-  m.type_vocab_size = 2
-  m.embed_size = 0  # ALBERT factorised embedding E; 0 means E = hidden_size
-  m.share_layers = False  # ALBERT cross-layer sharing
-  m.pre_ln = False  # BERT is post-LN; GPT is always pre-LN
-  m.activation = 'gelu'  # gelu (BERT) | gelu_tanh (GPT-2, ALBERT) | geglu | swiglu (Llama): gated
-  # learned (BERT, GPT-2) | rope (rotary: relative, learns local attention fast)
-  m.positions = 'learned'
-  m.rope_base = 10000.0  # rotary frequency base (Llama 3: 500000, ModernBERT: 160000)
-  m.norm = 'layer'  # layer (LayerNorm) | rms (RMSNorm, no bias: Llama)
-  m.first_attention_norm = True  # False: block 0 reads the embedding norm's output (ModernBERT)
-  m.tie_embeddings = True  # False: logits read an output table of their own (most Llamas)
-  m.use_bias = True  # False: no biases in dense layers, norms and the MLM output (Cramming)
-  m.dropout_rate = 0.1
-  m.attention_dropout_rate = 0.1
-  m.attention = 'auto'  # auto (TPU/GPU's fused kernel where it applies) | xla | splash | cudnn
-  m.layer_norm_eps = 1e-12
-  m.position_offset = 0  # position p reads table row p + offset (RoBERTa: 2)
-  m.scan_layers = False
-  m.remat = False
-  m.dtype = 'float32'  # compute dtype; parameters stay float32
-  m.patch_len = 8  # patch models: time steps per patch (a token); data.seq_len counts patches
-  m.channels = 0  # patch models: values per time step; 0 = from the data
-
-  c.mlm = ml_collections.ConfigDict()
-  c.mlm.rate = 0.15
-  c.mlm.mask_fraction = 0.8  # of the chosen: -> [MASK]
-  c.mlm.random_fraction = 0.1  # of the chosen: -> random token (the rest stay)
-  c.mlm.whole_word = False
-  c.mlm.masked_positions_only = True  # run the MLM head on chosen positions only
-
-  c.data = d = ml_collections.ConfigDict()
-  d.source = 'embedded'  # embedded | text | jsonl | parquet | tfds | prepared (ssljax prepare)
-  #   | series (arrays of numbers: data/series.py)
-  d.path = ''  # text/jsonl/parquet: a file, a folder or a glob; prepared: the folder
-  #   series: ucr:NAME[:train|test] (the aeon wheel's UCR/UEA sets), FILE.npy, .npz or .csv
-  d.text_field = 'text'  # jsonl key
-  d.tfds_name = ''
-  d.tfds_split = 'train'
-  d.tfds_data_dir = ''
-  d.seq_len = 128
-  d.eval_fraction = 0.02  # documents held out for evaluation
-
-  c.tokenizer = t = ml_collections.ConfigDict()
-  t.path = ''  # an existing sentencepiece .model; '' trains one on the corpus
-  t.vocab_size = 8000
-  t.model_type = 'unigram'
-  t.sample_chars = 20_000_000  # ssljax prepare trains the tokenizer on a sample this large
-
-  c.train = tr = ml_collections.ConfigDict()
-  tr.steps = 200
-  tr.batch_size = 32  # global, over all devices and hosts
-  tr.grad_accum = 1
-  tr.seed = 0
-  # Dropout bits: 'threefry2x32' (integer rounds per element, the same bits on every backend)
-  # or 'rbg' / 'unsafe_rbg' (XLA's RngBitGenerator, drawn by TPU hardware; each chip draws
-  # the whole global batch's bits, so any mesh gives the same ones, but CPU, GPU and TPU
-  # give different ones). Masks always use threefry.
-  tr.dropout_rng = 'threefry2x32'
-  tr.log_every = 10
-  tr.eval_every = 100
-  tr.eval_batches = 4
-  tr.checkpoint_every = 100
-  tr.keep_checkpoints = 3  # at least 1
-  tr.fresh_start = False  # True: start from step 0 when no checkpoint in WORKDIR restores
-  # How a run with checkpoints continues under another train.steps: '' refuses; 'decay' falls
-  # from the rate it reached to optimizer.end_learning_rate; 'rewarm' warms up again first.
-  tr.extend = ''
-  tr.progress = True
-  tr.time_budget = 0.0  # minutes; > 0 sizes train.steps to the budget once (WORKDIR/budget.json)
-  tr.init_from = ''  # a checkpoint or Hugging Face folder whose weights start a fresh run
-  tr.profile_steps = 0  # > 0: trace that many steps with jax.profiler (WORKDIR/profile.md)
-  tr.profile_from = 10  # ... those after this step (past compiling and warm-up)
-
-  c.probe = p = ml_collections.ConfigDict()  # a ridge probe while pretraining
-  p.task = ''  # '' = off; a task of `ssljax probe`: sst2, cola, ..., pos, table
-  p.every = 0  # steps between probes; 0 = at each evaluation (train.eval_every)
-  p.data_dir = ''  # as `ssljax probe --data-dir`
-  p.train_file = ''  # pos, ner, table: the files
-  p.eval_file = ''
-  p.max_train_examples = 2000  # a fixed subset keeps each probe to seconds
-  p.max_eval_examples = 1000
-  p.pooling = 'mean'
-  p.layer = 0  # the features of block `layer` (1 = the first); 0 = the last
-
-  c.eval = e = ml_collections.ConfigDict()  # lm-evaluation-harness while pretraining (gpt)
-  e.lm_eval_tasks = ''  # '' = off; lm-eval task names or local YAML files, comma-separated
-  e.lm_eval_every = 0  # steps between runs; 0 = at each evaluation (train.eval_every)
-  e.lm_eval_limit = 0  # examples per task; 0 = all
-  e.lm_eval_batch_size = 16
-
-  c.metrics = ml_collections.ConfigDict()  # where metrics go besides metrics.jsonl, tensorboard/
-  c.metrics.wandb_project = ''  # '' = off; a Weights & Biases project (the `wandb` extra)
-  c.metrics.wandb_entity = ''  # '' = wandb's default entity
-  c.metrics.wandb_mode = ''  # '' = wandb's default (WANDB_MODE); online | offline | disabled
-
-  c.optimizer = o = ml_collections.ConfigDict()
-  o.name = 'adamw'  # adamw | lamb
-  o.learning_rate = 1e-3
-  o.warmup_steps = 20
-  o.warmup_fraction = 0.0  # > 0: warm up over this share of train.steps instead (0.5: a triangle)
-  o.decay = 'linear'  # linear | cosine | constant
-  o.end_learning_rate = 0.0
-  o.weight_decay = 0.01
-  o.b1 = 0.9
-  o.b2 = 0.999
-  o.eps = 1e-6
-  o.clip_norm = 1.0
-
-  c.parallel = ml_collections.ConfigDict()
-  c.parallel.strategy = 'jit'  # jit (mesh) | pmap (classic data parallel)
-
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # one axis may be -1: all devices the others leave
-  c.mesh.fsdp = 1
-  c.mesh.tensor = 1
-
-  c.distributed = ml_collections.ConfigDict()
-  c.distributed.initialize = False  # also on when SSLJAX_COORDINATOR is set
-  c.distributed.coordinator_address = ''
-  c.distributed.num_processes = 0
-  c.distributed.process_id = -1
-  c.distributed.cpu_collectives = 'gloo'
-  return c
+  """Every key ssljax reads (`Config`), with its default."""
+  return schema.config_dict(Config)
 
 
 def load(path: str | None, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
@@ -211,12 +295,12 @@ def _from_file(path: str) -> ml_collections.ConfigDict:
 
 
 def _check_keys(config, reference, origin, prefix=''):
-  for key, value in config.items():
-    name = prefix + key
-    if key not in reference:
+  for leaf, value in config.items():
+    name = prefix + leaf
+    if leaf not in reference:
       raise UserError(_unknown(name, reference, prefix, origin))
     if isinstance(value, ml_collections.ConfigDict):
-      _check_keys(value, reference[key], origin, name + '.')
+      _check_keys(value, reference[leaf], origin, name + '.')
 
 
 def _unknown(name, reference, prefix, origin):
@@ -255,63 +339,10 @@ def _parse(text, kind, name):
   return value
 
 
-def _choice(name, value, options):
-  if value not in options:
-    raise UserError(f'{name}={value!r} is not one of {", ".join(map(str, options))}')
-
-
-# key -> the interval its value must lie in ('[' and ']' include the bound, '(' and ')' not).
-RANGES = {
-    'model.vocab_size': '[0, inf)', 'model.hidden_size': '[1, inf)',
-    'model.num_layers': '[1, inf)', 'model.num_heads': '[1, inf)', 'model.mlp_dim': '[1, inf)',
-    'model.max_len': '[1, inf)', 'model.type_vocab_size': '[0, inf)',
-    'model.embed_size': '[0, inf)', 'model.dropout_rate': '[0, 1)',
-    'model.attention_dropout_rate': '[0, 1)', 'model.layer_norm_eps': '(0, inf)',
-    'model.position_offset': '[0, inf)', 'model.rope_base': '(0, inf)',
-    'model.patch_len': '[1, inf)', 'model.channels': '[0, inf)',
-    'mlm.mask_fraction': '[0, 1]',
-    'mlm.random_fraction': '[0, 1]', 'data.seq_len': '[2, inf)',
-    'data.eval_fraction': '[0, 1)', 'tokenizer.vocab_size': '[6, inf)',
-    'tokenizer.sample_chars': '[1, inf)',
-    'train.seed': '[0, inf)', 'train.eval_every': '[0, inf)', 'train.eval_batches': '[1, inf)',
-    'probe.every': '[0, inf)', 'probe.max_train_examples': '[1, inf)',
-    'probe.max_eval_examples': '[1, inf)', 'eval.lm_eval_every': '[0, inf)',
-    'eval.lm_eval_limit': '[0, inf)', 'eval.lm_eval_batch_size': '[1, inf)',
-    'optimizer.learning_rate': '(0, inf)', 'optimizer.warmup_steps': '[0, inf)',
-    'optimizer.end_learning_rate': '[0, inf)', 'optimizer.weight_decay': '[0, inf)',
-    'optimizer.b1': '[0, 1)', 'optimizer.b2': '[0, 1)', 'optimizer.eps': '(0, inf)',
-    'optimizer.clip_norm': '[0, inf)',
-}
-
-
-def in_range(name: str, value, interval: str):
-  """One line naming the key, its value and the interval when `value` lies outside it."""
-  low, high = (float(x) for x in interval[1:-1].split(','))
-  above = value >= low if interval[0] == '[' else value > low
-  below = value <= high if interval[-1] == ']' else value < high
-  if not (above and below):  # NaN lies in no interval
-    raise UserError(f'{name}={value} must lie in {interval}')
-
-
 def validate(c):
-  """Checks values a run cannot start with; device-dependent checks live in
-  `pretrain.parallel`."""
-  for name, interval in RANGES.items():
-    section, key = name.split('.')
-    in_range(name, c[section][key], interval)
-  _choice('objective', c.objective, OBJECTIVES + SERIES_OBJECTIVES)
-  _choice('model.arch', c.model.arch, tuple(ARCH_OBJECTIVES))
-  _choice('data.source', c.data.source, ('embedded', 'text', 'jsonl', 'parquet', 'tfds',
-                                        'prepared', 'series'))
-  _choice('optimizer.name', c.optimizer.name, ('adamw', 'lamb'))
-  _choice('optimizer.decay', c.optimizer.decay, ('linear', 'cosine', 'constant'))
-  _choice('parallel.strategy', c.parallel.strategy, ('jit', 'pmap'))
-  _choice('train.dropout_rng', c.train.dropout_rng, DROPOUT_RNGS)
-  _choice('train.extend', c.train.extend, ('', 'decay', 'rewarm'))
-  _choice('model.dtype', c.model.dtype, ('float32', 'bfloat16'))
-  _choice('model.activation', c.model.activation, ('gelu', 'gelu_tanh', 'geglu', 'swiglu'))
-  _choice('model.norm', c.model.norm, ('layer', 'rms'))
-  _choice('model.positions', c.model.positions, ('learned', 'rope'))
+  """Checks values a run cannot start with: each key against its own constraint (`Config`),
+  then the rules that join keys. Device-dependent checks live in `pretrain.parallel`."""
+  schema.check(Config, c)
   if c.objective not in ARCH_OBJECTIVES[c.model.arch]:
     raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
                     'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop; '
@@ -333,24 +364,11 @@ def validate(c):
   if c.data.seq_len + c.model.position_offset > c.model.max_len:
     raise UserError(f'data.seq_len={c.data.seq_len} exceeds model.max_len={c.model.max_len} '
                     f'minus model.position_offset={c.model.position_offset}')
-  if c.train.profile_steps < 0 or c.train.profile_from < 1:
-    raise UserError(f'train.profile_steps={c.train.profile_steps} must not be negative and '
-                    f'train.profile_from={c.train.profile_from} must be at least 1')
-  if c.train.time_budget < 0:
-    raise UserError(f'train.time_budget={c.train.time_budget} minutes must not be negative')
   if not 0 <= c.probe.layer <= c.model.num_layers:
     raise UserError(f'probe.layer={c.probe.layer}: the model has blocks 1 to '
                     f'{c.model.num_layers} (0 for the last)')
-  if not 0 <= c.optimizer.warmup_fraction < 1:
-    raise UserError(f'optimizer.warmup_fraction={c.optimizer.warmup_fraction} must lie in [0, 1)')
-  if not 0 < c.mlm.rate < 1:
-    raise UserError(f'mlm.rate={c.mlm.rate} must lie in (0, 1)')
   if c.mlm.mask_fraction + c.mlm.random_fraction > 1:
     raise UserError('mlm.mask_fraction + mlm.random_fraction must not exceed 1')
-  for key in ('steps', 'batch_size', 'grad_accum', 'log_every', 'checkpoint_every',
-              'keep_checkpoints'):
-    if c.train[key] < 1:
-      raise UserError(f'train.{key}={c.train[key]} must be at least 1')
   if c.train.batch_size % c.train.grad_accum:
     raise UserError(f'train.batch_size={c.train.batch_size} is not divisible by '
                     f'train.grad_accum={c.train.grad_accum}')

@@ -193,7 +193,7 @@ def test_task_errors(overrides, task, fragments, glue_dir):
 @pytest.mark.parametrize('item, fragment', [
     ('finetune.lrr=1e-4', 'did you mean finetune.lr?'),
     ('init=random', "init='random' is not one of pretrained, scratch, both"),
-    ('seeds=0', 'run at least one seed'),
+    ('seeds=0', r'seeds=0 must lie in \[1, inf\)'),
     ('probe.kind=svm', "probe.kind='svm'"),
 ])
 def test_settings_errors(item, fragment):

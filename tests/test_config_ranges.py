@@ -14,7 +14,7 @@ from ssljax.errors import UserError
     ('optimizer.learning_rate=-1', r'optimizer.learning_rate=-1.0 must lie in \(0, inf\)'),
     ('model.num_heads=0', r'model.num_heads=0 must lie in \[1, inf\)'),
     ('model.num_layers=0', r'model.num_layers=0 must lie in \[1, inf\)'),
-    ('train.keep_checkpoints=-1', 'train.keep_checkpoints=-1 must be at least 1'),
+    ('train.keep_checkpoints=-1', r'train.keep_checkpoints=-1 must lie in \[1, inf\)'),
     ('optimizer.b2=1.0', r'optimizer.b2=1.0 must lie in \[0, 1\)'),
     ('tokenizer.vocab_size=0', r'tokenizer.vocab_size=0 must lie in \[6, inf\)'),
     ('tokenizer.sample_chars=0', r'tokenizer.sample_chars=0 must lie in \[1, inf\)'),

@@ -5,7 +5,7 @@ read from its AST. Each part of the package has a rank; a module may import modu
 own rank or below, never above, and the module graph has no cycle, not even through an
 import inside a function:
 
-  0 errors paths progress chips sharding     1 config tokenizers     2 data models
+  0 errors paths progress chips sharding schema     1 config tokenizers     2 data models
   3 prepare pretrained checkpoint checksums     4 pretrain     5 aot interop
   6 inference     7 tasks     8 adapt     9 cli     10 ssljax (the Python API functions)
 
@@ -27,8 +27,8 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'ssljax'
-RANKS = {'errors': 0, 'paths': 0, 'progress': 0, 'chips': 0, 'sharding': 0, 'config': 1,
-         'tokenizers': 1, 'data': 2, 'models': 2, 'prepare': 3, 'pretrained': 3,
+RANKS = {'errors': 0, 'paths': 0, 'progress': 0, 'chips': 0, 'sharding': 0, 'schema': 0,
+         'config': 1, 'tokenizers': 1, 'data': 2, 'models': 2, 'prepare': 3, 'pretrained': 3,
          'checkpoint': 3, 'checksums': 3, 'pretrain': 4, 'aot': 5, 'interop': 5,
          'inference': 6, 'tasks': 7, 'adapt': 8, 'cli': 9, '': 10}
 

@@ -91,7 +91,7 @@ def test_a_run_written_before_a_key_existed_resumes():
 
 
 def test_keep_checkpoints_is_at_least_one():
-  with pytest.raises(UserError, match='train.keep_checkpoints=0 must be at least 1'):
+  with pytest.raises(UserError, match=r'train.keep_checkpoints=0 must lie in \[1, inf\)'):
     config_lib.load(None, ['train.keep_checkpoints=0'])
 
 

@@ -22,14 +22,15 @@ def _pretrain(args):
 
 
 def _tokenizer_train(args):
-  from ssljax import config as config_lib, tokenizers
+  from ssljax import config as config_lib, schema, tokenizers
   from ssljax.data import corpus
   config = config_lib.load(args.config, args.set)
   if args.input:
     config.data.source = 'jsonl' if args.input.endswith('.jsonl') else 'text'
     config.data.path = args.input
   vocab = config.tokenizer.vocab_size if args.vocab_size is None else args.vocab_size
-  config_lib.in_range('--vocab-size', vocab, config_lib.RANGES['tokenizer.vocab_size'])
+  schema.check_value('--vocab-size', vocab,
+                     schema.field(config_lib.Config, 'tokenizer.vocab_size'))
   documents = corpus.load_documents(config.data)
   prefix = _model_prefix(args.out)
   tok = tokenizers.train(documents, vocab, prefix, config.tokenizer.model_type)
