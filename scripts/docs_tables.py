@@ -1,5 +1,5 @@
 """Rewrites the key tables of docs/config.md and docs/adaptation.md from the schema
-(`ssljax.config.Config`, `ssljax.adapt.run.Settings`): a key's default, values and meaning
+(`ssljax.config.Config`, `ssljax.adapt.settings.Settings`): a key's default, values and meaning
 are written once, in the code. tests/test_config_docs.py fails while the docs differ.
 
   python scripts/docs_tables.py
@@ -9,10 +9,10 @@ import pathlib
 import re
 
 from ssljax import config, schema
-from ssljax.adapt import run
+from ssljax.adapt import settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TABLES = {'docs/config.md': config.Config, 'docs/adaptation.md': run.Settings}
+TABLES = {'docs/config.md': config.Config, 'docs/adaptation.md': settings.Settings}
 BEGIN, END = '<!-- keys: scripts/docs_tables.py writes this table -->', '<!-- end of keys -->'
 
 

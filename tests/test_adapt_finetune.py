@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from ssljax import models as model_lib
-from ssljax.adapt import finetune, probe
+from ssljax.adapt import finetune, probe, settings
 from ssljax.errors import UserError
 from ssljax.tasks import task_rows
 
@@ -152,7 +152,7 @@ def test_seeds_and_inits_share_one_compiled_step(bert, tok):
   assert (compiled.step._cache_size(), compiled.forward._cache_size()) == sizes
 
 
-@pytest.mark.parametrize('pooler', finetune.POOLERS)
+@pytest.mark.parametrize('pooler', settings.POOLERS)
 def test_the_pooler_starts_fresh_and_equal_for_both_inits(bert, tok, pooler):
   """finetune.pooler=fresh: pretrained and scratch start from one pooler drawn from the seed
   (a pooler trained by an objective that stayed at chance must not handicap the pretrained

@@ -1,5 +1,5 @@
 """A key is written once: its default, values and meaning live in the schema (config.Config,
-adapt.run.Settings), the docs' key tables are generated from it, and one generic check
+adapt.settings.Settings), the docs' key tables are generated from it, and one generic check
 enforces every constraint."""
 
 import dataclasses
@@ -10,7 +10,7 @@ import pathlib
 import pytest
 
 from ssljax import config, models, schema
-from ssljax.adapt import run
+from ssljax.adapt import settings
 from ssljax.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def test_the_docs_key_tables_are_the_schemas(doc):
 
 
 def test_every_key_has_a_doc_and_a_default_of_its_type():
-  for cls in (config.Config, run.Settings):
+  for cls in (config.Config, settings.Settings):
     for name, f in schema.fields(cls):
       assert f.metadata['doc'], name
       assert isinstance(f.default, eval(f.type) if isinstance(f.type, str) else f.type), name

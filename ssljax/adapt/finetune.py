@@ -53,14 +53,6 @@ class Tuned(nnx.Module):
     return self.head(hidden_BxLxH).astype(jnp.float32)
 
 
-# Where the [CLS] pooler (dense + tanh) of a fine-tune starts: `fresh` draws it from the
-# seed, the same for both inits, so that the pretrained and the scratch model differ only in
-# the encoder; `pretrained` keeps the checkpoint's, trained by NSP or SOP. A pooler whose
-# sentence-pair objective stayed at chance (the demo's NSP) or never trained (MLM only) is
-# noise at best: from the demo checkpoint (1,000 SST-2 examples, 3 seeds) the pretrained
-# pooler scored below scratch (docs/pretraining.md). Re-drawing it helps few-sample
-# fine-tuning of BERT too (Zhang et al. 2021, "Revisiting few-sample BERT fine-tuning").
-POOLERS = ('fresh', 'pretrained')
 
 
 def fresh_pooler(model_cfg, rngs: nnx.Rngs) -> dict:

@@ -25,17 +25,15 @@ from flax import nnx
 from ssljax import config as config_lib, models, paths, progress, schema
 from ssljax.adapt import fewshot, finetune, probe, report
 from ssljax.adapt.results import SeedResult
+from ssljax.adapt.settings import INITS, Settings
 from ssljax.errors import UserError
 from ssljax.inference import encoding
-from ssljax.schema import key, section
 from ssljax.tasks import baselines
 from ssljax.tasks.catalog import Task
 
 log = logging.getLogger(__name__)
 
 METHODS = ('probe', 'finetune', 'fewshot')
-INITS = {'pretrained': ('pretrained',), 'scratch': ('scratch',),
-         'both': ('pretrained', 'scratch')}
 
 
 def parse_shots(text) -> list[int]:
@@ -50,88 +48,8 @@ def parse_shots(text) -> list[int]:
   return values
 
 
-@dataclasses.dataclass(frozen=True)
-class Table:
-  """task=table: which columns of a CSV/TSV/JSONL file hold what."""
-  text: str = key('text', 'the text column')
-  text_b: str = key('', 'a second text column for pairs; \'\' = none')
-  label: str = key('label', 'the target column')
-  kind: str = key('classification', 'classification or regression',
-                  choices=('classification', 'regression'))
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneSettings:
-  """`ssljax finetune`."""
-  lr: str = key('auto', 'auto (finetune.LR_GRID, scaled by width), a number or numbers split '
-                'by commas')
-  search: str = key('halving', 'how the rates are searched: halving or grid')
-  epochs: int = key(3, 'epochs, or more to reach min_steps updates', at_least=1)
-  min_steps: int = key(300, 'at least this many updates', at_least=0)
-  warmup: float = key(0.1, 'share of the updates warming up', at_least=0, below=1)
-  weight_decay: float = key(0.01, 'decoupled weight decay', at_least=0)
-  llrd: float = key(1.0, 'layer-wise rate decay per block down from the top', above=0,
-                    at_most=1)
-  bucket_by_length: bool = key(True, 'batches of similar-length rows, each cut short')
-  pooler: str = key('fresh', 'the [CLS] pooler\'s start: fresh or pretrained',
-                    choices=finetune.POOLERS)
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeSettings:
-  """`ssljax probe`."""
-  kind: str = key('linear', 'a linear head trained with AdamW, or closed-form ridge',
-                  choices=('linear', 'ridge'))
-  lr: float = key(1e-3, 'the linear head\'s rate', above=0)
-  epochs: int = key(30, 'the linear head\'s epochs', at_least=1)
-  weight_decay: float = key(1e-4, 'the linear head\'s weight decay', at_least=0)
-  layer: str = key('best', 'best (each block, chosen on validation), last, or block N (1..)')
-
-
-@dataclasses.dataclass(frozen=True)
-class FewshotSettings:
-  """`ssljax fewshot`."""
-  template: str = key('{text}\\nAnswer:', 'the prompt; {text} and {text_b} are filled in')
-  verbalizers: str = key('', 'label words split by commas; \'\' = the label names')
-  shots: str = key('0,1,4', 'demonstrations per prompt, split by commas')
-  normalize: bool = key(False, 'score continuations by their mean log-probability per token')
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """Every key the adaptation commands read (`--set key=value`)."""
-  data_dir: str = key('', 'the GLUE folder (or one holding glue/); pos/squad: where files are '
-                      'found')
-  source: str = key('files', 'files, or tfds (GLUE from prepared tensorflow-datasets glue/*)',
-                    choices=('files', 'tfds'))
-  train_file: str = key('', 'pos, ner, squad, table: the training file')
-  eval_file: str = key('', '... and the one scored')
-  eval_splits: str = key('', 'GLUE, comma-separated; \'\' = dev (MNLI dev_matched, '
-                         'dev_mismatched)')
-  max_train_examples: int = key(0, '0 = all; else a fixed random subset drawn with data_seed',
-                                at_least=0)
-  max_eval_examples: int = key(0, '0 = all', at_least=0)
-  data_seed: int = key(0, 'which subset', at_least=0)
-  init: str = key('pretrained', 'pretrained, scratch (same architecture, random) or both',
-                  choices=tuple(INITS))
-  seeds: int = key(3, 'runs with seeds seed, seed + 1, ...', at_least=1)
-  seed: int = key(0, 'the first seed', at_least=0)
-  max_len: int = key(128, 'tokens per row', at_least=8)
-  batch_size: int = key(32, 'rows per step', at_least=1)
-  pooling: str = key('', 'cls, first, mean or last; \'\' = cls to fine-tune an encoder, '
-                     'else mean (last for a decoder)')
-  val_fraction: float = key(0.1, 'of train, held out to choose epochs and penalties', above=0,
-                            below=1)
-  doc_stride: int = key(64, 'squad: tokens between window starts', at_least=1)
-  progress: bool = key(True, 'a tqdm bar and a line per epoch on stderr')
-  table: Table = section(Table)
-  finetune: FinetuneSettings = section(FinetuneSettings)
-  probe: ProbeSettings = section(ProbeSettings)
-  fewshot: FewshotSettings = section(FewshotSettings)
-
-
 def settings() -> ml_collections.ConfigDict:
-  """Every key the adaptation commands read (`Settings`), with its default."""
+  """Every key the adaptation commands read (`settings_lib.Settings`), with its default."""
   return schema.config_dict(Settings)
 
 

@@ -3,30 +3,20 @@
 Imports stay inside the commands, so that building the parser loads no JAX.
 """
 
-SETTINGS_HELP = '''\
-settings (--set KEY=VALUE, repeatable; defaults in ssljax/adapt/run.py settings()):
-  init=pretrained|scratch|both  seeds=3  seed=0  max_len=128  batch_size=32
-  pooling=cls|first|mean|last  max_train_examples=0  max_eval_examples=0  eval_splits=dev
-  source=files|tfds  val_fraction=0.1  progress=true (a bar and a line per epoch on stderr)
-  train_file= eval_file= (pos, ner, squad, table; the split is named after eval_file)
-  table.text= table.text_b= table.label= table.kind=
-  finetune.lr=auto|NUMBER|N1,N2,..  auto: 3e-5,1e-4,3e-4,1e-3 (BERT-base's range up to a
-    1.5 M-parameter model's; scaled up by 384 / width below 384 wide: 9e-5..3e-3 at 128),
-    keeping the rate and epoch best on the validation split carved from train
-  finetune.min_steps=300 (epochs raised until a small training set gets this many updates)
-  finetune.search=halving|grid  halving: the rates train side by side; after each epoch but
-    the last, a rate in neither the better half by validation score (ties kept) nor the
-    better half by validation loss stops (4 rates, 3 epochs: 4+2+1 epochs or a few more,
-    costs 2.3 x the time of one rate per seed); grid: every rate for every epoch (costs 4 x)
-  finetune.epochs=3 finetune.warmup=0.1 finetune.weight_decay=0.01 finetune.llrd=1.0
-  finetune.bucket_by_length=true (batches of similar-length rows, each cut to its longest row)
-  finetune.pooler=fresh|pretrained (fresh: the [CLS] pooler drawn from the seed, the same for
-    both inits; pretrained: the checkpoint's, trained by NSP/SOP)
-  probe.kind=linear|ridge probe.lr=1e-3 probe.epochs=30 probe.weight_decay=1e-4
-  probe.layer=best (each block's features, the best on validation kept, the same search
-    for both inits; last = the top block; N = block N, 1 = the first)
-  fewshot.template='{text}\\nAnswer:' fewshot.verbalizers=' no| yes' fewshot.shots=0,1,4
+from ssljax.adapt import settings
+
+# What the settings' one-line meanings leave out: how finetune.lr=auto and the search work.
+NOTES = '''\
+  finetune.lr=auto: 3e-5,1e-4,3e-4,1e-3 (BERT-base's range up to a 1.5 M-parameter model's;
+    scaled up by 384 / width below 384 wide: 9e-5..3e-3 at 128), keeping the rate and epoch
+    best on the validation split carved from train. finetune.search=halving: the rates train
+    side by side; after each epoch but the last, a rate in neither the better half by
+    validation score (ties kept) nor the better half by validation loss stops (4 rates, 3
+    epochs: 4+2+1 epochs or a few more, costs 2.3 x the time of one rate per seed); grid:
+    every rate for every epoch (costs 4 x)
 '''
+SETTINGS_HELP = ('settings (--set KEY=VALUE, repeatable; ssljax/adapt/settings.py, '
+                 f'docs/adaptation.md):\n{settings.help_text()}{NOTES}')
 TASKS_HELP = ('cola sst2 mrpc stsb qqp mnli qnli rte wnli (GLUE folder or tfds), pos (CoNLL-U), '
               'ner (CoNLL BIO), squad (SQuAD v1.1 JSON), table (CSV/TSV/JSONL columns)')
 
