@@ -92,7 +92,8 @@ class Data:
                     choices=('embedded', 'text', 'jsonl', 'parquet', 'tfds', 'prepared',
                              'series'))
   path: str = key('', 'text/jsonl/parquet: a file, folder or glob; prepared: the folder; '
-                  'series: ucr:NAME[:train|test], FILE.npy, .npz or .csv')
+                  'series: ucr:NAME[:train|test], FILE.npy, .npz or .csv; images: '
+                  'digits[:train|test], or an .npz of images')
   text_field: str = key('text', 'jsonl key')
   tfds_name: str = key('', 'a tensorflow-datasets name (source=tfds)')
   tfds_split: str = key('train', 'its split')

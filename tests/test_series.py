@@ -333,3 +333,47 @@ def test_the_probe_refuses_a_decoder_free_forecast(tmp_path):
                    *tiny_run(tmp_path / 'w.npy')]) == 0
   with pytest.raises(UserError, match='forecasts come from a patch_decoder'):
     series_eval.forecast(tmp_path / 'run')
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def test_an_images_patches_are_its_square_blocks_in_raster_order():
+  images = np.arange(2 * 4 * 6 * 3, dtype=np.float32).reshape(2, 4, 6, 3)
+  rows = series.patch_rows(images, 2, 'x')
+  assert rows.shape == (2, 6 * 2, 2 * 3)  # 6 patches of 2 steps, each a row of 2 pixels
+  patches_NxLxPxC = patches.to_patches(jnp.asarray(rows), 2)  # how the patch models cut
+  for n, i, j in ((0, 0, 0), (1, 0, 2), (1, 1, 1)):
+    block = images[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2].reshape(2, 6)
+    np.testing.assert_array_equal(patches_NxLxPxC[n, 3 * i + j], block)
+  with pytest.raises(UserError, match=r'x: images of 4 x 6 pixels do not split into patches '
+                     r'of 4 x 4'):
+    series.patch_rows(images, 4, 'x')
+
+
+def test_image_sources_load_as_patch_series(tmp_path):
+  train, test = series.load('digits', 2), series.load('digits:test', 2)
+  assert train.values.shape == (1258, 32, 2) and test.values.shape == (539, 32, 2)
+  assert set(train.labels.tolist()) == set(range(10))
+  np.savez(tmp_path / 'x.npz', images=np.ones((3, 4, 4)), labels=np.arange(3))
+  assert series.load(str(tmp_path / 'x.npz'), 2).values.shape == (3, 8, 2)
+  with pytest.raises(UserError, match='holds images: read them with a patch model'):
+    series.load(str(tmp_path / 'x.npz'))
+  with pytest.raises(UserError, match='digits takes the split train or test'):
+    series.load('digits:dev', 2)
+  np.savez(tmp_path / 'flat.npz', images=np.ones((3, 16)))
+  with pytest.raises(UserError, match=r'`images` has shape \(3, 16\); expected N x H x W'):
+    series.load(str(tmp_path / 'flat.npz'), 2)
+
+
+def test_digits_pretrain_and_probe_from_the_cli(tmp_path):
+  """The configs/mae_digits.py path at a tiny size: masked patches of images, then the
+  probe on the held-out digits beats the majority class."""
+  run = str(tmp_path / 'run')
+  assert cli.main(['pretrain', '--workdir', run, *tiny_run(
+      'digits', **{'model.patch_len': 2, 'train.batch_size': 32})]) == 0
+  assert cli.main(['series', 'probe', run, '--seeds', '1', '--out',
+                   str(tmp_path / 'out')]) == 0
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert results['test'] == 'digits:test' and results['classes'] == 10
+  assert results['summary']['pretrained'] > 3 * results['baselines']['majority']

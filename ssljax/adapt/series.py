@@ -134,15 +134,18 @@ def nearest_neighbour(train_x, train_y, test_x) -> np.ndarray:
 
 
 def split_names(spec: str) -> tuple[str, str]:
-  """(train, test) data specs of a ucr: set: its two splits."""
+  """(train, test) data specs of a ucr: set or of digits: their two splits."""
+  if spec.split(':')[0] == 'digits':
+    return 'digits:train', 'digits:test'
   if not spec.startswith('ucr:'):
-    raise UserError(f'{spec} is not a ucr: set; pass --train and --test files with labels')
+    raise UserError(f'{spec} is not a ucr: set or digits; pass --train and --test files with '
+                    'labels')
   name = spec.split(':')[1]
   return f'ucr:{name}:train', f'ucr:{name}:test'
 
 
-def _labelled(spec):
-  series = series_lib.load(spec)
+def _labelled(spec, patch_len: int):
+  series = series_lib.load(spec, patch_len)
   if series.labels is None or len(series.labels) != len(series.values):
     raise UserError(f'{spec} has no label per series; a probe needs them (.npz: `labels`)')
   return series
@@ -154,7 +157,7 @@ def probe(workdir, train_spec: str, test_spec: str, seeds=(0, 1, 2), method='rid
   class and 1-NN; returns results.json's dict."""
   pretrained = loading.load(workdir)
   cfg = pretrained.model_cfg
-  train, test = _labelled(train_spec), _labelled(test_spec)
+  train, test = _labelled(train_spec, cfg.patch_len), _labelled(test_spec, cfg.patch_len)
   classes = sorted(set(train.labels.tolist()))
   unseen = set(test.labels.tolist()) - set(classes)
   if unseen:
@@ -244,7 +247,7 @@ def forecast(workdir, horizon_patches: int = 2, period: int = 0) -> dict:
     raise UserError(f'{workdir} holds a {cfg.arch}; forecasts come from a patch_decoder '
                     '(objective=next_patch)')
   data = config.data
-  series = series_lib.load(data.path)
+  series = series_lib.load(data.path, cfg.patch_len)
   if len(series.values) != 1 or not data.eval_fraction:
     raise UserError(f'{data.path}: forecasts are scored on the held-out end of one long '
                     'series; the run must read one series with data.eval_fraction > 0')
@@ -308,7 +311,7 @@ def anomaly(workdir, spec: str, period: int = 0) -> dict:
   if cfg.arch != 'patch_decoder':
     raise UserError(f'{workdir} holds a {cfg.arch}; anomaly scores come from a '
                     'patch_decoder (objective=next_patch)')
-  series = series_lib.load(spec)
+  series = series_lib.load(spec, cfg.patch_len)
   if len(series.values) != 1 or series.labels is None:
     raise UserError(f'{spec}: anomaly scores need one series with a label per step '
                     '(a CSV with an is_anomaly or label column)')

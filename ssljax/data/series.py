@@ -11,6 +11,12 @@
   FILE.csv               one long series: a row per time step, a channel per numeric
                          column (a timestamp column is dropped; `label` or `is_anomaly`
                          columns are read as labels, one per step)
+Images, N x H x W (x C), are read as series of square patches (`patch_rows`), each patch
+`model.patch_len` steps (its pixel rows) of patch_len x C values, in raster order: a ViT's
+patch embedding, fed to the same patch models.
+  digits[:train|test]    scikit-learn's 1,797 8 x 8 handwritten digits (10 classes), a fixed
+                         70 / 30 split; the train split unless named
+  FILE.npz               images under `images` (labels, if any, under `labels`)
 Bad arrays (ragged, NaN, too short for a window, empty) get one line naming the file.
 """
 
@@ -26,13 +32,48 @@ from ssljax.errors import UserError, install_line
 LABEL_COLUMNS = ('label', 'is_anomaly')
 
 
+DIGITS_TRAIN = 0.7  # the share of scikit-learn's digits in digits:train
+
+
 @dataclasses.dataclass
 class Series:
   """values N x T x C (float32) and, where the source has them, labels (N, or T for a
-  CSV's per-step labels); `name` says where they came from, for messages and reports."""
+  CSV's per-step labels); `name` says where they came from, for messages and reports.
+  `image`: values are N x H x W x C images until `patch_rows` cuts them."""
   values: np.ndarray
   labels: np.ndarray | None
   name: str
+  image: bool = False
+
+
+def patch_rows(images_NxHxWxC: np.ndarray, patch: int, origin: str) -> np.ndarray:
+  """N x (patches * patch) x (patch * C): patch after patch in raster order, each as
+  `patch` steps (its pixel rows) of patch * C values, so that the patch models' cut into
+  patches of `patch` steps gives exactly the square patches of the image."""
+  n, h, w, c = images_NxHxWxC.shape
+  if h % patch or w % patch:
+    raise UserError(f'{origin}: images of {h} x {w} pixels do not split into patches of '
+                    f'{patch} x {patch} (model.patch_len); choose a divisor of both')
+  grid = images_NxHxWxC.reshape(n, h // patch, patch, w // patch, patch, c)
+  return grid.transpose(0, 1, 3, 2, 4, 5).reshape(n, -1, patch * c)
+
+
+def _digits(spec: str) -> Series:
+  parts = spec.split(':')
+  split = parts[1] if len(parts) > 1 else 'train'
+  if split not in ('train', 'test') or len(parts) > 2:
+    raise UserError(f'data.path={spec}: digits takes the split train or test (digits:test)')
+  try:
+    from sklearn import datasets
+  except ImportError:
+    raise UserError('data.path=digits is read from scikit-learn, which is not installed: '
+                    f"{install_line('series')}") from None
+  digits = datasets.load_digits()
+  order = np.random.default_rng(0).permutation(len(digits.target))
+  cut = round(len(order) * DIGITS_TRAIN)
+  rows = np.sort(order[:cut] if split == 'train' else order[cut:])
+  return Series(digits.images[rows, :, :, None], digits.target[rows], f'digits ({split})',
+                image=True)
 
 
 def _aeon_data():
@@ -113,31 +154,52 @@ def _numpy(file) -> Series:
   except ValueError as e:
     raise UserError(f'{file} is not a numeric array ({str(e).splitlines()[0]}); ragged '
                     'series must be padded to one length first') from None
-  labels = None
-  if file.suffix == '.npz':
-    if 'values' not in loaded:
-      raise UserError(f'{file} holds {", ".join(loaded.files)}; put the series under '
-                      '`values` (and labels under `labels`)')
-    labels = loaded['labels'] if 'labels' in loaded else None
-    loaded = loaded['values']
-  return Series(np.asarray(loaded), labels, str(file))
+  if file.suffix != '.npz':
+    return Series(np.asarray(loaded), None, str(file))
+  labels = loaded['labels'] if 'labels' in loaded else None
+  if 'images' in loaded:
+    images = np.asarray(loaded['images'])
+    if images.ndim not in (3, 4) or images.size == 0:
+      raise UserError(f'{file}: `images` has shape {images.shape}; expected N x H x W '
+                      '(x C channels), none of them 0')
+    return Series(images if images.ndim == 4 else images[..., None], labels, str(file),
+                  image=True)
+  if 'values' not in loaded:
+    raise UserError(f'{file} holds {", ".join(loaded.files)}; put the series under '
+                    '`values` (or images under `images`; labels under `labels`)')
+  return Series(np.asarray(loaded['values']), labels, str(file))
 
 
-def load(spec: str) -> Series:
-  """The series `spec` names (see the module docstring), checked: N x T x C finite floats."""
+def load(spec: str, patch_len: int = 0) -> Series:
+  """The series `spec` names (see the module docstring), checked: N x T x C finite floats.
+  Images are cut into square patches of `patch_len` (`patch_rows`)."""
   if not spec:
-    raise UserError('data.source=series needs data.path: ucr:NAME (e.g. ucr:GunPoint), or a '
-                    '.npy, .npz or .csv file')
+    raise UserError('data.source=series needs data.path: ucr:NAME (e.g. ucr:GunPoint), '
+                    'digits, or a .npy, .npz or .csv file')
   if spec.startswith('ucr:'):
     return _checked(_ucr(spec))
+  if spec.split(':')[0] == 'digits':
+    return _checked(_as_rows(_digits(spec), patch_len))
   file = _aeon_data() / spec[5:] if spec.startswith('aeon:') else paths.path(spec)
   if not file.exists():
     raise UserError(f'data.path={spec} does not exist')
   readers = {'.csv': _csv, '.npy': _numpy, '.npz': _numpy, '.ts': _ts}
   if file.suffix not in readers:
     raise UserError(f'data.path={spec}: series are read from .npy, .npz, .csv or .ts files, '
-                    'or ucr:NAME')
-  return _checked(readers[file.suffix](file))
+                    'or ucr:NAME, or digits')
+  return _checked(_as_rows(readers[file.suffix](file), patch_len))
+
+
+def _as_rows(series: Series, patch_len: int) -> Series:
+  if not series.image:
+    return series
+  if series.values.dtype.kind not in 'fiu':
+    raise UserError(f'{series.name} holds {series.values.dtype} images, not numbers')
+  if not patch_len:
+    raise UserError(f'{series.name} holds images: read them with a patch model\'s '
+                    'model.patch_len, the side of a square patch')
+  rows = patch_rows(series.values.astype(np.float32), patch_len, series.name)
+  return dataclasses.replace(series, values=rows, image=False)
 
 
 def _checked(series: Series) -> Series:
@@ -209,7 +271,7 @@ def held_out_start(steps: int, fraction: float, window: int) -> int:
 def examples(data, patch_len: int, seed: int
              ) -> tuple[SeriesExamples, SeriesExamples | None]:
   """(training, held-out) windows of the series config section `data` names."""
-  series = load(data.path)
+  series = load(data.path, patch_len)
   window = data.seq_len * patch_len
   train, held = split(series.values, data.eval_fraction, window, seed)
   cut = lambda v: SeriesExamples(windows(v, window, patch_len, series.name))
