@@ -377,3 +377,39 @@ def test_digits_pretrain_and_probe_from_the_cli(tmp_path):
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   assert results['test'] == 'digits:test' and results['classes'] == 10
   assert results['summary']['pretrained'] > 3 * results['baselines']['majority']
+
+
+def test_reconstruction_errors_score_images_the_encoder_never_saw(tmp_path):
+  """Pretrained on digits other than 9 (a few steps), the encoder scores each test image by
+  its masked-patch reconstruction error; AUROC of the 9s against the rest, beside PCA and
+  the nearest pretraining image. Bad labels are one line."""
+  from sklearn import datasets
+  digits = datasets.load_digits()
+  normal, odd = digits.target[:600] != 9, digits.target[600:900]
+  np.savez(tmp_path / 'normal.npz', images=digits.images[:600][normal],
+           labels=digits.target[:600][normal])
+  np.savez(tmp_path / 'test.npz', images=digits.images[600:900], labels=odd)
+  run = str(tmp_path / 'run')
+  assert cli.main(['pretrain', '--workdir', run, *tiny_run(
+      tmp_path / 'normal.npz', **{'model.patch_len': 2, 'train.batch_size': 32})]) == 0
+  out = tmp_path / 'out'
+  assert cli.main(['series', 'anomaly', run, '--data', str(tmp_path / 'test.npz'),
+                   '--anomalous', '9', '--out', str(out)]) == 0
+  results = json.loads((out / 'results.json').read_text())
+  assert results['anomalous'] == int((odd == 9).sum()) and results['scored'] == 300
+  assert set(results['scores']) == {'reconstruction', 'pca', 'nearest_normal'}
+  assert results['scores']['nearest_normal']['auroc'] > 0.8  # the data path is right
+  assert 0 <= results['scores']['reconstruction']['auroc'] <= 1
+  with pytest.raises(UserError, match='name the anomalous labels'):
+    series_eval.anomaly(run, str(tmp_path / 'test.npz'))
+  with pytest.raises(UserError, match='has no series labelled 11'):
+    series_eval.anomaly(run, str(tmp_path / 'test.npz'), anomalous=('11',))
+
+
+def test_pca_errors_are_zero_inside_the_subspace():
+  rng = np.random.default_rng(0)
+  basis = rng.normal(size=(2, 12))
+  train = rng.normal(size=(50, 2)) @ basis
+  inside, outside = rng.normal(size=(3, 2)) @ basis, rng.normal(size=(3, 12))
+  errors = series_eval.pca_errors(train, np.concatenate([inside, outside]), variance=0.99)
+  assert errors[:3].max() < 1e-10 < errors[3:].min()

@@ -29,6 +29,7 @@ from ssljax.adapt import probe as probe_lib
 from ssljax.data import series as series_lib
 from ssljax.errors import UserError
 from ssljax.inference import loading
+from ssljax.pretrain import series_objectives
 from ssljax.tasks import scores
 
 PENALTIES = np.logspace(-3, 4, 15)
@@ -301,16 +302,54 @@ def auroc(labels_N, scores_N) -> float:
                / (positives * negatives))
 
 
-def anomaly(workdir, spec: str, period: int = 0) -> dict:
-  """AUROC of per-step anomaly scores on the labelled series `spec`: the squared error of
-  the decoder's one-patch forecast of each step, against the errors of the naive and
-  seasonal-naive forecasts as scores; and whether each score's maximum falls within 100
-  steps of a labelled anomaly (the UCR anomaly archive's own test)."""
+def reconstruction_errors(model, values_NxTxC, rate: float, draws: int = 8, seed: int = 0,
+                          batch_size: int = 64) -> np.ndarray:
+  """N scores: the encoder's squared error on the patches it reconstructs, in its normalised
+  units, averaged over `draws` random masks of `rate` of the patches (the auto-encoder's
+  reconstruction error, as de-noising auto-encoders score anomalies)."""
+  length = values_NxTxC.shape[1] // model.cfg.patch_len
+
+  @nnx.jit
+  def errors(model, values_BxTxC, rows_B, key):
+    masked_BxL = series_objectives.mask_patches(key, rows_B, length, rate)
+    hidden_BxLxH = model({'values': values_BxTxC, 'masked': masked_BxL})
+    error_BxL = ((model.predict_patches(hidden_BxLxH) - model.normalise(values_BxTxC))
+                 ** 2).mean((2, 3))
+    return (error_BxL * masked_BxL).sum(1) / masked_BxL.sum(1)
+
+  keys = jax.random.split(jax.random.key(seed), draws)
+  rows = np.arange(len(values_NxTxC))
+  return np.mean([np.concatenate([
+      np.asarray(errors(model, values_NxTxC[i:i + batch_size], rows[i:i + batch_size], key))
+      for i in range(0, len(values_NxTxC), batch_size)]) for key in keys], axis=0)
+
+
+def pca_errors(train_x, test_x, variance: float = 0.9) -> np.ndarray:
+  """Squared reconstruction error of each test series by the principal components that keep
+  `variance` of the training series' variance: the linear auto-encoder baseline."""
+  a, b = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
+  mean = a.mean(0)
+  _, s, vt = np.linalg.svd(a - mean, full_matrices=False)
+  k = int(np.searchsorted(np.cumsum(s ** 2) / (s ** 2).sum(), variance)) + 1
+  centred = b - mean
+  return ((centred - centred @ vt[:k].T @ vt[:k]) ** 2).mean(1)
+
+
+def anomaly(workdir, spec: str, period: int = 0, anomalous: tuple = ()) -> dict:
+  """AUROC of anomaly scores on the labelled `spec`. A patch decoder scores each step of one
+  series by the squared error of its one-patch forecast, against the naive and
+  seasonal-naive forecasts' errors, and says whether each score's maximum falls within 100
+  steps of a labelled anomaly (the UCR anomaly archive's own test). A patch encoder scores
+  each series (or image) whose label is in `anomalous` against the rest by its
+  reconstruction error, against PCA's and the distance to the nearest series it pretrained
+  on."""
   pretrained = loading.load(workdir)
   cfg, data = pretrained.model_cfg, pretrained.config.data
+  if cfg.arch == 'patch_encoder':
+    return _anomalous_series(pretrained, workdir, spec, anomalous)
   if cfg.arch != 'patch_decoder':
     raise UserError(f'{workdir} holds a {cfg.arch}; anomaly scores come from a '
-                    'patch_decoder (objective=next_patch)')
+                    'patch_decoder (objective=next_patch) or a patch_encoder (masked_patch)')
   series = series_lib.load(spec, cfg.patch_len)
   if len(series.values) != 1 or series.labels is None:
     raise UserError(f'{spec}: anomaly scores need one series with a label per step '
@@ -335,6 +374,32 @@ def anomaly(workdir, spec: str, period: int = 0) -> dict:
                      for name, score in scores_by.items()}}
 
 
+def _anomalous_series(pretrained, workdir, spec: str, anomalous: tuple) -> dict:
+  cfg, config = pretrained.model_cfg, pretrained.config
+  if not anomalous:
+    raise UserError('a patch encoder scores whole series: name the anomalous labels of '
+                    f'{spec} with --anomalous (e.g. --anomalous 9)')
+  test = _labelled(spec, cfg.patch_len)
+  wanted = {str(a) for a in anomalous}
+  labels_N = np.array([str(label) in wanted for label in test.labels.tolist()])
+  if not labels_N.any():
+    raise UserError(f'{spec} has no series labelled {", ".join(sorted(wanted))}; its labels: '
+                    f'{", ".join(sorted(map(str, set(test.labels.tolist())))[:10])}')
+  test_x = _whole_patches(test.values, cfg, spec)
+  normal = series_lib.load(config.data.path, cfg.patch_len)  # what pretraining read
+  normal_x = _whole_patches(normal.values, cfg, config.data.path)
+  nearest = lambda: np.array([((normal_x.reshape(len(normal_x), -1) - x.reshape(1, -1)) ** 2)
+                              .sum(1).min() for x in test_x])
+  scores_by = {'reconstruction': reconstruction_errors(pretrained.model, test_x,
+                                                       config.mlm.rate),
+               'pca': pca_errors(normal_x, test_x), 'nearest_normal': nearest()}
+  return {'method': 'series_anomaly_reconstruction', 'checkpoint': str(workdir),
+          'step': pretrained.step, 'data': spec, 'normal': config.data.path,
+          'anomalous_labels': sorted(wanted), 'scored': len(labels_N),
+          'anomalous': int(labels_N.sum()),
+          'scores': {name: {'auroc': auroc(labels_N, score)} for name, score in scores_by.items()}}
+
+
 # ---------------------------------------------------------------- reports
 
 
@@ -352,6 +417,17 @@ def markdown(results: dict) -> str:
       lines.append(f'| {name} | {value:.3f} | |')
     return '\n'.join(lines) + '\n'
   s = results['scores']
+  if results['method'] == 'series_anomaly_reconstruction':
+    lines = [f"# Anomaly scores: {results['data']}", '',
+             f"Checkpoint {results['checkpoint']} at step {results['step']}, pretrained on "
+             f"{results['normal']}; {results['scored']} series scored, {results['anomalous']} "
+             f"of them anomalous (labels {', '.join(results['anomalous_labels'])}).", '',
+             '| score | AUROC |', '| --- | --- |']
+    names = {'reconstruction': "the encoder's masked-patch reconstruction error",
+             'pca': 'PCA reconstruction error (90 % of the variance)',
+             'nearest_normal': 'distance to the nearest pretraining series'}
+    lines += [f"| {text} | {s[name]['auroc']:.3f} |" for name, text in names.items()]
+    return '\n'.join(lines) + '\n'
   if results['method'] == 'series_anomaly':
     lines = [f"# Anomaly scores: {results['data']}", '',
              f"Checkpoint {results['checkpoint']} at step {results['step']}; "

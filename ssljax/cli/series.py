@@ -30,7 +30,8 @@ def _forecast(args):
 
 def _anomaly(args):
   from ssljax.adapt import series
-  results = series.anomaly(args.checkpoint, args.data, args.period)
+  results = series.anomaly(args.checkpoint, args.data, args.period,
+                           tuple(a for a in args.anomalous.split(',') if a))
   series.write(results, args.out)
   print(series.markdown(results), end='')
   print(f'wrote {args.out}/results.json and report.md')
@@ -69,14 +70,20 @@ def add_commands(sub):
   f.add_argument('--out', required=True, help='folder for results.json, report.md, forecast.png')
   f.set_defaults(run=_forecast)
   a = actions.add_parser(
-      'anomaly', help='AUROC of forecast errors as anomaly scores on a labelled series',
-      description='Scores each step of --data by the squared error of the patch decoder\'s '
-      'one-patch forecast of it, beside the naive and seasonal-naive forecasts\' errors: '
-      'AUROC against the labelled steps, and whether the top score lies within 100 steps '
-      'of an anomaly. Example: ssljax series anomaly runs/bleeding_normal --data '
+      'anomaly', help='AUROC of forecast or reconstruction errors as anomaly scores',
+      description='A patch decoder (next_patch) scores each step of --data by the squared '
+      'error of its one-patch forecast, beside the naive and seasonal-naive forecasts\' '
+      'errors: AUROC against the labelled steps, and whether the top score lies within 100 '
+      'steps of an anomaly. A patch encoder (masked_patch) pretrained on normal series or '
+      'images scores each of --data by its masked-patch reconstruction error, beside PCA\'s '
+      'and the distance to the nearest pretraining series: AUROC of the --anomalous labels '
+      'against the rest. Example: ssljax series anomaly runs/bleeding_normal --data '
       'aeon:KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv --out out/anomaly')
-  a.add_argument('checkpoint', help='the --workdir of ssljax pretrain (objective=next_patch)')
-  a.add_argument('--data', required=True, help='one series with a label per step (CSV)')
+  a.add_argument('checkpoint', help='the --workdir of ssljax pretrain')
+  a.add_argument('--data', required=True, help='decoder: one series with a label per step '
+                 '(CSV); encoder: labelled series or images')
+  a.add_argument('--anomalous', default='', help='encoder: the labels that are anomalies, '
+                 'comma-separated (e.g. 9)')
   a.add_argument('--period', type=int, default=0,
                  help='seasonal period in steps (0: the autocorrelation peak)')
   a.add_argument('--out', required=True, help='folder for results.json and report.md')
