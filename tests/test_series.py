@@ -199,7 +199,7 @@ def test_series_objectives_need_series_data_and_their_arch():
     config_lib.load(None, ['objective=masked_patch', 'model.arch=patch_encoder'])
 
 
-@pytest.mark.parametrize('objective', ['masked_patch', 'next_patch'])
+@pytest.mark.parametrize('objective', series_objectives.OBJECTIVES)
 def test_cli_pretrains_each_series_objective(tmp_path, objective, capsys):
   np.save(tmp_path / 'w.npy', waves(40, 64)[0])
   assert cli.main(['pretrain', '--workdir', str(tmp_path / 'run'),
@@ -210,8 +210,8 @@ def test_cli_pretrains_each_series_objective(tmp_path, objective, capsys):
   assert all(np.isfinite(x['loss']) for x in lines if 'loss' in x)
 
 
-def _config(path, **extra):
-  return config_lib.load(None, [a for a in tiny_run(path, **extra) if a != '--set'])
+def _config(path, objective='masked_patch', **extra):
+  return config_lib.load(None, [a for a in tiny_run(path, objective, **extra) if a != '--set'])
 
 
 def test_a_stopped_run_continues_exactly(tmp_path):
@@ -233,13 +233,14 @@ def test_pretraining_lowers_the_masked_patch_loss(tmp_path):
   assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:3])  # about 0.5 of it
 
 
-@pytest.mark.slow  # three runs
-def test_the_mesh_and_pmap_steps_equal_one_device(tmp_path):
+@pytest.mark.slow  # three runs each
+@pytest.mark.parametrize('objective', series_objectives.OBJECTIVES)
+def test_the_mesh_and_pmap_steps_equal_one_device(tmp_path, objective):
   np.save(tmp_path / 'w.npy', waves(40, 64)[0])
   finals = []
   for strategy, data in (('jit', 1), ('jit', 8), ('pmap', -1)):
-    config = _config(tmp_path / 'w.npy', **{'mesh.data': data, 'train.eval_every': 0,
-                                            'parallel.strategy': strategy})
+    config = _config(tmp_path / 'w.npy', objective, **{
+        'mesh.data': data, 'train.eval_every': 0, 'parallel.strategy': strategy})
     finals.append(loop.pretrain(config, tmp_path / f'{strategy}{data}')['loss'])
   assert finals[1] == pytest.approx(finals[0], rel=1e-4)
   assert finals[2] == pytest.approx(finals[0], rel=1e-4)
@@ -413,3 +414,64 @@ def test_pca_errors_are_zero_inside_the_subspace():
   inside, outside = rng.normal(size=(3, 2)) @ basis, rng.normal(size=(3, 12))
   errors = series_eval.pca_errors(train, np.concatenate([inside, outside]), variance=0.99)
   assert errors[:3].max() < 1e-10 < errors[3:].min()
+
+
+# ----------------------------------------------------------------------- auto-encoder
+
+
+def test_the_autoencoder_rebuilds_every_patch_from_its_code_alone():
+  """Two series with the same code rebuild the same patches: the decoder reads nothing
+  else. Noise in the batch changes the code; without it the code is deterministic."""
+  model = models.build(tiny_cfg('patch_autoencoder', bottleneck=3), nnx.Rngs(0))
+  values = jnp.asarray(waves(3, 32, 2)[0])
+  code = model.encode({'values': values})
+  assert code.shape == (3, 3)
+  rebuilt = model.predict_patches(model({'values': values}))
+  assert rebuilt.shape == (3, 8, 4, 2)
+  noise = jnp.ones((3, 8, 4, 2))
+  assert not np.allclose(model.encode({'values': values, 'noise': noise}), code)
+  model.encode = lambda batch, key=None: jnp.broadcast_to(code[:1], code.shape)
+  same = model.predict_patches(model({'values': values}))
+  np.testing.assert_allclose(same[0], same[2], atol=1e-6)
+
+
+def test_denoise_noise_is_drawn_from_the_global_row():
+  key = jax.random.key(0)
+  noise = series_objectives.noise(key, jnp.arange(4), (8, 4, 2), 0.5)
+  again = series_objectives.noise(key, jnp.arange(2, 4), (8, 4, 2), 0.5)
+  np.testing.assert_array_equal(noise[2:], again)
+  assert 0.4 < float(noise.std()) < 0.6
+
+
+def test_the_autoencoder_learns_and_scores_anomalies(tmp_path):
+  """denoise lowers its loss on images, its code feeds the probe, and its reconstruction
+  error is an anomaly score (auto-encoders' one-class use)."""
+  from sklearn import datasets
+  digits = datasets.load_digits()
+  normal = digits.target[:600] != 9
+  np.savez(tmp_path / 'normal.npz', images=digits.images[:600][normal],
+           labels=digits.target[:600][normal])
+  np.savez(tmp_path / 'test.npz', images=digits.images[600:800],
+           labels=digits.target[600:800])
+  run = str(tmp_path / 'run')
+  assert cli.main(['pretrain', '--workdir', run, *tiny_run(
+      tmp_path / 'normal.npz', 'denoise', **{
+          'model.patch_len': 2, 'model.bottleneck': 8, 'train.batch_size': 32,
+          'train.steps': 40, 'train.eval_every': 40, 'train.checkpoint_every': 40,
+          'optimizer.learning_rate': 0.003})]) == 0
+  losses = [json.loads(x)['loss'] for x in (tmp_path / 'run' / 'metrics.jsonl').read_text()
+            .split('\n') if x and '"loss"' in x]
+  assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
+  assert cli.main(['series', 'anomaly', run, '--data', str(tmp_path / 'test.npz'),
+                   '--anomalous', '9', '--out', str(tmp_path / 'out')]) == 0
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert results['model'] == 'patch_autoencoder'
+  assert 0 <= results['scores']['reconstruction']['auroc'] <= 1
+  kept = digits.target[600:800] != 9
+  np.savez(tmp_path / 'test_normal.npz', images=digits.images[600:800][kept],
+           labels=digits.target[600:800][kept])
+  assert cli.main(['series', 'probe', run, '--train', str(tmp_path / 'normal.npz'), '--test',
+                   str(tmp_path / 'test_normal.npz'), '--seeds', '1', '--out',
+                   str(tmp_path / 'probe')]) == 0
+  probe = json.loads((tmp_path / 'probe' / 'results.json').read_text())
+  assert probe['summary']['pretrained'] > 2 * probe['baselines']['majority']  # the code

@@ -54,11 +54,22 @@ def _whole_patches(values_NxTxC, model_cfg, origin):
   return values_NxTxC[:, :length * p]
 
 
+def representation(model, values_BxTxC):
+  """B x D: an auto-encoder's code (D = model.bottleneck), else the last hidden states
+  averaged over patches (D = hidden size)."""
+  if model.cfg.arch == 'patch_autoencoder':
+    return model.encode({'values': values_BxTxC}).astype(jnp.float32)
+  return model({'values': values_BxTxC}).astype(jnp.float32).mean(1)
+
+
+def representation_size(model_cfg) -> int:
+  return (model_cfg.bottleneck if model_cfg.arch == 'patch_autoencoder'
+          else model_cfg.hidden_size)
+
+
 def features(model, values_NxTxC, batch_size: int = 64) -> np.ndarray:
-  """N x H: each series' last hidden states averaged over its patches."""
-  @nnx.jit
-  def pooled(model, values_BxTxC):
-    return model({'values': values_BxTxC}).astype(jnp.float32).mean(1)
+  """N x D: each series' `representation`."""
+  pooled = nnx.jit(representation)
 
   return np.concatenate([np.asarray(pooled(model, values_NxTxC[i:i + batch_size]))
                          for i in range(0, len(values_NxTxC), batch_size)])
@@ -86,20 +97,19 @@ def ridge_classifier(train_x, train_y, test_x, num_classes: int, seed: int) -> n
 
 def finetune_classifier(model, train_x, train_y, test_x, num_classes: int, seed: int,
                         steps: int = FINETUNE_STEPS, lr: float = FINETUNE_LR) -> np.ndarray:
-  """Test predictions of the whole encoder plus a linear head on its mean-pooled states,
+  """Test predictions of the whole encoder plus a linear head on its `representation`,
   trained with AdamW on cross-entropy for a fixed number of steps (no validation split to
   choose them from with tens of training series: they are fixed in advance)."""
   graphdef, state = nnx.split(model)
-  head = {'kernel': 0.02 * jax.random.normal(jax.random.key(seed), (model.cfg.hidden_size,
-                                                                     num_classes)),
+  head = {'kernel': 0.02 * jax.random.normal(jax.random.key(seed),
+                                             (representation_size(model.cfg), num_classes)),
           'bias': jnp.zeros(num_classes)}
   params = {'encoder': state, 'head': head}
   tx = optax.adamw(lr, weight_decay=0.01)
 
   def logits(params, x_BxTxC):
-    hidden_BxLxH = nnx.merge(graphdef, params['encoder'])({'values': x_BxTxC})
-    return hidden_BxLxH.astype(jnp.float32).mean(1) @ params['head']['kernel'] + params[
-        'head']['bias']
+    pooled_BxD = representation(nnx.merge(graphdef, params['encoder']), x_BxTxC)
+    return pooled_BxD @ params['head']['kernel'] + params['head']['bias']
 
   @jax.jit
   def step(params, opt_state, x_BxTxC, y_B):
@@ -304,10 +314,19 @@ def auroc(labels_N, scores_N) -> float:
 
 def reconstruction_errors(model, values_NxTxC, rate: float, draws: int = 8, seed: int = 0,
                           batch_size: int = 64) -> np.ndarray:
-  """N scores: the encoder's squared error on the patches it reconstructs, in its normalised
-  units, averaged over `draws` random masks of `rate` of the patches (the auto-encoder's
-  reconstruction error, as de-noising auto-encoders score anomalies)."""
+  """N scores: the squared error of the patches a model rebuilds, in its normalised units.
+  An auto-encoder rebuilds every clean patch from its code; a masked-patch encoder the
+  masked ones, averaged over `draws` random masks of `rate` of the patches."""
   length = values_NxTxC.shape[1] // model.cfg.patch_len
+  if model.cfg.arch == 'patch_autoencoder':
+    @nnx.jit
+    def rebuilt(model, values_BxTxC):
+      error_BxLxPxC = (model.predict_patches(model({'values': values_BxTxC}))
+                       - model.normalise(values_BxTxC)) ** 2
+      return error_BxLxPxC.mean((1, 2, 3))
+
+    return np.concatenate([np.asarray(rebuilt(model, values_NxTxC[i:i + batch_size]))
+                           for i in range(0, len(values_NxTxC), batch_size)])
 
   @nnx.jit
   def errors(model, values_BxTxC, rows_B, key):
@@ -345,11 +364,12 @@ def anomaly(workdir, spec: str, period: int = 0, anomalous: tuple = ()) -> dict:
   on."""
   pretrained = loading.load(workdir)
   cfg, data = pretrained.model_cfg, pretrained.config.data
-  if cfg.arch == 'patch_encoder':
+  if cfg.arch in ('patch_encoder', 'patch_autoencoder'):
     return _anomalous_series(pretrained, workdir, spec, anomalous)
   if cfg.arch != 'patch_decoder':
     raise UserError(f'{workdir} holds a {cfg.arch}; anomaly scores come from a '
-                    'patch_decoder (objective=next_patch) or a patch_encoder (masked_patch)')
+                    'patch_decoder (objective=next_patch), a patch_encoder (masked_patch) '
+                    'or a patch_autoencoder (denoise)')
   series = series_lib.load(spec, cfg.patch_len)
   if len(series.values) != 1 or series.labels is None:
     raise UserError(f'{spec}: anomaly scores need one series with a label per step '
@@ -394,6 +414,7 @@ def _anomalous_series(pretrained, workdir, spec: str, anomalous: tuple) -> dict:
                                                        config.mlm.rate),
                'pca': pca_errors(normal_x, test_x), 'nearest_normal': nearest()}
   return {'method': 'series_anomaly_reconstruction', 'checkpoint': str(workdir),
+          'model': cfg.arch,
           'step': pretrained.step, 'data': spec, 'normal': config.data.path,
           'anomalous_labels': sorted(wanted), 'scored': len(labels_N),
           'anomalous': int(labels_N.sum()),
@@ -423,7 +444,7 @@ def markdown(results: dict) -> str:
              f"{results['normal']}; {results['scored']} series scored, {results['anomalous']} "
              f"of them anomalous (labels {', '.join(results['anomalous_labels'])}).", '',
              '| score | AUROC |', '| --- | --- |']
-    names = {'reconstruction': "the encoder's masked-patch reconstruction error",
+    names = {'reconstruction': f"the {results['model']}'s reconstruction error",
              'pca': 'PCA reconstruction error (90 % of the variance)',
              'nearest_normal': 'distance to the nearest pretraining series'}
     lines += [f"| {text} | {s[name]['auroc']:.3f} |" for name, text in names.items()]

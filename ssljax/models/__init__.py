@@ -6,10 +6,11 @@ from flax import nnx
 from ssljax.models.config import DTYPES, ModelConfig
 from ssljax.models.decoder import Decoder
 from ssljax.models.encoder import Encoder
-from ssljax.models.patches import PatchTransformer
+from ssljax.models.patches import PatchAutoencoder, PatchTransformer
 
 ARCHS = {'bert': Encoder, 'albert': Encoder, 'gpt': Decoder,
-         'patch_encoder': PatchTransformer, 'patch_decoder': PatchTransformer}
+         'patch_encoder': PatchTransformer, 'patch_decoder': PatchTransformer,
+         'patch_autoencoder': PatchAutoencoder}
 
 __all__ = ['ARCHS', 'DTYPES', 'ModelConfig', 'abstract', 'build']
 

@@ -1,4 +1,5 @@
-"""Transformers over patches of series: a PatchTST-style encoder and a patch decoder.
+"""Transformers over patches of series: a PatchTST-style encoder, a patch decoder and a
+de-noising auto-encoder with a bottleneck.
 
 A series of T time steps and C channels is cut into L = T / P patches of P steps; one patch
 (P x C values) is one token, embedded by a dense layer instead of a table, then read by the
@@ -53,6 +54,12 @@ def causal_stats(patches_BxLxPxC):
   mean_BxLx1xC = sum_BxLx1xC / count_1xLx1x1
   var_BxLx1xC = jnp.maximum(sumsq_BxLx1xC / count_1xLx1x1 - mean_BxLx1xC ** 2, 0.0)
   return mean_BxLx1xC + shift_Bx1x1xC, jnp.sqrt(var_BxLx1xC + EPS)
+
+
+def patch_values(head, x_BxLxH, cfg):
+  """B x L x P x C patch values that a dense `head` reads off hidden states."""
+  b, length = x_BxLxH.shape[:2]
+  return head(x_BxLxH).astype(jnp.float32).reshape(b, length, cfg.patch_len, cfg.channels)
 
 
 class PatchEmbeddings(nnx.Module):
@@ -123,9 +130,7 @@ class PatchTransformer(nnx.Module):
 
   def predict_patches(self, x_BxLxH):
     """B x L x P x C normalised patch values from hidden states."""
-    b, length = x_BxLxH.shape[:2]
-    out_BxLxD = self.patch_head(x_BxLxH).astype(jnp.float32)
-    return out_BxLxD.reshape(b, length, self.cfg.patch_len, self.cfg.channels)
+    return patch_values(self.patch_head, x_BxLxH, self.cfg)
 
   def next_patch(self, values_BxTxC):
     """The P steps that follow each series (B x P x C, in the series' units): the decoder's
@@ -134,3 +139,61 @@ class PatchTransformer(nnx.Module):
     mean_BxLx1xC, std_BxLx1xC = causal_stats(patches_BxLxPxC)
     x_BxPxC = self.predict_patches(self({'values': values_BxTxC}))[:, -1]
     return x_BxPxC * std_BxLx1xC[:, -1] + mean_BxLx1xC[:, -1]
+
+
+class PatchAutoencoder(nnx.Module):
+  """A de-noising auto-encoder with a bottleneck (model.arch=patch_autoencoder).
+
+  The encoder (the patch encoder's embeddings and blocks, bidirectional) reads the
+  instance-normalised patches, with batch['noise'] added while training; its states,
+  averaged over patches, pass through `model.bottleneck` numbers (`encode`); a decoder of the
+  same blocks rebuilds every clean patch from those numbers and its position alone. With
+  nothing but the bottleneck to go on, the decoder cannot copy its input: the code must keep
+  what makes a series what it is, and a series unlike those it trained on rebuilds badly.
+  """
+
+  def __init__(self, cfg, *, rngs):
+    h = cfg.hidden_size
+    self.cfg = cfg
+    self.embeddings = PatchEmbeddings(cfg, rngs=rngs)
+    self.stack = Stack(cfg, rngs=rngs)
+    self.final_norm = Norm(h, cfg, rngs=rngs)
+    self.down = Dense(h, cfg.bottleneck, ('embed', None), cfg, rngs=rngs)
+    self.up = Dense(cfg.bottleneck, h, (None, 'embed'), cfg, rngs=rngs)
+    self.queries = nnx.Embed(cfg.max_len, h, dtype=DTYPES[cfg.dtype],
+                             embedding_init=nnx.with_partitioning(
+                                 nnx.initializers.normal(0.02), (None, 'embed')), rngs=rngs)
+    self.decoder = Stack(cfg, rngs=rngs)
+    self.decoder_norm = Norm(h, cfg, rngs=rngs)
+    self.patch_head = Dense(h, cfg.patch_len * cfg.channels, ('embed', None), cfg, rngs=rngs)
+
+  def normalise(self, values_BxTxC):
+    """The instance-normalised B x L x P x C patches the model rebuilds."""
+    return instance_norm(to_patches(values_BxTxC.astype(jnp.float32), self.cfg.patch_len))
+
+  def encode(self, batch, key=None):
+    """B x bottleneck: the code of batch['values'] (plus batch['noise'] where given)."""
+    keys = jax.random.split(key) if key is not None else (None, None)
+    patches_BxLxPxC = self.normalise(batch['values'])
+    if 'noise' in batch:
+      patches_BxLxPxC = patches_BxLxPxC + batch['noise']
+    b, length = patches_BxLxPxC.shape[:2]
+    positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
+    x_BxLxH = self.embeddings(patches_BxLxPxC, positions_BxL, None, keys[0])
+    mask = attention_mask(jnp.ones((b, length), jnp.int32), causal=False)
+    x_BxLxH = self.final_norm(self.stack(x_BxLxH, mask, positions_BxL, keys[1]))
+    return self.down(x_BxLxH.mean(1))
+
+  def __call__(self, batch, key=None):
+    """The decoder's last hidden states B x L x H, rebuilt from the code alone."""
+    keys = jax.random.split(key) if key is not None else (None, None)
+    code_BxK = self.encode(batch, keys[0])
+    b, length = code_BxK.shape[0], batch['values'].shape[1] // self.cfg.patch_len
+    positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
+    x_BxLxH = self.up(code_BxK)[:, None, :] + self.queries(positions_BxL)
+    mask = attention_mask(jnp.ones((b, length), jnp.int32), causal=False)
+    return self.decoder_norm(self.decoder(x_BxLxH, mask, positions_BxL, keys[1]))
+
+  def predict_patches(self, x_BxLxH):
+    """B x L x P x C normalised patch values from the decoder's hidden states."""
+    return patch_values(self.patch_head, x_BxLxH, self.cfg)

@@ -1,4 +1,5 @@
-"""The continuous twins of MLM and CLM, on patches of series (models.patches).
+"""The continuous twins of MLM and CLM, and a de-noising auto-encoder, on patches of
+series (models.patches).
 
 masked_patch (PatchTST, MAE): a fixed share (mlm.rate) of each window's patches is replaced
 by the mask vector; the loss is the mean squared error of the reconstructed masked patches,
@@ -6,7 +7,9 @@ in the normalisation the encoder reads. next_patch: position t of the causal dec
 predicts patch t + 1, in the normalisation of patches 0..t, scored from t = L / 2 on: with
 less context the running spread of a smooth series is tiny and the next patch lies tens of
 spreads away, so the first positions' squared errors would drown the rest (the forecast, at
-the last position, has the whole window).
+the last position, has the whole window). denoise (the auto-encoder with a bottleneck):
+Gaussian noise of spread mlm.noise is added to the normalised patches, and the loss is the
+squared error of every clean patch rebuilt from the bottleneck.
 
 Sums, never means, as in `objectives`: loss = squared error summed over the predicted patches'
 values / (P x C), count = predicted patches; the step divides by the global count.
@@ -17,8 +20,9 @@ import jax.numpy as jnp
 
 from ssljax.models import patches
 
-OBJECTIVES = ('masked_patch', 'next_patch')
-ARCH = {'masked_patch': 'patch_encoder', 'next_patch': 'patch_decoder'}
+OBJECTIVES = ('masked_patch', 'next_patch', 'denoise')
+ARCH = {'masked_patch': 'patch_encoder', 'next_patch': 'patch_decoder',
+        'denoise': 'patch_autoencoder'}
 
 
 def num_masked(length: int, rate: float) -> int:
@@ -43,12 +47,23 @@ def mask_patches(key, rows_B, length: int, rate: float):
   return jax.vmap(row)(rows_B)
 
 
-def prepare(objective, batch, key, rows_B, patch_len: int, rate: float):
-  """(model inputs, masks, counts before any psum) of a batch of B x T x C windows."""
-  b, steps = batch['values'].shape[:2]
+def noise(key, rows_B, shape_LxPxC, spread: float):
+  """B x L x P x C Gaussian noise drawn from (key, global row), as masks are."""
+  return jax.vmap(lambda r: spread * jax.random.normal(jax.random.fold_in(key, r),
+                                                       shape_LxPxC))(rows_B)
+
+
+def prepare(objective, batch, key, rows_B, patch_len: int, mlm):
+  """(model inputs, masks, counts before any psum) of a batch of B x T x C windows; `mlm`
+  is the config section of the corruption (rate, noise)."""
+  b, steps, channels = batch['values'].shape
   length = steps // patch_len
   if objective == 'next_patch':
     return batch, {}, {'next_patch': jnp.asarray(float(b * predicting(length)))}
+  if objective == 'denoise':
+    noise_BxLxPxC = noise(key, rows_B, (length, patch_len, channels), mlm.noise)
+    return dict(batch, noise=noise_BxLxPxC), {}, {'denoise': jnp.asarray(float(b * length))}
+  rate = mlm.rate
   masked_BxL = mask_patches(key, rows_B, length, rate)
   return (dict(batch, masked=masked_BxL), {'masked': masked_BxL},
           {'masked_patch': jnp.asarray(float(b * num_masked(length, rate)))})
@@ -63,6 +78,10 @@ def head_sums(model, hidden_BxLxH, batch, masks, objective):
   """{objective: {loss, count}} of the model's patch predictions against the normalised
   patches of the unmasked batch."""
   pred_BxLxPxC = model.predict_patches(hidden_BxLxH)
+  if objective == 'denoise':
+    target_BxLxPxC = model.normalise(batch['values'])
+    return {objective: _squared_error_sums(pred_BxLxPxC, target_BxLxPxC,
+                                           jnp.ones(pred_BxLxPxC.shape[:2], jnp.float32))}
   if objective == 'masked_patch':
     target_BxLxPxC = model.normalise(batch['values'])
     return {objective: _squared_error_sums(pred_BxLxPxC, target_BxLxPxC,

@@ -81,7 +81,7 @@ def prepare(spec: StepSpec, batch, key):
   if spec.objective in series_objectives.OBJECTIVES:
     rows_B = _row_indices(batch['values'].shape[0], spec.axis_name)
     inputs, masks, counts = series_objectives.prepare(spec.objective, batch, key, rows_B,
-                                                      spec.patch_len, spec.mlm.rate)
+                                                      spec.patch_len, spec.mlm)
     return inputs, masks, _psum(counts, spec.axis_name)
   masks = {}
   inputs = batch
