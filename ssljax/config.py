@@ -21,10 +21,10 @@ from ssljax.schema import key, section
 
 OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop', 'clm')
 # On patches of series (data.source=series): the MLM and CLM of arrays.
-SERIES_OBJECTIVES = ('masked_patch', 'next_patch', 'denoise')
+SERIES_OBJECTIVES = ('masked_patch', 'next_patch', 'denoise', 'contrastive')
 # The objectives each model.arch trains with.
 ARCH_OBJECTIVES = {'bert': ('mlm', 'mlm_nsp', 'mlm_sop'), 'albert': ('mlm', 'mlm_nsp', 'mlm_sop'),
-                   'gpt': ('clm',), 'patch_encoder': ('masked_patch',),
+                   'gpt': ('clm',), 'patch_encoder': ('masked_patch', 'contrastive'),
                    'patch_decoder': ('next_patch',), 'patch_autoencoder': ('denoise',)}
 DROPOUT_RNGS = ('threefry2x32', 'rbg', 'unsafe_rbg')  # jax.random key implementations
 
@@ -73,20 +73,24 @@ class Model:
   channels: int = key(0, 'patch models: values per time step; 0 = from the data', at_least=0)
   bottleneck: int = key(16, 'patch_autoencoder: the numbers between its encoder and decoder',
                         at_least=1)
+  projection: int = key(0, 'patch_encoder: the width of a projection head on its pooled '
+                        'states (SimCLR; objective=contrastive); 0 = none', at_least=0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Mlm:
-  """The corruption a model learns to undo: masked language modelling, masked_patch (which
-  reads `rate`) and denoise (`noise`)."""
+  """The corruption a model learns to undo or see through: masked language modelling,
+  masked_patch (which reads `rate`), denoise (`noise`), and contrastive's two views of each
+  series (`rate` of its patches masked, `noise` added, `temperature`)."""
   rate: float = key(0.15, 'share of maskable tokens (or patches) chosen', above=0, below=1)
   mask_fraction: float = key(0.8, 'of the chosen: -> [MASK]', at_least=0, at_most=1)
   random_fraction: float = key(0.1, 'of the chosen: -> a random token (the rest stay)',
                                at_least=0, at_most=1)
   whole_word: bool = key(False, 'choose whole words')
   masked_positions_only: bool = key(True, 'run the MLM head on chosen positions only')
-  noise: float = key(0.5, 'denoise: the spread of the Gaussian noise added to the '
-                     'normalised patches; 0 = a plain auto-encoder', at_least=0)
+  noise: float = key(0.5, 'denoise, contrastive: the spread of the Gaussian noise added to '
+                     'the normalised patches; 0 = none', at_least=0)
+  temperature: float = key(0.1, 'contrastive: the NT-Xent temperature', above=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +238,8 @@ class Distributed:
 class Config:
   """Every key ssljax pretrain reads, with defaults that fit a quick CPU run."""
   objective: str = key('mlm_nsp', 'mlm, mlm_nsp (BERT), mlm_sop (ALBERT), clm (GPT); series: '
-                       'masked_patch, next_patch, denoise', choices=OBJECTIVES + SERIES_OBJECTIVES)
+                       'masked_patch, next_patch, denoise, contrastive',
+                       choices=OBJECTIVES + SERIES_OBJECTIVES)
   model: Model = section(Model)
   mlm: Mlm = section(Mlm)
   data: Data = section(Data)
@@ -352,8 +357,8 @@ def validate(c):
   if c.objective not in ARCH_OBJECTIVES[c.model.arch]:
     raise UserError(f'objective={c.objective} does not fit model.arch={c.model.arch}: '
                     'gpt trains with clm; bert and albert with mlm, mlm_nsp or mlm_sop; '
-                    'patch_encoder with masked_patch, patch_decoder with next_patch, '
-                    'patch_autoencoder with denoise')
+                    'patch_encoder with masked_patch or contrastive, patch_decoder with '
+                    'next_patch, patch_autoencoder with denoise')
   _validate_series(c)
   if c.eval.lm_eval_tasks and c.model.arch != 'gpt':
     raise UserError(f'eval.lm_eval_tasks scores text with a causal LM; model.arch='
@@ -386,8 +391,12 @@ def _validate_series(c):
   series = c.objective in SERIES_OBJECTIVES
   if series != (c.data.source == 'series'):
     raise UserError(f'objective={c.objective} does not read data.source={c.data.source}: '
-                    'masked_patch, next_patch and denoise read data.source=series; the text '
+                    'the series objectives read data.source=series; the text '
                     'objectives read text')
+  if c.objective == 'contrastive' and (not c.model.projection or c.train.grad_accum > 1):
+    raise UserError('objective=contrastive needs a projection head (model.projection, e.g. '
+                    '64) and every view of the batch at once (train.grad_accum=1: the '
+                    'negatives are the whole batch)')
   if series and (c.probe.task or c.eval.lm_eval_tasks or c.train.init_from):
     raise UserError('probe.task, eval.lm_eval_tasks and train.init_from are for text '
                     'models; series runs are probed after pretraining with ssljax series')

@@ -53,7 +53,7 @@ def tiny_run(path, objective='masked_patch', **extra):
       'data.eval_fraction': 0.2, 'train.batch_size': 8, 'train.steps': 4,
       'train.log_every': 1, 'train.eval_every': 4, 'train.eval_batches': 1,
       'train.checkpoint_every': 4, 'train.progress': False, 'optimizer.warmup_steps': 1,
-      'mesh.data': 1} | extra)
+      'mesh.data': 1, 'model.projection': 8 if objective == 'contrastive' else 0} | extra)
 
 
 # ------------------------------------------------------------------------------ models
@@ -475,3 +475,46 @@ def test_the_autoencoder_learns_and_scores_anomalies(tmp_path):
                    str(tmp_path / 'probe')]) == 0
   probe = json.loads((tmp_path / 'probe' / 'results.json').read_text())
   assert probe['summary']['pretrained'] > 2 * probe['baselines']['majority']  # the code
+
+
+# -------------------------------------------------------------------------- contrastive
+
+
+def test_nt_xent_is_simclrs_loss_and_the_same_over_devices():
+  z = jax.random.normal(jax.random.key(0), (8, 5))
+  unit = np.asarray(z / jnp.linalg.norm(z, axis=1, keepdims=True))
+  sim = unit @ unit.T / 0.1
+  np.fill_diagonal(sim, -np.inf)
+  twin = np.r_[np.arange(4, 8), np.arange(4)]
+  reference = -(sim[np.arange(8), twin] - np.log(np.exp(sim).sum(1))).sum()
+  assert float(series_objectives.nt_xent_sums(z, 0.1)['loss']) == pytest.approx(reference,
+                                                                                 rel=1e-5)
+  per_device = jnp.stack([jnp.concatenate([z[2 * i:2 * i + 2], z[4 + 2 * i:6 + 2 * i]])
+                          for i in range(2)])  # each device: its rows of view a, then of b
+  sharded = jax.vmap(lambda x: series_objectives.nt_xent_sums(x, 0.1, 'd')['loss'],
+                     axis_name='d')(per_device)
+  assert float(sharded.sum()) == pytest.approx(reference, rel=1e-5)
+
+
+def test_contrastive_needs_a_projection_and_the_whole_batch():
+  base = ['objective=contrastive', 'model.arch=patch_encoder', 'data.source=series']
+  with pytest.raises(UserError, match='needs a projection head'):
+    config_lib.load(None, base)
+  with pytest.raises(UserError, match='train.grad_accum=1'):
+    config_lib.load(None, base + ['model.projection=8', 'train.grad_accum=2'])
+
+
+def test_contrastive_pretraining_separates_digits(tmp_path):
+  """SimCLR views of digits: the loss falls and a probe of the pooled states beats the
+  majority class."""
+  run = str(tmp_path / 'run')
+  assert cli.main(['pretrain', '--workdir', run, *tiny_run('digits', 'contrastive', **{
+      'model.patch_len': 2, 'train.batch_size': 32, 'train.steps': 30,
+      'train.eval_every': 30, 'train.checkpoint_every': 30, 'mlm.rate': 0.3,
+      'optimizer.learning_rate': 0.003})]) == 0
+  losses = [json.loads(x)['loss'] for x in (tmp_path / 'run' / 'metrics.jsonl').read_text()
+            .split('\n') if x and '"loss"' in x]
+  assert np.mean(losses[-5:]) < np.mean(losses[:3])
+  assert cli.main(['series', 'probe', run, '--seeds', '1', '--out', str(tmp_path / 'p')]) == 0
+  probe = json.loads((tmp_path / 'p' / 'results.json').read_text())
+  assert probe['summary']['pretrained'] > 3 * probe['baselines']['majority']

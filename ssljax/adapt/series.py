@@ -385,8 +385,8 @@ def anomaly(workdir, spec: str, period: int = 0, anomalous: tuple = ()) -> dict:
   scores_by = {'model': ((model - truth) ** 2).mean(1),
                'naive': ((values_TxC[np.repeat(origins - 1, p)] - truth) ** 2).mean(1),
                'seasonal_naive': ((values_TxC[steps - period] - truth) ** 2).mean(1)}
-  anomalous = np.flatnonzero(labels_T)
-  near = lambda score: bool(np.abs(anomalous - steps[score.argmax()]).min() <= 100)
+  labelled_steps = np.flatnonzero(labels_T)
+  near = lambda score: bool(np.abs(labelled_steps - steps[score.argmax()]).min() <= 100)
   return {'method': 'series_anomaly', 'checkpoint': str(workdir), 'step': pretrained.step,
           'data': spec, 'scored_steps': len(steps), 'anomalous_steps': int(labels_T[steps].sum()),
           'period': period,

@@ -106,6 +106,16 @@ class PatchTransformer(nnx.Module):
     self.final_norm = Norm(cfg.hidden_size, cfg, rngs=rngs) if cfg.pre_ln else None
     self.patch_head = Dense(cfg.hidden_size, cfg.patch_len * cfg.channels, ('embed', None), cfg,
                             rngs=rngs)
+    if cfg.projection:  # SimCLR's g(.): an MLP on the pooled states, trained by contrastive
+      self.projection = nnx.List([Dense(cfg.hidden_size, cfg.hidden_size, ('embed', 'mlp'), cfg,
+                                        rngs=rngs),
+                                  Dense(cfg.hidden_size, cfg.projection, ('mlp', None), cfg,
+                                        rngs=rngs)])
+
+  def project(self, x_BxLxH):
+    """B x projection: the pooled states through the projection head (contrastive)."""
+    first, second = self.projection
+    return second(jax.nn.relu(first(x_BxLxH.mean(1)))).astype(jnp.float32)
 
   def normalise(self, values_BxTxC):
     """The normalised B x L x P x C patches this model reads (and its objective predicts)."""
@@ -117,9 +127,10 @@ class PatchTransformer(nnx.Module):
 
   def __call__(self, batch, key=None):
     """Last hidden states B x L x H of batch['values'] (B x T x C); patches that
-    batch['masked'] (B x L, optional) marks read the mask vector instead of their values."""
+    batch['masked'] (B x L, optional) marks read the mask vector instead of their values,
+    and batch['noise'] (B x L x P x C, optional) is added to the normalised patches."""
     keys = jax.random.split(key) if key is not None else (None, None)
-    patches_BxLxPxC = self.normalise(batch['values'])
+    patches_BxLxPxC = self.normalise(batch['values']) + batch.get('noise', 0.0)
     b, length = patches_BxLxPxC.shape[:2]
     positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
     x_BxLxH = self.embeddings(patches_BxLxPxC, positions_BxL, batch.get('masked'), keys[0])
@@ -174,9 +185,7 @@ class PatchAutoencoder(nnx.Module):
   def encode(self, batch, key=None):
     """B x bottleneck: the code of batch['values'] (plus batch['noise'] where given)."""
     keys = jax.random.split(key) if key is not None else (None, None)
-    patches_BxLxPxC = self.normalise(batch['values'])
-    if 'noise' in batch:
-      patches_BxLxPxC = patches_BxLxPxC + batch['noise']
+    patches_BxLxPxC = self.normalise(batch['values']) + batch.get('noise', 0.0)
     b, length = patches_BxLxPxC.shape[:2]
     positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
     x_BxLxH = self.embeddings(patches_BxLxPxC, positions_BxL, None, keys[0])

@@ -9,7 +9,10 @@ less context the running spread of a smooth series is tiny and the next patch li
 spreads away, so the first positions' squared errors would drown the rest (the forecast, at
 the last position, has the whole window). denoise (the auto-encoder with a bottleneck):
 Gaussian noise of spread mlm.noise is added to the normalised patches, and the loss is the
-squared error of every clean patch rebuilt from the bottleneck.
+squared error of every clean patch rebuilt from the bottleneck. contrastive (SimCLR): two
+views of each series (mlm.rate of its patches masked, noise of spread mlm.noise added),
+and NT-Xent over the whole global batch: each view's projection must pick its twin out of
+the 2B - 1 others.
 
 Sums, never means, as in `objectives`: loss = squared error summed over the predicted patches'
 values / (P x C), count = predicted patches; the step divides by the global count.
@@ -20,9 +23,9 @@ import jax.numpy as jnp
 
 from ssljax.models import patches
 
-OBJECTIVES = ('masked_patch', 'next_patch', 'denoise')
+OBJECTIVES = ('masked_patch', 'next_patch', 'denoise', 'contrastive')
 ARCH = {'masked_patch': 'patch_encoder', 'next_patch': 'patch_decoder',
-        'denoise': 'patch_autoencoder'}
+        'denoise': 'patch_autoencoder', 'contrastive': 'patch_encoder'}
 
 
 def num_masked(length: int, rate: float) -> int:
@@ -63,6 +66,14 @@ def prepare(objective, batch, key, rows_B, patch_len: int, mlm):
   if objective == 'denoise':
     noise_BxLxPxC = noise(key, rows_B, (length, patch_len, channels), mlm.noise)
     return dict(batch, noise=noise_BxLxPxC), {}, {'denoise': jnp.asarray(float(b * length))}
+  if objective == 'contrastive':  # views a then b: 2B rows
+    keys = jax.random.split(key, 4)
+    views = {'values': jnp.concatenate([batch['values']] * 2),
+             'masked': jnp.concatenate([mask_patches(k, rows_B, length, mlm.rate)
+                                        for k in keys[:2]]),
+             'noise': jnp.concatenate([noise(k, rows_B, (length, patch_len, channels),
+                                             mlm.noise) for k in keys[2:]])}
+    return views, {}, {'contrastive': jnp.asarray(float(2 * b))}
   rate = mlm.rate
   masked_BxL = mask_patches(key, rows_B, length, rate)
   return (dict(batch, masked=masked_BxL), {'masked': masked_BxL},
@@ -74,9 +85,35 @@ def _squared_error_sums(pred_BxLxPxC, target_BxLxPxC, weights_BxL):
   return {'loss': (per_patch_BxL * weights_BxL).sum(), 'count': weights_BxL.sum()}
 
 
-def head_sums(model, hidden_BxLxH, batch, masks, objective):
+def nt_xent_sums(z_2BxP, temperature: float, axis_name=None):
+  """NT-Xent of views a (rows :B) and b (rows B:) against every view of the global batch:
+  under pmap or a shard_map (`axis_name`) the other devices' projections are gathered, so
+  the loss is the one device's over the whole batch."""
+  z_2BxP = z_2BxP / jnp.linalg.norm(z_2BxP, axis=1, keepdims=True)
+  b = z_2BxP.shape[0] // 2
+  local_a, local_b = z_2BxP[:b], z_2BxP[b:]
+  gather = lambda x: (x if axis_name is None
+                      else jax.lax.all_gather(x, axis_name, tiled=True))
+  all_a, all_b = gather(local_a), gather(local_b)
+  offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * b
+  rows_B = offset + jnp.arange(b)
+
+  def anchored(anchor_BxP, same_NxP, other_NxP):
+    same_BxN = anchor_BxP @ same_NxP.T / temperature
+    same_BxN = jnp.where(jnp.arange(same_NxP.shape[0])[None] == rows_B[:, None], -jnp.inf,
+                         same_BxN)  # a view is not its own negative
+    logits_Bx2N = jnp.concatenate([anchor_BxP @ other_NxP.T / temperature, same_BxN], 1)
+    return -jax.nn.log_softmax(logits_Bx2N)[jnp.arange(b), rows_B].sum()
+
+  loss = anchored(local_a, all_a, all_b) + anchored(local_b, all_b, all_a)
+  return {'loss': loss, 'count': jnp.asarray(2.0 * b)}
+
+
+def head_sums(model, hidden_BxLxH, batch, masks, objective, mlm=None, axis_name=None):
   """{objective: {loss, count}} of the model's patch predictions against the normalised
-  patches of the unmasked batch."""
+  patches of the unmasked batch (contrastive: of its views' projections)."""
+  if objective == 'contrastive':
+    return {objective: nt_xent_sums(model.project(hidden_BxLxH), mlm.temperature, axis_name)}
   pred_BxLxPxC = model.predict_patches(hidden_BxLxH)
   if objective == 'denoise':
     target_BxLxPxC = model.normalise(batch['values'])

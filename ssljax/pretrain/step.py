@@ -97,7 +97,8 @@ def _loss(spec, params, batch, inputs, masks, counts, dropout_key):
   model = nnx.merge(spec.graphdef, params)
   hidden_BxLxH = model(inputs, key=dropout_key)
   if spec.objective in series_objectives.OBJECTIVES:
-    sums = series_objectives.head_sums(model, hidden_BxLxH, batch, masks, spec.objective)
+    sums = series_objectives.head_sums(model, hidden_BxLxH, batch, masks, spec.objective,
+                                       spec.mlm, spec.axis_name)
   else:
     sums = objectives.head_sums(model, hidden_BxLxH, batch, masks, spec.objective,
                                 spec.mlm.masked_positions_only)
