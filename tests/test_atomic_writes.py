@@ -69,6 +69,12 @@ def test_a_truncated_or_non_finite_model_is_one_line(bert, tok, tmp_path):
   with pytest.raises(UserError, match=r"params.npz: parameter \['head'\]\['kernel'\] holds "
                      r'\d+ non-finite values'):
     finetune.load(tmp_path / 'model')
+  params = _params(bert, 0)
+  params['head']['bias'] = np.zeros(1, np.float32)  # broadcasts: it would still predict
+  _save(tmp_path / 'model', params, bert, tok)
+  with pytest.raises(UserError, match=r"params.npz: \['head'\]\['bias'\] has shape \(1,\), "
+                     r'the model in meta.json needs \(\d+,\)'):
+    finetune.load(tmp_path / 'model')
 
 
 def test_non_finite_pretrained_parameters_are_one_line(pretrained_run, monkeypatch):

@@ -444,6 +444,12 @@ def load(directory):
         models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))
     stored = paths.load_npz(directory / 'params.npz')
     leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
+    for path, wanted in leaves:  # a tensor of another shape could still broadcast
+      name = jax.tree_util.keystr(path)
+      if name in stored and stored[name].shape != wanted.shape:
+        raise UserError(f'{directory}/params.npz: {name} has shape {stored[name].shape}, '
+                        f'the model in meta.json needs {wanted.shape}; run `ssljax finetune` '
+                        'again to rewrite it')
     params = jax.tree_util.tree_unflatten(
         treedef, [stored[jax.tree_util.keystr(path)] for path, _ in leaves])
   except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as e:
