@@ -4,10 +4,12 @@ outside the training loop is one line and exit 130 at once."""
 import errno
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 import types
 
 import pytest
@@ -191,3 +193,39 @@ def test_a_folder_given_for_a_file_says_so(tmp_path, capsys):
   err = _one_line(capsys, 'encode', '--checkpoint', str(tmp_path), '--input', str(tmp_path),
                   '--output', str(tmp_path / 'out.npy'))
   assert f'--input {tmp_path} is a folder; pass a text file' in err
+
+
+def test_ctrl_c_while_xla_compiles_exits_at_once():
+  """compile runs XLA in a worker thread (cli.compile.in_thread): XLA's compiler holds the
+  thread that calls it (here for tens of seconds: 8,000 unrolled ops) and Python runs its
+  signal handler only in the main thread, so Ctrl-C waited for the compile; now it is one
+  line and exit 130 at once."""
+  script = textwrap.dedent('''
+      import signal
+      import jax, jax.numpy as jnp
+      from ssljax.cli import compile as c
+      from ssljax.cli.main import _interrupted
+
+      def f(x):
+        for i in range(8000):
+          x = jnp.sin(x) * 1.0001 + jnp.cos(x * i)
+        return x
+
+      lowered = jax.jit(f).lower(jnp.ones((64, 64)))
+      signal.signal(signal.SIGINT, _interrupted)
+      print('compiling', flush=True)
+      c.in_thread(lowered.compile)
+      print('compiled', flush=True)
+      ''')
+  proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          env=os.environ | {'JAX_PLATFORMS': 'cpu'})
+  try:
+    assert proc.stdout.readline() == 'compiling\n'
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130 and 'compiled' not in out
+  assert err.endswith('ssljax: interrupted\n')

@@ -4,6 +4,29 @@ renting one."""
 import json
 
 
+def in_thread(fn, *args):
+  """fn(*args) in a worker thread while the main thread waits in short joins: XLA's
+  compiler holds the thread that calls it for tens of seconds, and Python runs a signal
+  handler only in the main thread between bytecodes, so Ctrl-C would wait for the compile
+  (34 s for gpt_small); waiting here, it exits at once (cli.main's handler)."""
+  import threading
+  out = {}
+
+  def work():
+    try:
+      out['value'] = fn(*args)
+    except BaseException as e:  # handed to the main thread, which raises it
+      out['error'] = e
+
+  worker = threading.Thread(target=work, daemon=True)
+  worker.start()
+  while worker.is_alive():
+    worker.join(0.1)
+  if 'error' in out:
+    raise out['error']
+  return out['value']
+
+
 def _gib(b):
   return f'{b / 2 ** 30:.2f} GiB'
 
@@ -19,7 +42,7 @@ def _compile(args):
   from ssljax.aot import compile as compile_lib
   from ssljax.errors import UserError
   config = config_lib.load(args.config, args.set)
-  r = compile_lib.compile_step(config, args.topology)
+  r = in_thread(compile_lib.compile_step, config, args.topology)
   if args.json:
     print(json.dumps(r, default=float))
   if not r['fits'] and 'error' in r:
