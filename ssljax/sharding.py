@@ -12,15 +12,15 @@ import jax
 from jax.sharding import PartitionSpec as P
 
 AXES = ('data', 'fsdp', 'tensor')
+BATCH: tuple[str, ...] = ('data', 'fsdp')  # the axes that split the rows
 RULES: dict[str, str | tuple[str, ...] | None] = {
-    'batch': ('data', 'fsdp'),
+    'batch': BATCH,
     'embed': 'fsdp',
     'heads': 'tensor',
     'mlp': 'tensor',
     'vocab': 'tensor',  # the embedding and the logits over vocab are split too
     'layers': None,
 }
-BATCH: tuple[str, ...] = ('data', 'fsdp')  # RULES['batch']: the axes that split the rows
 # Gradient accumulation over micro-batches runs per device as a shard_map over this axis
 # when it has more than one device (pretrain/step.py: it saves an all-reduce per micro-batch).
 ACCUMULATION = 'data'

@@ -62,17 +62,17 @@ def representation(model, values_BxTxC):
   return model({'values': values_BxTxC}).astype(jnp.float32).mean(1)
 
 
-def representation_size(model_cfg) -> int:
-  return (model_cfg.bottleneck if model_cfg.arch == 'patch_autoencoder'
-          else model_cfg.hidden_size)
+def _in_batches(fn, model, values_NxTxC, *per_row, batch_size: int = 64) -> np.ndarray:
+  """fn(model, values, *per_row) over slices of `batch_size` series, joined."""
+  return np.concatenate([
+      np.asarray(fn(model, values_NxTxC[i:i + batch_size], *(r[i:i + batch_size]
+                                                             for r in per_row)))
+      for i in range(0, len(values_NxTxC), batch_size)])
 
 
 def features(model, values_NxTxC, batch_size: int = 64) -> np.ndarray:
   """N x D: each series' `representation`."""
-  pooled = nnx.jit(representation)
-
-  return np.concatenate([np.asarray(pooled(model, values_NxTxC[i:i + batch_size]))
-                         for i in range(0, len(values_NxTxC), batch_size)])
+  return _in_batches(nnx.jit(representation), model, values_NxTxC, batch_size=batch_size)
 
 
 def ridge_classifier(train_x, train_y, test_x, num_classes: int, seed: int) -> np.ndarray:
@@ -101,8 +101,8 @@ def finetune_classifier(model, train_x, train_y, test_x, num_classes: int, seed:
   trained with AdamW on cross-entropy for a fixed number of steps (no validation split to
   choose them from with tens of training series: they are fixed in advance)."""
   graphdef, state = nnx.split(model)
-  head = {'kernel': 0.02 * jax.random.normal(jax.random.key(seed),
-                                             (representation_size(model.cfg), num_classes)),
+  width = jax.eval_shape(lambda x: representation(model, x), train_x[:1]).shape[1]
+  head = {'kernel': 0.02 * jax.random.normal(jax.random.key(seed), (width, num_classes)),
           'bias': jnp.zeros(num_classes)}
   params = {'encoder': state, 'head': head}
   tx = optax.adamw(lr, weight_decay=0.01)
@@ -139,9 +139,12 @@ def nearest_neighbour(train_x, train_y, test_x) -> np.ndarray:
     v = v.astype(np.float64)
     v = (v - v.mean(1, keepdims=True)) / (v.std(1, keepdims=True) + 1e-8)
     return v.reshape(len(v), -1)
-  a, b = flat(train_x), flat(test_x)
-  distance = (b ** 2).sum(1)[:, None] - 2 * b @ a.T + (a ** 2).sum(1)[None]
-  return train_y[distance.argmin(1)]
+  return train_y[squared_distances(flat(test_x), flat(train_x)).argmin(1)]
+
+
+def squared_distances(b_MxD, a_NxD) -> np.ndarray:
+  """M x N squared Euclidean distances between the rows of two matrices."""
+  return (b_MxD ** 2).sum(1)[:, None] - 2 * b_MxD @ a_NxD.T + (a_NxD ** 2).sum(1)[None]
 
 
 def split_names(spec: str) -> tuple[str, str]:
@@ -325,8 +328,7 @@ def reconstruction_errors(model, values_NxTxC, rate: float, draws: int = 8, seed
                        - model.normalise(values_BxTxC)) ** 2
       return error_BxLxPxC.mean((1, 2, 3))
 
-    return np.concatenate([np.asarray(rebuilt(model, values_NxTxC[i:i + batch_size]))
-                           for i in range(0, len(values_NxTxC), batch_size)])
+    return _in_batches(rebuilt, model, values_NxTxC, batch_size=batch_size)
 
   @nnx.jit
   def errors(model, values_BxTxC, rows_B, key):
@@ -336,11 +338,10 @@ def reconstruction_errors(model, values_NxTxC, rate: float, draws: int = 8, seed
                  ** 2).mean((2, 3))
     return (error_BxL * masked_BxL).sum(1) / masked_BxL.sum(1)
 
-  keys = jax.random.split(jax.random.key(seed), draws)
   rows = np.arange(len(values_NxTxC))
-  return np.mean([np.concatenate([
-      np.asarray(errors(model, values_NxTxC[i:i + batch_size], rows[i:i + batch_size], key))
-      for i in range(0, len(values_NxTxC), batch_size)]) for key in keys], axis=0)
+  return np.mean([_in_batches(lambda m, v, r: errors(m, v, r, key), model, values_NxTxC, rows,
+                              batch_size=batch_size)
+                  for key in jax.random.split(jax.random.key(seed), draws)], axis=0)
 
 
 def pca_errors(train_x, test_x, variance: float = 0.9) -> np.ndarray:
@@ -408,11 +409,11 @@ def _anomalous_series(pretrained, workdir, spec: str, anomalous: tuple) -> dict:
   test_x = _whole_patches(test.values, cfg, spec)
   normal = series_lib.load(config.data.path, cfg.patch_len)  # what pretraining read
   normal_x = _whole_patches(normal.values, cfg, config.data.path)
-  nearest = lambda: np.array([((normal_x.reshape(len(normal_x), -1) - x.reshape(1, -1)) ** 2)
-                              .sum(1).min() for x in test_x])
+  flat = lambda v: v.reshape(len(v), -1).astype(np.float64)
   scores_by = {'reconstruction': reconstruction_errors(pretrained.model, test_x,
                                                        config.mlm.rate),
-               'pca': pca_errors(normal_x, test_x), 'nearest_normal': nearest()}
+               'pca': pca_errors(normal_x, test_x),
+               'nearest_normal': squared_distances(flat(test_x), flat(normal_x)).min(1)}
   return {'method': 'series_anomaly_reconstruction', 'checkpoint': str(workdir),
           'model': cfg.arch,
           'step': pretrained.step, 'data': spec, 'normal': config.data.path,

@@ -74,10 +74,9 @@ def prepare(objective, batch, key, rows_B, patch_len: int, mlm):
              'noise': jnp.concatenate([noise(k, rows_B, (length, patch_len, channels),
                                              mlm.noise) for k in keys[2:]])}
     return views, {}, {'contrastive': jnp.asarray(float(2 * b))}
-  rate = mlm.rate
-  masked_BxL = mask_patches(key, rows_B, length, rate)
+  masked_BxL = mask_patches(key, rows_B, length, mlm.rate)
   return (dict(batch, masked=masked_BxL), {'masked': masked_BxL},
-          {'masked_patch': jnp.asarray(float(b * num_masked(length, rate)))})
+          {'masked_patch': jnp.asarray(float(b * num_masked(length, mlm.rate)))})
 
 
 def _squared_error_sums(pred_BxLxPxC, target_BxLxPxC, weights_BxL):
@@ -115,14 +114,11 @@ def head_sums(model, hidden_BxLxH, batch, masks, objective, mlm=None, axis_name=
   if objective == 'contrastive':
     return {objective: nt_xent_sums(model.project(hidden_BxLxH), mlm.temperature, axis_name)}
   pred_BxLxPxC = model.predict_patches(hidden_BxLxH)
-  if objective == 'denoise':
-    target_BxLxPxC = model.normalise(batch['values'])
-    return {objective: _squared_error_sums(pred_BxLxPxC, target_BxLxPxC,
-                                           jnp.ones(pred_BxLxPxC.shape[:2], jnp.float32))}
-  if objective == 'masked_patch':
-    target_BxLxPxC = model.normalise(batch['values'])
-    return {objective: _squared_error_sums(pred_BxLxPxC, target_BxLxPxC,
-                                           masks['masked'].astype(jnp.float32))}
+  if objective in ('masked_patch', 'denoise'):  # the masked patches, or every one
+    weights_BxL = (masks['masked'].astype(jnp.float32) if objective == 'masked_patch'
+                   else jnp.ones(pred_BxLxPxC.shape[:2], jnp.float32))
+    return {objective: _squared_error_sums(pred_BxLxPxC, model.normalise(batch['values']),
+                                           weights_BxL)}
   # position t's prediction against patch t + 1, normalised by the statistics of 0..t
   raw_BxLxPxC = patches.to_patches(batch['values'].astype(jnp.float32), model.cfg.patch_len)
   mean_BxLx1xC, std_BxLx1xC = patches.causal_stats(raw_BxLxPxC)
