@@ -61,6 +61,9 @@ class Model:
   attention_dropout_rate: float = key(0.1, 'dropout on attention weights', at_least=0, below=1)
   attention: str = key('auto', 'the kernel: auto (the TPU/GPU\'s fused one where it applies), '
                        'xla, splash or cudnn')
+  max_docs_per_row: int = key(0, 'causal LM: the most documents a packed row holds, the '
+                              'rest of a fuller row padding (0: no cap); lets cuDNN read the '
+                              'documents as a packed layout instead of a dense mask', at_least=0)
   layer_norm_eps: float = key(1e-12, 'norm epsilon', above=0)
   position_offset: int = key(0, 'position p reads table row p + offset (RoBERTa: 2)',
                              at_least=0)

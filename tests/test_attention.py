@@ -111,3 +111,44 @@ def test_cudnn_needs_a_16_bit_compute_dtype():
   assert attention.resolve('auto', 'tpu', dropout=False, dtype='float32') == 'splash'
   with pytest.raises(UserError, match='model.dtype=bfloat16'):
     attention.resolve('cudnn', 'gpu', dropout=False, dtype='float32')
+
+
+def _per_document(q, k, v, lengths_BxM, starts_BxM1, causal):
+  """Attention as cuDNN's packed layout defines it: each (start, length) a sequence of its
+  own, positions outside every document left 0. numpy, one document at a time."""
+  out = np.zeros(q.shape, np.float64)
+  for row, (lengths, starts) in enumerate(zip(lengths_BxM, starts_BxM1)):
+    for length, start in zip(lengths, starts):
+      if length < 0:
+        continue
+      doc = slice(start, start + length)
+      scores_NxTxT = np.einsum('tnd,snd->nts', q[row, doc], k[row, doc]) / np.sqrt(q.shape[-1])
+      if causal:
+        scores_NxTxT = np.where(np.tril(np.ones((length, length), bool)), scores_NxTxT, -np.inf)
+      weights = np.exp(scores_NxTxT - scores_NxTxT.max(-1, keepdims=True))
+      weights /= weights.sum(-1, keepdims=True)
+      out[row, doc] = np.einsum('nts,snd->tnd', weights, v[row, doc])
+  return out
+
+
+@pytest.mark.parametrize('causal', [False, True])
+def test_cudnn_packed_layout_describes_the_document_mask(causal):
+  """The lengths and offsets cuDNN's packed layout gets (GPU only) hold the same attention
+  as XLA's path over the document ids: packed, padded, one-token and empty rows, a row of
+  exactly `max_docs` documents and one of more (its later documents are dropped: the data
+  caps rows first)."""
+  doc_ids = np.zeros((5, 16), np.int32)
+  doc_ids[0, :5], doc_ids[0, 5:12], doc_ids[0, 12] = 1, 2, 3  # packed, then padding
+  doc_ids[1] = 1  # one document filling the row
+  doc_ids[2, :4] = [1, 2, 3, 4]  # one-token documents
+  doc_ids[4, :10] = np.repeat([1, 2, 3, 4, 5], 2)  # one document more than max_docs
+  lengths_BxM, starts_BxM1 = map(np.asarray, attention.packed_layout(jnp.asarray(doc_ids), 4))
+  np.testing.assert_array_equal(lengths_BxM[[0, 3, 4]], [[5, 7, 1, -1], [-1] * 4, [2] * 4])
+  np.testing.assert_array_equal(starts_BxM1[[0, 4]], [[0, 5, 12, -1, -1], [0, 2, 4, 6, -1]])
+  rng = np.random.default_rng(0)
+  q, k, v = (rng.normal(size=(5, 16, 2, 8)) for _ in range(3))
+  want = attention.attend(*(jnp.asarray(t, jnp.float32) for t in (q, k, v)),
+                          attention.DocMask(jnp.asarray(doc_ids), causal), 'xla')
+  got = _per_document(q, k, v, lengths_BxM, starts_BxM1, causal)
+  kept = ((doc_ids > 0) & (doc_ids <= 4))[:, :, None, None]
+  np.testing.assert_allclose(np.where(kept, got, 0), np.where(kept, want, 0), atol=1e-5)

@@ -169,3 +169,21 @@ def test_albert_accumulating_data_parallel_runs_cudnn_inside_its_shard_map():
   assert {'__cudnn$fmhaScaleBiasSoftmax', '__cudnn$fmhaScaleBiasSoftmaxBackward'} <= set(
       r['attention_kernels'])
   assert set(r['collective_bytes']) == {'all-reduce'}
+
+
+@needs_plugin
+@needs_cudnn
+@pytest.mark.slow
+@pytest.mark.parametrize('name, topology, sets, kernel', [
+    ('bert_tiny', 'h100:1', ['model.attention_dropout_rate=0'], 'fmhaSoftmax'),
+    ('gpt_tiny', 'h100:1', ['model.max_docs_per_row=4'], 'fmhaSoftmax'),
+    ('gpt_tiny', 'h100:1', [], 'fmhaScaleBiasSoftmax'),
+    ('gpt_tiny', 'a100:1', ['model.max_docs_per_row=4'], 'fmhaScaleBiasSoftmax'),
+])
+def test_cudnn_reads_documents_without_a_dense_mask_where_it_can(name, topology, sets, kernel):
+  """An encoder's rows (one document) reach cuDNN as lengths, a GPT's packed rows capped by
+  model.max_docs_per_row as cuDNN's packed layout (Hopper): no B x 1 x L x L bias, forward
+  and backward. Uncapped rows, or an A100, keep the dense mask as a bias."""
+  r = _compile(name, topology, ['mesh.data=1', 'model.dtype=bfloat16', *sets])
+  assert r['fits'] and r['attention'] == 'cudnn'
+  assert sorted(r['attention_kernels']) == [f'__cudnn${kernel}', f'__cudnn${kernel}Backward']

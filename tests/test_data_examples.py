@@ -130,6 +130,26 @@ def test_clm_packs_documents_with_restarting_positions(tok, docs):
   np.testing.assert_array_equal(stream, expected)
 
 
+def test_clm_caps_the_documents_of_a_row(tok, docs):
+  """model.max_docs_per_row=2: a row keeps its first two pieces and pads the rest, the
+  same rows otherwise (cuDNN's packed layout holds that many documents)."""
+  seq_len = 40
+  free = examples_lib.build_examples(docs, tok, 'clm', seq_len, seed=0)
+  capped = examples_lib.build_examples(docs, tok, 'clm', seq_len, seed=0, max_docs=2)
+  assert len(capped) == len(free)
+  index = np.arange(len(free))
+  free_rows, capped_rows = free.batch(index), capped.batch(index)
+  kept = (free_rows['doc_ids'] > 0) & (free_rows['doc_ids'] <= 2)
+  assert (free_rows['doc_ids'].max(axis=1) > 2).any()  # the cap bites somewhere
+  assert capped_rows['doc_ids'].max() == 2
+  for key in ('input_ids', 'positions', 'doc_ids'):
+    np.testing.assert_array_equal(capped_rows[key], np.where(kept, free_rows[key],
+                                                             tok.pad_id if key == 'input_ids'
+                                                             else 0))
+  for i in range(len(capped)):
+    _check_layout(capped[i], tok, seq_len)
+
+
 @pytest.mark.parametrize('objective', config.OBJECTIVES)
 def test_examples_depend_only_on_seed_and_index(tok, docs, objective):
   first = examples_lib.build_examples(docs, tok, objective, 24, seed=5)

@@ -9,9 +9,11 @@ Memory per chip comes from `memory_analysis()`; collective bytes and FLOPs from 
 optimized HLO that XLA dumps (loop bodies counted as often as they run, see `hlo`).
 """
 
+import contextlib
 import dataclasses
 import glob
 import importlib.resources
+import importlib.util
 import os
 import re
 import tempfile
@@ -79,6 +81,29 @@ def _gpu_devices(name, chip, jax_name):
     raise UserError(f'--topology {name}: the CUDA plugin cannot build {jax_name} from '
                     f'{chip.target_config} ({detail})') from None
   return topo.devices
+
+
+@contextlib.contextmanager
+def _capability_of(chip: chips.Chip):
+  """jax's cuDNN attention asks the local backend which GPU it traces for (its packed
+  layout needs Hopper); compiling on a CPU, the answer is the target config's."""
+  if chip.platform != 'gpu' or importlib.util.find_spec('nvidia.cudnn') is None:
+    yield
+    return
+  from jax._src.cudnn import fused_attention_stablehlo as cudnn
+  text = (importlib.resources.files('ssljax.aot') / 'gpus' / chip.target_config).read_text()
+  block = re.search(r'cuda_compute_capability\s*\{([^}]*)\}', text)
+  assert block is not None, chip.target_config
+  numbers = dict(re.findall(r'(major|minor):\s*(\d+)', block.group(1)))
+  target = (int(numbers.get('major', 0)), int(numbers.get('minor', 0)))
+  parse = lambda capability: tuple(int(x) for x in capability.split('.'))
+  saved = cudnn.check_compute_capability, cudnn.is_cuda_compute_capability_equal
+  cudnn.check_compute_capability = lambda capability: target >= parse(capability)
+  cudnn.is_cuda_compute_capability_equal = lambda capability: target == parse(capability)
+  try:
+    yield
+  finally:
+    cudnn.check_compute_capability, cudnn.is_cuda_compute_capability_equal = saved
 
 
 def usable_bytes(chip: chips.Chip) -> int:
@@ -167,7 +192,8 @@ def compile_step(config, topology: str) -> dict:
   started = time.perf_counter()
   name = f'{config.model.arch} on {topology}'
   try:
-    lowered = strategy.lower_step(config)
+    with _capability_of(chip):
+      lowered = strategy.lower_step(config)
   except RuntimeError as e:  # jax's cuDNN attention, where the plugin has no cuDNN beside it
     if 'cuDNN' not in str(e):
       raise

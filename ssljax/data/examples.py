@@ -49,9 +49,10 @@ class Examples:
 
 
 def build_examples(token_docs: list[np.ndarray], tokenizer: Tokenizer, objective: str,
-                   seq_len: int, seed: int) -> Examples:
+                   seq_len: int, seed: int, max_docs: int = 0) -> Examples:
   """One epoch of `objective` examples of length `seq_len` from token documents."""
-  return from_store(Store.from_docs(token_docs), tokenizer, objective, seq_len, seed)
+  return from_store(Store.from_docs(token_docs), tokenizer, objective, seq_len, seed,
+                    max_docs=max_docs)
 
 
 def chunking(objective: str, seq_len: int) -> tuple[int, int] | None:
@@ -62,16 +63,17 @@ def chunking(objective: str, seq_len: int) -> tuple[int, int] | None:
 
 
 def from_store(store: Store, tokenizer: Tokenizer, objective: str, seq_len: int, seed: int,
-               chunk_counts_P=None) -> Examples:
+               chunk_counts_P=None, max_docs: int = 0) -> Examples:
   """One epoch of `objective` examples from a store (see `data/store.py`); `chunk_counts_P`
-  (the chunks of each part, when known) spares opening every part to count them."""
+  (the chunks of each part, when known) spares opening every part to count them;
+  `max_docs` caps clm's packed rows (model.max_docs_per_row)."""
   builders = {'mlm': _mlm, 'mlm_nsp': _nsp, 'mlm_sop': _sop}
   if objective not in builders and objective != 'clm':
     raise UserError(f'objective={objective!r} is not one of {", ".join(OBJECTIVES)}')
   if seq_len < MIN_SEQ_LEN:
     raise UserError(f'data.seq_len={seq_len} is too short; use at least {MIN_SEQ_LEN}')
   if objective == 'clm':
-    examples = _clm(store, tokenizer, seq_len)
+    examples = _clm(store, tokenizer, seq_len, max_docs)
   else:
     cut = chunking(objective, seq_len)
     assert cut is not None  # only clm packs documents instead of cutting them
@@ -194,12 +196,14 @@ def _sop(store, chunks, tokenizer, seq_len, seed):
   return Examples(len(chunks), build)
 
 
-def _clm(store, tokenizer, seq_len):
+def _clm(store, tokenizer, seq_len, max_docs=0):
   """GPT: the documents of each part, each ended by [SEP], packed back to back into rows.
 
   A row holds consecutive pieces of documents; each piece is its own attention group
   with positions from 0, also when it continues a document from the row before. Rows do
-  not cross parts: a part's last row is padded.
+  not cross parts: a part's last row is padded. With `max_docs`, a row keeps its first
+  `max_docs` pieces and pads the rest (fused kernels that take documents as offsets and
+  lengths need the bound).
   """
   rows_P = -(-(store.tokens_P + store.docs_P) // seq_len)
   row_base = np.concatenate([[0], np.cumsum(rows_P)])
@@ -207,7 +211,7 @@ def _clm(store, tokenizer, seq_len):
   def build(index_N):
     index_N = np.asarray(index_N, np.int64)
     part_N = Store.part_of(row_base, index_N)
-    out = _clm_rows(store, part_N, index_N - row_base[part_N], tokenizer, seq_len)
+    out = _clm_rows(store, part_N, index_N - row_base[part_N], tokenizer, seq_len, max_docs)
     return out | {'segment_ids': np.zeros_like(out['input_ids']),
                   'word_start': tokenizer.word_start[out['input_ids']],
                   'sentence_label': np.zeros(len(index_N), np.int32)}
@@ -215,7 +219,7 @@ def _clm(store, tokenizer, seq_len):
   return Examples(int(row_base[-1]), build)
 
 
-def _clm_rows(store, part_N, row_N, tokenizer, seq_len):
+def _clm_rows(store, part_N, row_N, tokenizer, seq_len, max_docs=0):
   """Rows `row_N` of each part's packed stream, where document d's tokens start at stream
   position offsets[d] + d (one [SEP] after each document before it)."""
   docs_Nx1, part_Nx1 = store.docs_P[part_N][:, None], part_N[:, None]
@@ -241,8 +245,10 @@ def _clm_rows(store, part_N, row_N, tokenizer, seq_len):
                             seq_len)
   tokens = np.take_along_axis(span, np.clip(flat_NxL - f0[:, None], 0, seq_len - 1), 1)
   ids = np.where(within < length, tokens, tokenizer.sep_id)
-  ids = np.where(real, ids, tokenizer.pad_id)
   first = (within == 0) | (j_1xL == 0)
+  if max_docs:
+    real &= np.cumsum(first, axis=1) <= max_docs
+  ids = np.where(real, ids, tokenizer.pad_id)
   positions = j_1xL - np.maximum.accumulate(np.where(first, j_1xL, 0), axis=1)
   return {'input_ids': ids.astype(np.int32),
           'positions': np.where(real, positions, 0).astype(np.int32),

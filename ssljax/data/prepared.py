@@ -47,8 +47,9 @@ class Prepared:
     return store_lib.Store([e['documents'] for e in entries], [e['tokens'] for e in entries],
                            parts, [os.fspath(folder / e['name']) for e in entries])
 
-  def examples(self, split: str, objective: str, seq_len: int, seed: int):
-    """One epoch of `split`'s examples, or None when the split has no document."""
+  def examples(self, split: str, objective: str, seq_len: int, seed: int, max_docs: int = 0):
+    """One epoch of `split`'s examples, or None when the split has no document; `max_docs`
+    caps clm's packed rows."""
     docs = self.manifest['splits'][split]['documents']
     if split == 'eval' and (not docs or objective == 'mlm_nsp' and docs < 2):
       if docs:
@@ -64,7 +65,7 @@ class Prepared:
                     "shard's document index to count chunks; run ssljax prepare with "
                     'this config to skip that', self.path, seq_len, objective)
     return examples_lib.from_store(self.store(split), self.tokenizer, objective, seq_len,
-                                   seed, counts)
+                                   seed, counts, max_docs)
 
 
 def open_folder(path) -> Prepared:

@@ -5,9 +5,16 @@
   only. Documents come in as segment ids (doc_ids), causal or full, and it runs inside
   `jax.shard_map` over the mesh's row and head axes (Mosaic kernels cannot be
   partitioned automatically).
-- `cudnn`: cuDNN's fused attention on GPU through `jax.nn.dot_product_attention`. It has
-  no segment ids: the same-document mask goes in as a boolean mask (cuDNN adds it as a
-  bias), causality as `is_causal`.
+- `cudnn`: cuDNN's fused attention on GPU. It has no segment ids; what it gets instead
+  depends on how many documents a row may hold (`DocMask.max_docs`):
+  1 (an encoder's rows, fine-tuning and inference rows): the row's length, through
+  `jax.nn.dot_product_attention(query_seq_lengths=...)`, no mask at all;
+  n > 1 (packed causal-LM rows, `model.max_docs_per_row`): cuDNN's packed layout, each
+  document's offset and length in the row (jax's cuDNN module; Hopper or newer, older GPUs
+  take the dense mask), so every document is its own sequence to the kernel and no mask is
+  built;
+  0 (any number): the same-document mask as a dense B x 1 x L x L boolean, which cuDNN
+  reads as an additive bias from HBM in every layer, forward and backward.
 
 `auto` picks the backend's fused kernel where it computes what XLA's path does: no
 attention dropout (neither kernel has it), for splash a length in 128-token tiles, for
@@ -30,14 +37,17 @@ SPLASH_BLOCK = 512  # the largest tile used
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=['doc_ids_BxL'],
-                   meta_fields=['causal'])
+                   meta_fields=['causal', 'max_docs'])
 @dataclasses.dataclass(frozen=True)
 class DocMask:
   """Who attends to whom, as document ids: a token attends to tokens of its own document
   (id > 0), and with `causal` only to earlier ones. Kept as ids so that kernels with
-  segment ids never build the B x L x L mask; `dense` builds it for the others."""
+  segment ids never build the B x L x L mask; `dense` builds it for the others.
+  `max_docs`: the most documents a row holds, each a contiguous run of one id with the
+  padding after them (0: unknown); cuDNN's layouts need it fixed."""
   doc_ids_BxL: jax.Array
   causal: bool
+  max_docs: int = 0
 
   def dense(self):
     """B x 1 x L x L booleans, broadcast over heads."""
@@ -97,7 +107,7 @@ def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=sharding.BAT
   if kernel == 'splash':
     return _splash(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, rows, interpret)
   if kernel == 'cudnn':
-    local = functools.partial(_cudnn_rows, causal=mask.causal)
+    local = functools.partial(_cudnn_rows, causal=mask.causal, max_docs=mask.max_docs)
     if jax.sharding.get_abstract_mesh().manual_axes:
       # Inside the data-parallel accumulation's shard_map, jax's partitioner of the cuDNN
       # call fails (an AssertionError from custom_partitioning, found compiling albert_base
@@ -107,10 +117,51 @@ def attend(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask, kernel: str, rows=sharding.BAT
   return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=dense(mask))
 
 
-def _cudnn_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal):
-  within = dense(DocMask(doc_ids_BxL, causal=False))
-  return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=within,
-                                      is_causal=causal, implementation='cudnn')
+def _cudnn_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal, max_docs):
+  """cuDNN's attention on rows of at most `max_docs` documents (see the module's
+  docstring); padding positions come out 0."""
+  real_BxL = doc_ids_BxL > 0
+  if max_docs == 1:
+    lengths_B = real_BxL.sum(axis=1, dtype=jnp.int32)
+    out_BxLxNxD = jax.nn.dot_product_attention(
+        q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, is_causal=causal, query_seq_lengths=lengths_B,
+        key_value_seq_lengths=lengths_B, implementation='cudnn')
+  elif max_docs > 1 and _cudnn_packs():
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn
+    lengths_BxM, starts_BxM1 = packed_layout(doc_ids_BxL, max_docs)
+    out_BxLxNxD = cudnn.dot_product_attention(
+        q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, q_seqlen=lengths_BxM, kv_seqlen=lengths_BxM,
+        q_offsets=starts_BxM1, kv_offsets=starts_BxM1, scale=q_BxLxNxD.shape[-1] ** -0.5,
+        mask_type=cudnn.MaskType.CAUSAL if causal else cudnn.MaskType.NO_MASK)
+  else:
+    within = dense(DocMask(doc_ids_BxL, causal=False))
+    out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=within,
+                                               is_causal=causal, implementation='cudnn')
+  return jnp.where(real_BxL[:, :, None, None], out_BxLxNxD, 0).astype(q_BxLxNxD.dtype)
+
+
+def _cudnn_packs() -> bool:
+  """Whether the GPU compiled for takes cuDNN's packed layout (Hopper or newer)."""
+  from jax._src.cudnn import fused_attention_stablehlo as cudnn
+  return cudnn.check_compute_capability('9.0')
+
+
+def packed_layout(doc_ids_BxL, max_docs: int):
+  """cuDNN's packed layout of rows of contiguous documents: each document's length
+  (B x M) and first position (B x M+1), -1 past a row's last document; M = `max_docs`. A
+  row with more documents loses the later ones (the data caps rows at M)."""
+  b, length = doc_ids_BxL.shape
+  real_BxL = doc_ids_BxL > 0
+  previous_BxL = jnp.pad(doc_ids_BxL, ((0, 0), (1, 0)))[:, :-1]
+  first_BxL = real_BxL & (doc_ids_BxL != previous_BxL)
+  doc_BxL = jnp.cumsum(first_BxL, axis=1) - 1  # the index of each token's document in its row
+  rows_Bx1 = jnp.arange(b)[:, None]
+  lengths_BxM = jnp.zeros((b, max_docs), jnp.int32).at[
+      rows_Bx1, jnp.where(real_BxL, doc_BxL, max_docs)].add(1, mode='drop')
+  starts_BxM1 = jnp.full((b, max_docs + 1), -1, jnp.int32).at[
+      rows_Bx1, jnp.where(first_BxL & (doc_BxL < max_docs), doc_BxL, max_docs + 1)].set(
+          jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length)), mode='drop')
+  return jnp.where(lengths_BxM > 0, lengths_BxM, -1), starts_BxM1
 
 
 def _splash_rows(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, doc_ids_BxL, causal, interpret):

@@ -25,7 +25,8 @@ class Decoder(nnx.Module):
   def __call__(self, batch, key=None):
     keys = jax.random.split(key) if key is not None else (None, None)
     x_BxLxH = self.embeddings(batch['input_ids'], batch['positions'], None, keys[0])
-    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=True),
+    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=True,
+                                                   max_docs=self.cfg.max_docs_per_row),
                          batch['positions'], keys[1])
     return self.final_norm(x_BxLxH)
 

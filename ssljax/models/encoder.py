@@ -26,7 +26,8 @@ class Encoder(nnx.Module):
     keys = jax.random.split(key) if key is not None else (None, None)
     x_BxLxH = self.embeddings(batch['input_ids'], batch['positions'], batch['segment_ids'],
                               keys[0])
-    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=False),
+    # An encoder's row is one document ([CLS] A [SEP] (B [SEP])), then padding.
+    x_BxLxH = self.stack(x_BxLxH, attention_mask(batch['doc_ids'], causal=False, max_docs=1),
                          batch['positions'], keys[1])
     return self.final_norm(x_BxLxH) if self.final_norm is not None else x_BxLxH
 

@@ -118,10 +118,11 @@ def rope(x_BxLxNxD, positions_BxL, base: float = 10000.0):
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).astype(x_BxLxNxD.dtype)
 
 
-def attention_mask(doc_ids_BxL, causal):
+def attention_mask(doc_ids_BxL, causal, max_docs=0):
   """Tokens attend to tokens of the same document (doc id > 0); causal adds j <= i. Kept
-  as document ids (`attention.DocMask`): fused kernels read them as segment ids."""
-  return attention.DocMask(doc_ids_BxL, causal)
+  as document ids (`attention.DocMask`): fused kernels read them as segment ids.
+  `max_docs`: the most documents a row holds (0: unknown)."""
+  return attention.DocMask(doc_ids_BxL, causal, max_docs)
 
 
 class KVCache(NamedTuple):

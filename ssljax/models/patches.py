@@ -135,7 +135,7 @@ class PatchTransformer(nnx.Module):
     positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
     x_BxLxH = self.embeddings(patches_BxLxPxC, positions_BxL, batch.get('masked'), keys[0])
     doc_ids_BxL = jnp.ones((b, length), jnp.int32)
-    x_BxLxH = self.stack(x_BxLxH, attention_mask(doc_ids_BxL, causal=self.causal),
+    x_BxLxH = self.stack(x_BxLxH, attention_mask(doc_ids_BxL, causal=self.causal, max_docs=1),
                          positions_BxL, keys[1])
     return self.final_norm(x_BxLxH) if self.final_norm is not None else x_BxLxH
 
@@ -189,7 +189,7 @@ class PatchAutoencoder(nnx.Module):
     b, length = patches_BxLxPxC.shape[:2]
     positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
     x_BxLxH = self.embeddings(patches_BxLxPxC, positions_BxL, None, keys[0])
-    mask = attention_mask(jnp.ones((b, length), jnp.int32), causal=False)
+    mask = attention_mask(jnp.ones((b, length), jnp.int32), causal=False, max_docs=1)
     x_BxLxH = self.final_norm(self.stack(x_BxLxH, mask, positions_BxL, keys[1]))
     return self.down(x_BxLxH.mean(1))
 
@@ -200,7 +200,7 @@ class PatchAutoencoder(nnx.Module):
     b, length = code_BxK.shape[0], batch['values'].shape[1] // self.cfg.patch_len
     positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length))
     x_BxLxH = self.up(code_BxK)[:, None, :] + self.queries(positions_BxL)
-    mask = attention_mask(jnp.ones((b, length), jnp.int32), causal=False)
+    mask = attention_mask(jnp.ones((b, length), jnp.int32), causal=False, max_docs=1)
     return self.decoder_norm(self.decoder(x_BxLxH, mask, positions_BxL, keys[1]))
 
   def predict_patches(self, x_BxLxH):

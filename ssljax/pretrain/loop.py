@@ -152,8 +152,9 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
       log.warning('tokenizer.vocab_size=%d is not used: %s was prepared with a tokenizer of '
                   '%d pieces, which the run takes', config.tokenizer.vocab_size, data.path,
                   tokenizer.vocab_size)
-    return (tokenizer, folder.examples('train', config.objective, data.seq_len, seed),
-            folder.examples('eval', config.objective, data.seq_len, seed + 1))
+    cap = config.model.max_docs_per_row
+    return (tokenizer, folder.examples('train', config.objective, data.seq_len, seed, cap),
+            folder.examples('eval', config.objective, data.seq_len, seed + 1, cap))
   if data.source == 'embedded' and jax.process_count() > 1 and jax.process_index() == 0:
     log.warning('data.source=embedded on %d hosts: every host trains on the demo corpus '
                 "(Python's documentation, 0.3 M characters); prepare a real one with ssljax "
@@ -166,7 +167,8 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
                     'data.eval_fraction, add documents, or set data.eval_fraction=0')
   tokenizer = load_tokenizer(config, workdir, train_docs, source)
   build = lambda docs, s: examples.build_examples(tokenizer.encode(docs), tokenizer,
-                                                  config.objective, data.seq_len, s)
+                                                  config.objective, data.seq_len, s,
+                                                  config.model.max_docs_per_row)
   return tokenizer, build(train_docs, seed), build(eval_docs, seed + 1) if eval_docs else None
 
 
