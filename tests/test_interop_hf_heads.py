@@ -16,9 +16,10 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
 from ssljax import models, tokenizers as tokenizer_lib  # noqa: E402
-from ssljax.adapt import finetune, predict  # noqa: E402
+from ssljax.adapt import export, finetune, predict  # noqa: E402
 from ssljax.cli import interop as hf_cli  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
+from ssljax.interop import huggingface  # noqa: E402
 from ssljax.tasks import task_rows  # noqa: E402
 from ssljax.tasks.readers import Example  # noqa: E402
 
@@ -185,3 +186,18 @@ def test_a_decoder_head_saved_with_a_zero_bias_exports(corpus_file, tokenizer_fi
   for mine, their in zip(ours, theirs):
     assert {p['label']: round(p['score'], 5) for p in their} == pytest.approx(
         mine['probabilities'], abs=TOL)
+
+
+def test_a_tokenizer_that_pads_with_the_row_end_is_refused(tmp_path):
+  """GPT-2's own tokenizer pads with <|endoftext|>, which also ends each task row, so
+  transformers would read the token before it."""
+  from test_interop_huggingface import MAKERS, save_random
+  (tmp_path / 'gpt2').mkdir()
+  save_random(MAKERS['gpt2'], tmp_path / 'gpt2')
+  pre, _ = huggingface.load_folder(tmp_path / 'gpt2')
+  assert pre.tokenizer.pad_id == pre.tokenizer.sep_id
+  tuned = finetune.Tuned(pre.model, SPECS['classification'], 'last', rngs=nnx.Rngs(0))
+  with pytest.raises(UserError, match='pads with the token that ends each of ssljax'):
+    export.head_to_hf(tuned, SPECS['classification'], {'pooling': 'last'}, pre.tokenizer,
+                      tmp_path / 'hf')
+  assert not (tmp_path / 'hf').exists()
