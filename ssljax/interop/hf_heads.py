@@ -9,14 +9,20 @@ every position (token classification) or on every position with a start and an e
                  model must have been fine-tuned with pooling=cls (the default)
   RoBERTa        classifier.out_proj(tanh(classifier.dense(<s>))): the pooler moves to
                  classifier.dense; again pooling=cls
+  GPT-2, GPT-NeoX, Llama   *ForSequenceClassification: score, without a bias, at the last
+                 token that is not config.pad_token_id: pooling=last (the default), with
+                 the bias-free head fine-tuning gives a decoder (`finetune.head_bias`)
   encoders, GPT-2, GPT-NeoX, Llama   *ForTokenClassification and *ForQuestionAnswering:
                  one linear layer on every position, the pooler dropped
 
-and is refused in one line where it does not: transformers' GPT-2, GPT-NeoX and Llama
-sequence classifiers score with a linear layer without a bias, and ModernBERT's heads put a
-dense layer, an activation and a LayerNorm before theirs. A GPT's task rows start and end
-with its end-of-text token, which the exported tokenizer does not add: transformers gives
-ssljax's outputs for the same ids.
+and is refused in one line where it does not: another pooling, a GPT sequence head saved
+with a nonzero bias (before fine-tuning dropped it), a tokenizer that pads with the [SEP]
+ending each row (transformers would read the token before it), and ModernBERT's heads,
+which put a dense layer, an activation and a LayerNorm before theirs. A GPT's task rows are
+`[CLS] text [SEP]` (GPT-2's end-of-text token stands in for both): a sequence classifier's
+exported tokenizer adds them, so that transformers' pipeline feeds the ids ssljax reads;
+for token and QA heads it adds none, and transformers gives ssljax's outputs for the same
+ids.
 """
 
 import dataclasses
@@ -132,7 +138,7 @@ def export(pre: pretrained.Pretrained, head: TaskHead, out) -> tuple[paths.Path,
   if last_token and pre.tokenizer.pad_id == pre.tokenizer.sep_id:
     raise UserError(f'this {name} model\'s tokenizer pads with the token that ends each of '
                     'ssljax\'s task rows, so transformers, which reads the last token that is '
-                    'not padding, would read the one before it; name another pad token in the '
-                    'tokenizer\'s special_tokens_map.json and fine-tune again')
+                    'not padding, would read the one before it: a tokenizer whose pad token '
+                    'is its [SEP] (GPT-2\'s <|endoftext|>) has no exact twin')
   return huggingface.export(pre, out, functools.partial(_with_head, model_type, head),
                             cls_sep=last_token), name
