@@ -110,7 +110,7 @@ def test_folders_of_other_things_do_not_mix(pretrained_run, tmp_path, capsys, mo
   """import-hf into an export-hf folder, export-hf into an unrelated folder: one line each,
   nothing written; export-hf into an earlier export replaces it."""
   monkeypatch.setattr(hf, '_export_tokenizer',  # the tokenizer's conversion is tested elsewhere
-                      lambda tokenizer, cfg, out: tokenizer.save(out))
+                      lambda tokenizer, cfg, out, *_: tokenizer.save(out))
   assert cli.main(['export-hf', str(pretrained_run), '--out', str(tmp_path / 'hf')]) == 0
   exported = {p.name: p.read_bytes() for p in (tmp_path / 'hf').iterdir()}
   capsys.readouterr()
@@ -132,11 +132,11 @@ def test_folders_of_other_things_do_not_mix(pretrained_run, tmp_path, capsys, mo
 
 def test_a_failed_export_keeps_the_previous_one(pretrained_run, tmp_path, monkeypatch):
   monkeypatch.setattr(hf, '_export_tokenizer',  # the tokenizer's conversion is tested elsewhere
-                      lambda tokenizer, cfg, out: tokenizer.save(out))
+                      lambda tokenizer, cfg, out, *_: tokenizer.save(out))
   hf.export(loading.load(pretrained_run), tmp_path / 'hf')
   before = {p.name: p.read_bytes() for p in (tmp_path / 'hf').iterdir()}
 
-  def full(tokenizer, cfg, out):  # the weights and config are written, then the disk is full
+  def full(tokenizer, cfg, out, *_):  # the weights and config are written, then the disk is full
     raise OSError(errno.ENOSPC, 'No space left on device')
 
   monkeypatch.setattr(hf, '_export_tokenizer', full)

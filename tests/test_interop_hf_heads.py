@@ -1,6 +1,8 @@
 """Fine-tuned models out to Hugging Face: `ssljax export-hf WORKDIR/model` writes a folder
 that transformers' task class loads with the same outputs, and whose pipeline predicts what
-`ssljax predict` predicts; a head transformers cannot reproduce is refused in one line."""
+`ssljax predict` predicts (a GPT's sequence classifier included: bias-free head, last real
+token, end-of-text tokens added); a head transformers cannot reproduce is refused in one
+line."""
 
 import argparse
 import json
@@ -14,9 +16,10 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
 from ssljax import models, tokenizers as tokenizer_lib  # noqa: E402
-from ssljax.adapt import finetune, predict  # noqa: E402
+from ssljax.adapt import export, finetune, predict  # noqa: E402
 from ssljax.cli import interop as hf_cli  # noqa: E402
 from ssljax.errors import UserError  # noqa: E402
+from ssljax.interop import huggingface  # noqa: E402
 from ssljax.tasks import task_rows  # noqa: E402
 from ssljax.tasks.readers import Example  # noqa: E402
 
@@ -43,6 +46,7 @@ AUTO = {'classification': 'AutoModelForSequenceClassification',
         'tokens': 'AutoModelForTokenClassification', 'span': 'AutoModelForQuestionAnswering'}
 TEXTS = ['the function returns a list of values', 'a module name', 'python is an object',
          'this file is for the value of it']
+DECODERS = ('gpt2', 'gpt_neox', 'llama')
 
 
 def _bumped(params, seed):
@@ -52,14 +56,17 @@ def _bumped(params, seed):
       lambda v: np.asarray(v) + rng.normal(0, 0.2, np.shape(v)).astype(np.float32), params)
 
 
-def _saved(family, spec, pooling, corpus_file, tokenizer_file, folder):
-  """A fine-tuned model folder as `ssljax finetune` saves it, with random weights."""
+def _saved(family, spec, pooling, corpus_file, tokenizer_file, folder, bias=None):
+  """A fine-tuned model folder as `ssljax finetune` saves it, with random weights; `bias`:
+  `Tuned`'s (0.0: a head bias of zeros)."""
   config = tiny_config(corpus_file, **FAMILIES[family])
   tok = tokenizer_lib.load(tokenizer_file)
   model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
   tuned = finetune.Tuned(models.build(model_cfg, nnx.Rngs(3)), spec, pooling,
-                         rngs=nnx.Rngs(4))
+                         rngs=nnx.Rngs(4), bias=None if bias is None else True)
   params = _bumped(nnx.to_pure_dict(nnx.state(tuned)), 5)
+  if bias == 0.0:
+    params['head']['bias'] = np.zeros_like(params['head']['bias'])
   finetune.save(folder, params, model_cfg, spec, _settings(pooling=pooling), tok)
   return folder
 
@@ -73,8 +80,12 @@ def _export(model_dir, out):
 
 
 def _theirs(hf_model, batch, encoder):
-  inputs = {'input_ids': torch.tensor(batch['input_ids'], dtype=torch.long),
-            'attention_mask': torch.tensor(batch['doc_ids'] > 0, dtype=torch.long)}
+  """transformers' outputs on the batch's ids, padded with the config's pad token as its
+  tokenizer pads."""
+  real = batch['doc_ids'] > 0
+  ids = np.where(real, batch['input_ids'], hf_model.config.pad_token_id)
+  inputs = {'input_ids': torch.tensor(ids, dtype=torch.long),
+            'attention_mask': torch.tensor(real, dtype=torch.long)}
   if encoder and hf_model.config.model_type != 'modernbert':
     inputs['token_type_ids'] = torch.tensor(batch['segment_ids'], dtype=torch.long)
   with torch.no_grad():
@@ -90,10 +101,10 @@ def _theirs(hf_model, batch, encoder):
     ('roberta', SPECS['classification']), ('roberta', SPECS['tokens']),
     ('albert', SPECS['regression']), ('albert', SQUAD),
     ('gpt2', SPECS['tokens']), ('gpt_neox', SQUAD), ('llama', SPECS['tokens']),
-])
+] + [(family, SPECS[kind]) for family in DECODERS for kind in ('classification', 'regression')])
 def test_transformers_gives_the_fine_tuned_outputs(family, spec, corpus_file, tokenizer_file,
                                                    tmp_path, capsys):
-  model_dir = _saved(family, spec, 'last' if family in ('gpt2', 'gpt_neox', 'llama') else 'cls',
+  model_dir = _saved(family, spec, 'last' if family in DECODERS else 'cls',
                      corpus_file, tokenizer_file, tmp_path / 'model')
   out = _export(model_dir, tmp_path / 'hf')
   config = json.loads((out / 'config.json').read_text())
@@ -110,6 +121,7 @@ def test_transformers_gives_the_fine_tuned_outputs(family, spec, corpus_file, to
       Example(text=a, text_b=b, label=0) for a, b in zip(TEXTS, TEXTS[1:])]
   rows = task_rows.build(tok, spec, examples, 32, 8)
   batch = {k: v[:len(rows)] for k, v in task_rows.gather(rows, np.arange(len(rows))).items()}
+  assert len(set(batch['doc_ids'].sum(axis=1))) > 1  # padded rows of different lengths
   ours = np.asarray(tuned(batch))
   theirs = _theirs(hf_model, batch, tuned.model.cfg.arch != 'gpt')
   if ours.ndim == 3:  # per position: padding is no output
@@ -120,15 +132,18 @@ def test_transformers_gives_the_fine_tuned_outputs(family, spec, corpus_file, to
   assert np.abs(ours).max() > 0.1  # the head says something
 
 
-@pytest.mark.parametrize('family, spec', [('bert', SPECS['classification']),
-                                          ('roberta', SPECS['regression']),
-                                          ('albert', SPECS['classification'])])
+@pytest.mark.parametrize('family, spec', [
+    ('bert', SPECS['classification']), ('roberta', SPECS['regression']),
+    ('albert', SPECS['classification']),
+] + [(family, SPECS[kind]) for family in DECODERS for kind in ('classification', 'regression')])
 def test_the_pipeline_predicts_what_ssljax_predict_does(family, spec, corpus_file,
                                                         tokenizer_file, tmp_path):
-  model_dir = _saved(family, spec, 'cls', corpus_file, tokenizer_file, tmp_path / 'model')
+  """In batches of 2 texts of different lengths: the tokenizer pads the shorter one."""
+  model_dir = _saved(family, spec, 'last' if family in DECODERS else 'cls', corpus_file,
+                     tokenizer_file, tmp_path / 'model')
   out = _export(model_dir, tmp_path / 'hf')
   ours = predict.predict(model_dir, examples=[Example(text=t) for t in TEXTS])
-  classify = transformers.pipeline('text-classification', model=str(out))
+  classify = transformers.pipeline('text-classification', model=str(out), batch_size=2)
   if spec.kind == 'regression':
     theirs = classify(TEXTS, function_to_apply='none')
     assert [p['label'] for p in theirs] == [spec.name] * len(TEXTS)
@@ -142,16 +157,47 @@ def test_the_pipeline_predicts_what_ssljax_predict_does(family, spec, corpus_fil
         mine['probabilities'], abs=TOL)
 
 
-@pytest.mark.parametrize('family, spec, pooling, why', [
-    ('bert', SPECS['classification'], 'mean', 'pooling=mean.*--set pooling=cls'),
-    ('gpt2', SPECS['classification'], 'last', 'GPT2ForSequenceClassification.*without a bias'),
-    ('llama', SPECS['regression'], 'last', 'LlamaForSequenceClassification.*without a bias'),
-    ('modernbert', SPECS['tokens'], 'cls', 'ModernBertPredictionHead'),
+@pytest.mark.parametrize('family, spec, pooling, bias, why', [
+    ('bert', SPECS['classification'], 'mean', None, 'pooling=mean.*--set pooling=cls'),
+    ('gpt2', SPECS['classification'], 'mean', None,
+     'GPT2ForSequenceClassification reads the last token.*--set pooling=last'),
+    ('llama', SPECS['regression'], 'last', True,  # saved before the head lost its bias
+     'has a bias.*LlamaForSequenceClassification scores without one: fine-tune again'),
+    ('modernbert', SPECS['tokens'], 'cls', None, 'ModernBertPredictionHead'),
 ])
-def test_heads_without_an_exact_twin_are_refused(family, spec, pooling, why, corpus_file,
+def test_heads_without_an_exact_twin_are_refused(family, spec, pooling, bias, why, corpus_file,
                                                  tokenizer_file, tmp_path):
-  model_dir = _saved(family, spec, pooling, corpus_file, tokenizer_file, tmp_path / 'model')
+  model_dir = _saved(family, spec, pooling, corpus_file, tokenizer_file, tmp_path / 'model',
+                     bias)
   with pytest.raises(UserError, match=why):
     _export(model_dir, tmp_path / 'hf')
   assert not (tmp_path / 'hf').exists()
 
+
+
+def test_a_decoder_head_saved_with_a_zero_bias_exports(corpus_file, tokenizer_file, tmp_path):
+  """A model fine-tuned before the decoder's last-token head lost its bias still loads; with
+  a bias of zeros it is what transformers computes."""
+  model_dir = _saved('gpt_neox', SPECS['classification'], 'last', corpus_file, tokenizer_file,
+                     tmp_path / 'model', bias=0.0)
+  out = _export(model_dir, tmp_path / 'hf')
+  ours = predict.predict(model_dir, examples=[Example(text=t) for t in TEXTS])
+  theirs = transformers.pipeline('text-classification', model=str(out))(TEXTS, top_k=None)
+  for mine, their in zip(ours, theirs):
+    assert {p['label']: round(p['score'], 5) for p in their} == pytest.approx(
+        mine['probabilities'], abs=TOL)
+
+
+def test_a_tokenizer_that_pads_with_the_row_end_is_refused(tmp_path):
+  """GPT-2's own tokenizer pads with <|endoftext|>, which also ends each task row, so
+  transformers would read the token before it."""
+  from test_interop_huggingface import MAKERS, save_random
+  (tmp_path / 'gpt2').mkdir()
+  save_random(MAKERS['gpt2'], tmp_path / 'gpt2')
+  pre, _ = huggingface.load_folder(tmp_path / 'gpt2')
+  assert pre.tokenizer.pad_id == pre.tokenizer.sep_id
+  tuned = finetune.Tuned(pre.model, SPECS['classification'], 'last', rngs=nnx.Rngs(0))
+  with pytest.raises(UserError, match='pads with the token that ends each.*no exact twin'):
+    export.head_to_hf(tuned, SPECS['classification'], {'pooling': 'last'}, pre.tokenizer,
+                      tmp_path / 'hf')
+  assert not (tmp_path / 'hf').exists()

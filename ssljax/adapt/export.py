@@ -21,7 +21,7 @@ def head_to_hf(tuned, spec, meta, tokenizer, out) -> tuple[paths.Path, str]:
   from ssljax.interop import hf_heads
   head = nnx.to_pure_dict(nnx.state(tuned.head))
   task = hf_heads.TaskHead(spec.kind, spec.name, tuple(spec.labels), meta['pooling'],
-                           np.asarray(head['kernel']), np.asarray(head['bias']))
+                           np.asarray(head['kernel']), head.get('bias'))
   return hf_heads.export(as_pretrained(tuned, tokenizer), task, out)
 
 

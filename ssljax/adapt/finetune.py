@@ -33,15 +33,24 @@ from ssljax.pretrain import optimizer
 from ssljax.tasks import kinds, readers, task_rows
 
 
-class Tuned(nnx.Module):
-  """An encoder (or decoder) with a task head on its pooled output or on every position."""
+def head_bias(model, kind: str, pooling: str) -> bool:
+  """Whether the task head has a bias: not on a decoder's last token, where transformers'
+  GPT-2, GPT-NeoX and Llama sequence classifiers score without one, so that it exports
+  exactly (`interop.hf_heads`)."""
+  return kinds.KINDS[kind].per_position or pooling != 'last' or model.cfg.arch != 'gpt'
 
-  def __init__(self, model, spec, pooling, *, rngs):
+
+class Tuned(nnx.Module):
+  """An encoder (or decoder) with a task head on its pooled output or on every position;
+  `bias` None: `head_bias` (a model saved with another head passes its own)."""
+
+  def __init__(self, model, spec, pooling, *, rngs, bias: bool | None = None):
     kind = kinds.KINDS[spec.kind]
     if not kind.per_position:
       encoding.check_pooling(model, pooling)
     self.model = model
-    self.head = kinds.linear(model.cfg.hidden_size, kind.outputs(spec), rngs)
+    self.head = kinds.linear(model.cfg.hidden_size, kind.outputs(spec), rngs,
+                             head_bias(model, spec.kind, pooling) if bias is None else bias)
     self.pooling = pooling
     self.per_position = kind.per_position
 
@@ -440,9 +449,12 @@ def load(directory):
     fields: dict = {k: tuple(v) if isinstance(v, list) else v for k, v in meta['spec'].items()}
     spec = readers.TaskSpec(**fields)
     model_cfg = models.ModelConfig(**meta['model'])
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
-        models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0))))
     stored = paths.load_npz(directory / 'params.npz')
+    # a decoder's last-token head had a bias before `head_bias`: such a model keeps it
+    bias = True if "['head']['bias']" in stored else None
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
+        models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0),
+        bias=bias)))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
     for path, wanted in leaves:  # a tensor of another shape could still broadcast
       name = jax.tree_util.keystr(path)

@@ -9,14 +9,20 @@ every position (token classification) or on every position with a start and an e
                  model must have been fine-tuned with pooling=cls (the default)
   RoBERTa        classifier.out_proj(tanh(classifier.dense(<s>))): the pooler moves to
                  classifier.dense; again pooling=cls
+  GPT-2, GPT-NeoX, Llama   *ForSequenceClassification: score, without a bias, at the last
+                 token that is not config.pad_token_id: pooling=last (the default), with
+                 the bias-free head fine-tuning gives a decoder (`finetune.head_bias`)
   encoders, GPT-2, GPT-NeoX, Llama   *ForTokenClassification and *ForQuestionAnswering:
                  one linear layer on every position, the pooler dropped
 
-and is refused in one line where it does not: transformers' GPT-2, GPT-NeoX and Llama
-sequence classifiers score with a linear layer without a bias, and ModernBERT's heads put a
-dense layer, an activation and a LayerNorm before theirs. A GPT's task rows start and end
-with its end-of-text token, which the exported tokenizer does not add: transformers gives
-ssljax's outputs for the same ids.
+and is refused in one line where it does not: another pooling, a GPT sequence head saved
+with a nonzero bias (before fine-tuning dropped it), a tokenizer that pads with the [SEP]
+ending each row (transformers would read the token before it), and ModernBERT's heads,
+which put a dense layer, an activation and a LayerNorm before theirs. A GPT's task rows are
+`[CLS] text [SEP]` (GPT-2's end-of-text token stands in for both): a sequence classifier's
+exported tokenizer adds them, so that transformers' pipeline feeds the ids ssljax reads;
+for token and QA heads it adds none, and transformers gives ssljax's outputs for the same
+ids.
 """
 
 import dataclasses
@@ -40,17 +46,19 @@ _HEADS = {
     ('bert', 'ForSequenceClassification'): ('classifier', 'bert.pooler.dense'),
     ('roberta', 'ForSequenceClassification'): ('classifier.out_proj', 'classifier.dense'),
     ('albert', 'ForSequenceClassification'): ('classifier', 'albert.pooler'),
-} | {(family, 'ForTokenClassification'): ('score' if family == 'llama' else 'classifier', None)
-     for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')
-     } | {(family, 'ForQuestionAnswering'): ('qa_outputs', None)
-          for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')}
+} | {(family, 'ForSequenceClassification'): ('score', None) for family in huggingface.CAUSAL
+     } | {(family, 'ForTokenClassification'): ('score' if family == 'llama' else 'classifier', None)
+          for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')
+          } | {(family, 'ForQuestionAnswering'): ('qa_outputs', None)
+               for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')}
 _NO_TWIN = {
     'modernbert': 'ModernBERT\'s task heads put a dense layer, an activation and a LayerNorm '
                   '(ModernBertPredictionHead) before the classifier, where ssljax has one '
                   'linear layer',
-    'sequence': 'transformers\' {name}ForSequenceClassification scores with a linear layer '
-                'without a bias, where ssljax\'s head has one',
 }
+# What a sequence classifier reads: the pooling it computes (the fine-tuning default).
+_READS = {'cls': 'reads the first token through the tanh pooler',
+          'last': 'reads the last token that is not padding'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +69,7 @@ class TaskHead:
   labels: tuple[str, ...]  # class or tag names, in output order
   pooling: str  # how a sequence head pooled the last hidden states
   kernel_HxC: np.ndarray
-  bias_C: np.ndarray
+  bias_C: np.ndarray | None  # None: a decoder's last-token head (finetune.head_bias)
 
 
 def task_class(model_type: str, head: TaskHead) -> str:
@@ -70,15 +78,26 @@ def task_class(model_type: str, head: TaskHead) -> str:
   suffix = _TASK_CLASS[head.kind]
   name = _FAMILY[model_type]
   if (model_type, suffix) not in _HEADS:
-    why = _NO_TWIN.get(model_type) or _NO_TWIN['sequence'].format(name=name)
     raise UserError(f'this fine-tuned {name} {head.kind} model has no exact Hugging Face '
-                    f'twin: {why}')
-  if _HEADS[model_type, suffix][1] and head.pooling != 'cls':
+                    f'twin: {_NO_TWIN[model_type]}')
+  if suffix != 'ForSequenceClassification':
+    return name + suffix
+  pooling = 'last' if model_type in huggingface.CAUSAL else 'cls'
+  if head.pooling != pooling:
     raise UserError(f'this model was fine-tuned with pooling={head.pooling}, but '
-                    f'{name}{suffix} reads the first token through the tanh pooler; only '
-                    'pooling=cls (the fine-tuning default) exports exactly: fine-tune again '
-                    'with --set pooling=cls')
+                    f'{name}{suffix} {_READS[pooling]}; only pooling={pooling} (the '
+                    f'fine-tuning default) exports exactly: fine-tune again with --set '
+                    f'pooling={pooling}')
+  if _bias_free(model_type, head.kind) and head.bias_C is not None and np.any(head.bias_C):
+    raise UserError(f'this model\'s {head.kind} head has a bias (it was fine-tuned before '
+                    f'ssljax dropped it from a decoder\'s last-token head), and '
+                    f'{name}{suffix} scores without one: fine-tune again')
   return name + suffix
+
+
+def _bias_free(model_type: str, kind: str) -> bool:
+  """transformers' GPT-2, GPT-NeoX and Llama sequence classifiers score without a bias."""
+  return model_type in huggingface.CAUSAL and _TASK_CLASS[kind] == 'ForSequenceClassification'
 
 
 def _with_head(model_type: str, head: TaskHead, config: dict, weights: dict):
@@ -95,7 +114,8 @@ def _with_head(model_type: str, head: TaskHead, config: dict, weights: dict):
     elif name.startswith(prefix):
       out[name] = value
   out[f'{module}.weight'] = np.ascontiguousarray(np.asarray(head.kernel_HxC, np.float32).T)
-  out[f'{module}.bias'] = np.asarray(head.bias_C, np.float32)
+  if not _bias_free(model_type, head.kind):
+    out[f'{module}.bias'] = np.asarray(head.bias_C, np.float32)
   labels = {'classification': head.labels, 'tokens': head.labels,
             'regression': (head.name,), 'span': ('start', 'end')}[head.kind]
   config = config | {'architectures': [task_class(model_type, head)],
@@ -114,4 +134,11 @@ def export(pre: pretrained.Pretrained, head: TaskHead, out) -> tuple[paths.Path,
   one line where the head has no exact twin."""
   model_type = huggingface.check_twin(pre.model_cfg)
   name = task_class(model_type, head)
-  return huggingface.export(pre, out, functools.partial(_with_head, model_type, head)), name
+  last_token = _bias_free(model_type, head.kind)
+  if last_token and pre.tokenizer.pad_id == pre.tokenizer.sep_id:
+    raise UserError(f'this {name} model\'s tokenizer pads with the token that ends each of '
+                    'ssljax\'s task rows, so transformers, which reads the last token that is '
+                    'not padding, would read the one before it: a tokenizer whose pad token '
+                    'is its [SEP] (GPT-2\'s <|endoftext|>) has no exact twin')
+  return huggingface.export(pre, out, functools.partial(_with_head, model_type, head),
+                            cls_sep=last_token), name

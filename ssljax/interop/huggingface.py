@@ -715,11 +715,12 @@ def _identity_projection(flat: dict, cfg: models.ModelConfig) -> dict:
 
 
 def export(pre: pretrained.Pretrained, out, head: Callable[[dict, dict], tuple[dict, dict]]
-           | None = None) -> paths.Path:
+           | None = None, cls_sep: bool = False) -> paths.Path:
   """Writes config.json, model.safetensors and the tokenizer files into `out`, each whole
   (`paths.staged`); a folder that holds a pretraining run is refused, since its config.json
   would make `pretrained.load` take the export for the run. `head(config, weights)` gives
-  the (config, weights) of a task model instead (`hf_heads`)."""
+  the (config, weights) of a task model instead (`hf_heads`); `cls_sep`: a causal model's
+  tokenizer adds [CLS] and [SEP] around a text, as ssljax's task rows have them."""
   out = paths.path(out)
   if pretrained.holds_run(out):
     raise UserError(f'{out} holds a pretraining run (checkpoints, metrics or a lock); export '
@@ -746,7 +747,7 @@ def export(pre: pretrained.Pretrained, out, head: Callable[[dict, dict], tuple[d
     if model_type in CAUSAL:  # what `generate` starts, stops and pads with
       (stage / 'generation_config.json').write_text(json.dumps(
           {k: config[k] for k in ('bos_token_id', 'eos_token_id', 'pad_token_id')}, indent=2))
-    _export_tokenizer(pre.tokenizer, cfg, stage)
+    _export_tokenizer(pre.tokenizer, cfg, stage, cls_sep)
   return out
 
 
@@ -767,11 +768,14 @@ def _fold_segment(flat: dict, cfg: models.ModelConfig, objective: str):
   return out, dataclasses.replace(cfg, tie_embeddings=False)
 
 
-def _export_tokenizer(tokenizer, cfg, out: paths.Path):
-  """tokenizer.json for transformers; an ssljax sentencepiece model is converted to it."""
+def _export_tokenizer(tokenizer, cfg, out: paths.Path, cls_sep: bool):
+  """tokenizer.json for transformers; an ssljax sentencepiece model is converted to it.
+  A causal model's tokenizer adds no special tokens, unless `cls_sep` (see `export`)."""
   if isinstance(tokenizer, tokenizers.SentencePieceTokenizer):
     (out / 'spiece.model').write_bytes(tokenizer.model_proto)
     tokenizer = hf_tokenizer.from_sentencepiece(tokenizer, add_cls_sep=cfg.arch != 'gpt')
+  if cls_sep and cfg.arch == 'gpt':
+    tokenizer = hf_tokenizer.with_cls_sep(tokenizer)
   tokenizer.save(out)
   settings = tokenizer.special_tokens | {
       'tokenizer_class': 'PreTrainedTokenizerFast',

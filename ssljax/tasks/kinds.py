@@ -20,9 +20,10 @@ from ssljax.tasks import scores, task_rows
 from ssljax.tasks.readers import Example, TaskSpec
 
 
-def linear(hidden: int, outputs: int, rngs: nnx.Rngs) -> nnx.Linear:
+def linear(hidden: int, outputs: int, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
   """A task head, initialised like BERT's heads."""
-  return nnx.Linear(hidden, outputs, kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
+  return nnx.Linear(hidden, outputs, use_bias=use_bias,
+                    kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
 
 
 def _class_loss(logits_XxC, targets):

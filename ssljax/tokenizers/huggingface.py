@@ -186,6 +186,15 @@ def from_sentencepiece(tokenizer, add_cls_sep: bool = True) -> HFTokenizer:
   return HFTokenizer(tok.to_str(), specials, origin='the ssljax sentencepiece tokenizer')
 
 
+def with_cls_sep(tokenizer: HFTokenizer) -> HFTokenizer:
+  """`tokenizer` adding its [CLS] and [SEP] as ssljax's task rows have them (`[CLS] A
+  [SEP]`, `[CLS] A [SEP] B [SEP]`): a causal model's sequence classifier reads them."""
+  tok = tokenizers.Tokenizer.from_str(tokenizer._tok.to_str())
+  tok.post_processor = _add_cls_sep(tok, {'cls_token': tok.id_to_token(tokenizer.cls_id),
+                                          'sep_token': tok.id_to_token(tokenizer.sep_id)})
+  return HFTokenizer(tok.to_str(), tokenizer.special_tokens, origin='the exported tokenizer')
+
+
 def _add_cls_sep(tok, specials, roberta: bool = False):
   """`[CLS] A [SEP]` and `[CLS] A [SEP] B [SEP]`, as transformers' tokenizers add them.
 
