@@ -8,8 +8,13 @@ an interrupted save never replaces a good checkpoint.
 A read that fails is not taken for corruption: I/O errors (a bucket that does not answer, a
 file the process cannot read for now) are retried with backoff and then stop the run with
 one line, and a state of another shape (another config or version) stops it too. Only a
-step whose own files are proven bad, a missing part or a file that does not decode, is set
-aside as `unreadable-STEP` (renamed, never deleted) and the previous one used.
+step whose own files are proven bad is set aside as `unreadable-STEP` (renamed, never
+deleted) and the previous one used. Proof is a fact, never an error's wording: its files
+differ from their checksums (`checksums.verify`, before Orbax reads them), a part is missing
+(FileNotFoundError, KeyError) or its JSON does not decode. A read of files that match their
+checksums failed for another cause than their bytes; TensorStore's ValueError says no more
+than that a read failed, so it counts as I/O, for a step without checksums too (an older
+ssljax's, or a gs:// one): retried, then one line, and the step is kept.
 """
 
 import base64
@@ -36,15 +41,11 @@ log = logging.getLogger(__name__)
 ITEMS = ('state', 'data', 'meta')
 UPLOADED = 'ssljax-uploaded'  # written last into an s3:// step directory
 RETRY_WAITS = (1.0, 4.0, 16.0)  # seconds before each retry of a read that failed on I/O
-# Exceptions of a step whose own files are bad: a part that is missing or does not decode.
-# Anything else may pass (I/O) or is not the files' fault (`ShapeMismatch`).
+# Exceptions of a step whose own files are bad: a part that is missing, does not decode or
+# differs from its checksum. Anything else may pass (I/O) or is not the files' fault
+# (`ShapeMismatch`).
 BAD_FILES = (FileNotFoundError, KeyError, json.JSONDecodeError, UnicodeDecodeError,
              checksums.Damaged)
-# TensorStore and Orbax raise a plain ValueError for every failed read, with an absl status
-# code or the codec's words as the only sign of what failed: these say the bytes are bad.
-BAD_WORDS = ('DATA_LOSS', 'NOT_FOUND', 'not found', 'Unexpected end', 'corrupt', 'checksum',
-             'decod', 'Truncated')
-ORBAX_WRAPPED = 'Encountered error while reading'
 
 
 class ShapeMismatch(Exception):
@@ -213,20 +214,17 @@ def _first_line(e) -> str:
 
 
 def _kind(e) -> str:
-  """'bad' (the step's own files), 'mismatch' (the code wants another tree) or 'io'.
+  """'bad' (the step's own files), 'mismatch' (the code wants another tree) or 'io', by the
+  exception's type.
 
-  Orbax wraps a failed array read in an Exception whose text dumps the TensorStore spec;
-  the error it wraps is the one that says what happened.
+  Orbax wraps a failed array read in a bare Exception raised from the error of the read,
+  which is the one that says what happened.
   """
+  while type(e) is Exception and e.__cause__ is not None:
+    e = e.__cause__
   if isinstance(e, ShapeMismatch):
     return 'mismatch'
-  while str(e).startswith(ORBAX_WRAPPED) and e.__cause__ is not None:
-    e = e.__cause__
-  text = str(e)
-  if isinstance(e, BAD_FILES) or (not isinstance(e, OSError) and
-                                  any(word in text for word in BAD_WORDS)):
-    return 'bad'
-  return 'io'
+  return 'bad' if isinstance(e, BAD_FILES) else 'io'
 
 
 class Unreadable(Exception):
@@ -254,12 +252,17 @@ def _unreadable(e: Unreadable) -> UserError:
                    'the one before)')
 
 
+def _restore_meta(mgr, step: int) -> dict:
+  """The metadata of `step`, its files verified first."""
+  checksums.verify(paths.path(mgr.directory) / str(step), 'meta')
+  return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
 def read_meta(mgr, step: int) -> dict:
   """The metadata of checkpoint `step`; a checkpoint without it is not ssljax's."""
   where = f'{mgr.directory}/{step}'
   try:
-    return read(lambda: mgr.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))['meta'], f'the metadata of {where}')
+    return read(lambda: _restore_meta(mgr, step), f'the metadata of {where}')
   except Unreadable as e:
     raise _unreadable(e) from None
   except Exception as e:
@@ -274,8 +277,8 @@ def metas(mgr) -> dict[int, dict | None]:
   found = {}
   for step in sorted(mgr.all_steps(), reverse=True):
     try:
-      found[step] = read(lambda s=step: mgr.restore(s, args=ocp.args.Composite(
-          meta=ocp.args.JsonRestore()))['meta'], f'the metadata of {mgr.directory}/{step}')
+      found[step] = read(lambda s=step: _restore_meta(mgr, s),
+                         f'the metadata of {mgr.directory}/{step}')
     except Unreadable as e:
       raise _unreadable(e) from None
     except Exception:

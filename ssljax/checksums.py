@@ -54,9 +54,10 @@ def seal(step_dir: paths.Path):
   paths.write_whole(record, json.dumps({'crc32': sums}, sort_keys=True))
 
 
-def verify(step_dir: paths.Path):
+def verify(step_dir: paths.Path, item: str | None = None):
   """Raises Damaged naming the first file that is missing or differs; nothing when the step
-  has no checksums (see the module docstring)."""
+  has no checksums (see the module docstring). `item` checks that item's files alone (its
+  metadata, read before any array)."""
   step_dir = paths.path(step_dir)
   record = step_dir / NAME
   if not record.exists():
@@ -66,6 +67,8 @@ def verify(step_dir: paths.Path):
   except (ValueError, KeyError, TypeError):
     raise Damaged(f'{record} does not decode') from None
   for name, (size, crc) in sorted(sums.items()):
+    if item is not None and not name.startswith(item + os.sep):
+      continue
     file = step_dir / name
     if not file.exists():
       raise Damaged(f'{file} is missing (checksum recorded when it was written)')

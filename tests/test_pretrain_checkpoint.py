@@ -5,6 +5,7 @@ fails (Orbax's closed event loop prints "Event loop is closed" for those when co
 
 import errno
 import gc
+import json
 import logging
 
 import jax
@@ -137,6 +138,20 @@ def test_a_step_without_checksums_restores_unverified(workdir):
   jax.tree.map(np.testing.assert_array_equal, state, _state(4))
 
 
+def test_a_damaged_step_without_checksums_is_kept(workdir):
+  """Array data cut short: without checksums nothing proves it bad (TensorStore's ValueError
+  only says a read failed), so the read is retried, then one line, and the step is kept."""
+  (workdir / 'checkpoints' / '4' / checksums.NAME).unlink()
+  for chunk in (workdir / 'checkpoints' / '4' / 'state').glob('**/d/*'):
+    chunk.write_bytes(chunk.read_bytes()[:chunk.stat().st_size // 2])
+  with pytest.raises(UserError) as raised:
+    checkpoint.restore_latest(_manager(workdir), _abstract(_state(1)))
+  message = str(raised.value)
+  assert '\n' not in message and '/checkpoints/4 could not be read after 4 attempts' in message
+  assert 'nothing was set aside' in message
+  assert checkpoint.held(workdir) == ['2', '4']
+
+
 def test_none_restores(workdir, tmp_path):
   _corrupt(workdir, 4)
   _corrupt(workdir, 2)
@@ -218,9 +233,15 @@ def _wrapped(cause):
     (ValueError('something new and unknown'), 'io'),  # not proven bad: never set aside
     (FileNotFoundError('meta/metadata not found'), 'bad'),
     (KeyError('Item "state" was not found in the checkpoint'), 'bad'),
-    (ValueError('DATA_LOSS: Error decoding chunk'), 'bad'),
+    (json.JSONDecodeError('Expecting value', 'garbage', 0), 'bad'),
+    (checksums.Damaged('state/d/0 does not match its checksum'), 'bad'),
+    (_wrapped(checksums.Damaged('state/d/0 is missing')), 'bad'),  # unwrapped by type
+    # TensorStore's words are not proof: by type, a read that failed (the checksums, checked
+    # before it, found the bytes as written, or the step has none)
+    (ValueError('DATA_LOSS: Error decoding chunk'), 'io'),
     (_wrapped(ValueError('FAILED_PRECONDITION: Error reading "params.k/0.0": Truncated '
-                         'Zstd-compressed stream')), 'bad'),  # a chunk file cut short
+                         'Zstd-compressed stream')), 'io'),
+    (Exception('a bare Exception of its own'), 'io'),
     (checkpoint.ShapeMismatch('params.k', ((2, 4), 'float32'), ((2, 3), 'float32')),
      'mismatch'),
     (ValueError('params.k: not compatible with the stored shape'), 'io'),  # by type, not text

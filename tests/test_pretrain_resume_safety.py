@@ -9,7 +9,7 @@ import pytest
 
 from ssljax import checkpoint, config as config_lib
 from ssljax.errors import InexactResume, NonFiniteLoss, ResumeMismatch, UserError
-from ssljax.pretrain import loop as train
+from ssljax.pretrain import loop as train, preflight
 
 from conftest import pretrained_run_config as _config
 
@@ -84,10 +84,10 @@ def test_a_run_written_before_a_key_existed_resumes():
   saved = config.to_dict()
   for key in ('attention', 'norm', 'rope_base'):
     del saved['model'][key]
-  train._check_resumable(config, {'config': saved}, 'w', 3)  # pylint: disable=protected-access
+  preflight.resumable_from(config, {'config': saved}, 'w', 3)
   saved['model']['mlp_dim'] += 1
   with pytest.raises(UserError, match='another config .model.mlp_dim'):
-    train._check_resumable(config, {'config': saved}, 'w', 3)  # pylint: disable=protected-access
+    preflight.resumable_from(config, {'config': saved}, 'w', 3)
 
 
 def test_keep_checkpoints_is_at_least_one():

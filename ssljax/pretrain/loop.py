@@ -5,6 +5,8 @@ latest checkpoint (batches, masks, dropout, optimizer state). The loop dispatche
 only then reads step t-1's metrics, so the host never stalls the device; a non-finite loss
 stops the run before anything after the last good checkpoint is saved. Everything periodic
 (logging, checkpoints, evaluation, hooks) is decided by one `due(step, every, last)`.
+What a run must satisfy before its first step is checked by `preflight`, where each fact is
+first known; this module reads the data, builds or restores the state, and runs the steps.
 """
 
 import collections
@@ -28,7 +30,7 @@ from jax.experimental import multihost_utils
 
 from ssljax import checkpoint, config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.data import batches as batches_lib, corpus, examples, prepared, series
-from ssljax.errors import InexactResume, Interrupted, NonFiniteLoss, ResumeMismatch, UserError
+from ssljax.errors import Interrupted, NonFiniteLoss, UserError
 from ssljax.pretrain import (
   budget,
   lock,
@@ -36,6 +38,7 @@ from ssljax.pretrain import (
   metrics as metrics_lib,
   optimizer,
   parallel,
+  preflight,
   profile,
   step as step_lib,
   wandb_log,
@@ -45,11 +48,6 @@ from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
 
-# Sections that must match to continue a run from its checkpoint.
-RESUME_KEYS = ('objective', 'model', 'mlm', 'data', 'tokenizer', 'optimizer')
-# train keys that must match too: they set the data order, masks and dropout bits, so a
-# change mid-run would make the resumed run another one than the run it continues.
-RESUME_TRAIN_KEYS = ('seed', 'batch_size', 'grad_accum', 'dropout_rng')
 # model keys that train.init_from leaves to the config; the rest come from the source.
 RUN_MODEL_KEYS = ('dropout_rate', 'attention_dropout_rate', 'remat', 'dtype')
 
@@ -161,10 +159,7 @@ def corpus_examples(config, workdir: paths.Path, source: pretrained.Pretrained |
                 'prepare and set data.source=prepared data.path=gs://...', jax.process_count())
   documents = corpus.load_documents(data)
   train_docs, eval_docs = corpus.split_documents(documents, data.eval_fraction, seed)
-  if config.objective == 'mlm_nsp' and len(eval_docs) == 1 and len(documents) > 1:
-    raise UserError(f'data.eval_fraction={data.eval_fraction} holds out 1 of the '
-                    f'{len(documents)} documents, and NSP pairs need two; raise '
-                    'data.eval_fraction, add documents, or set data.eval_fraction=0')
+  preflight.held_out(config, documents, eval_docs)
   tokenizer = load_tokenizer(config, workdir, train_docs, source)
   build = lambda docs, s: examples.build_examples(tokenizer.encode(docs), tokenizer,
                                                   config.objective, data.seq_len, s,
@@ -184,9 +179,7 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
   model_cfg = models.ModelConfig.from_config(
       config.model, vocab_size=config.model.vocab_size or (tokenizer.vocab_size if tokenizer
                                                            else 0))
-  if tokenizer is not None and model_cfg.vocab_size < tokenizer.vocab_size:
-    raise UserError(f'model.vocab_size={model_cfg.vocab_size} is smaller than the '
-                    f'tokenizer vocabulary ({tokenizer.vocab_size}); set model.vocab_size=0')
+  preflight.vocabulary(model_cfg.vocab_size, tokenizer)
   batches = batches_lib.Batches(train_examples, config.train.batch_size, seed,
                                 jax.process_index(), jax.process_count())
   eval_batches = (batches_lib.eval_batches(
@@ -196,9 +189,7 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
   manager = checkpoint.manager(workdir, config.train.keep_checkpoints)
   try:
     saved = checkpoint.metas(manager)
-    for step, meta in saved.items():
-      if meta is not None:
-        _check_resumable(config, meta, workdir, step)
+    preflight.resumable(config, saved, workdir)
     segments = schedule_segments(config, workdir, next(
         ((step, meta) for step, meta in saved.items() if meta is not None), None))
   except BaseException:
@@ -216,11 +207,8 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
 
 
 def _with_channels(config, channels: int) -> ml_collections.ConfigDict:
-  """A copy of `config` whose model.channels is the data's (0 asks for that), or one line
-  when the config names another number."""
-  if config.model.channels not in (0, channels):
-    raise UserError(f'model.channels={config.model.channels} but {config.data.path} has '
-                    f'{channels} channels; set model.channels=0 to take them from the data')
+  """A copy of `config` whose model.channels is the data's (0 asks for that)."""
+  preflight.channels(config, channels)
   config = ml_collections.ConfigDict(config.to_dict())
   config.model.channels = channels
   return config
@@ -252,44 +240,14 @@ def schedule_segments(config, workdir, newest: tuple[int, dict] | None) -> list[
   return segments + [[step, steps, how]]
 
 
-def _check_resumable(config, meta, workdir, step):
-  """Raises ResumeMismatch for another model, data or objective; InexactResume for train
-  settings under which the run would not continue exactly."""
-  saved: dict = meta['config'] if isinstance(meta.get('config'), dict) else {}
-  current, defaults = config.to_dict(), config_lib.base().to_dict()
-  for key, value in saved.items():  # a key added since the run was written has its default,
-    if isinstance(value, dict) and isinstance(defaults.get(key), dict):  # as it had then
-      saved[key] = defaults[key] | value
-  for key in RESUME_KEYS:
-    if saved.get(key) != current[key]:
-      old: dict = saved[key] if isinstance(saved.get(key), dict) else {}
-      diffs = [f'{key}.{k}: {old.get(k)!r} -> {v!r}'
-               for k, v in (current[key].items() if isinstance(current[key], dict) else ())
-               if old.get(k) != v]
-      raise ResumeMismatch(workdir, step,
-                           diffs or [f'{key}: {saved.get(key)!r} -> {current[key]!r}'])
-  if step == 0:  # import-hf's step 0 trained nothing: any train settings start from it
-    return
-  trained: dict = saved['train'] if isinstance(saved.get('train'), dict) else {}
-  changed = {k: (trained[k], current['train'][k]) for k in RESUME_TRAIN_KEYS
-             if k in trained and trained[k] != current['train'][k]}
-  if changed:
-    raise InexactResume(f'{workdir}/checkpoints/{step}', changed)
-
-
 def restore_or_init(run: Run) -> tuple[TrainState, int]:
   """(state, start step): the latest good checkpoint, or a fresh init.
 
-  `setup` checked every step's metadata against the config. A run never starts from step 0
-  while checkpoints/ holds any step, set aside or not, unless train.fresh_start says so.
+  `setup` checked every step's metadata against the config.
   """
   restored = checkpoint.restore_latest(run.manager, run.strategy.abstract)
   if restored is None:
-    held = checkpoint.held(run.workdir)
-    if held and not run.config.train.fresh_start:
-      raise UserError(f'{run.workdir}/checkpoints holds {", ".join(held)} but no step '
-                      'restores; nothing was deleted. Rerun with --set train.fresh_start=true '
-                      'to start from step 0 beside them, or use a new --workdir')
+    preflight.fresh_start(run.config, run.workdir)
     return initial_state(run), 0
   step, state, data_state, _ = restored
   checkpoint.check_finite(state.params, f'{run.workdir}/checkpoints/{step}')

@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 from ssljax import models, sharding
 from ssljax.errors import UserError
 from ssljax.models import attention
-from ssljax.pretrain import step as step_lib
+from ssljax.pretrain import preflight, step as step_lib
 from ssljax.pretrain.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -88,22 +88,6 @@ def make_mesh(cfg, devices=None) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(devices.reshape(shape), sharding.AXES, axis_types=auto)
 
 
-def check_divisible(config, mesh):
-  """Batch and model dimensions must split evenly over the mesh axes that shard them."""
-  batch_shards = int(np.prod([mesh.shape[a] for a in sharding.BATCH]))
-  micro = config.train.batch_size // config.train.grad_accum
-  if micro % batch_shards:
-    raise UserError(f'train.batch_size/train.grad_accum={micro} is not divisible by '
-                    f'mesh data*fsdp={batch_shards}')
-  m = config.model
-  for name, size, logical in (('model.hidden_size', m.hidden_size, 'embed'),
-                              ('model.num_heads', m.num_heads, 'heads'),
-                              ('model.mlp_dim', m.mlp_dim, 'mlp')):
-    axis = sharding.RULES[logical]
-    if size % mesh.shape[axis]:
-      raise UserError(f'{name}={size} is not divisible by mesh.{axis}={mesh.shape[axis]}')
-
-
 def param_shardings(abstract_state: nnx.State, mesh) -> dict:
   """NamedShardings for a pure-dict of parameters, from their logical axis names."""
   specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
@@ -162,7 +146,7 @@ class Jit:
   def __init__(self, spec: step_lib.StepSpec, init, abstract_params_state, config,
                devices=None):
     self.mesh = make_mesh(config.mesh, devices)
-    check_divisible(config, self.mesh)
+    preflight.mesh(config, self.mesh)
     self.attention = log_attention(config, self.mesh.devices.flat[0].platform)
     if spec.grad_accum > 1 and self.mesh.shape[sharding.ACCUMULATION] > 1:
       spec = dataclasses.replace(spec, shard_axis=sharding.ACCUMULATION)
@@ -225,11 +209,7 @@ class Pmap:
     self.spec = spec = dataclasses.replace(spec, axis_name=self.AXIS)
     self.devices = jax.local_devices()
     self.attention = log_attention(config, self.devices[0].platform)
-    per_process = config.train.batch_size // jax.process_count()
-    if per_process % (len(self.devices) * config.train.grad_accum):
-      raise UserError(f'train.batch_size={config.train.batch_size} gives {per_process} rows '
-                      f'per process, not divisible by {len(self.devices)} local devices x '
-                      f'train.grad_accum={config.train.grad_accum}')
+    preflight.local_rows(config, jax.process_count(), len(self.devices))
     one = SingleDeviceSharding(self.devices[0])
     self.abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=one),
                                  jax.eval_shape(init, 0))
