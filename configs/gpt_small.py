@@ -21,6 +21,9 @@ def get_config():
   m.layer_norm_eps = 1e-5
   m.dropout_rate = m.attention_dropout_rate = 0.0
   m.dtype = 'bfloat16'
+  # At most 16 documents a row (the rest of a fuller row is padding): on a GPU, cuDNN then
+  # takes them as its packed layout instead of a dense B x 1 x L x L mask (docs/pods.md).
+  m.max_docs_per_row = 16
   m.scan_layers = True
   m.remat = True
   c.data.seq_len = 1024
