@@ -24,9 +24,10 @@ import numpy as np
 
 from ssljax import chips, errors, models
 from ssljax.aot import hlo
+from ssljax.data import series
 from ssljax.errors import UserError, require
 from ssljax.models import attention
-from ssljax.pretrain import metrics, optimizer, parallel, step as step_lib
+from ssljax.pretrain import loop, metrics, optimizer, parallel, step as step_lib
 
 GiB = chips.GiB
 # What the figures of each platform leave out, said with them.
@@ -174,11 +175,44 @@ def _oom_fixes(config) -> str:
   return ', '.join(fixes[:-1]) + ' or ' + fixes[-1]
 
 
+def with_data_channels(config):
+  """`config` with model.channels as pretrain sets it: the one figure of a series batch
+  that no key need hold, so read from the data unless model.channels gives it."""
+  if config.data.source != 'series' or config.model.channels:
+    return config
+  try:
+    found = series.load(config.data.path, config.model.patch_len).values.shape[2]
+  except UserError as e:
+    raise UserError(f'{e} (ssljax compile reads series data for its channels only: set '
+                    'model.channels to skip it)') from None
+  return loop.with_channels(config, found)
+
+
+def _vocabulary(config) -> tuple[int, dict]:
+  """(vocabulary size, special ids) the step is built with: a text config's, or none for
+  series, as pretrain builds them."""
+  if config.data.source == 'series':
+    return config.model.vocab_size, {}
+  vocab_size = config.model.vocab_size or config.tokenizer.vocab_size
+  return vocab_size, step_lib.fixed_vocab_ids(vocab_size)
+
+
+def _compiler_failure(error, name, chip) -> str:
+  """One line for an error of XLA's compiler that is not out-of-memory (the patch decoder in
+  float32 on GPUs met one: no GEMM tiles found for a fusion)."""
+  detail = str(error).strip().splitlines()[0][:200]
+  offline = ('; off a GPU XLA compiles without autotuning, with its default GEMM tiles: '
+             'another model.dtype (bfloat16) or shape may compile' if chip.platform == 'gpu'
+             else '')
+  return f"{name}: XLA's compiler failed ({detail}){offline}"
+
+
 def compile_step(config, topology: str) -> dict:
   """Compiles the train step of `config` for `topology`; returns the figures `ssljax
   compile` prints (fits False with `error` on OOM)."""
+  config = with_data_channels(config)
   chip, devices = topology_devices(topology)
-  vocab_size = config.model.vocab_size or config.tokenizer.vocab_size
+  vocab_size, vocab = _vocabulary(config)
   m = config.model
   # Tracing runs on this machine's CPU: the kernel is chosen for the TPU or GPU here.
   kernel = attention.resolve(m.attention, chip.platform, dropout=m.attention_dropout_rate > 0,
@@ -186,7 +220,7 @@ def compile_step(config, topology: str) -> dict:
   model_cfg = models.ModelConfig.from_config(m, vocab_size=vocab_size, attention=kernel)
   graphdef, abstract_params = models.abstract(model_cfg)
   tx = optimizer.build(config.optimizer, config.train.steps)
-  spec = step_lib.build_spec(config, graphdef, tx, step_lib.fixed_vocab_ids(vocab_size))
+  spec = step_lib.build_spec(config, graphdef, tx, vocab)
   strategy = parallel.Jit(spec, parallel.init_fn(model_cfg, tx), abstract_params, config,
                           devices=devices)
   started = time.perf_counter()
@@ -211,7 +245,7 @@ def compile_step(config, topology: str) -> dict:
                                   'xla_dump_hlo_pass_re': '^$'})
     except jax.errors.JaxRuntimeError as e:
       if 'RESOURCE_EXHAUSTED' not in str(e):
-        raise
+        raise UserError(_compiler_failure(e, name, chip)) from None
       return out | {'fits': False, 'error': _oom_line(_tpu_need(e), dump, config, name),
                     'compile_seconds': time.perf_counter() - started}
     texts = sorted(glob.glob(os.path.join(dump, '*after_optimizations.txt')),
@@ -231,10 +265,7 @@ def compile_step(config, topology: str) -> dict:
   opt_bytes = _shard_bytes(state.opt_state)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   tokens = config.train.batch_size * config.data.seq_len
-  fraction = (step_lib.masking.num_predictions(config.data.seq_len, config.mlm.rate)
-              / config.data.seq_len if config.mlm.masked_positions_only else 1.0)
-  model_flops = tokens * metrics.flops_per_token(state.params, model_cfg, config.objective,
-                                                 config.data.seq_len, fraction)
+  model_flops = tokens * metrics.model_flops_per_token(config, state.params, model_cfg)
   # One chip's FLOPs with loops unrolled: cost_analysis counts each loop body once, the
   # HLO's matmuls say how much more often they run. HBM traffic is the HLO's own count
   # (loops as they run, slices as sliced): loops differ in bytes per FLOP (a windowed

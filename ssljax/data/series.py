@@ -30,6 +30,7 @@ from ssljax import paths
 from ssljax.errors import UserError, install_line
 
 LABEL_COLUMNS = ('label', 'is_anomaly')
+VALUE_DTYPE = np.float32  # every source's values, whatever the file held
 
 
 DIGITS_TRAIN = 0.7  # the share of scikit-learn's digits in digits:train
@@ -217,7 +218,7 @@ def _checked(series: Series) -> Series:
                     f'step {bad[1]}); fill or drop them first')
   if series.labels is not None and len(series.labels) not in (values.shape[0], values.shape[1]):
     raise UserError(f'{series.name}: {len(series.labels)} labels for {values.shape[0]} series')
-  return dataclasses.replace(series, values=values.astype(np.float32))
+  return dataclasses.replace(series, values=values.astype(VALUE_DTYPE))
 
 
 def windows(values_NxTxC: np.ndarray, window: int, stride: int, origin: str) -> np.ndarray:
@@ -247,6 +248,19 @@ class SeriesExamples:
     return {'values': self.windows[index]}
 
 
+def window_steps(data, patch_len: int) -> int:
+  """Steps per window: data.seq_len patches of `patch_len` steps."""
+  return data.seq_len * patch_len
+
+
+def batch_shapes(data, patch_len: int, channels: int, rows: int
+                 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """(shape, dtype) of each field of a batch of `rows` windows, read off the batch of an
+  empty corpus: what `ssljax compile` lowers the step on, without reading the data."""
+  empty = SeriesExamples(np.empty((0, window_steps(data, patch_len), channels), VALUE_DTYPE))
+  return {k: ((rows, *v.shape[1:]), v.dtype) for k, v in empty.batch(np.arange(0)).items()}
+
+
 def split(values_NxTxC: np.ndarray, fraction: float, window: int, seed: int
           ) -> tuple[np.ndarray, np.ndarray | None]:
   """(train, held-out) series: whole series when there are several, else the last
@@ -272,7 +286,7 @@ def examples(data, patch_len: int, seed: int
              ) -> tuple[SeriesExamples, SeriesExamples | None]:
   """(training, held-out) windows of the series config section `data` names."""
   series = load(data.path, patch_len)
-  window = data.seq_len * patch_len
+  window = window_steps(data, patch_len)
   train, held = split(series.values, data.eval_fraction, window, seed)
   cut = lambda v: SeriesExamples(windows(v, window, patch_len, series.name))
   return cut(train), cut(held) if held is not None else None

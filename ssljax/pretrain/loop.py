@@ -34,7 +34,6 @@ from ssljax.errors import Interrupted, NonFiniteLoss, UserError
 from ssljax.pretrain import (
   budget,
   lock,
-  masking,
   metrics as metrics_lib,
   optimizer,
   parallel,
@@ -175,7 +174,7 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
   seed = config.train.seed
   tokenizer, train_examples, eval_examples = corpus_examples(config, workdir, source)
   if tokenizer is None:  # series: the model reads the data's channels
-    config = _with_channels(config, train_examples.channels)
+    config = with_channels(config, train_examples.channels)
   model_cfg = models.ModelConfig.from_config(
       config.model, vocab_size=config.model.vocab_size or (tokenizer.vocab_size if tokenizer
                                                            else 0))
@@ -206,7 +205,7 @@ def setup(config, workdir, init: pretrained.Pretrained | None = None) -> Run:
              manager, segments, init_params)
 
 
-def _with_channels(config, channels: int) -> ml_collections.ConfigDict:
+def with_channels(config, channels: int) -> ml_collections.ConfigDict:
   """A copy of `config` whose model.channels is the data's (0 asks for that)."""
   preflight.channels(config, channels)
   config = ml_collections.ConfigDict(config.to_dict())
@@ -315,12 +314,9 @@ def evaluate(run: Run, state: TrainState) -> dict:
 
 
 def flops_per_token(run: Run) -> float:
-  """Model FLOPs per token of this run's step (see `metrics.flops_per_token`)."""
-  cfg = run.config
-  fraction = (masking.num_predictions(cfg.data.seq_len, cfg.mlm.rate) / cfg.data.seq_len
-              if cfg.mlm.masked_positions_only else 1.0)
-  return metrics_lib.flops_per_token(run.strategy.abstract.params, run.model_cfg,
-                                     cfg.objective, cfg.data.seq_len, fraction)
+  """Model FLOPs per token of this run's step (see `metrics.model_flops_per_token`)."""
+  return metrics_lib.model_flops_per_token(run.config, run.strategy.abstract.params,
+                                           run.model_cfg)
 
 
 class _Throughput:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ssljax import paths
 from ssljax.errors import UserError
+from ssljax.pretrain import masking, series_objectives
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,6 @@ def flops_per_token(params, model_cfg, objective, seq_len, mlm_fraction=1.0):
   other = matmul_params({k: p for k, p in params.items()
                          if k not in ('stack', 'mlm_head', 'pooler', 'sentence_head')})
   per_token = stack + other
-  if 'patch_head' in params:  # a patch model: its head runs on every patch, no vocabulary
-    return 6 * per_token + 12 * layers * seq_len * h
   if objective == 'clm':
     per_token += v * h
   else:
@@ -232,6 +231,45 @@ def flops_per_token(params, model_cfg, objective, seq_len, mlm_fraction=1.0):
   if objective in ('mlm_nsp', 'mlm_sop'):
     per_token += matmul_params({k: params[k] for k in ('pooler', 'sentence_head')}) / seq_len
   return 6 * per_token + 12 * layers * seq_len * h
+
+
+def model_flops_per_token(config, params, model_cfg) -> float:
+  """Training FLOPs per token (a patch, for series) of `config`'s step: one count for
+  `pretrain`'s MFU and `ssljax compile`'s roofline."""
+  seq_len = config.data.seq_len
+  if config.objective in series_objectives.OBJECTIVES:
+    return patch_flops_per_token(params, model_cfg, config.objective, seq_len,
+                                 config.train.batch_size)
+  fraction = (masking.num_predictions(seq_len, config.mlm.rate) / seq_len
+              if config.mlm.masked_positions_only else 1.0)
+  return flops_per_token(params, model_cfg, config.objective, seq_len, fraction)
+
+
+PER_WINDOW = ('down', 'up', 'projection')  # patch models' weights run once per window
+
+
+def patch_flops_per_token(params, model_cfg, objective, seq_len, batch_size):
+  """Training FLOPs per patch of a patch model (`models.patches`), as `flops_per_token`.
+
+  Per patch: the embedding (4 per weight: no gradient flows on into the data), each block
+  stack (the auto-encoder runs two) and the patch head, which contrastive leaves unused; once
+  per window: the bottleneck and the projection head. Contrastive runs all of it on two
+  views, and NT-Xent compares each view's projection with the 2 x `batch_size` of the
+  global batch."""
+  h, layers = model_cfg.hidden_size, model_cfg.num_layers
+  stacks = [k for k in ('stack', 'decoder') if k in params]
+  unused = ('patch_head',) if objective == 'contrastive' else ()
+  per_patch = sum(matmul_params(params[k]) for k in stacks) * (
+      layers if model_cfg.share_layers else 1)
+  per_patch += matmul_params({k: p for k, p in params.items()
+                              if k not in (*stacks, *PER_WINDOW, *unused, 'embeddings')})
+  per_window = matmul_params({k: p for k, p in params.items() if k in PER_WINDOW})
+  flops = (4 * matmul_params(params['embeddings']) + 6 * (per_patch + per_window / seq_len)
+           + 12 * len(stacks) * layers * seq_len * h)
+  if objective != 'contrastive':
+    return flops
+  similarities = 24 * batch_size * model_cfg.projection  # 2 views x 2B dot products, x 3
+  return 2 * flops + similarities / seq_len
 
 
 def matmul_params(params) -> int:

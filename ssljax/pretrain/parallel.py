@@ -24,6 +24,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from ssljax import models, sharding
+from ssljax.data import series
 from ssljax.errors import UserError
 from ssljax.models import attention
 from ssljax.pretrain import preflight, step as step_lib
@@ -104,9 +105,14 @@ def replicated(mesh) -> NamedSharding:
 
 
 def abstract_batch(config, batch_sh) -> dict:
-  """The global batch as ShapeDtypeStructs: what `ssljax compile` lowers the step on."""
+  """The global batch as ShapeDtypeStructs: what `ssljax compile` lowers the step on (a
+  series config's model.channels set, as pretrain sets it from the data)."""
   rows, length = config.train.batch_size, config.data.seq_len
   field = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sh)
+  if config.data.source == 'series':
+    shapes = series.batch_shapes(config.data, config.model.patch_len, config.model.channels,
+                                 rows)
+    return {k: field(shape, dtype) for k, (shape, dtype) in shapes.items()}
   batch = {k: field((rows, length), jnp.int32)
            for k in ('input_ids', 'segment_ids', 'positions', 'doc_ids')}
   return batch | {'word_start': field((rows, length), jnp.bool_),
