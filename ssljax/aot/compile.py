@@ -5,6 +5,8 @@ from XLA's target config of the GPU: no GPU or driver needed), and what the comp
 Nothing is allocated and no corpus or tokenizer is read: the state and the batch are
 ShapeDtypeStructs with their shardings, the vocabulary size comes from the config
 (model.vocab_size, else tokenizer.vocab_size) and the special ids are ssljax's fixed 0-4.
+A series config's batch is the series data path's (`series.batch_shapes`); its channels
+are read from the data unless model.channels gives them.
 Memory per chip comes from `memory_analysis()`; collective bytes and FLOPs from the
 optimized HLO that XLA dumps (loop bodies counted as often as they run, see `hlo`).
 """

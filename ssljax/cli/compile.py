@@ -94,7 +94,8 @@ def add_commands(sub):
       description='Compiles the train step that pretrain runs for the compile-only devices '
       "of a TPU topology (libtpu: pip install -e '.[tpu]') or of NVIDIA GPUs (the CUDA "
       "plugin's compiler, no GPU needed: pip install -e '.[gpu-compile]'), reading no "
-      'corpus, and prints memory per chip against HBM, FLOPs, collective bytes per step '
+      'corpus (a series config reads its data for the channels, unless model.channels '
+      'gives them), and prints memory per chip against HBM, FLOPs, collective bytes per step '
       '(loops counted as they run), the attention kernel and a roofline bound on step time '
       'and MFU.')
   config_args(q)
