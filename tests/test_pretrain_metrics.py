@@ -73,3 +73,32 @@ def test_flops_per_token_matches_a_hand_count(arch, objective):
   expected = 6 * per_token + 12 * layers * seq * h
   got = metrics.flops_per_token(params, cfg, objective, seq, fraction)
   assert got == pytest.approx(expected, rel=1e-12), (got, expected)
+
+
+@pytest.mark.parametrize('arch,objective', [('patch_encoder', 'masked_patch'),
+                                            ('patch_encoder', 'contrastive'),
+                                            ('patch_autoencoder', 'denoise')])
+def test_patch_flops_per_token_matches_a_hand_count(arch, objective):
+  """6 x the weights a patch meets (the blocks, the patch head h D), 4 x the embedding's D h
+  (no gradient into the data), once per window the bottleneck (2 h K) or the projection
+  (h^2 + h P); the auto-encoder's second stack; contrastive's two views and 2B
+  similarities of width P per view, forward and backward: written out from the config."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  from ssljax import models  # pylint: disable=g-import-not-at-top
+  h, layers, f, seq, d, k, p, batch = 16, 2, 40, 8, 6, 4, 12, 10
+  cfg = models.ModelConfig(arch=arch, vocab_size=0, hidden_size=h, num_layers=layers,
+                           num_heads=2, mlp_dim=f, max_len=seq, patch_len=3, channels=2,
+                           bottleneck=k, projection=p if objective == 'contrastive' else 0)
+  params = nnx.to_pure_dict(nnx.state(models.build(cfg, nnx.Rngs(0))))
+  stacks = 2 if arch == 'patch_autoencoder' else 1
+  blocks = stacks * layers * (4 * h * h + 2 * h * f)
+  if objective == 'contrastive':
+    per_view = 4 * d * h + 6 * (blocks + (h * h + h * p) / seq) + 12 * layers * seq * h
+    expected = 2 * per_view + 24 * batch * p / seq
+  else:
+    bottleneck = 2 * h * k if arch == 'patch_autoencoder' else 0
+    expected = (4 * d * h + 6 * (blocks + h * d + bottleneck / seq)
+                + 12 * stacks * layers * seq * h)
+  got = metrics.patch_flops_per_token(params, cfg, objective, seq, batch)
+  assert got == pytest.approx(expected, rel=1e-12), (got, expected)
