@@ -33,29 +33,12 @@ import numpy as np
 from ssljax import paths, pretrained
 from ssljax.errors import UserError
 from ssljax.interop import huggingface
+from ssljax.interop.families import FAMILIES
 
-# ssljax task kind -> the transformers class suffix and the head's inputs.
+# ssljax task kind -> the transformers class suffix (a key of `Family.task_heads`).
 _TASK_CLASS = {'classification': 'ForSequenceClassification',
                'regression': 'ForSequenceClassification',
                'tokens': 'ForTokenClassification', 'span': 'ForQuestionAnswering'}
-_FAMILY = {'bert': 'Bert', 'roberta': 'Roberta', 'albert': 'Albert', 'gpt2': 'GPT2',
-           'gpt_neox': 'GPTNeoX', 'llama': 'Llama', 'modernbert': 'ModernBert'}
-# (family, task class suffix) -> (the head's module, where ssljax's pooler goes; None: the
-# class has no pooler, so it is left out). A pair not here has no exact twin: _NO_TWIN.
-_HEADS = {
-    ('bert', 'ForSequenceClassification'): ('classifier', 'bert.pooler.dense'),
-    ('roberta', 'ForSequenceClassification'): ('classifier.out_proj', 'classifier.dense'),
-    ('albert', 'ForSequenceClassification'): ('classifier', 'albert.pooler'),
-} | {(family, 'ForSequenceClassification'): ('score', None) for family in huggingface.CAUSAL
-     } | {(family, 'ForTokenClassification'): ('score' if family == 'llama' else 'classifier', None)
-          for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')
-          } | {(family, 'ForQuestionAnswering'): ('qa_outputs', None)
-               for family in ('bert', 'roberta', 'albert', 'gpt2', 'gpt_neox', 'llama')}
-_NO_TWIN = {
-    'modernbert': 'ModernBERT\'s task heads put a dense layer, an activation and a LayerNorm '
-                  '(ModernBertPredictionHead) before the classifier, where ssljax has one '
-                  'linear layer',
-}
 # What a sequence classifier reads: the pooling it computes (the fine-tuning default).
 _READS = {'cls': 'reads the first token through the tanh pooler',
           'last': 'reads the last token that is not padding'}
@@ -75,14 +58,14 @@ class TaskHead:
 def task_class(model_type: str, head: TaskHead) -> str:
   """The transformers class that computes what `head` does on this family, or one line
   saying why none does."""
-  suffix = _TASK_CLASS[head.kind]
-  name = _FAMILY[model_type]
-  if (model_type, suffix) not in _HEADS:
+  family, suffix = FAMILIES[model_type], _TASK_CLASS[head.kind]
+  name = family.class_prefix
+  if suffix not in family.task_heads:
     raise UserError(f'this fine-tuned {name} {head.kind} model has no exact Hugging Face '
-                    f'twin: {_NO_TWIN[model_type]}')
+                    f'twin: {family.no_task_twin}')
   if suffix != 'ForSequenceClassification':
     return name + suffix
-  pooling = 'last' if model_type in huggingface.CAUSAL else 'cls'
+  pooling = 'last' if family.causal else 'cls'
   if head.pooling != pooling:
     raise UserError(f'this model was fine-tuned with pooling={head.pooling}, but '
                     f'{name}{suffix} {_READS[pooling]}; only pooling={pooling} (the '
@@ -97,15 +80,14 @@ def task_class(model_type: str, head: TaskHead) -> str:
 
 def _bias_free(model_type: str, kind: str) -> bool:
   """transformers' GPT-2, GPT-NeoX and Llama sequence classifiers score without a bias."""
-  return model_type in huggingface.CAUSAL and _TASK_CLASS[kind] == 'ForSequenceClassification'
+  return FAMILIES[model_type].causal and _TASK_CLASS[kind] == 'ForSequenceClassification'
 
 
 def _with_head(model_type: str, head: TaskHead, config: dict, weights: dict):
   """The base model's tensors (pretraining heads left out) and config, made a task model."""
-  module, pooler_to = _HEADS[model_type, _TASK_CLASS[head.kind]]
-  prefix = huggingface._PREFIX[model_type] + '.'
-  pooler = {'bert': 'bert.pooler.dense', 'roberta': 'roberta.pooler.dense',
-            'albert': 'albert.pooler'}.get(model_type)
+  family = FAMILIES[model_type]
+  module, pooler_to = family.task_heads[_TASK_CLASS[head.kind]]
+  prefix, pooler = family.prefix + '.', family.pooler
   out = {}
   for name, value in weights.items():
     if pooler and name.startswith(pooler + '.'):
