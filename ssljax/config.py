@@ -105,11 +105,17 @@ class Data:
                              'series'))
   path: str = key('', 'text/jsonl/parquet: a file, folder or glob; prepared: the folder; '
                   'series: ucr:NAME[:train|test], FILE.npy, .npz or .csv; images: '
-                  'digits[:train|test], or an .npz of images')
+                  'digits[:train|test], an .npz of images, a folder of images (DIR/CLASS/'
+                  '*.png|jpg, or unlabelled DIR/*.png) or tfds:NAME[:split]')
   text_field: str = key('text', 'jsonl key')
   tfds_name: str = key('', 'a tensorflow-datasets name (source=tfds)')
   tfds_split: str = key('train', 'its split')
-  tfds_data_dir: str = key('', 'its data_dir; \'\' = tfds\'s default')
+  tfds_data_dir: str = key('', 'its data_dir (source=tfds, and data.path=tfds:NAME); \'\' = '
+                           'tfds\'s default')
+  image_size: int = key(0, 'image folders and tfds: every image resized to this side, square '
+                        '(bilinear); 0 = as stored, all of one size', at_least=0)
+  max_images: int = key(0, 'image folders and tfds: read at most this many images, a fixed '
+                        'sample (all are held in memory); 0 = all', at_least=0)
   seq_len: int = key(128, 'tokens (patches for series) per row', at_least=2)
   eval_fraction: float = key(0.02, 'documents held out for evaluation', at_least=0, below=1)
 

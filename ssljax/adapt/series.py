@@ -26,7 +26,7 @@ from flax import nnx
 
 from ssljax import models, paths
 from ssljax.adapt import probe as probe_lib
-from ssljax.data import series as series_lib
+from ssljax.data import images, series as series_lib
 from ssljax.errors import UserError
 from ssljax.inference import loading
 from ssljax.pretrain import series_objectives
@@ -148,18 +148,23 @@ def squared_distances(b_MxD, a_NxD) -> np.ndarray:
 
 
 def split_names(spec: str) -> tuple[str, str]:
-  """(train, test) data specs of a ucr: set or of digits: their two splits."""
+  """(train, test) data specs of a ucr: or tfds: set, of digits, or of an image folder's
+  DIR/train and DIR/test: their two splits."""
   if spec.split(':')[0] == 'digits':
     return 'digits:train', 'digits:test'
-  if not spec.startswith('ucr:'):
-    raise UserError(f'{spec} is not a ucr: set or digits; pass --train and --test files with '
-                    'labels')
-  name = spec.split(':')[1]
-  return f'ucr:{name}:train', f'ucr:{name}:test'
+  if spec.startswith(('ucr:', 'tfds:')):
+    prefix, name = spec.split(':')[:2]
+    return f'{prefix}:{name}:train', f'{prefix}:{name}:test'
+  if paths.path(spec).is_dir():
+    return images.train_and_test(spec)
+  raise UserError(f'{spec} is not a ucr: or tfds: set, digits, or a train or test image '
+                  'folder; pass --train and --test files with labels')
 
 
-def _labelled(spec, patch_len: int):
-  series = series_lib.load(spec, patch_len)
+def _labelled(spec, pretrained):
+  """The series `spec` names, read as `pretrained`'s run read its data, each labelled."""
+  series = series_lib.load(spec, pretrained.model_cfg.patch_len,
+                           images.Reading.of(pretrained.config.data))
   if series.labels is None or len(series.labels) != len(series.values):
     raise UserError(f'{spec} has no label per series; a probe needs them (.npz: `labels`)')
   return series
@@ -171,7 +176,7 @@ def probe(workdir, train_spec: str, test_spec: str, seeds=(0, 1, 2), method='rid
   class and 1-NN; returns results.json's dict."""
   pretrained = loading.load(workdir)
   cfg = pretrained.model_cfg
-  train, test = _labelled(train_spec, cfg.patch_len), _labelled(test_spec, cfg.patch_len)
+  train, test = _labelled(train_spec, pretrained), _labelled(test_spec, pretrained)
   classes = sorted(set(train.labels.tolist()))
   unseen = set(test.labels.tolist()) - set(classes)
   if unseen:
@@ -400,14 +405,15 @@ def _anomalous_series(pretrained, workdir, spec: str, anomalous: tuple) -> dict:
   if not anomalous:
     raise UserError('a patch encoder scores whole series: name the anomalous labels of '
                     f'{spec} with --anomalous (e.g. --anomalous 9)')
-  test = _labelled(spec, cfg.patch_len)
+  test = _labelled(spec, pretrained)
   wanted = {str(a) for a in anomalous}
   labels_N = np.array([str(label) in wanted for label in test.labels.tolist()])
   if not labels_N.any():
     raise UserError(f'{spec} has no series labelled {", ".join(sorted(wanted))}; its labels: '
                     f'{", ".join(sorted(map(str, set(test.labels.tolist())))[:10])}')
   test_x = _whole_patches(test.values, cfg, spec)
-  normal = series_lib.load(config.data.path, cfg.patch_len)  # what pretraining read
+  normal = series_lib.load(config.data.path, cfg.patch_len,  # what pretraining read
+                           images.Reading.of(config.data))
   normal_x = _whole_patches(normal.values, cfg, config.data.path)
   flat = lambda v: v.reshape(len(v), -1).astype(np.float64)
   scores_by = {'reconstruction': reconstruction_errors(pretrained.model, test_x,

@@ -26,7 +26,7 @@ import numpy as np
 
 from ssljax import chips, errors, models
 from ssljax.aot import hlo
-from ssljax.data import series
+from ssljax.data import images, series
 from ssljax.errors import UserError, require
 from ssljax.models import attention
 from ssljax.pretrain import loop, metrics, optimizer, parallel, step as step_lib
@@ -183,7 +183,8 @@ def with_data_channels(config):
   if config.data.source != 'series' or config.model.channels:
     return config
   try:
-    found = series.load(config.data.path, config.model.patch_len).values.shape[2]
+    found = series.load(config.data.path, config.model.patch_len,
+                        images.Reading.of(config.data)).values.shape[2]
   except UserError as e:
     raise UserError(f'{e} (ssljax compile reads series data for its channels only: set '
                     'model.channels to skip it)') from None

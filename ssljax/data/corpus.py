@@ -182,8 +182,8 @@ def parquet_texts(file: str, field: str, row_group: int | None = None) -> list[s
   return [v or '' for v in values]
 
 
-def tfds_records(name: str, split: str, data_dir: str | None, fix: str):
-  """(index, record) of a prepared array_record TFDS split, read in chunks without TF.
+def tfds_source(name: str, split: str, data_dir: str | None, fix: str):
+  """A prepared array_record TFDS split as a random-access data source, read without TF.
 
   `fix` ends the error message: what the caller's user can do instead.
   """
@@ -198,6 +198,12 @@ def tfds_records(name: str, split: str, data_dir: str | None, fix: str):
         f'{data_dir or "the default TFDS data dir"}: {reason} Prepare it in array_record '
         f'format first (tfds build {name} --file_format=array_record --data_dir=DIR) '
         f'{fix}') from None
+  return source
+
+
+def tfds_records(name: str, split: str, data_dir: str | None, fix: str):
+  """(index, record) of a prepared array_record TFDS split (`tfds_source`), read in chunks."""
+  source = tfds_source(name, split, data_dir, fix)
   for start in range(0, len(source), _TFDS_READ):
     records = source.__getitems__(range(start, min(start + _TFDS_READ, len(source))))
     yield from enumerate(records, start)

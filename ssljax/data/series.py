@@ -17,6 +17,9 @@ patch embedding, fed to the same patch models.
   digits[:train|test]    scikit-learn's 1,797 8 x 8 handwritten digits (10 classes), a fixed
                          70 / 30 split; the train split unless named
   FILE.npz               images under `images` (labels, if any, under `labels`)
+  DIR                    class folders of images (DIR/CLASS/*.png|jpg|jpeg), or images
+                         directly in DIR: data/images.py
+  tfds:NAME[:split]      a tensorflow-datasets image set, e.g. tfds:mnist:test: data/images.py
 Bad arrays (ragged, NaN, too short for a window, empty) get one line naming the file.
 """
 
@@ -27,6 +30,7 @@ import io
 import numpy as np
 
 from ssljax import paths
+from ssljax.data import images
 from ssljax.errors import UserError, install_line
 
 LABEL_COLUMNS = ('label', 'is_anomaly')
@@ -171,23 +175,28 @@ def _numpy(file) -> Series:
   return Series(np.asarray(loaded['values']), labels, str(file))
 
 
-def load(spec: str, patch_len: int = 0) -> Series:
+def load(spec: str, patch_len: int = 0, reading: images.Reading = images.AS_STORED) -> Series:
   """The series `spec` names (see the module docstring), checked: N x T x C finite floats.
-  Images are cut into square patches of `patch_len` (`patch_rows`)."""
+  Images are cut into square patches of `patch_len` (`patch_rows`); `reading` sizes and
+  caps the decoded ones (folders, tfds:)."""
   if not spec:
     raise UserError('data.source=series needs data.path: ucr:NAME (e.g. ucr:GunPoint), '
-                    'digits, or a .npy, .npz or .csv file')
+                    'digits, tfds:NAME, a folder of images, or a .npy, .npz or .csv file')
   if spec.startswith('ucr:'):
     return _checked(_ucr(spec))
   if spec.split(':')[0] == 'digits':
     return _checked(_as_rows(_digits(spec), patch_len))
+  if spec.startswith('tfds:'):
+    return _checked(_as_rows(Series(*images.tfds(spec, reading), image=True), patch_len))
   file = _aeon_data() / spec[5:] if spec.startswith('aeon:') else paths.path(spec)
   if not file.exists():
     raise UserError(f'data.path={spec} does not exist')
+  if file.is_dir():
+    return _checked(_as_rows(Series(*images.folder(file, reading), image=True), patch_len))
   readers = {'.csv': _csv, '.npy': _numpy, '.npz': _numpy, '.ts': _ts}
   if file.suffix not in readers:
     raise UserError(f'data.path={spec}: series are read from .npy, .npz, .csv or .ts files, '
-                    'or ucr:NAME, or digits')
+                    'folders of images, or ucr:NAME, tfds:NAME, or digits')
   return _checked(_as_rows(readers[file.suffix](file), patch_len))
 
 
@@ -285,7 +294,7 @@ def held_out_start(steps: int, fraction: float, window: int) -> int:
 def examples(data, patch_len: int, seed: int
              ) -> tuple[SeriesExamples, SeriesExamples | None]:
   """(training, held-out) windows of the series config section `data` names."""
-  series = load(data.path, patch_len)
+  series = load(data.path, patch_len, images.Reading.of(data))
   window = window_steps(data, patch_len)
   train, held = split(series.values, data.eval_fraction, window, seed)
   cut = lambda v: SeriesExamples(windows(v, window, patch_len, series.name))
