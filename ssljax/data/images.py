@@ -86,7 +86,7 @@ def stacked(pixels: list[np.ndarray], names: list[str], size: int, origin: str) 
 def _decoded(file) -> np.ndarray:
   """H x W x 1 (grayscale) or H x W x 3 (any other mode, as RGB) float32 pixels."""
   try:
-    image = Image.open(io.BytesIO(file.read_bytes()))
+    image: Image.Image = Image.open(io.BytesIO(file.read_bytes()))
     image.load()
   except (OSError, ValueError, SyntaxError) as e:
     raise UserError(f'{file} is not a readable image ({e}); remove or replace it') from None
