@@ -1,6 +1,7 @@
 """Image folders and tensorflow-datasets image sets as series corpora (ssljax.data.images):
 what they load to, each one-line error, and a pretraining run on a folder."""
 
+import io
 import json
 import pathlib
 import sys
@@ -98,6 +99,45 @@ def test_a_folder_split_needs_both_train_and_test(tmp_path):
       str(tmp_path / 'set' / 'train'), str(tmp_path / 'set' / 'test'))
   with pytest.raises(UserError, match='is not a train or test folder of a split'):
     series_eval.split_names(str(tmp_path / 'set' / 'train' / 'cat'))
+
+
+def _png_bytes(pixels: np.ndarray) -> io.BytesIO:
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format='png')
+  buffer.seek(0)
+  return buffer
+
+
+class SsljaxTestImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Four 8 x 8 grayscale images of two classes; PNG bytes in, so that no TensorFlow encodes
+  them and the set builds offline as a user's own would."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        'image': tfds.features.Image(shape=(8, 8, 1)),
+        'label': tfds.features.ClassLabel(names=['even', 'odd'])}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {'train': self._generate_examples(4)}
+
+  def _generate_examples(self, count):
+    for i in range(count):
+      yield i, {'image': _png_bytes(np.full((8, 8), 10 * i, np.uint8)), 'label': i % 2}
+
+
+def test_tfds_image_sets_read_array_record_files_without_tensorflow(tmp_path):
+  SsljaxTestImages(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
+  reading = images.Reading(tfds_data_dir=str(tmp_path))
+  loaded = series.load('tfds:ssljax_test_images', 4, reading)
+  assert loaded.values.shape == (4, 4 * 4, 4) and loaded.name == 'ssljax_test_images (train)'
+  by_label = dict(zip(loaded.values[:, 0, 0].tolist(), loaded.labels.tolist()))
+  assert by_label == {0.0: 'even', 10.0: 'odd', 20.0: 'even', 30.0: 'odd'}
+  assert 'tensorflow' not in sys.modules
+  with pytest.raises(UserError, match=r'ssljax_test_images\[test\].*data.tfds_data_dir'):
+    series.load('tfds:ssljax_test_images:test', 4, reading)
 
 
 def test_tfds_image_sets_load_from_tfds_mock_data():
