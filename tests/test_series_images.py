@@ -135,6 +135,7 @@ def test_tfds_image_sets_read_array_record_files_without_tensorflow(tmp_path):
   assert loaded.values.shape == (4, 4 * 4, 4) and loaded.name == 'ssljax_test_images (train)'
   by_label = dict(zip(loaded.values[:, 0, 0].tolist(), loaded.labels.tolist()))
   assert by_label == {0.0: 'even', 10.0: 'odd', 20.0: 'even', 30.0: 'odd'}
+  assert len(series.load('tfds:ssljax_test_images:train[:2]', 4, reading).values) == 2
   assert 'tensorflow' not in sys.modules
   with pytest.raises(UserError, match=r'ssljax_test_images\[test\].*data.tfds_data_dir'):
     series.load('tfds:ssljax_test_images:test', 4, reading)

@@ -152,9 +152,10 @@ def train_and_test(directory) -> tuple[str, str]:
 
 
 def tfds_split(spec: str) -> tuple[str, str]:
-  """(name, split) of tfds:NAME[:split], the train split unless named."""
-  parts = spec.split(':')
-  if len(parts) not in (2, 3) or not parts[1]:
+  """(name, split) of tfds:NAME[:split], the train split unless named; a split keeps its own
+  colons (tfds:mnist:train[:10%])."""
+  parts = spec.split(':', 2)
+  if len(parts) < 2 or not parts[1]:
     raise UserError(f'data.path={spec}: write tfds:NAME or tfds:NAME:SPLIT (tfds:mnist:test)')
   return parts[1], parts[2] if len(parts) == 3 else 'train'
 
