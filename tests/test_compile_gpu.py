@@ -187,3 +187,15 @@ def test_cudnn_reads_documents_without_a_dense_mask_where_it_can(name, topology,
   r = _compile(name, topology, ['mesh.data=1', 'model.dtype=bfloat16', *sets])
   assert r['fits'] and r['attention'] == 'cudnn'
   assert sorted(r['attention_kernels']) == [f'__cudnn${kernel}', f'__cudnn${kernel}Backward']
+
+
+@needs_plugin
+def test_cudnn_attention_without_cudnn_is_one_line(monkeypatch):
+  """The plugin without its cuDNN (the gpu-compile extra half installed): one line naming the
+  extra, found before anything is traced."""
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec',
+                      lambda name, *a: None if name == 'nvidia.cudnn' else find_spec(name, *a))
+  with pytest.raises(UserError, match=r'^gpt on h100:1: model.attention=cudnn needs cuDNN, '
+                     r'from the gpu-compile extra: pip install .*\(or set model.attention=xla\)$'):
+    _compile('gpt_tiny', 'h100:1', ['mesh.data=1', 'model.dtype=bfloat16'])

@@ -228,15 +228,11 @@ def compile_step(config, topology: str) -> dict:
                           devices=devices)
   started = time.perf_counter()
   name = f'{config.model.arch} on {topology}'
-  try:
-    with _capability_of(chip):
-      lowered = strategy.lower_step(config)
-  except RuntimeError as e:  # jax's cuDNN attention, where the plugin has no cuDNN beside it
-    if 'cuDNN' not in str(e):
-      raise
+  if kernel == 'cudnn' and importlib.util.find_spec('nvidia.cudnn') is None:
     raise UserError(f'{name}: model.attention=cudnn needs cuDNN, from the gpu-compile extra: '
-                    f"{errors.install_line('gpu-compile')} (or set model.attention=xla)"
-                    ) from None
+                    f"{errors.install_line('gpu-compile')} (or set model.attention=xla)")
+  with _capability_of(chip):
+    lowered = strategy.lower_step(config)
   mesh = dict(strategy.mesh.shape)
   out = {'topology': topology, 'chip': chip.name, 'platform': chip.platform,
          'chips': len(devices), 'mesh': mesh, 'hbm_bytes': chip.hbm_bytes,
