@@ -71,10 +71,9 @@ def _gpu_devices(name, chip, jax_name):
   tried the GPU backend first on a machine without one, it failed and did not."""
   require('jax_cuda12_plugin', f'--topology {name}')
   from jax.experimental import topologies
-  config = (importlib.resources.files('ssljax.aot') / 'gpus' / chip.target_config)
   try:
     topo = topologies.get_topology_desc(platform='cuda', topology=jax_name,
-                                        target_config=config.read_text())
+                                        target_config=_target_config(chip))
   except NotImplementedError:
     raise UserError(f'--topology {name}: the CUDA plugin did not start in this process; '
                     'on a machine without a GPU set JAX_PLATFORMS=cpu before jax is imported '
@@ -86,6 +85,11 @@ def _gpu_devices(name, chip, jax_name):
   return topo.devices
 
 
+def _target_config(chip: chips.Chip) -> str:
+  """The GpuTargetConfig text ssljax ships for `chip` (ssljax/aot/gpus/)."""
+  return (importlib.resources.files('ssljax.aot') / 'gpus' / chip.target_config).read_text()
+
+
 @contextlib.contextmanager
 def _capability_of(chip: chips.Chip):
   """jax's cuDNN attention asks the local backend which GPU it traces for (its packed
@@ -94,8 +98,7 @@ def _capability_of(chip: chips.Chip):
     yield
     return
   from jax._src.cudnn import fused_attention_stablehlo as cudnn
-  text = (importlib.resources.files('ssljax.aot') / 'gpus' / chip.target_config).read_text()
-  block = re.search(r'cuda_compute_capability\s*\{([^}]*)\}', text)
+  block = re.search(r'cuda_compute_capability\s*\{([^}]*)\}', _target_config(chip))
   assert block is not None, chip.target_config
   numbers = dict(re.findall(r'(major|minor):\s*(\d+)', block.group(1)))
   target = (int(numbers.get('major', 0)), int(numbers.get('minor', 0)))

@@ -246,10 +246,11 @@ def _clm_rows(store, part_N, row_N, tokenizer, seq_len, max_docs=0):
   tokens = np.take_along_axis(span, np.clip(flat_NxL - f0[:, None], 0, seq_len - 1), 1)
   ids = np.where(within < length, tokens, tokenizer.sep_id)
   first = (within == 0) | (j_1xL == 0)
+  piece_NxL = np.cumsum(first, axis=1)  # 1, 2, ...: the piece of the row each token is in
   if max_docs:
-    real &= np.cumsum(first, axis=1) <= max_docs
+    real &= piece_NxL <= max_docs
   ids = np.where(real, ids, tokenizer.pad_id)
   positions = j_1xL - np.maximum.accumulate(np.where(first, j_1xL, 0), axis=1)
   return {'input_ids': ids.astype(np.int32),
           'positions': np.where(real, positions, 0).astype(np.int32),
-          'doc_ids': np.where(real, np.cumsum(first, axis=1), 0).astype(np.int32)}
+          'doc_ids': np.where(real, piece_NxL, 0).astype(np.int32)}
