@@ -34,7 +34,7 @@ def _settings(**overrides):
       'pooling': 'mean', 'max_len': 32, 'batch_size': 8, 'val_fraction': 0.25,
       'lr': 1e-3, 'epochs': 1, 'weight_decay': 0.01, 'warmup': 0.1,
       'llrd': 1.0, 'doc_stride': 8, 'bucket_by_length': True, 'search': 'halving',
-      'pooler': 'fresh', 'min_steps': 0} | overrides)
+      'pooler': 'fresh', 'head': 'linear', 'min_steps': 0} | overrides)
 
 
 def _build(corpus_file, tok, **overrides):

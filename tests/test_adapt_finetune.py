@@ -172,3 +172,28 @@ def test_the_pooler_starts_fresh_and_equal_for_both_inits(bert, tok, pooler):
   else:
     np.testing.assert_array_equal(kernels[0], pretrained_pooler['kernel'])
     assert not np.allclose(kernels[0], kernels[1])
+
+
+def test_an_mlp_head_starts_from_the_mlm_head_and_round_trips(bert, tok, tmp_path):
+  """finetune.head=mlp: dense + activation + norm before the classifier (ModernBERT's task
+  heads), started from the model's MLM head transform as transformers starts them from a
+  masked-LM checkpoint; it trains, and `save`/`load` give the same outputs."""
+  cfg = _settings(head='mlp', pooling='mean', epochs=1)
+  train = _task('classification', 16, 0)
+  start = finetune._prepare(bert, tok, SPECS['classification'], train, cfg, 3).init  # pylint: disable=protected-access
+  mlm = nnx.to_pure_dict(nnx.state(bert.mlm_head))
+  np.testing.assert_array_equal(start['transform']['dense']['kernel'],
+                                mlm['transform']['kernel'])
+  np.testing.assert_array_equal(start['transform']['norm']['scale'], mlm['norm']['scale'])
+  result = finetune.finetune(bert, tok, SPECS['classification'], train, {}, cfg, 0)
+  assert not np.allclose(result['params']['transform']['dense']['kernel'],
+                         mlm['transform']['kernel'])  # trained
+  folder = finetune.save(tmp_path / 'model', result['params'], bert.cfg,
+                         SPECS['classification'], cfg, tok)
+  tuned, spec, meta, _ = finetune.load(folder)
+  assert meta['head'] == 'mlp' and tuned.transform is not None
+  rows = task_rows.build(tok, spec, train[:4], 32, 8)
+  batch = task_rows.gather(rows, np.arange(len(rows)))
+  graphdef, _ = nnx.split(tuned)
+  again = nnx.merge(graphdef, result['params'])
+  np.testing.assert_allclose(np.asarray(tuned(batch)), np.asarray(again(batch)), atol=1e-6)

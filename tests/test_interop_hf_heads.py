@@ -39,8 +39,11 @@ FAMILIES = {
               'model.norm': 'rms', 'model.activation': 'swiglu', 'model.use_bias': False,
               'model.layer_norm_eps': 1e-6, 'model.tie_embeddings': False},
     'modernbert': {'model.pre_ln': True, 'model.positions': 'rope', 'model.activation': 'geglu',
-                   'model.first_attention_norm': False, 'objective': 'mlm'},
+                   'model.first_attention_norm': False, 'objective': 'mlm',
+                   'model.type_vocab_size': 0},  # as an imported ModernBERT: no token types
 }
+# pretrained by ssljax with segment embeddings (the demo's): single texts export exactly
+FAMILIES['modernbert_segments'] = FAMILIES['modernbert'] | {'model.type_vocab_size': 2}
 AUTO = {'classification': 'AutoModelForSequenceClassification',
         'regression': 'AutoModelForSequenceClassification',
         'tokens': 'AutoModelForTokenClassification', 'span': 'AutoModelForQuestionAnswering'}
@@ -56,19 +59,26 @@ def _bumped(params, seed):
       lambda v: np.asarray(v) + rng.normal(0, 0.2, np.shape(v)).astype(np.float32), params)
 
 
-def _saved(family, spec, pooling, corpus_file, tokenizer_file, folder, bias=None):
+def _saved(family, spec, pooling, corpus_file, tokenizer_file, folder, bias=None, head=None):
   """A fine-tuned model folder as `ssljax finetune` saves it, with random weights; `bias`:
-  `Tuned`'s (0.0: a head bias of zeros)."""
+  `Tuned`'s (0.0: a head bias of zeros); `head`: finetune.head, by default the family's."""
   config = tiny_config(corpus_file, **FAMILIES[family])
   tok = tokenizer_lib.load(tokenizer_file)
   model_cfg = models.ModelConfig.from_config(config.model, vocab_size=tok.vocab_size)
+  head = head or ('mlp' if family.startswith('modernbert') else 'linear')
   tuned = finetune.Tuned(models.build(model_cfg, nnx.Rngs(3)), spec, pooling,
-                         rngs=nnx.Rngs(4), bias=None if bias is None else True)
+                         rngs=nnx.Rngs(4), bias=None if bias is None else True,
+                         mlp=head == 'mlp')
   params = _bumped(nnx.to_pure_dict(nnx.state(tuned)), 5)
   if bias == 0.0:
     params['head']['bias'] = np.zeros_like(params['head']['bias'])
-  finetune.save(folder, params, model_cfg, spec, _settings(pooling=pooling), tok)
+  finetune.save(folder, params, model_cfg, spec, _settings(pooling=pooling, head=head), tok)
   return folder
+
+
+def _pooling(family):
+  """The sequence pooling whose classifier transformers has for `family`."""
+  return 'last' if family in DECODERS else 'first' if family.startswith('modernbert') else 'cls'
 
 
 def _export(model_dir, out):
@@ -101,11 +111,15 @@ def _theirs(hf_model, batch, encoder):
     ('roberta', SPECS['classification']), ('roberta', SPECS['tokens']),
     ('albert', SPECS['regression']), ('albert', SQUAD),
     ('gpt2', SPECS['tokens']), ('gpt_neox', SQUAD), ('llama', SPECS['tokens']),
+    ('modernbert', SPECS['classification']), ('modernbert', SPECS['tokens']),
+    ('modernbert', SQUAD), ('modernbert-mean', SPECS['regression']),
+    ('modernbert_segments', SPECS['tokens']),
 ] + [(family, SPECS[kind]) for family in DECODERS for kind in ('classification', 'regression')])
 def test_transformers_gives_the_fine_tuned_outputs(family, spec, corpus_file, tokenizer_file,
                                                    tmp_path, capsys):
-  model_dir = _saved(family, spec, 'last' if family in DECODERS else 'cls',
-                     corpus_file, tokenizer_file, tmp_path / 'model')
+  family, _, pooling = family.partition('-')
+  model_dir = _saved(family, spec, pooling or _pooling(family), corpus_file, tokenizer_file,
+                     tmp_path / 'model')
   out = _export(model_dir, tmp_path / 'hf')
   config = json.loads((out / 'config.json').read_text())
   assert config['architectures'][0] in capsys.readouterr().out
@@ -134,13 +148,14 @@ def test_transformers_gives_the_fine_tuned_outputs(family, spec, corpus_file, to
 
 @pytest.mark.parametrize('family, spec', [
     ('bert', SPECS['classification']), ('roberta', SPECS['regression']),
-    ('albert', SPECS['classification']),
+    ('albert', SPECS['classification']), ('modernbert-mean', SPECS['classification']),
 ] + [(family, SPECS[kind]) for family in DECODERS for kind in ('classification', 'regression')])
 def test_the_pipeline_predicts_what_ssljax_predict_does(family, spec, corpus_file,
                                                         tokenizer_file, tmp_path):
   """In batches of 2 texts of different lengths: the tokenizer pads the shorter one."""
-  model_dir = _saved(family, spec, 'last' if family in DECODERS else 'cls', corpus_file,
-                     tokenizer_file, tmp_path / 'model')
+  family, _, pooling = family.partition('-')
+  model_dir = _saved(family, spec, pooling or _pooling(family), corpus_file, tokenizer_file,
+                     tmp_path / 'model')
   out = _export(model_dir, tmp_path / 'hf')
   ours = predict.predict(model_dir, examples=[Example(text=t) for t in TEXTS])
   classify = transformers.pipeline('text-classification', model=str(out), batch_size=2)
@@ -157,18 +172,25 @@ def test_the_pipeline_predicts_what_ssljax_predict_does(family, spec, corpus_fil
         mine['probabilities'], abs=TOL)
 
 
-@pytest.mark.parametrize('family, spec, pooling, bias, why', [
-    ('bert', SPECS['classification'], 'mean', None, 'pooling=mean.*--set pooling=cls'),
-    ('gpt2', SPECS['classification'], 'mean', None,
+@pytest.mark.parametrize('family, spec, pooling, bias, head, why', [
+    ('bert', SPECS['classification'], 'mean', None, None, 'pooling=mean.*--set pooling=cls'),
+    ('gpt2', SPECS['classification'], 'mean', None, None,
      'GPT2ForSequenceClassification reads the last token.*--set pooling=last'),
-    ('llama', SPECS['regression'], 'last', True,  # saved before the head lost its bias
+    ('llama', SPECS['regression'], 'last', True, None,  # saved before the head lost its bias
      'has a bias.*LlamaForSequenceClassification scores without one: fine-tune again'),
-    ('modernbert', SPECS['tokens'], 'cls', None, 'ModernBertPredictionHead'),
+    ('modernbert', SPECS['tokens'], 'cls', None, 'linear',
+     'ModernBertPredictionHead.*--set finetune.head=mlp'),
+    ('modernbert', SPECS['classification'], 'cls', None, None,
+     'pooling=cls.*first token\'s last hidden state or .*mean.*--set pooling=first'),
+    ('bert', SPECS['tokens'], 'cls', None, 'mlp',
+     'finetune.head=mlp.*BertForTokenClassification has one linear layer'),
+    ('modernbert_segments', SQUAD, 'cls', None, None,
+     'ModernBERT has no token types.*segment 1.*model.type_vocab_size=0'),
 ])
-def test_heads_without_an_exact_twin_are_refused(family, spec, pooling, bias, why, corpus_file,
-                                                 tokenizer_file, tmp_path):
+def test_heads_without_an_exact_twin_are_refused(family, spec, pooling, bias, head, why,
+                                                 corpus_file, tokenizer_file, tmp_path):
   model_dir = _saved(family, spec, pooling, corpus_file, tokenizer_file, tmp_path / 'model',
-                     bias)
+                     bias, head)
   with pytest.raises(UserError, match=why):
     _export(model_dir, tmp_path / 'hf')
   assert not (tmp_path / 'hf').exists()

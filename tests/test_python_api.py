@@ -124,7 +124,7 @@ def test_encode_and_the_adaptation_commands_read_a_fine_tuned_model(bert, tmp_pa
   from ssljax.adapt import finetune
   from ssljax.tasks import readers
   tuned = finetune.Tuned(bert.model, readers.GLUE['sst2'], 'cls', rngs=nnx.Rngs(0))
-  settings = type('S', (), {'pooling': 'cls', 'max_len': 32, 'doc_stride': 8})
+  settings = type('S', (), {'pooling': 'cls', 'head': 'linear', 'max_len': 32, 'doc_stride': 8})
   finetune.save(tmp_path / 'model', nnx.to_pure_dict(nnx.state(tuned)), bert.model_cfg,
                 readers.GLUE['sst2'], settings, bert.tokenizer)
   loaded = adapt_api.load_model(tmp_path / 'model')

@@ -88,7 +88,8 @@ class Finetuned:
   def save(self, path) -> paths.Path:
     """The folder `ssljax predict --model` and `ssljax export-hf` read."""
     saved = types.SimpleNamespace(**{k: self.meta[k] for k in ('pooling', 'max_len',
-                                                               'doc_stride')})
+                                                               'doc_stride')},
+                                  head=self.meta.get('head', 'linear'))
     return finetune_lib.save(path, nnx.to_pure_dict(nnx.state(self.model)),
                              self.model.model.cfg, self.spec, saved, self.tokenizer)
 

@@ -4,7 +4,7 @@ to export (safetensors is the `hf` extra; loading a model for use needs none of 
 
 import ml_collections
 import numpy as np
-from flax import nnx
+from flax import nnx, traverse_util
 
 from ssljax import paths, pretrained
 from ssljax.adapt import finetune
@@ -20,8 +20,11 @@ def head_to_hf(tuned, spec, meta, tokenizer, out) -> tuple[paths.Path, str]:
   returns `out` and the transformers class that loads it."""
   from ssljax.interop import hf_heads
   head = nnx.to_pure_dict(nnx.state(tuned.head))
+  transform = (None if tuned.transform is None else
+               traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(tuned.transform))))
   task = hf_heads.TaskHead(spec.kind, spec.name, tuple(spec.labels), meta['pooling'],
-                           np.asarray(head['kernel']), head.get('bias'))
+                           np.asarray(head['kernel']), head.get('bias'), transform,
+                           spec.pair)
   return hf_heads.export(as_pretrained(tuned, tokenizer), task, out)
 
 

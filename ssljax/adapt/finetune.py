@@ -28,6 +28,7 @@ from ssljax.adapt import probe
 from ssljax.adapt.results import Trial
 from ssljax.errors import UserError
 from ssljax.inference import encoding
+from ssljax.models import heads
 from ssljax.models.layers import Dense
 from ssljax.pretrain import optimizer
 from ssljax.tasks import kinds, readers, task_rows
@@ -41,14 +42,18 @@ def head_bias(model, kind: str, pooling: str) -> bool:
 
 
 class Tuned(nnx.Module):
-  """An encoder (or decoder) with a task head on its pooled output or on every position;
-  `bias` None: `head_bias` (a model saved with another head passes its own)."""
+  """An encoder (or decoder) with a task head on its pooled output or on every position:
+  one linear layer, after a `heads.Transform` where `mlp` (`finetune.head=mlp`); `bias`
+  None: `head_bias` (a model saved with another head passes its own)."""
 
-  def __init__(self, model, spec, pooling, *, rngs, bias: bool | None = None):
+  def __init__(self, model, spec, pooling, *, rngs, bias: bool | None = None,
+               mlp: bool = False):
     kind = kinds.KINDS[spec.kind]
     if not kind.per_position:
       encoding.check_pooling(model, pooling)
     self.model = model
+    with nnx.use_eager_sharding(False):  # as models.build: unsharded, placed with the model
+      self.transform = heads.Transform(model.cfg, rngs=rngs) if mlp else None
     self.head = kinds.linear(model.cfg.hidden_size, kind.outputs(spec), rngs,
                              head_bias(model, spec.kind, pooling) if bias is None else bias)
     self.pooling = pooling
@@ -59,6 +64,8 @@ class Tuned(nnx.Module):
     hidden_BxLxH = self.model(inputs, key=key)
     if not self.per_position:
       hidden_BxLxH = encoding.pool(self.model, hidden_BxLxH, inputs['doc_ids'], self.pooling)
+    if self.transform is not None:
+      hidden_BxLxH = self.transform(hidden_BxLxH)
     return self.head(hidden_BxLxH).astype(jnp.float32)
 
 
@@ -70,6 +77,18 @@ def fresh_pooler(model_cfg, rngs: nnx.Rngs) -> dict:
     pooler = Dense(model_cfg.hidden_size, model_cfg.hidden_size, ('embed', None), model_cfg,
                    rngs=rngs)
   return nnx.to_pure_dict(nnx.state(pooler))
+
+
+def mlm_transform(model_params: dict, drawn: dict) -> dict:
+  """Where a task head's `heads.Transform` starts: the model's MLM head transform (dense +
+  activation + norm, the same shape where model.embed_size is the hidden size), as
+  transformers starts ModernBERT's task heads from its masked-LM checkpoint's `head`; a
+  model without one (a decoder, ALBERT's narrower head) keeps the `drawn` one."""
+  mlm = model_params.get('mlm_head', {})
+  source = {'dense': mlm.get('transform'), 'norm': mlm.get('norm')}
+  same = all(source[k] is not None and jax.tree.map(np.shape, source[k]) ==
+             jax.tree.map(np.shape, drawn[k]) for k in drawn)
+  return source if same else drawn
 
 
 def layer_scales(params, num_layers: int, decay: float):
@@ -217,10 +236,13 @@ def _prepare(model, tokenizer, spec, train_examples, cfg, seed) -> _Seed:
   fit_rows = rows_of([train_examples[i] for i in fit_index])
   val_examples = [train_examples[i] for i in val_index]
   rngs = nnx.Rngs(seed)
-  graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=rngs))
+  graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=rngs,
+                                    mlp=cfg.head == 'mlp'))
   init = nnx.to_pure_dict(state)
   if cfg.pooler == 'fresh' and cfg.pooling == 'cls':
     init['model']['pooler'] = fresh_pooler(model.cfg, rngs)
+  if cfg.head == 'mlp':
+    init['transform'] = mlm_transform(init['model'], init['transform'])
   batch = min(cfg.batch_size, len(fit_rows))
   epochs = epochs_for(cfg.epochs, cfg.min_steps, -(-len(fit_rows) // batch))
   order = task_rows.epoch_order(len(fit_rows), batch, epochs, seed,
@@ -429,7 +451,8 @@ def save(directory, params, model_cfg, spec, cfg, tokenizer) -> paths.Path:
   directory = paths.path(directory)
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   meta = {'model': model_cfg.__dict__, 'spec': spec.__dict__, 'pooling': cfg.pooling,
-          'max_len': cfg.max_len, 'doc_stride': cfg.doc_stride, 'tokenizer': tokenizer.kind}
+          'head': cfg.head, 'max_len': cfg.max_len, 'doc_stride': cfg.doc_stride,
+          'tokenizer': tokenizer.kind}
   with paths.staged(directory) as stage:
     paths.save_npz(stage / 'params.npz',
                    **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat})
@@ -454,7 +477,7 @@ def load(directory):
     bias = True if "['head']['bias']" in stored else None
     graphdef, state = nnx.split(nnx.eval_shape(lambda: Tuned(
         models.build(model_cfg, nnx.Rngs(0)), spec, meta['pooling'], rngs=nnx.Rngs(0),
-        bias=bias)))
+        bias=bias, mlp=meta.get('head') == 'mlp')))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))
     for path, wanted in leaves:  # a tensor of another shape could still broadcast
       name = jax.tree_util.keystr(path)

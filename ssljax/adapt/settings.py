@@ -45,6 +45,9 @@ class FinetuneSettings:
   bucket_by_length: bool = key(True, 'batches of similar-length rows, each cut short')
   pooler: str = key('fresh', 'the [CLS] pooler\'s start: fresh or pretrained',
                     choices=POOLERS)
+  head: str = key('linear', 'the task head: linear, or mlp (dense, activation and norm, '
+                  'started from the MLM head\'s, then linear: ModernBERT\'s task heads)',
+                  choices=('linear', 'mlp'))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,7 +74,13 @@ class Family:
   default_activation: str = 'gelu'  # where config.json has no activation_key
   output: str | None = None  # the untied output table; None: the family always ties it
   nsp_head: str | None = None  # the tensor that makes an imported model's objective mlm_nsp
-  no_task_twin: str = ''  # why task_heads is empty
+  # the module (dense, activation, norm) the task classes put before their classifier, as
+  # `finetune.head=mlp` does (ModernBertPredictionHead); None: the classifier reads the
+  # pooled or per-position states directly (finetune.head=linear)
+  task_transform: str | None = None
+  # the poolings the sequence classifier computes, with the config.json settings that
+  # select each; None: the fine-tuning default (cls for an encoder, last for a decoder)
+  sequence_poolings: Mapping[str, Mapping[str, Any]] | None = None
   # Hugging Face tensors <-> the layout the table reads (import, export)
   to_table: Callable[[dict, models.ModelConfig], dict] = _as_is
   from_table: Callable[[dict, models.ModelConfig], dict] = _as_is
@@ -86,6 +92,16 @@ class Family:
   def causal(self) -> bool:
     """A causal LM: no [CLS]/[SEP] in its tokenizer, a generation_config.json on export."""
     return self.model_type in hf_tokenizer.CAUSAL
+
+  @property
+  def poolings(self) -> Mapping[str, Mapping[str, Any]]:
+    """`sequence_poolings`, or the one pooling the family's sequence classifier computes."""
+    return self.sequence_poolings or {'last' if self.causal else 'cls': {}}
+
+  @property
+  def token_types(self) -> bool:
+    """Whether the family's models read segment ids (ModernBERT's and the decoders' do not)."""
+    return any(ours == 'embeddings.segment' for _, ours, _ in self.base)
 
   @property
   def pooler(self) -> str | None:
@@ -365,10 +381,12 @@ _MODERNBERT = Family(
         ('mlp.Wi', 'mlp_in', 'linear'), ('mlp.Wo', 'mlp_out', 'linear')),  # Wi: gate | value
     heads=(('head.dense', 'mlm_head.transform', 'linear'),
            ('head.norm', 'mlm_head.norm', 'norm'), ('decoder', 'mlm_head', 'bias')),
-    output='decoder', objective='mlm', task_heads={},
-    no_task_twin='ModernBERT\'s task heads put a dense layer, an activation and a LayerNorm '
-                 '(ModernBertPredictionHead) before the classifier, where ssljax has one '
-                 'linear layer',
+    output='decoder', objective='mlm',
+    task_heads={suffix: ('classifier', None) for suffix in (
+        'ForSequenceClassification', 'ForTokenClassification', 'ForQuestionAnswering')},
+    task_transform='head',
+    sequence_poolings={'first': {'classifier_pooling': 'cls'},
+                       'mean': {'classifier_pooling': 'mean'}},
     export_params=_fold_segment)
 
 

@@ -1,7 +1,8 @@
 """Fine-tuned models out to Hugging Face: the base model `huggingface.export` writes, with
 the task head in the place transformers' task class reads it.
 
-ssljax's head is one linear layer: on the pooled vector (classification, regression), on
+ssljax's head is one linear layer (finetune.head=linear), after a dense layer, activation
+and norm where finetune.head=mlp: on the pooled vector (classification, regression), on
 every position (token classification) or on every position with a start and an end output
 (extractive QA). It maps exactly where transformers' class computes the same:
 
@@ -14,11 +15,14 @@ every position (token classification) or on every position with a start and an e
                  the bias-free head fine-tuning gives a decoder (`finetune.head_bias`)
   encoders, GPT-2, GPT-NeoX, Llama   *ForTokenClassification and *ForQuestionAnswering:
                  one linear layer on every position, the pooler dropped
+  ModernBERT     every task class: classifier(head(x)), head = ModernBertPredictionHead
+                 (dense, GELU, LayerNorm), so finetune.head=mlp; the sequence classifier's
+                 x is the first token (pooling=first, config classifier_pooling=cls) or the
+                 mean over real tokens (pooling=mean)
 
-and is refused in one line where it does not: another pooling, a GPT sequence head saved
-with a nonzero bias (before fine-tuning dropped it), a tokenizer that pads with the [SEP]
-ending each row (transformers would read the token before it), and ModernBERT's heads,
-which put a dense layer, an activation and a LayerNorm before theirs. A GPT's task rows are
+and is refused in one line where it does not: another pooling or head, a GPT sequence head
+saved with a nonzero bias (before fine-tuning dropped it), a tokenizer that pads with the
+[SEP] ending each row (transformers would read the token before it). A GPT's task rows are
 `[CLS] text [SEP]` (GPT-2's end-of-text token stands in for both): a sequence classifier's
 exported tokenizer adds them, so that transformers' pipeline feeds the ids ssljax reads;
 for token and QA heads it adds none, and transformers gives ssljax's outputs for the same
@@ -41,7 +45,9 @@ _TASK_CLASS = {'classification': 'ForSequenceClassification',
                'tokens': 'ForTokenClassification', 'span': 'ForQuestionAnswering'}
 # What a sequence classifier reads: the pooling it computes (the fine-tuning default).
 _READS = {'cls': 'reads the first token through the tanh pooler',
-          'last': 'reads the last token that is not padding'}
+          'last': 'reads the last token that is not padding',
+          'first': 'reads the first token\'s last hidden state',
+          'mean': 'reads the mean over the real tokens'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +59,8 @@ class TaskHead:
   pooling: str  # how a sequence head pooled the last hidden states
   kernel_HxC: np.ndarray
   bias_C: np.ndarray | None  # None: a decoder's last-token head (finetune.head_bias)
+  transform: dict | None = None  # finetune.head=mlp: its flat params, ('dense', 'kernel'): ..
+  pair: bool = False  # two texts per row, the second in segment 1
 
 
 def task_class(model_type: str, head: TaskHead) -> str:
@@ -60,17 +68,24 @@ def task_class(model_type: str, head: TaskHead) -> str:
   saying why none does."""
   family, suffix = FAMILIES[model_type], _TASK_CLASS[head.kind]
   name = family.class_prefix
-  if suffix not in family.task_heads:
-    raise UserError(f'this fine-tuned {name} {head.kind} model has no exact Hugging Face '
-                    f'twin: {family.no_task_twin}')
+  if family.task_transform and head.transform is None:
+    raise UserError(f'{name}{suffix} puts a dense layer, an activation and a norm '
+                    f'({name}PredictionHead) before its classifier, and this model was '
+                    'fine-tuned with one linear layer: fine-tune again with --set '
+                    'finetune.head=mlp')
+  if not family.task_transform and head.transform is not None:
+    raise UserError(f'this model was fine-tuned with finetune.head=mlp, but {name}{suffix} '
+                    'has one linear layer: fine-tune again with --set finetune.head=linear '
+                    '(the default)')
   if suffix != 'ForSequenceClassification':
     return name + suffix
-  pooling = 'last' if family.causal else 'cls'
-  if head.pooling != pooling:
+  poolings = list(family.poolings)
+  if head.pooling not in poolings:
+    default = ' (the fine-tuning default)' if family.sequence_poolings is None else ''
     raise UserError(f'this model was fine-tuned with pooling={head.pooling}, but '
-                    f'{name}{suffix} {_READS[pooling]}; only pooling={pooling} (the '
-                    f'fine-tuning default) exports exactly: fine-tune again with --set '
-                    f'pooling={pooling}')
+                    f'{name}{suffix} {" or ".join(_READS[p] for p in poolings)}; only '
+                    f'pooling={" or ".join(poolings)}{default} exports exactly: fine-tune '
+                    f'again with --set pooling={poolings[0]}')
   if _bias_free(model_type, head.kind) and head.bias_C is not None and np.any(head.bias_C):
     raise UserError(f'this model\'s {head.kind} head has a bias (it was fine-tuned before '
                     f'ssljax dropped it from a decoder\'s last-token head), and '
@@ -98,6 +113,11 @@ def _with_head(model_type: str, head: TaskHead, config: dict, weights: dict):
   out[f'{module}.weight'] = np.ascontiguousarray(np.asarray(head.kernel_HxC, np.float32).T)
   if not _bias_free(model_type, head.kind):
     out[f'{module}.bias'] = np.asarray(head.bias_C, np.float32)
+  if family.task_transform:
+    assert head.transform is not None  # task_class refuses a model without one
+    out |= huggingface.hf_tensors(huggingface.row_tensors((
+        (f'{family.task_transform}.dense', 'dense', 'linear'),
+        (f'{family.task_transform}.norm', 'norm', 'norm'))), head.transform)
   labels = {'classification': head.labels, 'tokens': head.labels,
             'regression': (head.name,), 'span': ('start', 'end')}[head.kind]
   config = config | {'architectures': [task_class(model_type, head)],
@@ -106,6 +126,7 @@ def _with_head(model_type: str, head: TaskHead, config: dict, weights: dict):
   if head.kind in ('classification', 'regression'):
     config['problem_type'] = ('regression' if head.kind == 'regression'
                               else 'single_label_classification')
+    config |= family.poolings[head.pooling]
   return config, out
 
 
@@ -116,6 +137,14 @@ def export(pre: pretrained.Pretrained, head: TaskHead, out) -> tuple[paths.Path,
   one line where the head has no exact twin."""
   model_type = huggingface.check_twin(pre.model_cfg)
   name = task_class(model_type, head)
+  family = FAMILIES[model_type]
+  cfg = pre.model_cfg
+  reads_segments = cfg.arch != 'gpt' and cfg.type_vocab_size > 0  # a decoder has no table
+  if head.pair and reads_segments and not family.token_types:
+    raise UserError(f'{family.name} has no token types, and this {head.kind} model reads the '
+                    'second text of each pair through segment 1\'s embedding: a pair task '
+                    'exports exactly only from a model with model.type_vocab_size=0 (as an '
+                    f'imported {family.name} has)')
   last_token = _bias_free(model_type, head.kind)
   if last_token and pre.tokenizer.pad_id == pre.tokenizer.sep_id:
     raise UserError(f'this {name} model\'s tokenizer pads with the token that ends each of '

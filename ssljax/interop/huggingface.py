@@ -116,12 +116,23 @@ def tensors(model_type: str, cfg: models.ModelConfig, prefixed: bool) -> list[Te
   rows += family.heads
   if not cfg.tie_embeddings and family.output:
     rows.append((family.output, 'output', 'embed'))
+  return row_tensors(rows)
+
+
+def row_tensors(rows: list[Row] | tuple[Row, ...]) -> list[Tensor]:
+  """The tensors of (Hugging Face module, ssljax module(s), kind) rows."""
   return [t for row in rows for t in _expand(*row)]
 
 
 def _present(ts: list[Tensor], flat: dict) -> list[Tensor]:
   """The tensors whose parameters the model has (no biases under model.use_bias=False)."""
   return [t for t in ts if all(p in flat for p in t.ours)]
+
+
+def hf_tensors(ts: list[Tensor], flat: dict) -> dict[str, np.ndarray]:
+  """The Hugging Face tensors of `ts` that the flat ssljax params `flat` fill."""
+  return {t.hf: t.to_hf([np.asarray(flat[p], np.float32) for p in t.ours])
+          for t in _present(ts, flat)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,8 +392,7 @@ def export(pre: pretrained.Pretrained, out, head: Callable[[dict, dict], tuple[d
       jax.device_get(nnx.to_pure_dict(nnx.state(pre.model)))), cfg)
   flat, cfg = family.export_params(flat, cfg, pre.config.get('objective', 'mlm'))
   config['tie_word_embeddings'] = cfg.tie_embeddings  # ModernBERT's folded segment unties
-  weights = {t.hf: t.to_hf([np.asarray(flat[p], np.float32) for p in t.ours])
-             for t in _present(tensors(family.model_type, cfg, prefixed=True), flat)}
+  weights = hf_tensors(tensors(family.model_type, cfg, prefixed=True), flat)
   weights = family.from_table(weights, cfg)
   if head is not None:
     config, weights = head(config, weights)
