@@ -23,6 +23,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 
@@ -105,7 +106,7 @@ class Sealed(ocp.CheckpointManager):
     try:
       yield
     except Exception as e:
-      if not _disk_full(e):
+      if not _disk_full(e, self.directory):
         raise
       kept = (f'the steps saved before ({", ".join(map(str, self.all_steps()))}) are intact'
               if self.all_steps() else 'no step was committed')
@@ -114,14 +115,24 @@ class Sealed(ocp.CheckpointManager):
                       'disk) and rerun') from None
 
 
-def _disk_full(e: BaseException | None) -> bool:
+# Less than this free on a local disk after a failed save: the disk is full. TensorStore
+# reports a full disk as a ValueError without an errno, so the fact checked is the space.
+FULL_BYTES = 1 << 20
+
+
+def _disk_full(e: BaseException | None, directory) -> bool:
+  """Whether a failed save ran out of space: an OSError with ENOSPC or EDQUOT in the chain,
+  or a local disk with less than FULL_BYTES free."""
   while e is not None:
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
       return True
-    if any(word in str(e) for word in ('No space left on device', 'Disk quota exceeded')):
-      return True
     e = e.__cause__ or e.__context__
-  return False
+  if paths.is_remote(directory):
+    return False
+  folder = os.path.abspath(os.fspath(directory))
+  while not os.path.isdir(folder):  # the nearest folder that exists is on the same disk
+    folder = os.path.dirname(folder)
+  return shutil.disk_usage(folder).free < FULL_BYTES
 
 
 class Staged(Sealed):

@@ -214,3 +214,12 @@ def test_the_command_prints_its_report_and_nothing_else(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0 and done.stderr == '', done.stderr
     assert done.stdout.splitlines()[-1].startswith('train.steps=1,000 at that bound: >= ')
+
+
+def test_xla_failures_are_told_by_their_status_code():
+  """The code is the message's first field (jaxlib has no other); words after it decide
+  nothing."""
+  assert compile_lib.status_code(RuntimeError('RESOURCE_EXHAUSTED: Ran out of memory')) == (
+      'RESOURCE_EXHAUSTED')
+  assert compile_lib.status_code(RuntimeError('INTERNAL: RESOURCE_EXHAUSTED later')) == 'INTERNAL'
+  assert compile_lib.status_code(RuntimeError('Resource exhausted: no code')) == ''

@@ -109,3 +109,15 @@ def test_the_command_says_one_line_not_orbax_threads_tracebacks(run_copy, corpus
   assert done.returncode == 2 and len(lines) == 2, done.stderr
   assert 'continuing from step 6' in lines[0] and 'no space left' in lines[1]
   assert _steps(run_copy) == ['3', '6']
+
+
+def test_a_full_disk_is_told_by_errno_or_free_space_never_by_message_text(tmp_path,
+                                                                          monkeypatch):
+  """TensorStore's full-disk ValueError has no errno: the free space decides, not its words."""
+  from ssljax import checkpoint
+  worded = ValueError('Error writing: No space left on device')
+  assert not checkpoint._disk_full(worded, tmp_path / 'checkpoints')  # pylint: disable=protected-access
+  assert checkpoint._disk_full(OSError(errno.ENOSPC, 'full'), 'gs://bucket/run')  # pylint: disable=protected-access
+  assert not checkpoint._disk_full(ValueError('full'), 'gs://bucket/run')  # pylint: disable=protected-access
+  monkeypatch.setattr(shutil, 'disk_usage', lambda _: shutil._ntuple_diskusage(10, 10, 0))  # pylint: disable=protected-access
+  assert checkpoint._disk_full(ValueError('any words'), tmp_path / 'checkpoints' / '9')  # pylint: disable=protected-access

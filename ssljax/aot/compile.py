@@ -90,6 +90,13 @@ def _target_config(chip: chips.Chip) -> str:
   return (importlib.resources.files('ssljax.aot') / 'gpus' / chip.target_config).read_text()
 
 
+def status_code(e: Exception) -> str:
+  """XLA's status code of a JaxRuntimeError (an absl::StatusCode name: RESOURCE_EXHAUSTED,
+  INVALID_ARGUMENT, ...), which jaxlib gives only as the message's first field."""
+  code = str(e).split(':', 1)[0].strip()
+  return code if code.isupper() and code.replace('_', '').isalpha() else ''
+
+
 @contextlib.contextmanager
 def _capability_of(chip: chips.Chip):
   """jax's cuDNN attention asks the local backend which GPU it traces for (its packed
@@ -246,7 +253,7 @@ def compile_step(config, topology: str) -> dict:
       compiled = lowered.compile({'xla_dump_to': dump, 'xla_dump_hlo_as_text': True,
                                   'xla_dump_hlo_pass_re': '^$'})
     except jax.errors.JaxRuntimeError as e:
-      if 'RESOURCE_EXHAUSTED' not in str(e):
+      if status_code(e) != 'RESOURCE_EXHAUSTED':
         raise UserError(_compiler_failure(e, name, chip)) from None
       return out | {'fits': False, 'error': _oom_line(_tpu_need(e), dump, config, name),
                     'compile_seconds': time.perf_counter() - started}
