@@ -19,11 +19,9 @@ ssljax's, or a gs:// one): retried, then one line, and the step is kept.
 
 import base64
 import contextlib
-import errno
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 
@@ -115,24 +113,15 @@ class Sealed(ocp.CheckpointManager):
                       'disk) and rerun') from None
 
 
-# Less than this free on a local disk after a failed save: the disk is full. TensorStore
-# reports a full disk as a ValueError without an errno, so the fact checked is the space.
-FULL_BYTES = 1 << 20
-
-
 def _disk_full(e: BaseException | None, directory) -> bool:
   """Whether a failed save ran out of space: an OSError with ENOSPC or EDQUOT in the chain,
-  or a local disk with less than FULL_BYTES free."""
+  or (TensorStore's full disk is a ValueError without an errno) a local disk with almost
+  nothing free."""
   while e is not None:
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(e, OSError) and e.errno in paths.DISK_FULL:
       return True
     e = e.__cause__ or e.__context__
-  if paths.is_remote(directory):
-    return False
-  folder = os.path.abspath(os.fspath(directory))
-  while not os.path.isdir(folder):  # the nearest folder that exists is on the same disk
-    folder = os.path.dirname(folder)
-  return shutil.disk_usage(folder).free < FULL_BYTES
+  return paths.disk_full(directory)
 
 
 class Staged(Sealed):

@@ -8,6 +8,7 @@ checkpoint layer (see `checkpoint.py`) are written for that.
 """
 
 import contextlib
+import errno
 import io
 import os
 import pathlib
@@ -32,6 +33,21 @@ def scheme(path) -> str:
 
 def is_remote(path) -> bool:
   return bool(scheme(path))
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the errnos of a full disk or quota
+FULL_BYTES = 1 << 20  # a local disk with less free than this is full
+
+
+def disk_full(folder) -> bool:
+  """Whether `folder`'s local disk has less than FULL_BYTES free (False for a bucket): how a
+  failure whose error carries no errno (TensorStore's, a Beam worker's) is told to be one."""
+  if is_remote(folder):
+    return False
+  folder = os.path.abspath(os.fspath(folder))
+  while not os.path.isdir(folder):  # the nearest folder that exists is on the same disk
+    folder = os.path.dirname(folder)
+  return shutil.disk_usage(folder).free < FULL_BYTES
 
 
 def path(p) -> epath.Path:

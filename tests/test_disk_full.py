@@ -10,7 +10,7 @@ import sys
 import orbax.checkpoint as ocp
 import pytest
 
-from ssljax import checksums
+from ssljax import checksums, paths
 from ssljax.errors import UserError
 from ssljax.interop import huggingface as hf
 from ssljax.pretrain import loop as train
@@ -119,5 +119,5 @@ def test_a_full_disk_is_told_by_errno_or_free_space_never_by_message_text(tmp_pa
   assert not checkpoint._disk_full(worded, tmp_path / 'checkpoints')  # pylint: disable=protected-access
   assert checkpoint._disk_full(OSError(errno.ENOSPC, 'full'), 'gs://bucket/run')  # pylint: disable=protected-access
   assert not checkpoint._disk_full(ValueError('full'), 'gs://bucket/run')  # pylint: disable=protected-access
-  monkeypatch.setattr(shutil, 'disk_usage', lambda _: shutil._ntuple_diskusage(10, 10, 0))  # pylint: disable=protected-access
+  monkeypatch.setattr(paths.shutil, 'disk_usage', lambda _: shutil._ntuple_diskusage(10, 10, 0))  # pylint: disable=protected-access
   assert checkpoint._disk_full(ValueError('any words'), tmp_path / 'checkpoints' / '9')  # pylint: disable=protected-access

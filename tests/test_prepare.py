@@ -298,6 +298,13 @@ def test_bad_sources_and_folders_are_one_line(corpus_file, tokenizer_file, tmp_p
     _prepare(_config(tmp_path / 'blank.txt'), tmp_path / 'out1')
   with pytest.raises(UserError, match='does not exist'):
     _prepare(_config(tmp_path / 'nope.txt'), tmp_path / 'out2')
+  (tmp_path / 'latin1.txt').write_bytes(b'a caf\xe9 of its own\n' * 50)  # read by a worker
+  for workers in (1, 2):  # 2: worker processes, whose exceptions come back as text
+    with pytest.raises(UserError, match='latin1.txt is not valid UTF-8') as raised:
+      pipeline.prepare(_config(tmp_path / 'latin1.txt', tokenizer_file),
+                       tmp_path / f'out0_{workers}', workers=workers, progress=False)
+    assert '\n' not in str(raised.value)
+    assert not list((tmp_path / f'out0_{workers}' / 'shards').glob('failed-*'))  # read, gone
   (tmp_path / 'out3').mkdir()
   (tmp_path / 'out3' / 'x').write_text('mine')
   with pytest.raises(UserError, match='a folder with other files'):

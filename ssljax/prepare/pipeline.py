@@ -10,11 +10,9 @@ process per core; `--runner=DataflowRunner ...` (or Flink, Spark) runs the same 
 on a cluster.
 """
 
-import errno
 import json
 import logging
 import os
-import re
 import tempfile
 import threading
 import time
@@ -34,7 +32,7 @@ log = logging.getLogger(__name__)
 
 STATE = '.prepare.json'
 _ENCODE_BATCH = 256  # documents tokenized per call
-_USER_ERROR = re.compile(r'UserError: (.+)')
+_FAILED = 'failed-'  # + split index: a worker's failure, as `_Worker.process` records it
 
 
 def pipeline_options(beam_args, workers: int | None = None):
@@ -175,23 +173,25 @@ def _remove_partials(folder: paths.Path):
 
 
 def _run(options, name: str, splits, fn, where: paths.Path):
-  """Runs `fn` over the splits, writing into `where`; a worker's UserError comes back as
-  one, and so does a full disk (its OSError comes back as a worker's traceback)."""
+  """Runs `fn` over the splits, writing into `where`. A runner hands a worker's exception
+  back as text, so a worker records its failure as a file (`_Worker.process`), read here:
+  a worker's UserError comes back as one, and so does a full disk."""
   try:
     with beam.Pipeline(options=options) as p:
       _ = (p | f'{name}: splits' >> beam.Create(list(splits))
            | f'{name}: spread' >> beam.Reshuffle()
            | f'{name}: work' >> beam.ParDo(fn))
-  except UserError:
-    raise
-  except Exception as e:  # a runner wraps what its workers raised; the UserError line is in it
-    text = str(e)
-    for cause in (e.__cause__, e.__context__):
-      text += f'\n{cause}' if cause else ''
-    found = _USER_ERROR.search(text)
-    if found:
-      raise UserError(found.group(1).strip()) from None
-    if any(f'[Errno {code}]' in text for code in (errno.ENOSPC, errno.EDQUOT)):
+  except Exception as e:
+    failures = []
+    for record in sorted(where.glob(f'{_FAILED}*')):  # read, then gone: a rerun starts clean
+      failures.append(json.loads(record.read_text()))
+      record.unlink()
+    if isinstance(e, UserError):  # a runner in this process raised the worker's own
+      raise
+    lines = [f['line'] for f in failures if f['kind'] == 'input']
+    if lines:
+      raise UserError(lines[0]) from None
+    if failures or paths.disk_full(where):  # a full disk may refuse the record too
       raise UserError(f'{where}: no space left on the device (or the disk quota is '
                       'exceeded); free some space and rerun the same command: it keeps the '
                       'splits already written') from None
@@ -271,9 +271,33 @@ class _Worker(beam.DoFn):
   exits once it is gone; every file is written whole, so a rerun finds no torn one.
   """
 
-  def __init__(self):
+  def __init__(self, where: str):
     super().__init__()
     self._launcher = os.getpid()
+    self.where = where  # the folder it writes into, and where a failure is recorded
+
+  def process(self, split):
+    """`work` on one split; a UserError or a full disk is also recorded beside the output
+    (its kind and line), for `_run` to read."""
+    try:
+      yield from self.work(split)
+    except UserError as e:
+      self._record(split, 'input', str(e))
+      raise
+    except OSError as e:
+      if e.errno in paths.DISK_FULL:
+        self._record(split, 'disk_full', str(e))
+      raise
+
+  def _record(self, split, kind: str, line: str):
+    try:
+      paths.write_whole(paths.path(self.where) / f'{_FAILED}{split.index:05d}.json',
+                        json.dumps({'kind': kind, 'line': line}))
+    except OSError:
+      pass  # a full disk refuses the record too: `_run` then asks the disk
+
+  def work(self, split):
+    raise NotImplementedError
 
   def setup(self):
     if os.getpid() == self._launcher:
@@ -297,15 +321,15 @@ class _Sample(_Worker):
   """Beam DoFn: a split's documents drawn with probability `rate`, with their draws."""
 
   def __init__(self, config: dict, work: str, rate: float):
-    super().__init__()
-    self.config, self.work, self.rate = config, work, rate
+    super().__init__(work)
+    self.config, self.rate = config, rate
 
-  def process(self, split):
+  def work(self, split):
     cfg = ml_collections.ConfigDict(self.config)
     docs = list(sources.documents(split, cfg.data))
     draws = examples_lib.uniform(cfg.train.seed, _doc_keys(split, len(docs)), 7)
     kept = [(float(u), d) for u, d in zip(draws, docs) if u < self.rate]
-    shards.write_atomic(paths.path(self.work) / f'sample-{split.index:05d}.json',
+    shards.write_atomic(paths.path(self.where) / f'sample-{split.index:05d}.json',
                         json.dumps(kept).encode())
     yield split.index
 
@@ -319,15 +343,15 @@ class _Encode(_Worker):
   for the config's objective and length), then the record that says they are whole."""
 
   def __init__(self, config: dict, folder: str, kind: str, proto: bytes, key: str):
-    super().__init__()
-    self.config, self.folder, self.kind, self.proto, self.key = config, folder, kind, proto, key
+    super().__init__(folder)
+    self.config, self.kind, self.proto, self.key = config, kind, proto, key
     self._tokenizer: tokenizers.Tokenizer | None = None
 
-  def process(self, split):
+  def work(self, split):
     cfg = ml_collections.ConfigDict(self.config)
     if self._tokenizer is None:
       self._tokenizer = tokenizers.from_proto(self.kind, self.proto)
-    tokenizer, folder = self._tokenizer, paths.path(self.folder)
+    tokenizer, folder = self._tokenizer, paths.path(self.where)
     token_docs = []
     batch = []
     for doc in sources.documents(split, cfg.data):
