@@ -164,17 +164,28 @@ class Train:
 
 
 @dataclasses.dataclass(frozen=True)
-class Probe:
-  """A ridge probe while pretraining."""
-  task: str = key('', '\'\' = off; a task of `ssljax probe`: sst2, cola, ..., pos, table')
-  every: int = key(0, 'steps between probes; 0 = at each evaluation (train.eval_every)',
-                   at_least=0)
-  data_dir: str = key('', 'as `ssljax probe --data-dir`')
-  train_file: str = key('', 'pos, ner, table: the training file')
+class TaskData:
+  """Where a downstream task's examples are: `ssljax probe` / `finetune` / `evaluate` and
+  the probe while pretraining read these keys."""
+  data_dir: str = key('', 'the GLUE folder (or one holding glue/); pos/squad: where files are '
+                      'found')
+  train_file: str = key('', 'pos, ner, squad, table: the training file')
   eval_file: str = key('', '... and the one scored')
+  max_train_examples: int = key(0, '0 = all; else a fixed random subset drawn with data_seed',
+                                at_least=0)
+  max_eval_examples: int = key(0, '0 = all', at_least=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe(TaskData):
+  """A ridge probe while pretraining: a task's examples as the adaptation commands find
+  them (`TaskData`), on a fixed subset."""
   max_train_examples: int = key(2000, 'a fixed subset keeps each probe to seconds',
                                 at_least=1)
   max_eval_examples: int = key(1000, 'examples scored', at_least=1)
+  task: str = key('', '\'\' = off; a task of `ssljax probe`: sst2, cola, ..., pos, table')
+  every: int = key(0, 'steps between probes; 0 = at each evaluation (train.eval_every)',
+                   at_least=0)
   pooling: str = key('mean', 'how a sentence\'s features are pooled: cls, first, mean, last')
   layer: int = key(0, 'the features of block `layer` (1 = the first); 0 = the last',
                    at_least=0)

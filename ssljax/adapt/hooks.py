@@ -9,16 +9,15 @@ TensorBoard, so a user watches the representations improve, not only the loss fa
 notebook) builds these and passes them.
 """
 
+import dataclasses
+
 import ml_collections
 
+from ssljax import config as config_lib
 from ssljax.adapt import probe, run as adapt_run
 from ssljax.inference import encoding
 from ssljax.pretrain.hooks import Hook, HookInfo
 from ssljax.tasks import catalog
-
-# The probe.* keys that locate the task, as the adaptation settings name them.
-_SETTINGS = ('data_dir', 'train_file', 'eval_file', 'max_train_examples',
-             'max_eval_examples')
 
 
 def from_config(config: ml_collections.ConfigDict) -> list[Hook]:
@@ -35,7 +34,7 @@ def ridge_probe(config: ml_collections.ConfigDict) -> Hook:
   """Loads the task once; the hook returns the probe's metrics at the current params."""
   cfg = config.probe
   settings = adapt_run.settings()
-  settings.update({k: cfg[k] for k in _SETTINGS})
+  settings.update({f.name: cfg[f.name] for f in dataclasses.fields(config_lib.TaskData)})
   adapt_run.check_settings(settings)
   task = catalog.load_task(cfg.task, settings)
   split, examples = next(iter(task.evals.items()))

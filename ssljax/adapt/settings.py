@@ -6,6 +6,7 @@ import dataclasses
 import textwrap
 
 from ssljax import schema
+from ssljax.config import TaskData
 from ssljax.schema import key, section
 
 INITS = {'pretrained': ('pretrained',), 'scratch': ('scratch',),
@@ -73,19 +74,14 @@ class FewshotSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-  """Every key the adaptation commands read (`--set key=value`)."""
-  data_dir: str = key('', 'the GLUE folder (or one holding glue/); pos/squad: where files are '
-                      'found')
+class Settings(TaskData):
+  """Every key the adaptation commands read (`--set key=value`): where the task's examples
+  are (`TaskData`, shared with the probe while pretraining), then how they are read and
+  how each method runs."""
   source: str = key('files', 'files, or tfds (GLUE from prepared tensorflow-datasets glue/*)',
                     choices=('files', 'tfds'))
-  train_file: str = key('', 'pos, ner, squad, table: the training file')
-  eval_file: str = key('', '... and the one scored')
   eval_splits: str = key('', 'GLUE, comma-separated; \'\' = dev (MNLI dev_matched, '
                          'dev_mismatched)')
-  max_train_examples: int = key(0, '0 = all; else a fixed random subset drawn with data_seed',
-                                at_least=0)
-  max_eval_examples: int = key(0, '0 = all', at_least=0)
   data_seed: int = key(0, 'which subset', at_least=0)
   init: str = key('pretrained', 'pretrained, scratch (same architecture, random) or both',
                   choices=tuple(INITS))
