@@ -104,7 +104,7 @@ def ssljax_finetune(pre, examples, bucket):
   s = run.load_settings([f'finetune.lr={LR}', f'finetune.epochs={EPOCHS}', 'finetune.min_steps=0',
                         'progress=False',
                          f'batch_size={BATCH}', f'finetune.bucket_by_length={bucket}'])
-  cfg = run.method_settings(s, 'finetune', pre.model_cfg.arch)
+  cfg = run.method_settings(s, 'finetune', pre.model_cfg)
   result = finetune.finetune(pre.model, pre.tokenizer, readers.POS, examples, {}, cfg, seed=0)
   return [(p['seconds'], p['examples_per_s']) for p in result['curve'][1:]]
 

@@ -223,3 +223,22 @@ def test_a_tokenizer_that_pads_with_the_row_end_is_refused(tmp_path):
     export.head_to_hf(tuned, SPECS['classification'], {'pooling': 'last'}, pre.tokenizer,
                       tmp_path / 'hf')
   assert not (tmp_path / 'hf').exists()
+
+
+@pytest.mark.parametrize('family, pooling, head', [
+    ('bert', 'cls', 'linear'), ('roberta', 'cls', 'linear'), ('gpt2', 'last', 'linear'),
+    ('llama', 'last', 'linear'), ('modernbert', 'first', 'mlp')])
+def test_a_fine_tune_defaults_to_the_head_its_family_exports(family, pooling, head,
+                                                             corpus_file, tokenizer_file):
+  """Unset, pooling and finetune.head are what the family's task classes compute, so the
+  saved model exports (the README demo's model is ModernBERT-shaped); set, they are kept."""
+  from ssljax.adapt import run
+  config = tiny_config(corpus_file, **FAMILIES[family])
+  model_cfg = models.ModelConfig.from_config(
+      config.model, vocab_size=tokenizer_lib.load(tokenizer_file).vocab_size)
+  flat = run.method_settings(run.load_settings(), 'finetune', model_cfg)
+  assert (flat.pooling, flat.head) == (pooling, head)
+  assert run.method_settings(run.load_settings(), 'probe', model_cfg).pooling == 'mean'
+  chosen = run.load_settings(['pooling=mean', 'finetune.head=linear'])
+  assert (run.method_settings(chosen, 'finetune', model_cfg).pooling,
+          run.method_settings(chosen, 'finetune', model_cfg).head) == ('mean', 'linear')

@@ -225,7 +225,8 @@ def test_evaluation_labels_change_no_choice(bert, tok):
 @pytest.mark.parametrize('kind, spec', [('classification', adapt_helpers.SST2),
                                         ('tokens', SPECS['tokens'])])
 def test_default_settings_fit_a_separable_task(bert, tok, kind, spec):
-  cfg = run_lib.method_settings(run_lib.load_settings(['progress=false']), 'finetune', 'bert')
+  cfg = run_lib.method_settings(run_lib.load_settings(['progress=false']), 'finetune',
+                                bert.cfg)
   assert (cfg.lr, cfg.epochs, cfg.batch_size) == ('auto', 3, 32)
   # 600 examples: 17 steps an epoch; the random 2-layer model needs about 40 at 1e-3.
   result = finetune.finetune(bert, tok, spec, _task(kind, 600, 0), {'test': _task(kind, 64, 1)},

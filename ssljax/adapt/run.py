@@ -28,6 +28,8 @@ from ssljax.adapt.results import SeedResult
 from ssljax.adapt.settings import INITS, Settings
 from ssljax.errors import UserError
 from ssljax.inference import encoding
+from ssljax.interop import families
+from ssljax.interop.families import FAMILIES
 from ssljax.tasks import baselines
 from ssljax.tasks.catalog import Task
 
@@ -67,14 +69,19 @@ def check_settings(s: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return s
 
 
-def method_settings(s, method: str, arch: str) -> ml_collections.ConfigDict:
-  """The flat settings probe/finetune/fewshot read: the shared keys plus the method's own."""
-  pooling = s.pooling
-  if not pooling:
-    pooling = ('last' if arch == 'gpt' else 'cls') if method == 'finetune' else 'mean'
+def method_settings(s, method: str, model_cfg: models.ModelConfig) -> ml_collections.ConfigDict:
+  """The flat settings probe/finetune/fewshot read: the shared keys plus the method's own.
+  A fine-tune's unset pooling and head are those of the task classes of the model's Hugging
+  Face family (`interop.families`), so that the model it saves exports: cls for BERT,
+  RoBERTa and ALBERT, last for a decoder, first with ModernBERT's dense-activation-norm
+  head for a ModernBERT-shaped encoder (the README demo's)."""
+  family = FAMILIES[families.model_type_of(model_cfg)]
+  pooling = s.pooling or (next(iter(family.poolings)) if method == 'finetune' else 'mean')
   shared = {k: s[k] for k in ('max_len', 'batch_size', 'val_fraction', 'doc_stride',
                                'progress')}
   own = s[method].to_dict() if method in s else {}
+  if method == 'finetune' and not own['head']:
+    own['head'] = 'mlp' if family.task_transform else 'linear'
   return ml_collections.ConfigDict(shared | own | {'pooling': pooling})
 
 
@@ -163,7 +170,7 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
     log.warning('max_len=%d exceeds the model\'s %d positions; using max_len=%d', s.max_len,
                 limit, limit)
     s.max_len = limit
-  cfg = method_settings(s, method, pre.model_cfg.arch)
+  cfg = method_settings(s, method, pre.model_cfg)
   seeds = list(range(s.seed, s.seed + s.seeds))
   results = {
       'task': task.spec.name, 'method': method if method != 'probe' else f'probe_{cfg.kind}',

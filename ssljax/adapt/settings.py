@@ -46,9 +46,10 @@ class FinetuneSettings:
   bucket_by_length: bool = key(True, 'batches of similar-length rows, each cut short')
   pooler: str = key('fresh', 'the [CLS] pooler\'s start: fresh or pretrained',
                     choices=POOLERS)
-  head: str = key('linear', 'the task head: linear, or mlp (dense, activation and norm, '
-                  'started from the MLM head\'s, then linear: ModernBERT\'s task heads)',
-                  choices=('linear', 'mlp'))
+  head: str = key('', 'the task head: linear, or mlp (dense, activation and norm, started '
+                  'from the MLM head\'s, then linear: ModernBERT\'s task heads); \'\' = the '
+                  'one the model\'s Hugging Face family has (mlp for ModernBERT)',
+                  choices=('', 'linear', 'mlp'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +90,8 @@ class Settings(TaskData):
   seed: int = key(0, 'the first seed', at_least=0)
   max_len: int = key(128, 'tokens per row', at_least=8)
   batch_size: int = key(32, 'rows per step', at_least=1)
-  pooling: str = key('', 'cls, first, mean or last; \'\' = cls to fine-tune an encoder, '
-                     'else mean (last for a decoder)')
+  pooling: str = key('', 'cls, first, mean or last; \'\' = to fine-tune, the model\'s Hugging '
+                     'Face family\'s (cls; last for a decoder, first for ModernBERT), else mean')
   val_fraction: float = key(0.1, 'of train, held out to choose epochs and penalties', above=0,
                             below=1)
   doc_stride: int = key(64, 'squad: tokens between window starts', at_least=1)

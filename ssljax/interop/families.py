@@ -5,7 +5,7 @@ A `Family` holds everything that differs between them (names, config.json keys, 
 table, the task heads, and the special cases as small functions), so that `huggingface`
 (import and export) and `hf_heads` (task heads) read a record instead of branching on the
 model_type. A new family is a new record in FAMILIES; for export, also a case in
-`huggingface.hf_model_type`, which picks the family an ssljax model becomes.
+`model_type_of`, which picks the family an ssljax model becomes.
 
 A family's weights are a table of (Hugging Face module, ssljax module, kind) rows; import
 and export both read it, so every weight maps both ways or the table is wrong. Where a
@@ -107,6 +107,21 @@ class Family:
   def pooler(self) -> str | None:
     """The pooler's module in the exported weights (None: the family has none)."""
     return next((f'{self.prefix}.{hf}' for hf, ours, _ in self.base if ours == 'pooler'), None)
+
+
+def model_type_of(cfg: models.ModelConfig) -> str:
+  """The Hugging Face family an ssljax model exports as: GPT-2 (learned positions),
+  Llama (RMSNorm or SwiGLU) or GPT-NeoX (the rest) for gpt; ModernBERT for a pre-LN bert,
+  BERT or RoBERTa (position_offset) for a post-LN one; ALBERT."""
+  if cfg.arch == 'gpt':
+    if cfg.positions == 'learned':
+      return 'gpt2'
+    return 'llama' if cfg.norm == 'rms' or cfg.activation == 'swiglu' else 'gpt_neox'
+  if cfg.arch == 'albert':
+    return 'albert'
+  if cfg.pre_ln:
+    return 'modernbert'
+  return 'roberta' if cfg.position_offset else 'bert'
 
 
 def refuse_unless(hf: dict, wanted: Mapping[str, Any], file):

@@ -29,7 +29,7 @@ from flax import nnx, traverse_util
 
 from ssljax import checkpoint, config as config_lib, models, paths, pretrained, tokenizers
 from ssljax.errors import UserError
-from ssljax.interop.families import FAMILIES, Family, Row, refuse_unless
+from ssljax.interop.families import FAMILIES, Family, Row, model_type_of, refuse_unless
 from ssljax.pretrain import optimizer
 from ssljax.pretrain.state import TrainState
 from ssljax.tokenizers import huggingface as hf_tokenizer
@@ -311,24 +311,10 @@ def import_folder(folder, out) -> Report:
 # Writing a Hugging Face folder
 
 
-def hf_model_type(cfg: models.ModelConfig) -> str:
-  """The Hugging Face family an ssljax model exports as: GPT-2 (learned positions),
-  Llama (RMSNorm or SwiGLU) or GPT-NeoX (the rest) for gpt; ModernBERT for a pre-LN bert,
-  BERT or RoBERTa (position_offset) for a post-LN one; ALBERT."""
-  if cfg.arch == 'gpt':
-    if cfg.positions == 'learned':
-      return 'gpt2'
-    return 'llama' if cfg.norm == 'rms' or cfg.activation == 'swiglu' else 'gpt_neox'
-  if cfg.arch == 'albert':
-    return 'albert'
-  if cfg.pre_ln:
-    return 'modernbert'
-  return 'roberta' if cfg.position_offset else 'bert'
-
-
 def check_twin(cfg: models.ModelConfig) -> str:
-  """`hf_model_type(cfg)`, or one line naming the settings that would make it exact."""
-  model_type = hf_model_type(cfg)
+  """`families.model_type_of(cfg)`, or one line naming the settings that would make it
+  exact."""
+  model_type = model_type_of(cfg)
   settings = dataclasses.asdict(cfg) | {
       'embed_size': 0 if cfg.embed_size in (0, cfg.hidden_size) else cfg.embed_size}
   family = FAMILIES[model_type]
