@@ -292,3 +292,35 @@ def test_prepare_reads_and_writes_buckets(buckets, corpus_file, tokenizer_file,
     loss = lambda w: [r['loss'] for r in metrics.read(w) if 'loss' in r]
     np.testing.assert_allclose(loss(tmp_path / f'{backend}-run'),
                                loss(tmp_path / f'{backend}-local'), rtol=1e-6)
+
+
+def test_image_folders_and_arrays_on_buckets_load_as_local_ones(buckets, tmp_path):
+  """data.path=gs://.../DIR (class folders of PNGs) and a bucket's .npz read as the same
+  files on a local disk do."""
+  import io
+
+  from PIL import Image
+
+  from ssljax.data import series
+  rng = np.random.default_rng(0)
+  pixels = {name: [rng.integers(0, 256, (8, 8), np.uint8) for _ in range(2)]
+            for name in ('cat', 'dog')}
+  local = tmp_path / 'pets'
+  for backend in ('gs', 's3'):
+    root = paths.path(f'{buckets[backend]}/images-{tmp_path.name}')
+    for name, images in pixels.items():
+      for i, image in enumerate(images):
+        png = io.BytesIO()
+        Image.fromarray(image).save(png, format='PNG')
+        (root / 'pets' / name / f'{i}.png').write_bytes(png.getvalue())
+        (local / name).mkdir(parents=True, exist_ok=True)
+        (local / name / f'{i}.png').write_bytes(png.getvalue())
+    arrays = io.BytesIO()
+    np.savez(arrays, images=np.stack([p for ps in pixels.values() for p in ps]))
+    (root / 'pets.npz').write_bytes(arrays.getvalue())
+    (tmp_path / 'pets.npz').write_bytes(arrays.getvalue())
+    for bucket, disk in ((root / 'pets', local), (root / 'pets.npz', tmp_path / 'pets.npz')):
+      remote, mine = series.load(str(bucket), 2), series.load(str(disk), 2)
+      np.testing.assert_array_equal(remote.values, mine.values)
+      assert (remote.labels is None and mine.labels is None) or (
+          remote.labels.tolist() == mine.labels.tolist())
