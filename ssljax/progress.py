@@ -11,22 +11,22 @@ import sys
 import tqdm
 
 
-def enabled(cfg) -> bool:
-  """`cfg` itself when a bool, else cfg.progress (settings or a namespace), True when it
-  does not say."""
-  if isinstance(cfg, bool):
-    return cfg
-  return bool(getattr(cfg, 'progress', True))
+def enabled(settings) -> bool:
+  """`settings` itself when a bool, else settings.progress (a ConfigDict or a namespace),
+  True when it does not say."""
+  if isinstance(settings, bool):
+    return settings
+  return bool(getattr(settings, 'progress', True))
 
 
-def bar(cfg, total: int, desc: str, unit: str = 'step', leave: bool = False) -> tqdm.tqdm:
+def bar(settings, total: int, desc: str, unit: str = 'step', leave: bool = False) -> tqdm.tqdm:
   return tqdm.tqdm(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True,
-                   disable=not enabled(cfg), file=sys.stderr)
+                   disable=not enabled(settings), file=sys.stderr)
 
 
-def line(cfg, text: str) -> None:
+def line(settings, text: str) -> None:
   """One summary line above any open bars."""
-  if enabled(cfg):
+  if enabled(settings):
     tqdm.tqdm.write(text, file=sys.stderr)
 
 

@@ -261,7 +261,7 @@ def test_a_rate_at_the_end_of_the_grid_on_every_seed_is_flagged():
 def test_the_help_states_the_grid_and_its_cost():
   grid = ','.join(f'{lr:.0e}'.replace('e-0', 'e-') for lr in finetune.LR_GRID)
   assert grid in cli_adapt.SETTINGS_HELP
-  epochs = run_lib.settings().finetune.epochs
+  epochs = run_lib.defaults().finetune.epochs
   for search in finetune.SEARCHES:
     cost = sum(finetune.trials_per_epoch(len(finetune.LR_GRID), epochs, search)) / epochs
     assert f'costs {cost:.2g} x' in cli_adapt.SETTINGS_HELP, search

@@ -2,7 +2,7 @@
 runs what `ssljax finetune` runs and returns the chosen model as a `Finetuned`, which
 predicts, saves and exports; `ssljax.from_pretrained(WORKDIR/model)` loads one back.
 
-Settings are keywords: any key of `run.settings()` (`data_dir`, `seeds`, `max_len`, ...),
+Settings are keywords: any key of `run.defaults()` (`data_dir`, `seeds`, `max_len`, ...),
 a key of its `finetune` section (`lr`, `epochs`, ...), or a section as a dict
 (`finetune={'lr': 1e-4}`); they are checked as `--set` values are.
 """
@@ -24,7 +24,7 @@ from ssljax.tasks import catalog, readers
 def overrides(settings: dict) -> list[str]:
   """Keyword settings as `--set` items: `lr=1e-4` is finetune.lr where the top level has
   no `lr`, and a dict sets keys of its section."""
-  known, items = run.settings(), []
+  known, items = run.defaults(), []
   for key, value in settings.items():
     if isinstance(value, dict):
       items += [f'{key}.{k}={v}' for k, v in value.items()]

@@ -77,7 +77,7 @@ def paired_bootstrap(metric, truths, a_pred, b_pred, seed: int = 0,
 
 
 def _settings(results) -> ml_collections.ConfigDict:
-  s = run_lib.settings()
+  s = run_lib.defaults()
   s.update(results['settings'])
   return s
 

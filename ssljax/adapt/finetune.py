@@ -151,17 +151,17 @@ def learning_rates(value, hidden_size: int = GRID_WIDTH) -> tuple[float, ...]:
   return rates
 
 
-def make_optimizer(cfg, total_steps: int, params, num_layers: int, lr=None):
+def make_optimizer(settings, total_steps: int, params, num_layers: int, lr=None):
   """The optimizer of `ssljax pretrain` with the fine-tuning recipe's settings; peak rate
-  `lr` (default cfg.lr)."""
+  `lr` (default settings.lr)."""
   recipe = ml_collections.ConfigDict(dict(
-      name='adamw', learning_rate=float(cfg.lr if lr is None else lr), warmup_steps=0,
-      warmup_fraction=float(cfg.warmup), decay='linear', end_learning_rate=0.0,
-      weight_decay=cfg.weight_decay, b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0))
+      name='adamw', learning_rate=float(settings.lr if lr is None else lr), warmup_steps=0,
+      warmup_fraction=float(settings.warmup), decay='linear', end_learning_rate=0.0,
+      weight_decay=settings.weight_decay, b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0))
   tx = optimizer.build(recipe, total_steps)
-  if cfg.llrd == 1.0:
+  if settings.llrd == 1.0:
     return tx
-  scales = layer_scales(params, num_layers, cfg.llrd)
+  scales = layer_scales(params, num_layers, settings.llrd)
   return optax.chain(tx, optax.stateless(
       lambda updates, _: jax.tree.map(jnp.multiply, updates, scales)))
 
@@ -189,14 +189,14 @@ def outputs(graphdef, params, batch):
 class _Seed:
   """What every learning rate of one seed shares: rows, initial weights, compiled steps."""
   spec: readers.TaskSpec
-  cfg: ml_collections.ConfigDict
+  settings: ml_collections.ConfigDict
   seed: int
   rows_of: Callable  # examples -> Rows
   fit_rows: task_rows.Rows
   val_rows: task_rows.Rows
   val_examples: list
   init: dict  # the weights every rate starts from
-  epochs: int  # cfg.epochs, or more to reach cfg.min_steps (`epochs_for`)
+  epochs: int  # settings.epochs, or more to reach settings.min_steps (`epochs_for`)
   order: np.ndarray  # steps x batch rows of fit_rows
   compiled: '_Compiled'
 
@@ -206,7 +206,7 @@ class _Seed:
 
   def outputs(self, params, rows):
     return kinds.collect(lambda batch: self.compiled.forward(params, batch), rows,
-                         self.cfg.batch_size, self.spec)
+                         self.settings.batch_size, self.spec)
 
   def score(self, params, rows, examples, out=None) -> dict:
     out = self.outputs(params, rows) if out is None else out
@@ -228,27 +228,27 @@ def _targets(rows):
   return {'labels': rows.arrays['labels'][rows.words[:, 0], rows.words[:, 1]]}
 
 
-def _prepare(model, tokenizer, spec, train_examples, cfg, seed) -> _Seed:
-  fit_index, val_index = probe.carve(len(train_examples), cfg.val_fraction, seed)
+def _prepare(model, tokenizer, spec, train_examples, settings, seed) -> _Seed:
+  fit_index, val_index = probe.carve(len(train_examples), settings.val_fraction, seed)
   rows_of = functools.partial(task_rows.build, tokenizer, spec,
-                              max_len=task_rows.max_length(model.cfg, cfg.max_len),
-                              doc_stride=cfg.doc_stride)
+                              max_len=task_rows.max_length(model.cfg, settings.max_len),
+                              doc_stride=settings.doc_stride)
   fit_rows = rows_of([train_examples[i] for i in fit_index])
   val_examples = [train_examples[i] for i in val_index]
   rngs = nnx.Rngs(seed)
-  graphdef, state = nnx.split(Tuned(model, spec, cfg.pooling, rngs=rngs,
-                                    mlp=cfg.head == 'mlp'))
+  graphdef, state = nnx.split(Tuned(model, spec, settings.pooling, rngs=rngs,
+                                    mlp=settings.head == 'mlp'))
   init = nnx.to_pure_dict(state)
-  if cfg.pooler == 'fresh' and cfg.pooling == 'cls':
+  if settings.pooler == 'fresh' and settings.pooling == 'cls':
     init['model']['pooler'] = fresh_pooler(model.cfg, rngs)
-  if cfg.head == 'mlp':
+  if settings.head == 'mlp':
     init['transform'] = mlm_transform(init['model'], init['transform'])
-  batch = min(cfg.batch_size, len(fit_rows))
-  epochs = epochs_for(cfg.epochs, cfg.min_steps, -(-len(fit_rows) // batch))
+  batch = min(settings.batch_size, len(fit_rows))
+  epochs = epochs_for(settings.epochs, settings.min_steps, -(-len(fit_rows) // batch))
   order = task_rows.epoch_order(len(fit_rows), batch, epochs, seed,
-                               fit_rows.lengths() if cfg.bucket_by_length else None)
-  compiled = _compiled(graphdef, spec.kind, cfg, len(order), init, model.cfg.num_layers)
-  return _Seed(spec, cfg, seed, rows_of, fit_rows, rows_of(val_examples), val_examples, init,
+                               fit_rows.lengths() if settings.bucket_by_length else None)
+  compiled = _compiled(graphdef, spec.kind, settings, len(order), init, model.cfg.num_layers)
+  return _Seed(spec, settings, seed, rows_of, fit_rows, rows_of(val_examples), val_examples, init,
                epochs, order, compiled)
 
 
@@ -275,15 +275,15 @@ _COMPILED: dict[tuple, _Compiled] = {}
 _COMPILED_KEPT = 8
 
 
-def _compiled(graphdef, kind: str, cfg, total_steps: int, params, num_layers: int):
+def _compiled(graphdef, kind: str, settings, total_steps: int, params, num_layers: int):
   """The optimizer and jitted steps for this graph, task kind and recipe; `params` gives
   the tree layer-wise rate decay scales (its structure, not its values)."""
-  key = (graphdef, kind, total_steps, float(cfg.warmup), float(cfg.weight_decay),
-         float(cfg.llrd), num_layers)
+  key = (graphdef, kind, total_steps, float(settings.warmup), float(settings.weight_decay),
+         float(settings.llrd), num_layers)
   if key not in _COMPILED:
     while len(_COMPILED) >= _COMPILED_KEPT:
       del _COMPILED[next(iter(_COMPILED))]
-    tx = make_optimizer(cfg, total_steps, params, num_layers, lr=1.0)
+    tx = make_optimizer(settings, total_steps, params, num_layers, lr=1.0)
     step = jax.jit(functools.partial(_train_step, graphdef, tx, kinds.KINDS[kind].loss),
                    donate_argnums=(0, 1))
     _COMPILED[key] = _Compiled(tx, step, jax.jit(functools.partial(outputs, graphdef)))
@@ -338,7 +338,7 @@ def _rank(result, val_loss, main) -> tuple:
 def _epoch(run: _Seed, trial: _Trial, epoch: int, start, bar) -> bool:
   """Trains `trial` through `epoch` (from run.init at its first) and validates; True when
   this epoch is the trial's best so far."""
-  cfg, main, steps_per_epoch = run.cfg, run.spec.metrics[0], run.steps_per_epoch
+  settings, main, steps_per_epoch = run.settings, run.spec.metrics[0], run.steps_per_epoch
   if trial.state is None:
     params = jax.tree.map(jnp.copy, run.init)  # the step donates its input
     trial.state = (params, run.compiled.tx.init(params))
@@ -368,9 +368,9 @@ def _epoch(run: _Seed, trial: _Trial, epoch: int, start, bar) -> bool:
   trial.curve.append({'epoch': epoch, 'step': first + steps_per_epoch, 'loss': train_loss,
                       f'val_{main}': result['metrics'][main], 'val_loss': val_loss,
                       'seconds': seconds, 'examples_per_s': speed})
-  progress.line(cfg, f'seed {run.seed} epoch {epoch}/{run.epochs} lr {progress.rate(trial.lr)}: '
-                f'val {main} {result["metrics"][main]:.4f}, val loss {val_loss:.4f}, '
-                f'loss {train_loss:.4f}, {speed:.0f} ex/s')
+  progress.line(settings, f'seed {run.seed} epoch {epoch}/{run.epochs} lr '
+                f'{progress.rate(trial.lr)}: val {main} {result["metrics"][main]:.4f}, '
+                f'val loss {val_loss:.4f}, loss {train_loss:.4f}, {speed:.0f} ex/s')
   trial.low_loss = min(trial.low_loss, val_loss if np.isfinite(val_loss) else np.inf)
   rank = _rank(result, val_loss, main)
   if trial.val and rank <= trial.rank:
@@ -413,22 +413,22 @@ def _schedule(trials: list[_Trial], search: str, epochs: int, bar, steps_per_epo
     trial.state = None
 
 
-def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int) -> dict:
-  """Trains a copy of `model` and a new head on `train_examples` at each rate of cfg.lr
-  (one number, or LR_GRID for 'auto'; searched by cfg.search); the rate and epoch best on a
+def finetune(model, tokenizer, spec, train_examples, evals: dict, settings, seed: int) -> dict:
+  """Trains a copy of `model` and a new head on `train_examples` at each rate of settings.lr
+  (one number, or LR_GRID for 'auto'; searched by settings.search); the rate and epoch best on a
   validation split carved from train are scored on each of `evals` ({name: examples}),
   which choose nothing."""
-  if cfg.epochs < 1:
-    raise UserError(f'epochs={cfg.epochs}: fine-tuning needs at least one epoch')
-  rates = learning_rates(cfg.lr, model.cfg.hidden_size)
-  run = _prepare(model, tokenizer, spec, train_examples, cfg, seed)
+  if settings.epochs < 1:
+    raise UserError(f'epochs={settings.epochs}: fine-tuning needs at least one epoch')
+  rates = learning_rates(settings.lr, model.cfg.hidden_size)
+  run = _prepare(model, tokenizer, spec, train_examples, settings, seed)
   start = run.validate(run.init)  # epoch 0: the same for every rate
-  epochs = sum(trials_per_epoch(len(rates), run.epochs, check_search(cfg.search)))
-  bar = progress.bar(cfg, epochs * run.steps_per_epoch, f'{spec.name} finetune seed {seed}')
+  epochs = sum(trials_per_epoch(len(rates), run.epochs, check_search(settings.search)))
+  bar = progress.bar(settings, epochs * run.steps_per_epoch, f'{spec.name} finetune seed {seed}')
   trials = [_Trial(i, lr) for i, lr in enumerate(rates)]
   best: _Trial | None = None
   best_key: tuple = ()
-  for trial, epoch in _schedule(trials, cfg.search, run.epochs, bar, run.steps_per_epoch):
+  for trial, epoch in _schedule(trials, settings.search, run.epochs, bar, run.steps_per_epoch):
     if _epoch(run, trial, epoch, start, bar) and (best is None or trial.key() > best_key):
       best, best_key = trial, trial.key()
       best_params = jax.tree.map(np.array, trial.state[0])  # only the best epoch's weights kept
@@ -445,13 +445,13 @@ def finetune(model, tokenizer, spec, train_examples, evals: dict, cfg, seed: int
           'params': best_params}
 
 
-def save(directory, params, model_cfg, spec, cfg, tokenizer) -> paths.Path:
+def save(directory, params, model_cfg, spec, settings, tokenizer) -> paths.Path:
   """Writes what `load` needs to predict: params.npz, meta.json and the tokenizer, staged
   and moved in whole (`paths.staged`), so a save that fails keeps the previous model."""
   directory = paths.path(directory)
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  meta = {'model': model_cfg.__dict__, 'spec': spec.__dict__, 'pooling': cfg.pooling,
-          'head': cfg.head, 'max_len': cfg.max_len, 'doc_stride': cfg.doc_stride,
+  meta = {'model': model_cfg.__dict__, 'spec': spec.__dict__, 'pooling': settings.pooling,
+          'head': settings.head, 'max_len': settings.max_len, 'doc_stride': settings.doc_stride,
           'tokenizer': tokenizer.kind}
   with paths.staged(directory) as stage:
     paths.save_npz(stage / 'params.npz',

@@ -32,17 +32,17 @@ def from_config(config: ml_collections.ConfigDict) -> list[Hook]:
 
 def ridge_probe(config: ml_collections.ConfigDict) -> Hook:
   """Loads the task once; the hook returns the probe's metrics at the current params."""
-  cfg = config.probe
-  settings = adapt_run.settings()
-  settings.update({f.name: cfg[f.name] for f in dataclasses.fields(config_lib.TaskData)})
+  section = config.probe
+  settings = adapt_run.defaults()
+  settings.update({f.name: section[f.name] for f in dataclasses.fields(config_lib.TaskData)})
   adapt_run.check_settings(settings)
-  task = catalog.load_task(cfg.task, settings)
+  task = catalog.load_task(section.task, settings)
   split, examples = next(iter(task.evals.items()))
 
   def fn(info: HookInfo) -> dict:
-    model = encoding.truncate(info.model(), cfg.layer)
+    model = encoding.truncate(info.model(), section.layer)
     values = probe.ridge_probe_eval(model, info.tokenizer, task.train, examples, task.spec,
-                                    pooling=cfg.pooling, max_len=config.data.seq_len)
+                                    pooling=section.pooling, max_len=config.data.seq_len)
     return {f'probe_{task.spec.name}_{split}_{k}': float(v) for k, v in values.items()}
 
-  return Hook(every=cfg.every or config.train.eval_every, fn=fn)
+  return Hook(every=section.every or config.train.eval_every, fn=fn)

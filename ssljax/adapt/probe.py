@@ -50,17 +50,18 @@ class Features:
     return Features(self.x[keep], rows, [self.examples[i] for i in index])
 
 
-def extract(model, tokenizer, spec, examples, cfg, cache=None, key: str = '') -> Features:
-  """Features of `examples` under `cfg` (max_len, pooling, batch_size); read from or
+def extract(model, tokenizer, spec, examples, settings, cache=None, key: str = '') -> Features:
+  """Features of `examples` under `settings` (max_len, pooling, batch_size); read from or
   written to `cache` (a directory) under `key` (what identifies the model: see
   `model_digest`), the task, the pooling and the input ids. A cache file that cannot be
   read is computed again and rewritten."""
   if spec.kind == 'span':
     raise UserError('a probe reads one vector per example or word; fine-tune extractive '
                     f'QA ({spec.name}) instead')
-  encoding.check_pooling(model, cfg.pooling)
-  rows = task_rows.build(tokenizer, spec, examples, task_rows.max_length(model.cfg, cfg.max_len))
-  path = _cache_path(cache, spec, rows, cfg, key)
+  encoding.check_pooling(model, settings.pooling)
+  rows = task_rows.build(tokenizer, spec, examples,
+                         task_rows.max_length(model.cfg, settings.max_len))
+  path = _cache_path(cache, spec, rows, settings, key)
   if path is not None and path.is_file():
     try:
       cached = paths.load_npz(path)['x']
@@ -69,14 +70,15 @@ def extract(model, tokenizer, spec, examples, cfg, cache=None, key: str = '') ->
     if cached is not None and cached.shape[0] == _feature_rows(rows):
       return Features(cached, rows, examples)
   graphdef, state = nnx.split(model)
-  bar = progress.bar(cfg, -(-len(rows) // cfg.batch_size), f'{spec.name} features', 'batch')
+  bar = progress.bar(settings, -(-len(rows) // settings.batch_size), f'{spec.name} features',
+                     'batch')
 
   def batch_features(batch):
     bar.update(1)
     inputs = {k: batch[k] for k in task_rows.INPUTS}
-    return encoding.features_of(graphdef, state, inputs, cfg.pooling, spec.kind == 'tokens')
+    return encoding.features_of(graphdef, state, inputs, settings.pooling, spec.kind == 'tokens')
 
-  x = kinds.collect(batch_features, rows, cfg.batch_size, spec)
+  x = kinds.collect(batch_features, rows, settings.batch_size, spec)
   bar.close()
   if path is not None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,14 +91,14 @@ def _feature_rows(rows) -> int:
   return len(rows) if rows.words is None else len(rows.words)
 
 
-def _cache_path(cache, spec, rows, cfg, key):
+def _cache_path(cache, spec, rows, settings, key):
   if cache is None:
     return None
   digest = hashlib.sha1()
   for name in ('input_ids', 'segment_ids'):
     digest.update(np.ascontiguousarray(rows.arrays[name]).tobytes())
   return (paths.path(cache) /
-          f'{key}_{spec.name}_{cfg.pooling}_{digest.hexdigest()[:12]}.npz')
+          f'{key}_{spec.name}_{settings.pooling}_{digest.hexdigest()[:12]}.npz')
 
 
 def model_digest(model) -> str:
@@ -170,9 +172,9 @@ def _main(result, spec):
   return result['metrics'][spec.metrics[0]]
 
 
-def ridge(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
+def ridge(train: Features, evals: dict, spec, settings, seed: int) -> dict:
   """Closed-form ridge probe; the penalty picked on a validation split carved from train."""
-  fit_index, val_index = carve(len(train.examples), cfg.val_fraction, seed)
+  fit_index, val_index = carve(len(train.examples), settings.val_fraction, seed)
   fit, val = train.take(fit_index), train.take(val_index)
   fit_x, val_x = _standardise(fit.x, val.x)
   y = _one_hot(spec, fit.targets())
@@ -190,12 +192,12 @@ def ridge(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
                     for (name, f), x in zip(evals.items(), eval_xs)}}
 
 
-def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
+def linear(train: Features, evals: dict, spec, settings, seed: int) -> dict:
   """A linear head trained with AdamW on frozen features; the best epoch on a validation
   split carved from train is kept."""
-  if cfg.epochs < 1:
-    raise UserError(f'epochs={cfg.epochs}: a linear probe trains for at least one epoch')
-  fit_index, val_index = carve(len(train.examples), cfg.val_fraction, seed)
+  if settings.epochs < 1:
+    raise UserError(f'epochs={settings.epochs}: a linear probe trains for at least one epoch')
+  fit_index, val_index = carve(len(train.examples), settings.val_fraction, seed)
   fit, val = train.take(fit_index), train.take(val_index)
   fit_x, val_x, *eval_xs = _standardise(fit.x, val.x, *(f.x for f in evals.values()))
   y = fit.targets()
@@ -203,14 +205,14 @@ def linear(train: Features, evals: dict, spec, cfg, seed: int) -> dict:
   key = jax.random.key(seed)
   params = {'kernel': 0.02 * jax.random.normal(key, (fit_x.shape[1], outputs)),
             'bias': jnp.zeros((outputs,))}
-  tx = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
+  tx = optax.adamw(settings.lr, weight_decay=settings.weight_decay)
   loss = kinds.KINDS['regression' if spec.kind == 'regression' else 'classification'].loss
   epoch = jax.jit(functools.partial(_epoch, tx, loss))
-  order = task_rows.epoch_order(len(y), min(cfg.batch_size, len(y)), cfg.epochs, seed)
-  steps = len(order) // cfg.epochs
+  order = task_rows.epoch_order(len(y), min(settings.batch_size, len(y)), settings.epochs, seed)
+  steps = len(order) // settings.epochs
   opt_state, best, curve = tx.init(params), None, []
-  bar = progress.bar(cfg, cfg.epochs, f'{spec.name} linear probe seed {seed}', 'epoch')
-  for number in range(cfg.epochs):
+  bar = progress.bar(settings, settings.epochs, f'{spec.name} linear probe seed {seed}', 'epoch')
+  for number in range(settings.epochs):
     params, opt_state, losses = epoch(params, opt_state, fit_x, y,
                                       order[number * steps:(number + 1) * steps])
     weights = [np.asarray(params['kernel']), np.asarray(params['bias'])]
@@ -253,10 +255,10 @@ def ridge_probe_eval(model, tokenizer, train_examples, eval_examples, spec, *,
 
   Returns the task's metrics by name plus 'lambda', the penalty chosen on validation.
   """
-  cfg = ml_collections.ConfigDict(dict(pooling=pooling, max_len=max_len,
+  settings = ml_collections.ConfigDict(dict(pooling=pooling, max_len=max_len,
                                        batch_size=batch_size, val_fraction=val_fraction,
                                        progress=False))  # under pretraining's bar
-  train = extract(model, tokenizer, spec, train_examples, cfg)
-  evaluation = extract(model, tokenizer, spec, eval_examples, cfg)
-  result = ridge(train, {'eval': evaluation}, spec, cfg, seed)
+  train = extract(model, tokenizer, spec, train_examples, settings)
+  evaluation = extract(model, tokenizer, spec, eval_examples, settings)
+  result = ridge(train, {'eval': evaluation}, spec, settings, seed)
   return result['evals']['eval']['metrics'] | {'lambda': result['lambda']}

@@ -50,14 +50,14 @@ def parse_shots(text) -> list[int]:
   return values
 
 
-def settings() -> ml_collections.ConfigDict:
+def defaults() -> ml_collections.ConfigDict:
   """Every key the adaptation commands read (`settings_lib.Settings`), with its default."""
   return schema.config_dict(Settings)
 
 
 def load_settings(overrides=()) -> ml_collections.ConfigDict:
-  """`settings()` with `--set key=value` overrides, checked (`check_settings`)."""
-  return check_settings(config_lib.override(settings(), overrides))
+  """`defaults()` with `--set key=value` overrides, checked (`check_settings`)."""
+  return check_settings(config_lib.override(defaults(), overrides))
 
 
 def check_settings(s: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -92,12 +92,12 @@ def _model(pre, init, seed):
   return models.build(pre.model_cfg, nnx.Rngs(seed))
 
 
-def _probe_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
+def _probe_runs(pre, task, settings, inits, seeds, workdir) -> Iterator[SeedResult]:
   """Each (init, seed) fits a probe on the features of every block `probe.layer` names and
   keeps the one that scores best on validation (ties: the higher block); the same search for
   both inits. Pretrained features are cached on disk, keyed by the weights' digest."""
-  fit = probe.ridge if cfg.kind == 'ridge' else probe.linear
-  blocks = probe.layers(cfg.layer, pre.model.cfg.num_layers)
+  fit = probe.ridge if settings.kind == 'ridge' else probe.linear
+  blocks = probe.layers(settings.layer, pre.model.cfg.num_layers)
   main = task.spec.metrics[0]
   digest = probe.model_digest(pre.model)
   for init in inits:
@@ -107,9 +107,9 @@ def _probe_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
         model = encoding.truncate(_model(pre, init, seed), block)
         cache = workdir / 'features' if init == 'pretrained' else None
         extract = lambda examples: probe.extract(  # pylint: disable=cell-var-from-loop
-            model, pre.tokenizer, task.spec, examples, cfg, cache, f'{digest}layer{block}')
+            model, pre.tokenizer, task.spec, examples, settings, cache, f'{digest}layer{block}')
         train, evals = extract(task.train), {k: extract(v) for k, v in task.evals.items()}
-        tried.append((block, fit(train, evals, task.spec, cfg, seed)))
+        tried.append((block, fit(train, evals, task.spec, settings, seed)))
       block, best = max(tried, key=lambda t: (np.nan_to_num(t[1]['val'][main], nan=-np.inf),
                                               t[0]))
       by_block = [{'layer': b, f'val_{main}': r['val'][main]} for b, r in tried]
@@ -117,33 +117,33 @@ def _probe_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
                                   **({'layers': by_block} if len(tried) > 1 else {})})
 
 
-def _finetune_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
+def _finetune_runs(pre, task, settings, inits, seeds, workdir) -> Iterator[SeedResult]:
   best = None
   for init in inits:
     for seed in seeds:
       result = finetune.finetune(_model(pre, init, seed), pre.tokenizer, task.spec, task.train,
-                                 task.evals, cfg, seed)
+                                 task.evals, settings, seed)
       params = result.pop('params')
       main = result['val'][task.spec.metrics[0]]
       if init == inits[0] and (best is None or main > best):  # keep the best seed's model
         best = main
-        finetune.save(workdir / 'model', params, pre.model_cfg, task.spec, cfg, pre.tokenizer)
+        finetune.save(workdir / 'model', params, pre.model_cfg, task.spec, settings, pre.tokenizer)
       yield SeedResult.from_json({'group': init, 'init': init, **result})
 
 
-def _fewshot_runs(pre, task, cfg, inits, seeds, workdir) -> Iterator[SeedResult]:
+def _fewshot_runs(pre, task, settings, inits, seeds, workdir) -> Iterator[SeedResult]:
   del workdir
-  shots = parse_shots(cfg.shots)
-  verbalizers = tuple(cfg.verbalizers.split('|')) if cfg.verbalizers else tuple(
+  shots = parse_shots(settings.shots)
+  verbalizers = tuple(settings.verbalizers.split('|')) if settings.verbalizers else tuple(
       ' ' + label for label in task.spec.labels)
   for init in inits:
     for seed in seeds:
       model = _model(pre, init, seed)
       scratch = pre if init == 'pretrained' else dataclasses.replace(pre, model=model)
       by_split = {split: fewshot.classify(
-          scratch, task.spec, task.train, examples, template=cfg.template.replace('\\n', '\n'),
-          verbalizers=verbalizers, shots=shots, seed=seed, batch_size=cfg.batch_size,
-          normalize=cfg.normalize, show_progress=progress.enabled(cfg))
+          scratch, task.spec, task.train, examples, template=settings.template.replace('\\n', '\n'),
+          verbalizers=verbalizers, shots=shots, seed=seed, batch_size=settings.batch_size,
+          normalize=settings.normalize, show_progress=progress.enabled(settings))
           for split, examples in task.evals.items()}
       for k in shots:
         yield SeedResult(group=f'{init} {k}-shot' if len(inits) > 1 else f'{k}-shot',
@@ -170,10 +170,10 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
     log.warning('max_len=%d exceeds the model\'s %d positions; using max_len=%d', s.max_len,
                 limit, limit)
     s.max_len = limit
-  cfg = method_settings(s, method, pre.model_cfg)
+  settings = method_settings(s, method, pre.model_cfg)
   seeds = list(range(s.seed, s.seed + s.seeds))
   results = {
-      'task': task.spec.name, 'method': method if method != 'probe' else f'probe_{cfg.kind}',
+      'task': task.spec.name, 'method': method if method != 'probe' else f'probe_{settings.kind}',
       'checkpoint': str(checkpoint), 'checkpoint_step': pre.step, 'seeds': seeds,
       'init': s.init, 'model': describe(pre), 'settings': s.to_dict(),
       'examples': {'train': len(task.train), **{k: len(v) for k, v in task.evals.items()}},
@@ -182,7 +182,7 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
       'baseline': baselines.score(task.spec, task.train, task.evals), 'runs': []}
   start = time.perf_counter()
   clock = start
-  for one in _RUNNERS[method](pre, task, cfg, INITS[s.init], seeds, workdir):
+  for one in _RUNNERS[method](pre, task, settings, INITS[s.init], seeds, workdir):
     now = time.perf_counter()
     one = dataclasses.replace(one, seconds=round(now - clock, 2))
     clock = now
@@ -190,7 +190,7 @@ def run(pre, task: Task, method: str, workdir, s, checkpoint: str = '') -> dict:
     results['metrics'] = summarize(results['runs'])
     results['seconds'] = round(now - start, 2)
     write_json(workdir / 'results.json', results)
-    progress.line(cfg, _seed_line(task.spec, one))
+    progress.line(settings, _seed_line(task.spec, one))
   results['warnings'] = baselines.warnings(results, task.spec) + _edge_of_grid(results)
   write_json(workdir / 'results.json', results)
   for line in results['warnings']:
@@ -224,9 +224,9 @@ def _edge_of_grid(results) -> list[str]:
 def _seed_line(spec, one: SeedResult) -> str:
   """What a seed chose on validation and how it scored on each evaluation split."""
   main = spec.metrics[0]
-  settings = (('block', one.layer, str), ('lr', one.lr, progress.rate),
+  fields = (('block', one.layer, str), ('lr', one.lr, progress.rate),
               ('epoch', one.epoch, str), ('lambda', one.penalty, progress.rate))
-  chosen = [f'{name} {show(value)}' for name, value, show in settings if value is not None]
+  chosen = [f'{name} {show(value)}' for name, value, show in fields if value is not None]
   picked = ''
   if chosen:
     assert one.val is not None  # what a method chooses, it chooses on validation
@@ -237,10 +237,10 @@ def _seed_line(spec, one: SeedResult) -> str:
 
 
 def describe(pre) -> dict:
-  cfg = pre.model_cfg
+  model_cfg = pre.model_cfg
   params = sum(x.size for x in jax.tree.leaves(nnx.to_pure_dict(nnx.state(pre.model))))
-  return {'arch': cfg.arch, 'hidden_size': cfg.hidden_size, 'num_layers': cfg.num_layers,
-          'params': params}
+  return {'arch': model_cfg.arch, 'hidden_size': model_cfg.hidden_size,
+          'num_layers': model_cfg.num_layers, 'params': params}
 
 
 def summarize(runs: list[dict]) -> dict:

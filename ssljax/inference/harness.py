@@ -239,12 +239,12 @@ def cli(argv: list[str]) -> None:
 def lm_eval_hook(config: ml_collections.ConfigDict) -> Hook:
   """Finds `eval.lm_eval_tasks` once; the hook returns their `metrics` at the current
   parameters, every `eval.lm_eval_every` steps of pretraining."""
-  cfg = config.eval
-  tasks = resolve_tasks(cfg.lm_eval_tasks)
+  section = config.eval
+  tasks = resolve_tasks(section.lm_eval_tasks)
 
   def fn(info: HookInfo) -> dict:
     pre = Pretrained(config, info.model_cfg, info.model(), info.tokenizer, info.step)
-    return metrics(run_tasks(pre, tasks, limit=cfg.lm_eval_limit or None,
-                             batch_size=cfg.lm_eval_batch_size))
+    return metrics(run_tasks(pre, tasks, limit=section.lm_eval_limit or None,
+                             batch_size=section.lm_eval_batch_size))
 
-  return Hook(every=cfg.lm_eval_every or config.train.eval_every, fn=fn)
+  return Hook(every=section.lm_eval_every or config.train.eval_every, fn=fn)

@@ -325,9 +325,9 @@ class _Sample(_Worker):
     self.config, self.rate = config, rate
 
   def work(self, split):
-    cfg = ml_collections.ConfigDict(self.config)
-    docs = list(sources.documents(split, cfg.data))
-    draws = examples_lib.uniform(cfg.train.seed, _doc_keys(split, len(docs)), 7)
+    config = ml_collections.ConfigDict(self.config)
+    docs = list(sources.documents(split, config.data))
+    draws = examples_lib.uniform(config.train.seed, _doc_keys(split, len(docs)), 7)
     kept = [(float(u), d) for u, d in zip(draws, docs) if u < self.rate]
     shards.write_atomic(paths.path(self.where) / f'sample-{split.index:05d}.json',
                         json.dumps(kept).encode())
@@ -348,22 +348,22 @@ class _Encode(_Worker):
     self._tokenizer: tokenizers.Tokenizer | None = None
 
   def work(self, split):
-    cfg = ml_collections.ConfigDict(self.config)
+    config = ml_collections.ConfigDict(self.config)
     if self._tokenizer is None:
       self._tokenizer = tokenizers.from_proto(self.kind, self.proto)
     tokenizer, folder = self._tokenizer, paths.path(self.where)
     token_docs = []
     batch = []
-    for doc in sources.documents(split, cfg.data):
+    for doc in sources.documents(split, config.data):
       batch.append(doc)
       if len(batch) == _ENCODE_BATCH:
         token_docs += tokenizer.encode(batch)
         batch = []
     token_docs += tokenizer.encode(batch) if batch else []
     token_docs = [t for t in token_docs if len(t)]
-    held = (examples_lib.uniform(cfg.train.seed, _doc_keys(split, len(token_docs)), 8)
-            < cfg.data.eval_fraction)
-    chunking = examples_lib.chunking(cfg.objective, cfg.data.seq_len)
+    held = (examples_lib.uniform(config.train.seed, _doc_keys(split, len(token_docs)), 8)
+            < config.data.eval_fraction)
+    chunking = examples_lib.chunking(config.objective, config.data.seq_len)
     dtype = shards.token_dtype(tokenizer.vocab_size)
     record = {'fingerprint': self.key, 'split': split.index,
               'tokenizer': shards.sha256(self.proto)}

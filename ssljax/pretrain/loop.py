@@ -392,7 +392,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
     config = budget.sized_config(config, workdir, functools.partial(setup, init=init), started)
   run = setup(config, workdir, init)
   config = run.config  # with train.init_from's model section
-  cfg = config.train
+  train = config.train
   state, start = restore_or_init(run)
   lead = jax.process_index() == 0
   if lead:  # readable without a checkpoint: what this start of the run trains with
@@ -406,14 +406,14 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
   if lead and start:
     print(_continuing(run, start, learning_rate), file=sys.stderr, flush=True)
   throughput = _Throughput.of(run)
-  bar = tqdm.tqdm(total=cfg.steps, initial=start, disable=not (lead and cfg.progress),
+  bar = tqdm.tqdm(total=train.steps, initial=start, disable=not (lead and train.progress),
                   unit='step', dynamic_ncols=True)
   last: dict[str, float] = {}
   pending: collections.deque = collections.deque()
   saved_step = start
   interrupted = None  # what a Ctrl-C that stopped the loop says
-  window = (profile.Window(run.workdir, cfg.profile_from, cfg.profile_steps)
-            if cfg.profile_steps and lead else None)
+  window = (profile.Window(run.workdir, train.profile_from, train.profile_steps)
+            if train.profile_steps and lead else None)
 
   def record(step, values):
     nonlocal last
@@ -430,7 +430,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
       if not (math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])):
         raise NonFiniteLoss(str(run.workdir), step, values['loss'], values['grad_norm'],
                             start, saved_step)
-      if due(step, cfg.log_every, always):
+      if due(step, train.log_every, always):
         values |= throughput.update(step)
         values['learning_rate'] = float(learning_rate(step - 1))
         writer.write(step, values)
@@ -442,7 +442,7 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
   # ignored instead of cutting it short.
   with preemption_flag() as flag:
     try:
-      for step in range(start, cfg.steps):
+      for step in range(start, train.steps):
         batch = run.strategy.put_batch(next(run.batches))
         state, step_metrics = run.strategy.step(state, batch)
         done = step + 1
@@ -452,8 +452,8 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
           bar.write(said)
         signal_name = preempted(flag, done)
         stop = (signal_name or (stop_after is not None and done >= stop_after) or
-                (due(done, cfg.log_every) and budget.spent(started, cfg.time_budget)))
-        save = stop or due(done, cfg.checkpoint_every, cfg.steps)
+                (due(done, train.log_every) and budget.spent(started, train.time_budget)))
+        save = stop or due(done, train.checkpoint_every, train.steps)
         # Step `done` is dispatched: read the ones before it, and itself if it is saved.
         drain(through=done if save else done - 1, always=done if save else None)
         if save:
@@ -461,17 +461,17 @@ def _pretrain(config, workdir, init, hooks, stop_after, started, still_held) -> 
           checkpoint.save(run.manager, done, run.strategy.to_save(state),
                           run.batches.get_state(), meta)
           saved_step = done
-        if due(done, cfg.eval_every, cfg.steps):
+        if due(done, train.eval_every, train.steps):
           record(done, evaluate(run, state))
         for hook in hooks:
-          if due(done, hook.every, cfg.steps):
+          if due(done, hook.every, train.steps):
             # (series runs have no hooks: config.validate refuses them, so a tokenizer is here)
             record(done, hook.fn(HookInfo(done, run.strategy.to_save(state).params,
                                           run.graphdef, run.model_cfg,
                                           run.tokenizer)))  # type: ignore[arg-type]
         if stop:
-          if done < cfg.steps and stop_after is None:
-            why = signal_name or f'time budget of {cfg.time_budget} min spent'
+          if done < train.steps and stop_after is None:
+            why = signal_name or f'time budget of {train.time_budget} min spent'
             said = f'at step {done}: checkpoint saved; rerun the same command to continue'
             if why == 'SIGINT':
               interrupted = f'interrupted {said}'

@@ -35,11 +35,11 @@ def _choose_words(key, maskable_L, word_start_L, num_L):
 
 
 def mask_example(key, ids_L, real_L, word_start_L, special_ids, normal_ids, mask_id,
-                 cfg, num_predictions_k, whole_word=False):
+                 mlm, num_predictions_k, whole_word=False):
   """Masks one sequence; returns the masked ids and the K positions to predict."""
   k_choose, k_action, k_random = jax.random.split(key, 3)
   maskable_L = real_L & ~jnp.isin(ids_L, special_ids)
-  num = jnp.round(maskable_L.sum() * cfg.rate).astype(jnp.int32)
+  num = jnp.round(maskable_L.sum() * mlm.rate).astype(jnp.int32)
   num = jnp.clip(num, jnp.minimum(1, maskable_L.sum()), num_predictions_k)
   if whole_word:
     chosen_L = _choose_words(k_choose, maskable_L, word_start_L, num)
@@ -47,9 +47,9 @@ def mask_example(key, ids_L, real_L, word_start_L, special_ids, normal_ids, mask
     chosen_L = _choose_tokens(k_choose, maskable_L, num)
   action_L = jax.random.uniform(k_action, ids_L.shape)
   random_L = normal_ids[jax.random.randint(k_random, ids_L.shape, 0, normal_ids.shape[0])]
-  masked_L = jnp.where(chosen_L & (action_L < cfg.mask_fraction), mask_id, ids_L)
-  use_random = (action_L >= cfg.mask_fraction) & (
-      action_L < cfg.mask_fraction + cfg.random_fraction)
+  masked_L = jnp.where(chosen_L & (action_L < mlm.mask_fraction), mask_id, ids_L)
+  use_random = (action_L >= mlm.mask_fraction) & (
+      action_L < mlm.mask_fraction + mlm.random_fraction)
   masked_L = jnp.where(chosen_L & use_random, random_L, masked_L)
   positions_K = jnp.argsort(~chosen_L, stable=True)[:num_predictions_k]
   return {
@@ -61,10 +61,10 @@ def mask_example(key, ids_L, real_L, word_start_L, special_ids, normal_ids, mask
   }
 
 
-def mask_batch(key, rows_B, batch, vocab, cfg, num_predictions_k):
+def mask_batch(key, rows_B, batch, vocab, mlm, num_predictions_k):
   """Masks a batch; `rows_B` are the global row indices that make each example's key."""
   keys_B = jax.vmap(lambda r: jax.random.fold_in(key, r))(rows_B)
   special, normal = jnp.asarray(vocab['special_ids']), jnp.asarray(vocab['normal_ids'])
   fn = lambda k, ids, m, w: mask_example(
-      k, ids, m, w, special, normal, vocab['mask_id'], cfg, num_predictions_k, cfg.whole_word)
+      k, ids, m, w, special, normal, vocab['mask_id'], mlm, num_predictions_k, mlm.whole_word)
   return jax.vmap(fn)(keys_B, batch['input_ids'], batch['doc_ids'] > 0, batch['word_start'])

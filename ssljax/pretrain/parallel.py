@@ -34,23 +34,24 @@ log = logging.getLogger(__name__)
 
 
 
-def initialize_distributed(cfg):
+def initialize_distributed(distributed):
   """Starts jax.distributed when the config or SSLJAX_DISTRIBUTED / SSLJAX_COORDINATOR ask.
 
   On a TPU pod slice `jax.distributed.initialize()` finds its peers itself; elsewhere give
   distributed.coordinator_address, num_processes and process_id.
   """
-  coordinator = cfg.coordinator_address or os.environ.get('SSLJAX_COORDINATOR', '')
-  if not (cfg.initialize or coordinator or os.environ.get('SSLJAX_DISTRIBUTED')):
+  coordinator = distributed.coordinator_address or os.environ.get('SSLJAX_COORDINATOR', '')
+  if not (distributed.initialize or coordinator or os.environ.get('SSLJAX_DISTRIBUTED')):
     return
   if jax.distributed.is_initialized():
     return
   # Only CPU collectives read this; set before the backend starts (as initialize must be).
-  jax.config.update('jax_cpu_collectives_implementation', cfg.cpu_collectives)
+  jax.config.update('jax_cpu_collectives_implementation', distributed.cpu_collectives)
   kwargs: dict = {}
   if coordinator:
-    num = cfg.num_processes or int(os.environ.get('SSLJAX_NUM_PROCESSES', '0'))
-    pid = cfg.process_id if cfg.process_id >= 0 else int(os.environ.get('SSLJAX_PROCESS_ID', '-1'))
+    num = distributed.num_processes or int(os.environ.get('SSLJAX_NUM_PROCESSES', '0'))
+    pid = (distributed.process_id if distributed.process_id >= 0
+           else int(os.environ.get('SSLJAX_PROCESS_ID', '-1')))
     if num < 1 or pid < 0:
       raise UserError('distributed.coordinator_address is set but distributed.num_processes '
                       'and distributed.process_id are not (or SSLJAX_NUM_PROCESSES and '
@@ -59,9 +60,9 @@ def initialize_distributed(cfg):
   jax.distributed.initialize(**kwargs)
 
 
-def mesh_shape(cfg, num_devices):
+def mesh_shape(mesh_sizes, num_devices):
   """(data, fsdp, tensor) sizes; one of them may be -1: every device the others leave."""
-  sizes = {axis: cfg[axis] for axis in sharding.AXES}  # config key = axis name
+  sizes = {axis: mesh_sizes[axis] for axis in sharding.AXES}  # config key = axis name
   shown = ' '.join(f'mesh.{k}={v}' for k, v in sizes.items())
   free = [k for k, v in sizes.items() if v == -1]
   if len(free) > 1 or any(v == 0 or v < -1 for v in sizes.values()):
@@ -79,11 +80,11 @@ def mesh_shape(cfg, num_devices):
   return tuple(sizes[a] for a in sharding.AXES)
 
 
-def make_mesh(cfg, devices=None) -> jax.sharding.Mesh:
+def make_mesh(mesh_sizes, devices=None) -> jax.sharding.Mesh:
   """The (data, fsdp, tensor) mesh over `devices` (default: all of them; `ssljax compile`
   passes a TPU topology's compile-only devices)."""
   devices = jax.devices() if devices is None else list(devices)
-  shape = mesh_shape(cfg, len(devices))
+  shape = mesh_shape(mesh_sizes, len(devices))
   devices = np.asarray(devices[:int(np.prod(shape))])
   auto = (jax.sharding.AxisType.Auto,) * len(sharding.AXES)
   return jax.sharding.Mesh(devices.reshape(shape), sharding.AXES, axis_types=auto)
