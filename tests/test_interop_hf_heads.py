@@ -181,7 +181,7 @@ def test_the_pipeline_predicts_what_ssljax_predict_does(family, spec, corpus_fil
     ('modernbert', SPECS['tokens'], 'cls', None, 'linear',
      'ModernBertPredictionHead.*--set finetune.head=mlp'),
     ('modernbert', SPECS['classification'], 'cls', None, None,
-     'pooling=cls.*first token\'s last hidden state or .*mean.*--set pooling=first'),
+     'pooling=cls.*mean over the real tokens or .*first token.*--set pooling=mean'),
     ('bert', SPECS['tokens'], 'cls', None, 'mlp',
      'finetune.head=mlp.*BertForTokenClassification has one linear layer'),
     ('modernbert_segments', SQUAD, 'cls', None, None,
@@ -227,7 +227,7 @@ def test_a_tokenizer_that_pads_with_the_row_end_is_refused(tmp_path):
 
 @pytest.mark.parametrize('family, pooling, head', [
     ('bert', 'cls', 'linear'), ('roberta', 'cls', 'linear'), ('gpt2', 'last', 'linear'),
-    ('llama', 'last', 'linear'), ('modernbert', 'first', 'mlp')])
+    ('llama', 'last', 'linear'), ('modernbert', 'mean', 'mlp')])
 def test_a_fine_tune_defaults_to_the_head_its_family_exports(family, pooling, head,
                                                              corpus_file, tokenizer_file):
   """Unset, pooling and finetune.head are what the family's task classes compute, so the

@@ -73,7 +73,7 @@ def method_settings(s, method: str, model_cfg: models.ModelConfig) -> ml_collect
   """The flat settings probe/finetune/fewshot read: the shared keys plus the method's own.
   A fine-tune's unset pooling and head are those of the task classes of the model's Hugging
   Face family (`interop.families`), so that the model it saves exports: cls for BERT,
-  RoBERTa and ALBERT, last for a decoder, first with ModernBERT's dense-activation-norm
+  RoBERTa and ALBERT, last for a decoder, mean with ModernBERT's dense-activation-norm
   head for a ModernBERT-shaped encoder (the README demo's)."""
   family = FAMILIES[families.model_type_of(model_cfg)]
   pooling = s.pooling or (next(iter(family.poolings)) if method == 'finetune' else 'mean')

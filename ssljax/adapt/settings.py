@@ -91,7 +91,7 @@ class Settings(TaskData):
   max_len: int = key(128, 'tokens per row', at_least=8)
   batch_size: int = key(32, 'rows per step', at_least=1)
   pooling: str = key('', 'cls, first, mean or last; \'\' = to fine-tune, the model\'s Hugging '
-                     'Face family\'s (cls; last for a decoder, first for ModernBERT), else mean')
+                     'Face family\'s (cls; last for a decoder, mean for ModernBERT), else mean')
   val_fraction: float = key(0.1, 'of train, held out to choose epochs and penalties', above=0,
                             below=1)
   doc_stride: int = key(64, 'squad: tokens between window starts', at_least=1)
