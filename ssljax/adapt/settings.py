@@ -14,10 +14,11 @@ INITS = {'pretrained': ('pretrained',), 'scratch': ('scratch',),
 # Where the [CLS] pooler (dense + tanh) of a fine-tune starts: `fresh` draws it from the
 # seed, the same for both inits, so that the pretrained and the scratch model differ only in
 # the encoder; `pretrained` keeps the checkpoint's, trained by NSP or SOP. A pooler whose
-# sentence-pair objective stayed at chance (the demo's NSP) or never trained (MLM only) is
-# noise at best: from the demo checkpoint (1,000 SST-2 examples, 3 seeds) the pretrained
-# pooler scored below scratch (docs/pretraining.md). Re-drawing it helps few-sample
-# fine-tuning of BERT too (Zhang et al. 2021, "Revisiting few-sample BERT fine-tuning").
+# sentence-pair objective stayed at chance (NSP in the demo's former mlm_nsp) or never
+# trained (MLM only, the demo now) is noise at best: from the mlm_nsp demo checkpoint
+# (1,000 SST-2 examples, 3 seeds) the pretrained pooler scored below scratch
+# (docs/pretraining.md). Re-drawing it helps few-sample fine-tuning of BERT too (Zhang et
+# al. 2021, "Revisiting few-sample BERT fine-tuning").
 POOLERS = ('fresh', 'pretrained')
 
 
