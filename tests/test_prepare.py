@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from ssljax import cli, config as config_lib, tokenizers
+from ssljax import cli, config as config_lib, paths, tokenizers
 from ssljax.data import corpus, examples, prepared
 from ssljax.errors import UserError
 from ssljax.prepare import pipeline, sources
@@ -486,3 +486,17 @@ def test_beams_routine_warnings_go_to_a_log_file(corpus_file, tokenizer_file, tm
   log = result.stdout.splitlines()[-1].removeprefix("Beam's log: ")
   assert 'WARNING' in pathlib.Path(log).read_text()
   assert result.stdout.splitlines()[-2].startswith(f'prepared {tmp_path / "out"}: ')
+
+
+def test_a_failure_record_of_a_bundle_that_succeeded_on_retry_is_removed(tmp_path):
+  """A runner that retries a failed bundle to success leaves the record the failed try
+  wrote; the run that succeeded removes it, so nothing stale is read by a later failure."""
+  (tmp_path / 'failed-00000.json').write_text('{"kind": "input", "line": "stale"}')
+
+  class Done(pipeline._Worker):  # pylint: disable=protected-access
+    def work(self, split):
+      yield split
+
+  pipeline._run(pipeline.pipeline_options((), 1), 'noop', [0, 1], Done(str(tmp_path)),  # pylint: disable=protected-access
+                paths.path(tmp_path))
+  assert not list(tmp_path.glob('failed-*'))

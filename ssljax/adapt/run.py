@@ -29,7 +29,6 @@ from ssljax.adapt.settings import INITS, Settings
 from ssljax.errors import UserError
 from ssljax.inference import encoding
 from ssljax.interop import families
-from ssljax.interop.families import FAMILIES
 from ssljax.tasks import baselines
 from ssljax.tasks.catalog import Task
 
@@ -75,7 +74,7 @@ def method_settings(s, method: str, model_cfg: models.ModelConfig) -> ml_collect
   Face family (`interop.families`), so that the model it saves exports: cls for BERT,
   RoBERTa and ALBERT, last for a decoder, mean with ModernBERT's dense-activation-norm
   head for a ModernBERT-shaped encoder (the README demo's)."""
-  family = FAMILIES[families.model_type_of(model_cfg)]
+  family = families.FAMILIES[families.model_type_of(model_cfg)]
   pooling = s.pooling or (next(iter(family.poolings)) if method == 'finetune' else 'mean')
   shared = {k: s[k] for k in ('max_len', 'batch_size', 'val_fraction', 'doc_stride',
                                'progress')}

@@ -182,10 +182,7 @@ def _run(options, name: str, splits, fn, where: paths.Path):
            | f'{name}: spread' >> beam.Reshuffle()
            | f'{name}: work' >> beam.ParDo(fn))
   except Exception as e:
-    failures = []
-    for record in sorted(where.glob(f'{_FAILED}*')):  # read, then gone: a rerun starts clean
-      failures.append(json.loads(record.read_text()))
-      record.unlink()
+    failures = _take_failures(where)
     if isinstance(e, UserError):  # a runner in this process raised the worker's own
       raise
     lines = [f['line'] for f in failures if f['kind'] == 'input']
@@ -196,6 +193,16 @@ def _run(options, name: str, splits, fn, where: paths.Path):
                       'exceeded); free some space and rerun the same command: it keeps the '
                       'splits already written') from None
     raise
+  _take_failures(where)  # a bundle that failed, then succeeded when the runner retried it
+
+
+def _take_failures(where: paths.Path) -> list[dict]:
+  """The failures workers recorded in `where`, read and removed: a rerun starts clean."""
+  failures = []
+  for record in sorted(where.glob(f'{_FAILED}*')):
+    failures.append(json.loads(record.read_text()))
+    record.unlink()
+  return failures
 
 
 def _tokenizer(config, out: paths.Path, plan: sources.Plan, options) -> tokenizers.Tokenizer:
